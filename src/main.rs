@@ -1,3 +1,5 @@
-fn main() {
-    println!("strata: under construction");
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    ExitCode::from(strata::run(std::env::args_os()))
 }

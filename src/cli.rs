@@ -1,0 +1,101 @@
+//! The command line: one variant per command. Exit codes are documented in the README
+//! and relied upon by scripts: 0 ok, 1 differences found (drift, pending changes),
+//! 2 error.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "Layered environment config → reviewable deployment artifacts, then apply them.",
+    after_help = "Exit codes: 0 ok, 1 differences found (render --check, plan), 2 error."
+)]
+pub struct Cli {
+    /// Project folder (the one holding environments/); searched upward from here.
+    #[arg(short = 'C', long = "project", global = true, default_value = ".", value_name = "DIR")]
+    pub project: PathBuf,
+
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// When to use colour (NO_COLOR is honoured with `auto`).
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    /// GitHub Actions annotations and a markdown summary.
+    Github,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Render all (or the named) targets into the output folder.
+    Render {
+        /// Targets to render (`prod-aws`); all when none are given.
+        targets: Vec<String>,
+        /// Output folder.
+        #[arg(long, default_value = "out", value_name = "DIR")]
+        out: PathBuf,
+        /// Render in memory and compare with the output folder; exit 1 on drift.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Load, merge, validate and render in memory; write nothing.
+    Validate {
+        /// Targets to validate; all when none are given.
+        targets: Vec<String>,
+    },
+    /// List the targets.
+    List,
+    /// Show a key's final value and every layer that set it.
+    Explain {
+        target: String,
+        /// Dotted key path, e.g. bucket.lifecycle.glacierAfterDays, or names.bucket.
+        key: String,
+    },
+    /// Show what apply would change in the cloud; no writes.
+    Plan { target: String },
+    /// Provision the bucket and its access policy, then run helm.
+    Apply {
+        target: String,
+        /// Without it, apply only shows the plan.
+        #[arg(long)]
+        approve: bool,
+        /// Skip the helm step (cloud resources only).
+        #[arg(long)]
+        skip_helm: bool,
+        /// Where the rendered artifacts are written before helm runs.
+        #[arg(long, default_value = "out", value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Print the JSON Schema of the environment files.
+    Schema,
+    /// Write the example project into DIR.
+    Init {
+        dir: PathBuf,
+    },
+    /// Print shell completions.
+    Completions {
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}

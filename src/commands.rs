@@ -1,0 +1,408 @@
+//! One function per command, taking resolved arguments (as zola's `cmd/`). They load,
+//! call the pipeline, and hand data to the [`Reporter`].
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::cli::{Cli, Command, Format};
+use crate::config::{Value, merge::join_path};
+use crate::error::{Error, Result};
+use crate::output::{self, DriftStatus, FileDrift, Tree};
+use crate::project::{EXAMPLE, Project};
+use crate::report::Reporter;
+use crate::{Loaded, exit, render_all};
+
+pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
+    match &cli.command {
+        Command::Render { targets, out: dir, check } => {
+            let dir = cli.project.join(dir);
+            if *check { render_check(cli, out, targets, &dir) } else { render(cli, out, targets, &dir) }
+        }
+        Command::Validate { targets } => validate(cli, out, targets),
+        Command::List => list(cli, out),
+        Command::Explain { target, key } => explain(cli, out, target, key),
+        Command::Plan { target } => crate::apply::plan_command(cli, out, target),
+        Command::Apply { target, approve, skip_helm, out: dir } => {
+            crate::apply::apply_command(cli, out, target, *approve, *skip_helm, &cli.project.join(dir))
+        }
+        Command::Schema => {
+            out.json(&schema());
+            Ok(exit::OK)
+        }
+        Command::Init { dir } => init(out, dir),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "strata", &mut std::io::stdout());
+            Ok(exit::OK)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout()).map_err(|e| Error::io("stdout", e))?;
+            Ok(exit::OK)
+        }
+    }
+}
+
+fn load(cli: &Cli) -> Result<Loaded> {
+    Loaded::load(Project::discover(&cli.project)?)
+}
+
+/// Loads, validates and renders the named targets (all when empty), in memory.
+pub fn render_tree(cli: &Cli, names: &[String]) -> Result<(Loaded, Vec<crate::model::Target>, Tree)> {
+    let loaded = load(cli)?;
+    let targets = loaded.targets(names)?;
+    let renderer = loaded.renderer()?;
+    let tree = render_all(&renderer, &targets)?;
+    Ok((loaded, targets, tree))
+}
+
+fn in_targets<'a>(names: &'a [String]) -> impl Fn(&str) -> bool + 'a {
+    move |path: &str| names.is_empty() || names.iter().any(|n| path.split('/').next() == Some(n.as_str()))
+}
+
+fn render(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Result<u8> {
+    let (loaded, targets, tree) = render_tree(cli, names)?;
+    output::check_out_dir(dir, loaded.project.root())?;
+    let mut desired = tree;
+    if !names.is_empty() {
+        // Keep the other targets' files as they are.
+        let keep = in_targets(names);
+        for (path, bytes) in output::read_tree(dir)? {
+            if !keep(&path) {
+                desired.insert(path, bytes.into());
+            }
+        }
+    }
+    let files = desired.len();
+    let summary = output::write_tree(dir, &desired)?;
+    match out.format {
+        Format::Json => out.json(&json!({
+            "ok": true,
+            "project": loaded.project.describe(),
+            "out": dir.display().to_string(),
+            "targets": targets.iter().map(|t| &t.name).collect::<Vec<_>>(),
+            "files": files,
+            "written": summary.written,
+            "unchanged": summary.unchanged,
+            "removed": summary.removed,
+        })),
+        _ => out.line(format!(
+            "rendered {} target{} from {} into {}: {} files ({} written, {} unchanged, {} removed)",
+            targets.len(),
+            if targets.len() == 1 { "" } else { "s" },
+            loaded.project.describe(),
+            dir.display(),
+            files,
+            summary.written,
+            summary.unchanged,
+            summary.removed
+        )),
+    }
+    Ok(exit::OK)
+}
+
+fn render_check(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Result<u8> {
+    let (_, _, tree) = render_tree(cli, names)?;
+    let on_disk = output::read_tree(dir)?;
+    let label = dir.strip_prefix(&cli.project).unwrap_or(dir).display().to_string();
+    let drift = output::compare(&label, &on_disk, &tree, in_targets(names));
+    print_drift(out, &label, &drift, tree.len());
+    Ok(if drift.is_empty() { exit::OK } else { exit::DIFFERENCES })
+}
+
+fn print_drift(out: &Reporter, label: &str, drift: &[FileDrift], files: usize) {
+    match out.format {
+        Format::Json => out.json(&json!({
+            "ok": drift.is_empty(),
+            "folder": label,
+            "files": files,
+            "drift": drift,
+        })),
+        Format::Github => {
+            let mut md = String::new();
+            if drift.is_empty() {
+                md.push_str(&format!("### strata: {label} is up to date ({files} files)\n"));
+            } else {
+                md.push_str(&format!("### strata: {} file(s) in `{label}` differ from the render\n\n", drift.len()));
+                md.push_str("| target | artifact | change | lines |\n|---|---|---|---|\n");
+                for d in drift {
+                    md.push_str(&format!("| {} | {} | {} | +{} −{} |\n", d.target, d.artifact, status_word(d.status), d.lines_added, d.lines_removed));
+                }
+                md.push_str("\n<details><summary>diff</summary>\n\n```diff\n");
+                for d in drift {
+                    md.push_str(&d.diff);
+                }
+                md.push_str("```\n</details>\n");
+                for d in drift {
+                    out.line(format!(
+                        "::error file={label}/{},title=stale artifact::{} is stale; run `strata render --out {label}` and commit the result",
+                        d.path, d.path
+                    ));
+                }
+            }
+            out.line(md);
+        }
+        Format::Text => {
+            if drift.is_empty() {
+                out.line(format!("{label}: up to date ({files} files)"));
+                return;
+            }
+            out.line(format!("{label}: {} file(s) differ from the render", drift.len()));
+            let width = drift.iter().map(|d| d.target.len()).max().unwrap_or(6).max(6);
+            let awidth = drift.iter().map(|d| d.artifact.len()).max().unwrap_or(8).max(8);
+            out.line(format!("  {:width$}  {:awidth$}  {:8}  lines", "target", "artifact", "change"));
+            for d in drift {
+                out.line(format!(
+                    "  {:width$}  {:awidth$}  {:8}  +{} -{}",
+                    d.target,
+                    d.artifact,
+                    status_word(d.status),
+                    d.lines_added,
+                    d.lines_removed
+                ));
+            }
+            out.line("");
+            for d in drift {
+                let mut text = String::new();
+                for line in d.diff.lines() {
+                    let styled = if line.starts_with("+++") || line.starts_with("---") {
+                        out.paint("1", line)
+                    } else if line.starts_with('+') {
+                        out.paint("32", line)
+                    } else if line.starts_with('-') {
+                        out.paint("31", line)
+                    } else if line.starts_with("@@") {
+                        out.paint("36", line)
+                    } else {
+                        line.to_owned()
+                    };
+                    text.push_str(&styled);
+                    text.push('\n');
+                }
+                out.line(text.trim_end());
+            }
+        }
+    }
+}
+
+fn status_word(status: DriftStatus) -> &'static str {
+    match status {
+        DriftStatus::Added => "added",
+        DriftStatus::Removed => "removed",
+        DriftStatus::Changed => "changed",
+    }
+}
+
+fn validate(cli: &Cli, out: &Reporter, names: &[String]) -> Result<u8> {
+    let (loaded, targets, tree) = render_tree(cli, names)?;
+    match out.format {
+        Format::Json => out.json(&json!({
+            "ok": true,
+            "targets": targets.iter().map(|t| &t.name).collect::<Vec<_>>(),
+            "files": tree.len(),
+        })),
+        _ => out.line(format!(
+            "{}: {} target{} valid, {} artifacts render cleanly",
+            loaded.project.describe(),
+            targets.len(),
+            if targets.len() == 1 { "" } else { "s" },
+            tree.len()
+        )),
+    }
+    Ok(exit::OK)
+}
+
+fn list(cli: &Cli, out: &Reporter) -> Result<u8> {
+    let loaded = load(cli)?;
+    match out.format {
+        Format::Json => out.json(
+            &loaded
+                .layers
+                .targets
+                .iter()
+                .map(|t| json!({"name": t.name, "env": t.env, "cloud": t.cloud, "layers": t.files}))
+                .collect::<Vec<_>>(),
+        ),
+        _ => {
+            for t in &loaded.layers.targets {
+                out.line(&t.name);
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// One layer's say about a key.
+#[derive(serde::Serialize)]
+struct LayerValue {
+    file: String,
+    line: u32,
+    column: u32,
+    /// The value this layer wrote (`null` when it removed the key).
+    value: serde_json::Value,
+    effect: &'static str,
+}
+
+fn explain(cli: &Cli, out: &Reporter, target_name: &str, key: &str) -> Result<u8> {
+    let loaded = load(cli)?;
+    let layers = loaded.select(std::slice::from_ref(&target_name.to_owned()))?[0].clone();
+    let targets = loaded.targets(std::slice::from_ref(&target_name.to_owned()))?;
+    let target = &targets[0];
+    let path: Vec<&str> = key.split('.').filter(|s| !s.is_empty()).collect();
+
+    // Derived names: say what they were built from.
+    if let Some(name) = key.strip_prefix("names.") {
+        if let Some(d) = target.derivations.iter().find(|d| d.name == name) {
+            let inputs: Vec<serde_json::Value> = d
+                .inputs
+                .iter()
+                .map(|input| {
+                    let node = target.merged.tree.lookup(input.split('.'));
+                    json!({
+                        "key": input,
+                        "value": node.map(|n| n.to_json()),
+                        "setAt": node.map(|n| n.loc.to_string()),
+                    })
+                })
+                .collect();
+            match out.format {
+                Format::Json => out.json(&json!({
+                    "target": target.name, "key": key, "value": d.value, "derived": true, "rule": d.rule, "inputs": inputs,
+                })),
+                _ => {
+                    out.line(format!("{} {key} = {}", target.name, d.value));
+                    out.line(format!("  derived ({}) from:", d.rule));
+                    for input in &inputs {
+                        out.line(format!(
+                            "    {:32} {}  ({})",
+                            input["key"].as_str().unwrap_or_default(),
+                            input["value"],
+                            input["setAt"].as_str().unwrap_or("not set")
+                        ));
+                    }
+                }
+            }
+            return Ok(exit::OK);
+        }
+    }
+
+    let mut chain = Vec::new();
+    for file in &layers.files {
+        let layer = &loaded.layers.files[file];
+        // A null at or above the key removes it.
+        for depth in 1..=path.len() {
+            if let Some(node) = layer.lookup(path[..depth].iter().copied()) {
+                if node.value == Value::Null {
+                    chain.push(LayerValue { file: file.clone(), line: node.loc.line, column: node.loc.col, value: serde_json::Value::Null, effect: "removed" });
+                    break;
+                }
+                if depth == path.len() {
+                    chain.push(LayerValue { file: file.clone(), line: node.loc.line, column: node.loc.col, value: node.to_json(), effect: "set" });
+                }
+            } else {
+                break;
+            }
+        }
+    }
+    let final_node = target.merged.tree.lookup(path.iter().copied());
+    let Some(final_node) = final_node else {
+        let mut all = Vec::new();
+        collect_paths(&target.merged.tree, "", &mut all);
+        all.extend(target.derivations.iter().map(|d| format!("names.{}", d.name)));
+        let hint = crate::suggest::closest(key, all.iter().map(String::as_str))
+            .map(|c| format!("did you mean `{c}`?"))
+            .unwrap_or_else(|| "keys are dotted paths such as bucket.lifecycle.glacierAfterDays".to_owned());
+        let removed = if chain.iter().any(|c| c.effect == "removed") { " (a layer removed it with null)" } else { "" };
+        return Err(Error::Usage(format!("`{key}` is not set for {}{removed}\n  hint: {hint}", target.name)));
+    };
+    let secret = crate::validate::is_secret_path(key);
+    let value = final_node.to_json();
+    match out.format {
+        Format::Json => out.json(&json!({"target": target.name, "key": key, "value": value, "derived": false, "layers": chain})),
+        _ => {
+            out.line(format!("{} {key} = {}", target.name, show(&value, secret)));
+            for (i, layer) in chain.iter().enumerate() {
+                let last = i + 1 == chain.len();
+                out.line(format!(
+                    "  {} {}:{}:{}  {}{}",
+                    if last { "└─" } else { "├─" },
+                    layer.file,
+                    layer.line,
+                    layer.column,
+                    if layer.effect == "removed" { "removed (null)".to_owned() } else { show(&layer.value, secret) },
+                    if last { "  ← final" } else { "  (overridden)" }
+                ));
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn show(value: &serde_json::Value, _secret: bool) -> String {
+    match value {
+        serde_json::Value::Object(_) | serde_json::Value::Array(_) => serde_json::to_string(value).unwrap_or_default(),
+        other => other.to_string(),
+    }
+}
+
+fn collect_paths(node: &crate::config::Node, path: &str, all: &mut Vec<String>) {
+    if let Value::Map(entries) = &node.value {
+        for (key, child) in entries {
+            let p = join_path(path, key);
+            all.push(p.clone());
+            collect_paths(child, &p, all);
+        }
+    }
+}
+
+/// The JSON Schema of one environment file: the typed model with every key optional
+/// (a layer sets only what it changes), plus an environment file's `clouds:` list.
+pub fn schema() -> serde_json::Value {
+    let mut schema = serde_json::to_value(schemars::schema_for!(crate::model::Config)).unwrap_or_default();
+    strip_required(&mut schema);
+    if let Some(props) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) {
+        props.insert(
+            "clouds".into(),
+            json!({"description": "environment files only: the clouds this environment runs on", "type": "array", "items": {"enum": crate::config::CLOUDS}}),
+        );
+    }
+    if let Some(obj) = schema.as_object_mut() {
+        obj.insert("title".into(), json!("strata environment layer"));
+    }
+    schema
+}
+
+fn strip_required(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.remove("required");
+            map.values_mut().for_each(strip_required);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_required),
+        _ => {}
+    }
+}
+
+fn init(out: &Reporter, dir: &PathBuf) -> Result<u8> {
+    if dir.join("environments").exists() {
+        return Err(Error::Usage(format!(
+            "{} already holds a project (environments/ exists); nothing was written",
+            dir.display()
+        )));
+    }
+    for (rel, bytes) in EXAMPLE {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
+    }
+    out.line(format!(
+        "wrote the example project ({} files) into {}; next: strata -C {} render",
+        EXAMPLE.len(),
+        dir.display(),
+        dir.display()
+    ));
+    Ok(exit::OK)
+}

@@ -1,0 +1,326 @@
+//! Loading the layer files and merging them into one tree per target.
+//!
+//! A project's `environments/` folder holds `base.yaml`, `clouds/<cloud>.yaml`, one
+//! `<env>.yaml` per environment (which lists its clouds under `clouds:`), and optional
+//! `<env>.<cloud>.yaml` layers. Each file is parsed once and shared by every target
+//! that uses it; see [`merge`] for the merge rules.
+
+pub mod merge;
+pub mod node;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub use merge::Removal;
+pub use node::{Loc, Node, Value};
+
+use crate::error::{Error, Located, Result};
+use crate::project::Project;
+
+/// The clouds strata knows how to render and apply.
+pub const CLOUDS: &[&str] = &["aws", "gcp"];
+
+/// The key of an environment file that lists its clouds; it is not merged.
+const CLOUDS_KEY: &str = "clouds";
+
+/// Largest layer file accepted; real layers are a few kilobytes.
+const MAX_LAYER_BYTES: usize = 4 << 20;
+
+/// Parses one layer file. The root must be a mapping (an empty file is an empty one).
+pub fn parse_layer(bytes: &[u8], file: &str) -> Result<Node> {
+    let file: Arc<str> = Arc::from(file);
+    if bytes.len() > MAX_LAYER_BYTES {
+        return Err(Located::new(
+            Loc::file(file),
+            "",
+            format!("the file is {} bytes; layers are limited to {MAX_LAYER_BYTES} bytes", bytes.len()),
+        )
+        .hint("split the configuration, or remove generated content from it")
+        .into());
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let (line, col) = line_col(bytes, e.valid_up_to());
+        Located::new(Loc::new(file.clone(), line, col), "", "the file is not valid UTF-8")
+            .hint("save the file as UTF-8")
+    })?;
+    let has_content = text
+        .lines()
+        .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#') && l.trim() != "---");
+    if !has_content {
+        return Ok(empty_map(file));
+    }
+    let options = serde_saphyr::options! {
+        with_snippet: false,
+        budget: serde_saphyr::budget! {
+            max_depth: 64,
+            max_nodes: 200_000,
+            max_aliases: 1_000,
+            max_total_scalar_bytes: 8 << 20,
+            max_documents: 1,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: 100_000,
+        },
+    };
+    let raw: node::RawNode = serde_saphyr::from_str_with_options(text, options)
+        .map_err(|e| yaml_error(&e, &file))?;
+    let node = Node::from_raw(raw, &file);
+    if node.map().is_none() {
+        return Err(Located::new(
+            node.loc.clone(),
+            "",
+            format!("a layer must be a mapping of keys, found {}", node.value.kind()),
+        )
+        .into());
+    }
+    Ok(node)
+}
+
+fn empty_map(file: Arc<str>) -> Node {
+    let loc = Loc::file(file);
+    Node {
+        value: Value::Map(Default::default()),
+        key_loc: loc.clone(),
+        loc,
+    }
+}
+
+/// Turns a serde-saphyr error into one of ours, keeping its line and column.
+fn yaml_error(error: &serde_saphyr::Error, file: &Arc<str>) -> Error {
+    let loc = error
+        .location()
+        .filter(|l| l.line() > 0)
+        .map(|l| Loc::new(file.clone(), l.line() as u32, l.column().max(1) as u32))
+        .unwrap_or_else(|| Loc::file(file.clone()));
+    let text = error.to_string();
+    // serde-saphyr appends its own " at line X column Y"; ours is in front already.
+    let message = strip_location_suffix(text.lines().next().unwrap_or("invalid YAML"));
+    let lower = message.to_lowercase();
+    let hint = if lower.contains("duplicate") {
+        Some("remove one of the two entries; YAML keys must be unique within a mapping")
+    } else if lower.contains("budget") || lower.contains("alias") || lower.contains("depth") {
+        Some("the document is too large or too deeply nested (or expands aliases too often)")
+    } else {
+        None
+    };
+    let mut located = Located::new(loc, "", message);
+    if let Some(hint) = hint {
+        located = located.hint(hint);
+    }
+    located.into()
+}
+
+fn strip_location_suffix(message: &str) -> String {
+    let mut message = message.trim().to_owned();
+    if let Some(idx) = message.rfind(" at line ") {
+        if message[idx..].contains("column") {
+            message.truncate(idx);
+        }
+    }
+    message
+}
+
+/// 1-based line and column of byte `offset` in `bytes`.
+fn line_col(bytes: &[u8], offset: usize) -> (u32, u32) {
+    let before = &bytes[..offset.min(bytes.len())];
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let line_start = before.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+    let col = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    (line as u32, col as u32)
+}
+
+/// One environment × cloud combination, before typing.
+#[derive(Debug, Clone)]
+pub struct TargetLayers {
+    pub name: String,
+    pub env: String,
+    pub cloud: String,
+    /// Layer files in merge order.
+    pub files: Vec<String>,
+    /// Where the env file listed this cloud.
+    pub declared_at: Loc,
+}
+
+/// Every layer file of the project, parsed once, and the targets they define.
+#[derive(Debug, Clone)]
+pub struct Layers {
+    pub files: BTreeMap<String, Arc<Node>>,
+    pub targets: Vec<TargetLayers>,
+}
+
+/// The merged tree of one target, with what null removed.
+#[derive(Debug, Clone)]
+pub struct Merged {
+    pub tree: Node,
+    pub removals: Vec<Removal>,
+}
+
+impl Layers {
+    /// Reads and parses `environments/`, and works out the targets.
+    pub fn load(project: &Project) -> Result<Layers> {
+        let mut files = BTreeMap::new();
+        let mut errors = Vec::new();
+        let mut read = |rel: &str, files: &mut BTreeMap<String, Arc<Node>>| -> Result<bool> {
+            match project.read(rel)? {
+                Some(bytes) => {
+                    match parse_layer(&bytes, rel) {
+                        Ok(node) => {
+                            files.insert(rel.to_owned(), Arc::new(node));
+                        }
+                        Err(e) => errors.push(e),
+                    }
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        };
+        if !read("environments/base.yaml", &mut files)? {
+            return Err(Error::Usage(format!(
+                "environments/base.yaml is missing in {}\n  hint: every project needs a base layer; \
+                 `strata init DIR` writes a complete example",
+                project.describe()
+            )));
+        }
+        for rel in project.list("environments/clouds")? {
+            if rel.ends_with(".yaml") {
+                read(&rel, &mut files)?;
+            }
+        }
+        let mut envs = Vec::new();
+        for rel in project.list("environments")? {
+            let Some(stem) = rel.strip_prefix("environments/").and_then(|n| n.strip_suffix(".yaml")) else {
+                continue;
+            };
+            if stem == "base" {
+                continue;
+            }
+            read(&rel, &mut files)?;
+            if !stem.contains('.') {
+                envs.push(stem.to_owned());
+            }
+        }
+        Error::from_list(std::mem::take(&mut errors))?;
+        let targets = targets_of(&envs, &mut files)?;
+        Ok(Layers { files, targets })
+    }
+
+    pub fn target(&self, name: &str) -> Option<&TargetLayers> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+
+    /// Merges the layers of one target.
+    pub fn merge(&self, target: &TargetLayers) -> Merged {
+        let (tree, removals) = merge::merge_layers(target.files.iter().map(|f| self.files[f].as_ref()));
+        Merged {
+            tree: tree.unwrap_or_else(|| empty_map(Arc::from("environments/base.yaml"))),
+            removals,
+        }
+    }
+}
+
+/// Reads each environment's `clouds:` list (and removes it from the layer), checks the
+/// names, and pairs every env with its clouds.
+fn targets_of(envs: &[String], files: &mut BTreeMap<String, Arc<Node>>) -> Result<Vec<TargetLayers>> {
+    let mut targets = Vec::new();
+    let mut errors: Vec<Error> = Vec::new();
+    for env in envs {
+        let rel = format!("environments/{env}.yaml");
+        let node = Arc::make_mut(files.get_mut(&rel).expect("env file was read"));
+        if !valid_name(env) {
+            errors.push(
+                Located::new(
+                    Loc::file(Arc::from(rel.as_str())),
+                    "",
+                    format!("`{env}` is not a valid environment name"),
+                )
+                .hint("environment names use lowercase letters, digits and '-', and start with a letter")
+                .into(),
+            );
+            continue;
+        }
+        let Value::Map(map) = &mut node.value else { continue };
+        let Some(clouds) = map.shift_remove(CLOUDS_KEY) else {
+            errors.push(
+                Located::new(node.loc.clone(), CLOUDS_KEY, "the environment does not list its clouds")
+                    .hint("add `clouds: [aws, gcp]` (or the clouds this environment runs on)")
+                    .into(),
+            );
+            continue;
+        };
+        let Value::Seq(items) = &clouds.value else {
+            errors.push(
+                Located::new(clouds.loc.clone(), CLOUDS_KEY, format!("expected a list of clouds, found {}", clouds.value.kind()))
+                    .hint("write `clouds: [aws, gcp]`")
+                    .into(),
+            );
+            continue;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("{CLOUDS_KEY}.{i}");
+            let cloud = match &item.value {
+                Value::Str(s) => s.as_str(),
+                other => {
+                    errors.push(Located::new(item.loc.clone(), path, format!("expected a cloud name, found {}", other.kind())).into());
+                    continue;
+                }
+            };
+            if !CLOUDS.contains(&cloud) {
+                let mut e = Located::new(item.loc.clone(), path, format!("unknown cloud `{cloud}`; strata knows {}", CLOUDS.join(", ")));
+                if let Some(close) = crate::suggest::closest(cloud, CLOUDS.iter().copied()) {
+                    e = e.hint(format!("did you mean `{close}`?"));
+                }
+                errors.push(e.into());
+                continue;
+            }
+            let cloud_file = format!("environments/clouds/{cloud}.yaml");
+            if !files.contains_key(&cloud_file) {
+                errors.push(
+                    Located::new(item.loc.clone(), path, format!("the cloud layer {cloud_file} is missing"))
+                        .hint(format!("create {cloud_file} (it may be empty), or remove `{cloud}` from the list"))
+                        .into(),
+                );
+                continue;
+            }
+            let mut layer_files = vec!["environments/base.yaml".to_owned(), cloud_file, rel.clone()];
+            let overlay = format!("environments/{env}.{cloud}.yaml");
+            if files.contains_key(&overlay) {
+                layer_files.push(overlay);
+            }
+            targets.push(TargetLayers {
+                name: format!("{env}-{cloud}"),
+                env: env.clone(),
+                cloud: cloud.to_owned(),
+                files: layer_files,
+                declared_at: item.loc.clone(),
+            });
+        }
+    }
+    // An env×cloud layer that no target uses is almost always a typo or a stale file.
+    for rel in files.keys() {
+        let Some(stem) = rel.strip_prefix("environments/").and_then(|n| n.strip_suffix(".yaml")) else { continue };
+        if let Some((env, cloud)) = stem.split_once('.') {
+            if !targets.iter().any(|t| t.env == env && t.cloud == cloud) {
+                errors.push(
+                    Located::new(
+                        Loc::file(Arc::from(rel.as_str())),
+                        "",
+                        format!("this layer is for target `{env}-{cloud}`, which no environment defines"),
+                    )
+                    .hint(format!("list `{cloud}` under `clouds:` in environments/{env}.yaml, or delete this file"))
+                    .into(),
+                );
+            }
+        }
+    }
+    Error::from_list(errors)?;
+    targets.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(targets)
+}
+
+/// Names that become folder names and cloud resource names: `[a-z][a-z0-9-]*`.
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name.len() <= 32
+}

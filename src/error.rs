@@ -1,0 +1,155 @@
+//! Every error strata reports, and the one place that turns them into text.
+//!
+//! Errors about the user's input carry a [`Loc`] (file:line:col) and the key path,
+//! and say how to fix it: `environments/prod.yaml:14:5: bucket.versioning: expected a
+//! boolean, found "maybe"`. They never contain a secret value: messages are built from
+//! key names and value kinds, and literal values only where the key is not secret-like.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::config::Loc;
+
+/// An error in the user's input, pointing at the line that caused it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Located {
+    pub loc: Loc,
+    /// Dotted key path (`bucket.lifecycle.glacierAfterDays`); empty for a whole file.
+    pub key_path: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Located {
+    pub fn new(loc: Loc, key_path: impl Into<String>, message: impl Into<String>) -> Self {
+        Located {
+            loc,
+            key_path: key_path.into(),
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for Located {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.loc)?;
+        if !self.key_path.is_empty() {
+            write!(f, "{}: ", self.key_path)?;
+        }
+        write!(f, "{}", self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A template that failed to compile or render.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateError {
+    /// Template path relative to the project, e.g. `templates/values.yaml.j2`.
+    pub template: String,
+    pub line: Option<u32>,
+    pub col: Option<u32>,
+    /// The target being rendered, when the error is specific to one.
+    pub target: Option<String>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.template)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.col {
+                write!(f, ":{col}")?;
+            }
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(target) = &self.target {
+            write!(f, " (rendering target {target})")?;
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Input(Box<Located>),
+    #[error("{0}")]
+    Template(Box<TemplateError>),
+    /// Several independent problems, reported together so one run shows them all.
+    #[error("{}", join(.0))]
+    Many(Vec<Error>),
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A request the command line made that cannot be met (unknown target, bad folder).
+    #[error("{0}")]
+    Usage(String),
+    /// A cloud API call that failed; the message names the resource and the action.
+    #[error("{0}")]
+    Cloud(String),
+}
+
+fn join(errors: &[Error]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Collects errors: none is Ok, one is itself, more become [`Error::Many`].
+    pub fn from_list(mut errors: Vec<Error>) -> Result<(), Error> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(Error::Many(errors)),
+        }
+    }
+
+    /// The errors one by one (a `Many` flattened), for machine-readable output.
+    pub fn flatten(&self) -> Vec<&Error> {
+        match self {
+            Error::Many(list) => list.iter().flat_map(Error::flatten).collect(),
+            other => vec![other],
+        }
+    }
+}
+
+impl From<Located> for Error {
+    fn from(value: Located) -> Self {
+        Error::Input(Box::new(value))
+    }
+}
+
+impl From<TemplateError> for Error {
+    fn from(value: TemplateError) -> Self {
+        Error::Template(Box::new(value))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

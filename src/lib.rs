@@ -1,0 +1,159 @@
+//! strata turns layered, per-environment configuration into reviewable deployment
+//! artifacts, and applies them.
+//!
+//! The pipeline, one module a stage, pure until the edges:
+//!
+//! 1. [`project`] finds the files (a folder, or the example embedded in the binary);
+//!    [`config`] parses each layer once and merges base → cloud → env → env.cloud,
+//!    keeping the file:line:col of every value.
+//! 2. [`model`] types each target's merged tree and derives its names;
+//!    [`validate`] checks the rules (secrets, names, production policy); [`iam`] builds
+//!    the access documents as data.
+//! 3. [`render`] applies the compiled minijinja templates to every target in parallel
+//!    and parses each artifact back.
+//! 4. [`output`] swaps the rendered tree into the output folder atomically, or compares
+//!    it with one (`render --check`).
+//!
+//! `plan`/`apply` (in [`apply`]) read the rendered target and converge the cloud.
+
+pub mod apply;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod iam;
+pub mod model;
+pub mod output;
+pub mod project;
+pub mod render;
+pub mod report;
+pub mod suggest;
+pub mod validate;
+
+use rayon::prelude::*;
+
+use crate::config::Layers;
+use crate::error::{Error, Result};
+use crate::model::Target;
+use crate::output::Tree;
+use crate::project::Project;
+use crate::render::Renderer;
+
+/// The exit codes of the command line (see the README).
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// `render --check` found drift; `plan` found changes.
+    pub const DIFFERENCES: u8 = 1;
+    pub const ERROR: u8 = 2;
+}
+
+/// A loaded project: its layers, and the templates compiled.
+pub struct Loaded {
+    pub project: Project,
+    pub layers: Layers,
+}
+
+impl Loaded {
+    pub fn load(project: Project) -> Result<Loaded> {
+        let layers = Layers::load(&project)?;
+        Ok(Loaded { project, layers })
+    }
+
+    /// Names of the targets, or an error naming an unknown one (with a suggestion).
+    pub fn select(&self, names: &[String]) -> Result<Vec<&config::TargetLayers>> {
+        if names.is_empty() {
+            return Ok(self.layers.targets.iter().collect());
+        }
+        names
+            .iter()
+            .map(|name| {
+                self.layers.target(name).ok_or_else(|| {
+                    let known: Vec<&str> = self.layers.targets.iter().map(|t| t.name.as_str()).collect();
+                    let hint = suggest::closest(name, known.iter().copied())
+                        .map(|c| format!("did you mean `{c}`?"))
+                        .unwrap_or_else(|| format!("targets: {}", known.join(", ")));
+                    Error::Usage(format!("unknown target `{name}` in {}\n  hint: {hint}", self.project.describe()))
+                })
+            })
+            .collect()
+    }
+
+    /// Merges, types and validates the named targets (all when empty), in parallel,
+    /// reporting every target's problems together.
+    pub fn targets(&self, names: &[String]) -> Result<Vec<Target>> {
+        let selected = self.select(names)?;
+        let results: Vec<Result<Target>> = selected.into_par_iter().map(|t| self.resolve(t)).collect();
+        let mut targets = Vec::new();
+        let mut errors = Vec::new();
+        for result in results {
+            match result {
+                Ok(t) => targets.push(t),
+                Err(e) => errors.push(e),
+            }
+        }
+        dedup_errors(&mut errors);
+        Error::from_list(errors)?;
+        Ok(targets)
+    }
+
+    fn resolve(&self, layers: &config::TargetLayers) -> Result<Target> {
+        let merged = self.layers.merge(layers);
+        validate::check_secret_literals(&merged)?;
+        let target = model::resolve(layers.clone(), merged)?;
+        validate::check_target(&target)?;
+        Ok(target)
+    }
+
+    pub fn renderer(&self) -> Result<Renderer> {
+        Renderer::new(self.project.walk("templates")?)
+    }
+}
+
+/// The same layer line is often wrong for several targets; say it once.
+fn dedup_errors(errors: &mut Vec<Error>) {
+    let mut seen = std::collections::HashSet::new();
+    let mut flat = Vec::new();
+    for e in errors.drain(..) {
+        match e {
+            Error::Many(list) => flat.extend(list),
+            other => flat.push(other),
+        }
+    }
+    flat.retain(|e| seen.insert(e.to_string()));
+    *errors = flat;
+}
+
+/// Renders targets in parallel into one tree.
+pub fn render_all(renderer: &Renderer, targets: &[Target]) -> Result<Tree> {
+    let rendered: Vec<Result<Vec<render::Artifact>>> = targets.par_iter().map(|t| renderer.render(t)).collect();
+    let mut tree = Tree::new();
+    let mut errors = Vec::new();
+    for result in rendered {
+        match result {
+            Ok(artifacts) => tree.extend(artifacts.into_iter().map(|a| (a.path, a.bytes))),
+            Err(e) => errors.push(e),
+        }
+    }
+    Error::from_list(errors)?;
+    Ok(tree)
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
+    use clap::Parser;
+    let cli = match cli::Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit::ERROR } else { exit::OK };
+        }
+    };
+    let out = report::Reporter::new(cli.format, cli.color);
+    match commands::dispatch(&cli, &out) {
+        Ok(code) => code,
+        Err(e) => {
+            out.error(&e);
+            exit::ERROR
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! Writing the rendered tree, and comparing it with one on disk.
+//!
+//! The output folder is replaced atomically: the new tree is built in a temporary
+//! folder beside it (files whose bytes are unchanged are hard-linked from the old tree
+//! rather than rewritten), then swapped in with one `renameat2(RENAME_EXCHANGE)` on
+//! Linux (two renames elsewhere). A run that fails, or is killed, at any point leaves
+//! the folder exactly as it was or exactly as rendered, never a mix; leftovers of a
+//! killed run are removed by the next one. A tree that is already up to date is not
+//! touched at all.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// A rendered tree: path relative to the output folder → bytes.
+pub type Tree = BTreeMap<String, Arc<[u8]>>;
+
+/// What a write did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct WriteSummary {
+    pub written: usize,
+    pub unchanged: usize,
+    pub removed: usize,
+}
+
+impl WriteSummary {
+    pub fn changed(&self) -> bool {
+        self.written > 0 || self.removed > 0
+    }
+}
+
+const TMP_MARK: &str = ".strata-tmp-";
+
+/// Refuses output folders whose replacement would destroy something that is not
+/// rendered output: the project itself or a folder above it, or a repository.
+pub fn check_out_dir(out: &Path, project_root: Option<&Path>) -> Result<()> {
+    let abs = absolute(out)?;
+    let refuse = |why: String| {
+        Err(Error::Usage(format!(
+            "refusing to use {} as the output folder: {why}\n  hint: pick a folder that holds only rendered targets, e.g. --out out",
+            out.display()
+        )))
+    };
+    if let Some(root) = project_root {
+        let root = absolute(root)?;
+        if root.starts_with(&abs) {
+            return refuse("it contains the project".into());
+        }
+    }
+    for marker in [".git", "environments", "Cargo.toml"] {
+        if abs.join(marker).exists() {
+            return refuse(format!("it contains {marker}"));
+        }
+    }
+    Ok(())
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).map_err(|e| Error::io(path, e))
+}
+
+/// Reads every file below `dir` (relative paths with `/`); an absent folder is empty.
+pub fn read_tree(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
+    let mut tree = BTreeMap::new();
+    if !dir.exists() {
+        return Ok(tree);
+    }
+    let paths: Vec<(String, PathBuf)> = walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .into_iter()
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_type().is_file())
+        .map(|entry| {
+            let rel = entry.path().strip_prefix(dir).unwrap_or(entry.path()).to_string_lossy().replace('\\', "/");
+            (rel, entry.into_path())
+        })
+        .collect();
+    let read: Vec<Result<(String, Vec<u8>)>> = paths
+        .into_par_iter()
+        .map(|(rel, path)| std::fs::read(&path).map(|b| (rel, b)).map_err(|e| Error::io(path, e)))
+        .collect();
+    for entry in read {
+        let (rel, bytes) = entry?;
+        tree.insert(rel, bytes);
+    }
+    Ok(tree)
+}
+
+/// The paths below `dir` that are files, with their sizes (cheap: no contents read).
+fn list_files(dir: &Path) -> BTreeMap<String, u64> {
+    walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .into_iter()
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_type().is_file())
+        .filter_map(|entry| {
+            let len = entry.metadata().ok()?.len();
+            let rel = entry.path().strip_prefix(dir).ok()?.to_string_lossy().replace('\\', "/");
+            Some((rel, len))
+        })
+        .collect()
+}
+
+/// Replaces `out` with `desired`, atomically.
+pub fn write_tree(out: &Path, desired: &Tree) -> Result<WriteSummary> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+    let base_name = out
+        .file_name()
+        .ok_or_else(|| Error::Usage(format!("{} cannot be an output folder", out.display())))?
+        .to_owned();
+    remove_leftovers(&parent, &base_name);
+
+    let existing = if out.exists() { list_files(out) } else { BTreeMap::new() };
+    // Which desired files are byte-identical to what is there already?
+    let same: Vec<bool> = desired
+        .par_iter()
+        .map(|(rel, bytes)| {
+            existing.get(rel).is_some_and(|len| *len == bytes.len() as u64)
+                && std::fs::read(out.join(rel)).is_ok_and(|old| old[..] == bytes[..])
+        })
+        .collect();
+    let unchanged = same.iter().filter(|s| **s).count();
+    let removed = existing.keys().filter(|rel| !desired.contains_key(*rel)).count();
+    let summary = WriteSummary { written: desired.len() - unchanged, unchanged, removed };
+    if !summary.changed() && out.exists() {
+        return Ok(summary);
+    }
+
+    let mut tmp_name = OsString::from(".");
+    tmp_name.push(&base_name);
+    tmp_name.push(format!("{TMP_MARK}{}", std::process::id()));
+    let tmp = parent.join(tmp_name);
+    let _ = std::fs::remove_dir_all(&tmp);
+    let result = build_and_swap(out, &tmp, desired, &same);
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result.map(|_| summary)
+}
+
+fn build_and_swap(out: &Path, tmp: &Path, desired: &Tree, same: &[bool]) -> Result<()> {
+    std::fs::create_dir_all(tmp).map_err(|e| Error::io(tmp, e))?;
+    let mut dirs: Vec<PathBuf> = desired.keys().filter_map(|rel| Path::new(rel).parent().map(|p| tmp.join(p))).collect();
+    dirs.dedup();
+    for dir in &dirs {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let work: Vec<((&String, &Arc<[u8]>), &bool)> = desired.iter().zip(same.iter()).collect();
+    work.into_par_iter()
+        .try_for_each(|((rel, bytes), same)| {
+            let dest = tmp.join(rel);
+            if *same && std::fs::hard_link(out.join(rel), &dest).is_ok() {
+                return Ok(());
+            }
+            std::fs::write(&dest, bytes).map_err(|e| Error::io(&dest, e))
+        })?;
+    if out.exists() {
+        exchange(tmp, out)?;
+        // `tmp` now holds the old tree.
+        std::fs::remove_dir_all(tmp).map_err(|e| Error::io(tmp, e))?;
+    } else {
+        std::fs::rename(tmp, out).map_err(|e| Error::io(out, e))?;
+    }
+    Ok(())
+}
+
+/// Swaps two folders in one step where the OS can.
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let ca = std::ffi::CString::new(a.as_os_str().as_bytes()).map_err(|e| Error::io(a, e.into()))?;
+    let cb = std::ffi::CString::new(b.as_os_str().as_bytes()).map_err(|e| Error::io(b, e.into()))?;
+    // SAFETY: both pointers are valid NUL-terminated paths for the duration of the call.
+    let rc = unsafe { libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        // File systems without RENAME_EXCHANGE: fall back to two renames.
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => exchange_by_rename(a, b),
+        _ => Err(Error::io(b, err)),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(a: &Path, b: &Path) -> Result<()> {
+    exchange_by_rename(a, b)
+}
+
+fn exchange_by_rename(new: &Path, out: &Path) -> Result<()> {
+    let mut parked = new.as_os_str().to_owned();
+    parked.push(".old");
+    let parked = PathBuf::from(parked);
+    std::fs::rename(out, &parked).map_err(|e| Error::io(out, e))?;
+    if let Err(e) = std::fs::rename(new, out) {
+        let _ = std::fs::rename(&parked, out);
+        return Err(Error::io(out, e));
+    }
+    std::fs::rename(&parked, new).map_err(|e| Error::io(new, e))
+}
+
+/// Removes temporary folders left by a run that was killed before it finished.
+fn remove_leftovers(parent: &Path, base_name: &std::ffi::OsStr) {
+    let mut prefix = OsString::from(".");
+    prefix.push(base_name);
+    prefix.push(TMP_MARK);
+    let prefix = prefix.to_string_lossy().into_owned();
+    if let Ok(entries) = std::fs::read_dir(parent) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+/// How one file differs between the folder on disk and the render.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FileDrift {
+    pub path: String,
+    pub target: String,
+    pub artifact: String,
+    pub status: DriftStatus,
+    pub lines_added: usize,
+    pub lines_removed: usize,
+    #[serde(skip)]
+    pub diff: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftStatus {
+    Added,
+    Removed,
+    Changed,
+}
+
+/// Compares the rendered tree with the folder's contents (`label` names the folder in
+/// diff headers). Only paths for which `in_scope` holds are compared.
+pub fn compare(label: &str, on_disk: &BTreeMap<String, Vec<u8>>, rendered: &Tree, in_scope: impl Fn(&str) -> bool) -> Vec<FileDrift> {
+    let mut paths: Vec<&String> = on_disk.keys().chain(rendered.keys()).filter(|p| in_scope(p)).collect();
+    paths.sort();
+    paths.dedup();
+    paths
+        .into_par_iter()
+        .filter_map(|path| {
+            let old = on_disk.get(path).map(Vec::as_slice);
+            let new = rendered.get(path).map(|b| &b[..]);
+            let status = match (old, new) {
+                (Some(a), Some(b)) if a == b => return None,
+                (Some(_), Some(_)) => DriftStatus::Changed,
+                (None, Some(_)) => DriftStatus::Added,
+                (Some(_), None) => DriftStatus::Removed,
+                (None, None) => return None,
+            };
+            let (target, artifact) = path.split_once('/').unwrap_or(("", path.as_str()));
+            let old_text = String::from_utf8_lossy(old.unwrap_or_default());
+            let new_text = String::from_utf8_lossy(new.unwrap_or_default());
+            let diff = similar::TextDiff::from_lines(old_text.as_ref(), new_text.as_ref());
+            let (mut added, mut removed) = (0, 0);
+            for change in diff.iter_all_changes() {
+                match change.tag() {
+                    similar::ChangeTag::Insert => added += 1,
+                    similar::ChangeTag::Delete => removed += 1,
+                    similar::ChangeTag::Equal => {}
+                }
+            }
+            let old_name = if old.is_some() { format!("{label}/{path}") } else { "/dev/null".to_owned() };
+            let new_name = if new.is_some() { format!("rendered/{path}") } else { "/dev/null".to_owned() };
+            let text = diff.unified_diff().context_radius(3).header(&old_name, &new_name).to_string();
+            Some(FileDrift {
+                path: path.clone(),
+                target: target.to_owned(),
+                artifact: artifact.to_owned(),
+                status,
+                lines_added: added,
+                lines_removed: removed,
+                diff: text,
+            })
+        })
+        .collect()
+}

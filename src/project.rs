@@ -1,0 +1,158 @@
+//! Where the project's files come from: a folder on disk, or the example embedded in
+//! the binary (so `strata render` works anywhere, and `strata init` can write it out).
+//!
+//! Everything after this module sees files only as (relative path, bytes), which keeps
+//! the pipeline pure and lets tests feed it from memory.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// The example project that ships with strata, embedded at build time (see build.rs).
+pub static EXAMPLE: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/example_files.rs"));
+
+#[derive(Debug, Clone)]
+pub enum Project {
+    /// A project folder: the one holding `environments/`.
+    Disk(PathBuf),
+    /// The bundled example.
+    Embedded,
+}
+
+impl Project {
+    /// Finds the project folder at `dir` or above it (as git finds `.git`); with no
+    /// `environments/` anywhere above, the embedded example.
+    pub fn discover(dir: &Path) -> Result<Project> {
+        let start = dir
+            .canonicalize()
+            .map_err(|e| Error::io(dir, e))?;
+        for candidate in start.ancestors() {
+            if candidate.join("environments").is_dir() {
+                return Ok(Project::Disk(candidate.to_path_buf()));
+            }
+        }
+        Ok(Project::Embedded)
+    }
+
+    /// A short description for messages: the folder, or "the bundled example".
+    pub fn describe(&self) -> String {
+        match self {
+            Project::Disk(root) => root.display().to_string(),
+            Project::Embedded => "the bundled example".to_owned(),
+        }
+    }
+
+    pub fn root(&self) -> Option<&Path> {
+        match self {
+            Project::Disk(root) => Some(root),
+            Project::Embedded => None,
+        }
+    }
+
+    /// Reads one file; `None` when it does not exist.
+    pub fn read(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        match self {
+            Project::Disk(root) => {
+                let path = root.join(rel);
+                match std::fs::read(&path) {
+                    Ok(bytes) => Ok(Some(bytes)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(Error::io(rel, e)),
+                }
+            }
+            Project::Embedded => Ok(EXAMPLE
+                .iter()
+                .find(|(path, _)| *path == rel)
+                .map(|(_, bytes)| bytes.to_vec())),
+        }
+    }
+
+    /// The files directly inside `dir` (relative paths, sorted), not recursing.
+    pub fn list(&self, dir: &str) -> Result<Vec<String>> {
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        let mut names = match self {
+            Project::Disk(root) => {
+                let entries = match std::fs::read_dir(root.join(dir)) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                    Err(e) => return Err(Error::io(dir, e)),
+                };
+                let mut names = Vec::new();
+                for entry in entries {
+                    let entry = entry.map_err(|e| Error::io(dir, e))?;
+                    if entry.path().is_file() {
+                        names.push(format!("{prefix}{}", entry.file_name().to_string_lossy()));
+                    }
+                }
+                names
+            }
+            Project::Embedded => EXAMPLE
+                .iter()
+                .filter_map(|(path, _)| path.strip_prefix(&prefix).filter(|rest| !rest.contains('/')).map(|_| path.to_string()))
+                .collect(),
+        };
+        names.sort();
+        Ok(names)
+    }
+
+    /// Every file below `dir`, recursively, as (path relative to `dir`, bytes), sorted.
+    /// On disk, a symbolic link is followed only when it stays inside `dir`: templates
+    /// cannot read files from outside their folder.
+    pub fn walk(&self, dir: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut files = match self {
+            Project::Disk(root) => walk_disk(&root.join(dir), dir)?,
+            Project::Embedded => {
+                let prefix = format!("{}/", dir.trim_end_matches('/'));
+                EXAMPLE
+                    .iter()
+                    .filter_map(|(path, bytes)| {
+                        path.strip_prefix(&prefix)
+                            .map(|rest| (rest.to_owned(), bytes.to_vec()))
+                    })
+                    .collect()
+            }
+        };
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(files)
+    }
+}
+
+fn walk_disk(base: &Path, label: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    if !base.is_dir() {
+        return Ok(Vec::new());
+    }
+    let canonical_base = base.canonicalize().map_err(|e| Error::io(base, e))?;
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(base).follow_links(false).sort_by_file_name() {
+        let entry = entry.map_err(|e| {
+            let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| base.to_path_buf());
+            Error::io(path, e.into())
+        })?;
+        let rel = entry
+            .path()
+            .strip_prefix(base)
+            .unwrap_or(entry.path())
+            .to_string_lossy()
+            .replace('\\', "/");
+        let mut path = entry.path().to_path_buf();
+        if entry.path_is_symlink() {
+            let resolved = entry
+                .path()
+                .canonicalize()
+                .map_err(|e| Error::io(format!("{label}/{rel}"), e))?;
+            if !resolved.starts_with(&canonical_base) {
+                return Err(Error::Usage(format!(
+                    "{label}/{rel}: is a symbolic link to {}, outside {label}/\n  hint: templates may only \
+                     read files inside {label}/; copy the file in instead of linking to it",
+                    resolved.display()
+                )));
+            }
+            path = resolved;
+        }
+        if path.is_file() {
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(format!("{label}/{rel}"), e))?;
+            files.push((rel, bytes));
+        }
+    }
+    Ok(files)
+}
