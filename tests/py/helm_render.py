@@ -84,8 +84,10 @@ def documents(manifests: dict[str, str]) -> str:
             continue
         for document in DOCUMENT_SEPARATOR.split(manifests[path]):
             body = document.strip("\n")
-            if not any(line.strip() and not line.lstrip().startswith("#")
-                       for line in body.splitlines()):
+            if not any(
+                line.strip() and not line.lstrip().startswith("#")
+                for line in body.splitlines()
+            ):
                 continue
             out.append(f"---\n# Source: {path}\n{body}\n")
     return "".join(out)
@@ -100,18 +102,20 @@ def main(argv: list[str]) -> int:
             print(f"helm lint: {len(errors)} error(s) in {args.chart}", file=sys.stderr)
             return 1
         with helm.Chart.load(args.chart) as chart:
-            release = args.release or (values.get("app") or {}).get("name") or chart.name
+            release = (
+                args.release or (values.get("app") or {}).get("name") or chart.name
+            )
             manifests = chart.render(
                 values, name=release, namespace=args.namespace, is_install=True
             )
+        rendered = documents(manifests)
+        if not rendered:
+            print(f"helm render: {args.chart} rendered no objects", file=sys.stderr)
+            return 1
+        args.out_file.write_text(rendered, encoding="utf-8")
     except (OSError, helm.HelmError) as error:
         print(f"helm render: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
-    rendered = documents(manifests)
-    if not rendered:
-        print(f"helm render: {args.chart} rendered no objects", file=sys.stderr)
-        return 1
-    args.out_file.write_text(rendered, encoding="utf-8")
     return 0
 
 
