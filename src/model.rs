@@ -353,6 +353,9 @@ pub struct Names {
     /// AWS only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// AWS only: the role's ARN, in the region's partition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
     /// GCP only: the Google service account bound through Workload Identity.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gcp_service_account: Option<String>,
@@ -466,6 +469,12 @@ fn derive_names(config: &Config, cloud: Cloud) -> (Names, Vec<Derivation>) {
             let aws = config.aws.as_ref();
             let account = aws.map_or("", |a| a.account_id.as_str());
             let region = aws.map_or("", |a| a.region.as_str());
+            let role = pick(
+                "role",
+                &o.role,
+                format!("{prefix}_{service_account}_{cluster}"),
+                &["project.iamPrefix", "names.serviceAccount", "cluster.name"],
+            );
             Names {
                 bucket: pick("bucket", &o.bucket, format!("{cluster}-db-{account}"), &["cluster.name", "aws.accountId"]),
                 policy: Some(pick(
@@ -474,12 +483,8 @@ fn derive_names(config: &Config, cloud: Cloud) -> (Names, Vec<Derivation>) {
                     format!("{prefix}_{namespace}_S3_Policy_{cluster}"),
                     &["project.iamPrefix", "project.namespace", "cluster.name"],
                 )),
-                role: Some(pick(
-                    "role",
-                    &o.role,
-                    format!("{prefix}_{service_account}_{cluster}"),
-                    &["project.iamPrefix", "names.serviceAccount", "cluster.name"],
-                )),
+                role_arn: Some(format!("arn:{}:iam::{account}:role/{role}", partition(region))),
+                role: Some(role),
                 kube_context: pick(
                     "kubeContext",
                     &o.kube_context,
@@ -512,6 +517,7 @@ fn derive_names(config: &Config, cloud: Cloud) -> (Names, Vec<Derivation>) {
                 ),
                 policy: None,
                 role: None,
+                role_arn: None,
                 service_account,
                 namespace: namespace.clone(),
                 claim,

@@ -208,13 +208,16 @@ impl Layers {
         self.targets.iter().find(|t| t.name == name)
     }
 
-    /// Merges the layers of one target.
+    /// Merges the layers of one target. A top-level section named after a cloud
+    /// (`aws:`, `gcp:`) applies only to that cloud's targets, so an environment file can
+    /// hold the settings of all its clouds side by side.
     pub fn merge(&self, target: &TargetLayers) -> Merged {
         let (tree, removals) = merge::merge_layers(target.files.iter().map(|f| self.files[f].as_ref()));
-        Merged {
-            tree: tree.unwrap_or_else(|| empty_map(Arc::from("environments/base.yaml"))),
-            removals,
+        let mut tree = tree.unwrap_or_else(|| empty_map(Arc::from("environments/base.yaml")));
+        if let Value::Map(sections) = &mut tree.value {
+            sections.retain(|key, _| key == &target.cloud || !CLOUDS.contains(&key.as_str()));
         }
+        Merged { tree, removals }
     }
 }
 
