@@ -1,6 +1,9 @@
 //! plan and apply: read the live cloud state, compute a [`plan::Plan`] (data), then
 //! execute it and record [`plan::Evidence`].
 
+pub mod gcs;
+pub mod plan;
+
 use std::path::Path;
 
 use crate::cli::Cli;
