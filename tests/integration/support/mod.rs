@@ -1,0 +1,77 @@
+//! Shared test helpers: the strata binary, the test venv, free loopback ports, and the
+//! guard that keeps every cloud call on this machine.
+
+#![allow(dead_code)]
+
+use std::net::{IpAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root (where the example project lives).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A `Command` for the strata binary built for this test run, with a clean
+/// environment for the variables strata reads.
+pub fn strata() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    for var in ["NO_COLOR", "AWS_PROFILE", "AWS_ENDPOINT_URL", "STORAGE_EMULATOR_HOST", "STRATA_HELM"] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Runs strata with `args` in `dir` and returns its output.
+pub fn run_in(dir: &Path, args: &[&str]) -> Output {
+    strata().current_dir(dir).args(args).output().expect("strata runs")
+}
+
+/// The bin folder of the venv `scripts/test` builds. Panics (fails the test) with
+/// instructions when it is missing: these tests must not pass by skipping.
+pub fn venv_bin() -> PathBuf {
+    let dir = std::env::var_os("STRATA_TEST_VENV_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin"));
+    assert!(
+        dir.join("python").exists(),
+        "the test venv is missing at {}: run the suite with scripts/test, which builds it",
+        dir.display()
+    );
+    dir
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind loopback").local_addr().unwrap().port()
+}
+
+/// Refuses any endpoint that is not on this machine's loopback interface. Every test
+/// that points strata at a cloud API calls this on the URL first.
+pub fn assert_loopback(url: &str) {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let host_port = rest.split('/').next().unwrap_or_default();
+    let host = if let Some(stripped) = host_port.strip_prefix('[') {
+        stripped.split(']').next().unwrap_or_default()
+    } else {
+        host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
+    };
+    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    assert!(loopback, "refusing non-loopback endpoint {url}: tests only talk to emulators on 127.0.0.1");
+}
+
+/// Text of an output stream, for assertions and snapshots.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn loopback_guard_refuses_remote_endpoints() {
+    assert_loopback("http://127.0.0.1:5000");
+    assert_loopback("http://localhost:1234/path");
+    assert_loopback("http://[::1]:80");
+    for remote in ["https://s3.amazonaws.com", "http://10.0.0.5:5000", "http://example.com", "https://storage.googleapis.com/storage/v1"] {
+        let result = std::panic::catch_unwind(|| assert_loopback(remote));
+        assert!(result.is_err(), "{remote} must be refused");
+    }
+}
