@@ -316,12 +316,11 @@ fn explain(cli: &Cli, out: &Reporter, target_name: &str, key: &str) -> Result<u8
         let removed = if chain.iter().any(|c| c.effect == "removed") { " (a layer removed it with null)" } else { "" };
         return Err(Error::Usage(format!("`{key}` is not set for {}{removed}\n  hint: {hint}", target.name)));
     };
-    let secret = crate::validate::is_secret_path(key);
     let value = final_node.to_json();
     match out.format {
         Format::Json => out.json(&json!({"target": target.name, "key": key, "value": value, "derived": false, "layers": chain})),
         _ => {
-            out.line(format!("{} {key} = {}", target.name, show(&value, secret)));
+            out.line(format!("{} {key} = {}", target.name, show(&value)));
             for (i, layer) in chain.iter().enumerate() {
                 let last = i + 1 == chain.len();
                 out.line(format!(
@@ -330,8 +329,8 @@ fn explain(cli: &Cli, out: &Reporter, target_name: &str, key: &str) -> Result<u8
                     layer.file,
                     layer.line,
                     layer.column,
-                    if layer.effect == "removed" { "removed (null)".to_owned() } else { show(&layer.value, secret) },
-                    if last { "  ← final" } else { "  (overridden)" }
+                    if layer.effect == "removed" { "null (removes the key)".to_owned() } else { show(&layer.value) },
+                    if last { "  ← final" } else { "" }
                 ));
             }
         }
@@ -339,7 +338,7 @@ fn explain(cli: &Cli, out: &Reporter, target_name: &str, key: &str) -> Result<u8
     Ok(exit::OK)
 }
 
-fn show(value: &serde_json::Value, _secret: bool) -> String {
+fn show(value: &serde_json::Value) -> String {
     match value {
         serde_json::Value::Object(_) | serde_json::Value::Array(_) => serde_json::to_string(value).unwrap_or_default(),
         other => other.to_string(),

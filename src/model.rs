@@ -620,13 +620,8 @@ fn humanize(expected: &str) -> String {
         "a sequence" => "a list".to_owned(),
         "u32" | "u16" | "u64" => "a whole number".to_owned(),
         e if e.starts_with("struct ") || e.starts_with("map") => "a mapping".to_owned(),
-        "a string, number or boolean" => e_str(expected),
         e => e.to_owned(),
     }
-}
-
-fn e_str(s: &str) -> String {
-    s.to_owned()
 }
 
 fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
@@ -640,7 +635,7 @@ pub fn locate(tree: &Node, path: &str) -> Loc {
     let segments: Vec<&str> = path.split('.').filter(|s| !s.is_empty()).collect();
     for len in (0..=segments.len()).rev() {
         if let Some(node) = tree.lookup(segments[..len].iter().copied()) {
-            return if len == 0 { node.loc.clone() } else { node.loc.clone() };
+            return node.loc.clone();
         }
     }
     tree.loc.clone()

@@ -180,12 +180,15 @@ impl<'a> Context<'a> {
 pub const DERIVED_ENV: &[&str] = &[
     "APP_ENV",
     "AUTH_CLIENT_ID",
+    "AUTH_CLIENT_SECRET",
     "AUTH_ISSUER_URL",
     "AUTH_PROVIDER",
     "BUCKET_NAME",
     "CLOUD_PROVIDER",
     "DATA_MOUNT_PATH",
     "PUBLIC_URL",
+    "AWS_REGION",
+    "GOOGLE_CLOUD_PROJECT",
 ];
 
 fn app_env(target: &Target) -> BTreeMap<String, String> {

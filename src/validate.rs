@@ -221,6 +221,15 @@ pub fn check_target(target: &Target) -> Result<()> {
     if let Err(why) = dns_name(&c.ingress.host) {
         fail("ingress.host", format!("`{}` is not a valid host name: {why}", c.ingress.host), "");
     }
+    for key in c.app.env.keys() {
+        if crate::render::DERIVED_ENV.contains(&key.as_str()) || c.app.secrets.contains_key(key) {
+            fail(
+                &format!("app.env.{key}"),
+                format!("`{key}` is set by strata (or is already a secret variable); a second definition would hide one of them"),
+                "remove it here; `strata explain TARGET names.bucket` and friends show where derived values come from",
+            );
+        }
+    }
     for key in c.app.env.keys().chain(c.app.secrets.keys()) {
         if !env_var_name(key) {
             let section = if c.app.env.contains_key(key) { "env" } else { "secrets" };
