@@ -135,6 +135,8 @@ struct Context<'a> {
     names: &'a crate::model::Names,
     /// The IAM policy (aws) or bucket bindings (gcp), as data.
     iam: serde_json::Value,
+    /// The bucket's settings as apply converges them.
+    bucket: serde_json::Value,
     /// Every plain environment variable of the application: strata's own, then config's.
     app_env: BTreeMap<String, String>,
     /// Secret environment variables: name → {name, key} of the Kubernetes Secret.
@@ -168,6 +170,7 @@ impl<'a> Context<'a> {
             config: c,
             names: &target.names,
             iam: crate::iam::document(target),
+            bucket: crate::iam::bucket_spec(target),
             app_env: app_env(target),
             secret_env,
             auth_provider: target.auth_provider(),
@@ -298,7 +301,7 @@ fn template_error(e: &minijinja::Error, target: Option<&str>) -> Error {
                 Some(s) => format!("undefined value `{s}`"),
                 None => "undefined value".to_owned(),
             },
-            Some("templates see: target, config, names, iam, appEnv, secretEnv, authProvider, exceptions; check the spelling against the environment files".to_owned()),
+            Some("templates see: target, config, names, iam, bucket, appEnv, secretEnv, authProvider, exceptions; check the spelling against the environment files".to_owned()),
         ),
         minijinja::ErrorKind::SyntaxError => (format!("syntax error: {}", e.detail().unwrap_or("invalid syntax")), None),
         _ => {
