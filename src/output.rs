@@ -227,6 +227,7 @@ fn remove_leftovers(parent: &Path, base_name: &std::ffi::OsStr) {
 
 /// How one file differs between the folder on disk and the render.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FileDrift {
     pub path: String,
     pub target: String,
@@ -234,7 +235,7 @@ pub struct FileDrift {
     pub status: DriftStatus,
     pub lines_added: usize,
     pub lines_removed: usize,
-    #[serde(skip)]
+    /// The unified diff of the file.
     pub diff: String,
 }
 
