@@ -9,3 +9,4 @@ mod support;
 mod aws;
 mod gcs;
 mod pipeline;
+mod review;
