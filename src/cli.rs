@@ -15,7 +15,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 )]
 pub struct Cli {
     /// Project folder (the one holding environments/); searched upward from here.
-    #[arg(short = 'C', long = "project", global = true, default_value = ".", value_name = "DIR")]
+    #[arg(
+        short = 'C',
+        long = "project",
+        global = true,
+        default_value = ".",
+        value_name = "DIR"
+    )]
     pub project: PathBuf,
 
     /// Output format.
@@ -89,13 +95,9 @@ pub enum Command {
     /// Print the JSON Schema of the environment files.
     Schema,
     /// Write the example project into DIR.
-    Init {
-        dir: PathBuf,
-    },
+    Init { dir: PathBuf },
     /// Print shell completions.
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).
     Man,
 }

@@ -15,17 +15,35 @@ use crate::{Loaded, exit, render_all};
 
 pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
     match &cli.command {
-        Command::Render { targets, out: dir, check } => {
+        Command::Render {
+            targets,
+            out: dir,
+            check,
+        } => {
             let dir = cli.project.join(dir);
-            if *check { render_check(cli, out, targets, &dir) } else { render(cli, out, targets, &dir) }
+            if *check {
+                render_check(cli, out, targets, &dir)
+            } else {
+                render(cli, out, targets, &dir)
+            }
         }
         Command::Validate { targets } => validate(cli, out, targets),
         Command::List => list(cli, out),
         Command::Explain { target, key } => explain(cli, out, target, key),
         Command::Plan { target } => crate::apply::plan_command(cli, out, target),
-        Command::Apply { target, approve, skip_helm, out: dir } => {
-            crate::apply::apply_command(cli, out, target, *approve, *skip_helm, &cli.project.join(dir))
-        }
+        Command::Apply {
+            target,
+            approve,
+            skip_helm,
+            out: dir,
+        } => crate::apply::apply_command(
+            cli,
+            out,
+            target,
+            *approve,
+            *skip_helm,
+            &cli.project.join(dir),
+        ),
         Command::Schema => {
             out.json(&schema());
             Ok(exit::OK)
@@ -38,7 +56,9 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
         }
         Command::Man => {
             let cmd = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(cmd).render(&mut std::io::stdout()).map_err(|e| Error::io("stdout", e))?;
+            clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .map_err(|e| Error::io("stdout", e))?;
             Ok(exit::OK)
         }
     }
@@ -49,7 +69,10 @@ fn load(cli: &Cli) -> Result<Loaded> {
 }
 
 /// Loads, validates and renders the named targets (all when empty), in memory.
-pub fn render_tree(cli: &Cli, names: &[String]) -> Result<(Loaded, Vec<crate::model::Target>, Tree)> {
+pub fn render_tree(
+    cli: &Cli,
+    names: &[String],
+) -> Result<(Loaded, Vec<crate::model::Target>, Tree)> {
     let loaded = load(cli)?;
     let targets = loaded.targets(names)?;
     let renderer = loaded.renderer()?;
@@ -58,7 +81,12 @@ pub fn render_tree(cli: &Cli, names: &[String]) -> Result<(Loaded, Vec<crate::mo
 }
 
 fn in_targets<'a>(names: &'a [String]) -> impl Fn(&str) -> bool + 'a {
-    move |path: &str| names.is_empty() || names.iter().any(|n| path.split('/').next() == Some(n.as_str()))
+    move |path: &str| {
+        names.is_empty()
+            || names
+                .iter()
+                .any(|n| path.split('/').next() == Some(n.as_str()))
+    }
 }
 
 fn render(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Result<u8> {
@@ -105,10 +133,18 @@ fn render(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Result<u8>
 fn render_check(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Result<u8> {
     let (_, _, tree) = render_tree(cli, names)?;
     let on_disk = output::read_tree(dir)?;
-    let label = dir.strip_prefix(&cli.project).unwrap_or(dir).display().to_string();
+    let label = dir
+        .strip_prefix(&cli.project)
+        .unwrap_or(dir)
+        .display()
+        .to_string();
     let drift = output::compare(&label, &on_disk, &tree, in_targets(names));
     print_drift(out, &label, &drift, tree.len());
-    Ok(if drift.is_empty() { exit::OK } else { exit::DIFFERENCES })
+    Ok(if drift.is_empty() {
+        exit::OK
+    } else {
+        exit::DIFFERENCES
+    })
 }
 
 fn print_drift(out: &Reporter, label: &str, drift: &[FileDrift], files: usize) {
@@ -122,12 +158,24 @@ fn print_drift(out: &Reporter, label: &str, drift: &[FileDrift], files: usize) {
         Format::Github => {
             let mut md = String::new();
             if drift.is_empty() {
-                md.push_str(&format!("### strata: {label} is up to date ({files} files)\n"));
+                md.push_str(&format!(
+                    "### strata: {label} is up to date ({files} files)\n"
+                ));
             } else {
-                md.push_str(&format!("### strata: {} file(s) in `{label}` differ from the render\n\n", drift.len()));
+                md.push_str(&format!(
+                    "### strata: {} file(s) in `{label}` differ from the render\n\n",
+                    drift.len()
+                ));
                 md.push_str("| target | artifact | change | lines |\n|---|---|---|---|\n");
                 for d in drift {
-                    md.push_str(&format!("| {} | {} | {} | +{} −{} |\n", d.target, d.artifact, status_word(d.status), d.lines_added, d.lines_removed));
+                    md.push_str(&format!(
+                        "| {} | {} | {} | +{} −{} |\n",
+                        d.target,
+                        d.artifact,
+                        status_word(d.status),
+                        d.lines_added,
+                        d.lines_removed
+                    ));
                 }
                 md.push_str("\n<details><summary>diff</summary>\n\n```diff\n");
                 for d in drift {
@@ -148,10 +196,26 @@ fn print_drift(out: &Reporter, label: &str, drift: &[FileDrift], files: usize) {
                 out.line(format!("{label}: up to date ({files} files)"));
                 return;
             }
-            out.line(format!("{label}: {} file(s) differ from the render", drift.len()));
-            let width = drift.iter().map(|d| d.target.len()).max().unwrap_or(6).max(6);
-            let awidth = drift.iter().map(|d| d.artifact.len()).max().unwrap_or(8).max(8);
-            out.line(format!("  {:width$}  {:awidth$}  {:8}  lines", "target", "artifact", "change"));
+            out.line(format!(
+                "{label}: {} file(s) differ from the render",
+                drift.len()
+            ));
+            let width = drift
+                .iter()
+                .map(|d| d.target.len())
+                .max()
+                .unwrap_or(6)
+                .max(6);
+            let awidth = drift
+                .iter()
+                .map(|d| d.artifact.len())
+                .max()
+                .unwrap_or(8)
+                .max(8);
+            out.line(format!(
+                "  {:width$}  {:awidth$}  {:8}  lines",
+                "target", "artifact", "change"
+            ));
             for d in drift {
                 out.line(format!(
                     "  {:width$}  {:awidth$}  {:8}  +{} -{}",
@@ -294,11 +358,23 @@ fn explain(cli: &Cli, out: &Reporter, target_name: &str, key: &str) -> Result<u8
         for depth in 1..=path.len() {
             if let Some(node) = layer.lookup(path[..depth].iter().copied()) {
                 if node.value == Value::Null {
-                    chain.push(LayerValue { file: file.clone(), line: node.loc.line, column: node.loc.col, value: serde_json::Value::Null, effect: "removed" });
+                    chain.push(LayerValue {
+                        file: file.clone(),
+                        line: node.loc.line,
+                        column: node.loc.col,
+                        value: serde_json::Value::Null,
+                        effect: "removed",
+                    });
                     break;
                 }
                 if depth == path.len() {
-                    chain.push(LayerValue { file: file.clone(), line: node.loc.line, column: node.loc.col, value: node.to_json(), effect: "set" });
+                    chain.push(LayerValue {
+                        file: file.clone(),
+                        line: node.loc.line,
+                        column: node.loc.col,
+                        value: node.to_json(),
+                        effect: "set",
+                    });
                 }
             } else {
                 break;
@@ -309,12 +385,26 @@ fn explain(cli: &Cli, out: &Reporter, target_name: &str, key: &str) -> Result<u8
     let Some(final_node) = final_node else {
         let mut all = Vec::new();
         collect_paths(&target.merged.tree, "", &mut all);
-        all.extend(target.derivations.iter().map(|d| format!("names.{}", d.name)));
+        all.extend(
+            target
+                .derivations
+                .iter()
+                .map(|d| format!("names.{}", d.name)),
+        );
         let hint = crate::suggest::closest(key, all.iter().map(String::as_str))
             .map(|c| format!("did you mean `{c}`?"))
-            .unwrap_or_else(|| "keys are dotted paths such as bucket.lifecycle.glacierAfterDays".to_owned());
-        let removed = if chain.iter().any(|c| c.effect == "removed") { " (a layer removed it with null)" } else { "" };
-        return Err(Error::Usage(format!("`{key}` is not set for {}{removed}\n  hint: {hint}", target.name)));
+            .unwrap_or_else(|| {
+                "keys are dotted paths such as bucket.lifecycle.glacierAfterDays".to_owned()
+            });
+        let removed = if chain.iter().any(|c| c.effect == "removed") {
+            " (a layer removed it with null)"
+        } else {
+            ""
+        };
+        return Err(Error::Usage(format!(
+            "`{key}` is not set for {}{removed}\n  hint: {hint}",
+            target.name
+        )));
     };
     let value = final_node.to_json();
     match out.format {
@@ -340,7 +430,9 @@ fn explain(cli: &Cli, out: &Reporter, target_name: &str, key: &str) -> Result<u8
 
 fn show(value: &serde_json::Value) -> String {
     match value {
-        serde_json::Value::Object(_) | serde_json::Value::Array(_) => serde_json::to_string(value).unwrap_or_default(),
+        serde_json::Value::Object(_) | serde_json::Value::Array(_) => {
+            serde_json::to_string(value).unwrap_or_default()
+        }
         other => other.to_string(),
     }
 }
@@ -358,7 +450,8 @@ fn collect_paths(node: &crate::config::Node, path: &str, all: &mut Vec<String>) 
 /// The JSON Schema of one environment file: the typed model with every key optional
 /// (a layer sets only what it changes), plus an environment file's `clouds:` list.
 pub fn schema() -> serde_json::Value {
-    let mut schema = serde_json::to_value(schemars::schema_for!(crate::model::Config)).unwrap_or_default();
+    let mut schema =
+        serde_json::to_value(schemars::schema_for!(crate::model::Config)).unwrap_or_default();
     strip_required(&mut schema);
     if let Some(props) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) {
         props.insert(

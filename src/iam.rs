@@ -27,7 +27,11 @@ pub const KNOWN_STORAGE_ROLES: &[&str] = &[
 
 /// The least-privilege IAM policy that lets the application use its bucket.
 pub fn aws_policy(target: &Target) -> Value {
-    let bucket_arn = format!("arn:{}:s3:::{}", partition(&target.aws().region), target.names.bucket);
+    let bucket_arn = format!(
+        "arn:{}:s3:::{}",
+        partition(&target.aws().region),
+        target.names.bucket
+    );
     let objects_arn = format!("{bucket_arn}/*");
     let bucket = &target.config.bucket;
     let mut object_actions = vec!["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"];
@@ -65,14 +69,21 @@ pub fn aws_policy(target: &Target) -> Value {
 pub fn gcp_bindings(target: &Target) -> Value {
     let member = format!(
         "serviceAccount:{}",
-        target.names.gcp_service_account.as_deref().unwrap_or_default()
+        target
+            .names
+            .gcp_service_account
+            .as_deref()
+            .unwrap_or_default()
     );
     let roles: &[&str] = if target.config.bucket.allow_delete {
         &["roles/storage.objectUser"]
     } else {
         &["roles/storage.objectCreator", "roles/storage.objectViewer"]
     };
-    let bindings: Vec<Value> = roles.iter().map(|role| json!({"role": role, "members": [member]})).collect();
+    let bindings: Vec<Value> = roles
+        .iter()
+        .map(|role| json!({"role": role, "members": [member]}))
+        .collect();
     json!({"bucket": target.names.bucket, "bindings": bindings})
 }
 
@@ -153,7 +164,9 @@ pub fn check(target: &Target, doc: &Value) -> Vec<String> {
                 }
                 for resource in strings(&statement["Resource"]) {
                     if !well_formed_s3_arn(resource) {
-                        problems.push(format!("statement {sid}: malformed or wildcard resource `{resource}`"));
+                        problems.push(format!(
+                            "statement {sid}: malformed or wildcard resource `{resource}`"
+                        ));
                     }
                 }
             }
@@ -162,11 +175,15 @@ pub fn check(target: &Target, doc: &Value) -> Vec<String> {
             for binding in doc["bindings"].as_array().into_iter().flatten() {
                 let role = binding["role"].as_str().unwrap_or("");
                 if !KNOWN_STORAGE_ROLES.contains(&role) {
-                    problems.push(format!("binding grants `{role}`, which is not a storage object role"));
+                    problems.push(format!(
+                        "binding grants `{role}`, which is not a storage object role"
+                    ));
                 }
                 for member in strings(&binding["members"]) {
                     if !member.starts_with("serviceAccount:") || !member.contains('@') {
-                        problems.push(format!("binding member `{member}` is not a service account"));
+                        problems.push(format!(
+                            "binding member `{member}` is not a service account"
+                        ));
                     }
                 }
             }

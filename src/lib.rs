@@ -68,11 +68,19 @@ impl Loaded {
             .iter()
             .map(|name| {
                 self.layers.target(name).ok_or_else(|| {
-                    let known: Vec<&str> = self.layers.targets.iter().map(|t| t.name.as_str()).collect();
+                    let known: Vec<&str> = self
+                        .layers
+                        .targets
+                        .iter()
+                        .map(|t| t.name.as_str())
+                        .collect();
                     let hint = suggest::closest(name, known.iter().copied())
                         .map(|c| format!("did you mean `{c}`?"))
                         .unwrap_or_else(|| format!("targets: {}", known.join(", ")));
-                    Error::Usage(format!("unknown target `{name}` in {}\n  hint: {hint}", self.project.describe()))
+                    Error::Usage(format!(
+                        "unknown target `{name}` in {}\n  hint: {hint}",
+                        self.project.describe()
+                    ))
                 })
             })
             .collect()
@@ -82,7 +90,8 @@ impl Loaded {
     /// reporting every target's problems together.
     pub fn targets(&self, names: &[String]) -> Result<Vec<Target>> {
         let selected = self.select(names)?;
-        let results: Vec<Result<Target>> = selected.into_par_iter().map(|t| self.resolve(t)).collect();
+        let results: Vec<Result<Target>> =
+            selected.into_par_iter().map(|t| self.resolve(t)).collect();
         let mut targets = Vec::new();
         let mut errors = Vec::new();
         for result in results {
@@ -125,7 +134,8 @@ fn dedup_errors(errors: &mut Vec<Error>) {
 
 /// Renders targets in parallel into one tree.
 pub fn render_all(renderer: &Renderer, targets: &[Target]) -> Result<Tree> {
-    let rendered: Vec<Result<Vec<render::Artifact>>> = targets.par_iter().map(|t| renderer.render(t)).collect();
+    let rendered: Vec<Result<Vec<render::Artifact>>> =
+        targets.par_iter().map(|t| renderer.render(t)).collect();
     let mut tree = Tree::new();
     let mut errors = Vec::new();
     for result in rendered {
@@ -145,7 +155,11 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit::ERROR } else { exit::OK };
+            return if e.use_stderr() {
+                exit::ERROR
+            } else {
+                exit::OK
+            };
         }
     };
     let out = report::Reporter::new(cli.format, cli.color);

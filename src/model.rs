@@ -387,11 +387,17 @@ pub struct Target {
 
 impl Target {
     pub fn aws(&self) -> &Aws {
-        self.config.aws.as_ref().expect("checked when the target was resolved")
+        self.config
+            .aws
+            .as_ref()
+            .expect("checked when the target was resolved")
     }
 
     pub fn gcp(&self) -> &Gcp {
-        self.config.gcp.as_ref().expect("checked when the target was resolved")
+        self.config
+            .gcp
+            .as_ref()
+            .expect("checked when the target was resolved")
     }
 
     /// The auth provider after resolving `auto`.
@@ -420,8 +426,18 @@ pub fn resolve(layers: TargetLayers, merged: Merged) -> Result<Target> {
     let config: Config = typed(&merged)?;
     let mut errors = Vec::new();
     match cloud {
-        Cloud::Aws if config.aws.is_none() => errors.push(missing_section(&merged, &layers, "aws", "accountId, region")),
-        Cloud::Gcp if config.gcp.is_none() => errors.push(missing_section(&merged, &layers, "gcp", "projectId, location, region")),
+        Cloud::Aws if config.aws.is_none() => errors.push(missing_section(
+            &merged,
+            &layers,
+            "aws",
+            "accountId, region",
+        )),
+        Cloud::Gcp if config.gcp.is_none() => errors.push(missing_section(
+            &merged,
+            &layers,
+            "gcp",
+            "projectId, location, region",
+        )),
         _ => {}
     }
     Error::from_list(errors)?;
@@ -442,9 +458,15 @@ fn missing_section(merged: &Merged, layers: &TargetLayers, key: &str, fields: &s
     Located::new(
         merged.tree.loc.clone(),
         key,
-        format!("target {} runs on {key} but no layer sets `{key}:`", layers.name),
+        format!(
+            "target {} runs on {key} but no layer sets `{key}:`",
+            layers.name
+        ),
     )
-    .hint(format!("set `{key}:` with {fields} in environments/clouds/{key}.yaml or a {}.{key}.yaml layer", layers.env))
+    .hint(format!(
+        "set `{key}:` with {fields} in environments/clouds/{key}.yaml or a {}.{key}.yaml layer",
+        layers.env
+    ))
     .into()
 }
 
@@ -454,15 +476,34 @@ fn derive_names(config: &Config, cloud: Cloud) -> (Names, Vec<Derivation>) {
     let namespace = &config.project.namespace;
     let prefix = &config.project.iam_prefix;
     let mut derivations = Vec::new();
-    let mut pick = |name: &'static str, over: &Option<String>, convention: String, inputs: &[&str]| {
-        let (value, rule, inputs) = match over {
-            Some(v) => (v.clone(), "override".to_owned(), vec![format!("names.{name}")]),
-            None => (convention, "convention".to_owned(), inputs.iter().map(|s| s.to_string()).collect()),
+    let mut pick =
+        |name: &'static str, over: &Option<String>, convention: String, inputs: &[&str]| {
+            let (value, rule, inputs) = match over {
+                Some(v) => (
+                    v.clone(),
+                    "override".to_owned(),
+                    vec![format!("names.{name}")],
+                ),
+                None => (
+                    convention,
+                    "convention".to_owned(),
+                    inputs.iter().map(|s| s.to_string()).collect(),
+                ),
+            };
+            derivations.push(Derivation {
+                name,
+                value: value.clone(),
+                rule,
+                inputs,
+            });
+            value
         };
-        derivations.push(Derivation { name, value: value.clone(), rule, inputs });
-        value
-    };
-    let service_account = pick("serviceAccount", &o.service_account, format!("{namespace}-sa"), &["project.namespace"]);
+    let service_account = pick(
+        "serviceAccount",
+        &o.service_account,
+        format!("{namespace}-sa"),
+        &["project.namespace"],
+    );
     let claim = format!("{}-data", config.project.name);
     let names = match cloud {
         Cloud::Aws => {
@@ -476,19 +517,30 @@ fn derive_names(config: &Config, cloud: Cloud) -> (Names, Vec<Derivation>) {
                 &["project.iamPrefix", "names.serviceAccount", "cluster.name"],
             );
             Names {
-                bucket: pick("bucket", &o.bucket, format!("{cluster}-db-{account}"), &["cluster.name", "aws.accountId"]),
+                bucket: pick(
+                    "bucket",
+                    &o.bucket,
+                    format!("{cluster}-db-{account}"),
+                    &["cluster.name", "aws.accountId"],
+                ),
                 policy: Some(pick(
                     "policy",
                     &o.policy,
                     format!("{prefix}_{namespace}_S3_Policy_{cluster}"),
                     &["project.iamPrefix", "project.namespace", "cluster.name"],
                 )),
-                role_arn: Some(format!("arn:{}:iam::{account}:role/{role}", partition(region))),
+                role_arn: Some(format!(
+                    "arn:{}:iam::{account}:role/{role}",
+                    partition(region)
+                )),
                 role: Some(role),
                 kube_context: pick(
                     "kubeContext",
                     &o.kube_context,
-                    format!("arn:{}:eks:{region}:{account}:cluster/{cluster}", partition(region)),
+                    format!(
+                        "arn:{}:eks:{region}:{account}:cluster/{cluster}",
+                        partition(region)
+                    ),
                     &["aws.region", "aws.accountId", "cluster.name"],
                 ),
                 gcp_service_account: None,
@@ -502,7 +554,12 @@ fn derive_names(config: &Config, cloud: Cloud) -> (Names, Vec<Derivation>) {
             let project = gcp.map_or("", |g| g.project_id.as_str());
             let region = gcp.map_or("", |g| g.region.as_str());
             Names {
-                bucket: pick("bucket", &o.bucket, format!("{project}-{cluster}-db"), &["gcp.projectId", "cluster.name"]),
+                bucket: pick(
+                    "bucket",
+                    &o.bucket,
+                    format!("{project}-{cluster}-db"),
+                    &["gcp.projectId", "cluster.name"],
+                ),
                 gcp_service_account: Some(pick(
                     "gcpServiceAccount",
                     &o.gcp_service_account,
@@ -580,15 +637,29 @@ fn type_error(merged: &Merged, mut segments: Vec<String>, raw: &str) -> Error {
         return located.into();
     }
     if let Some(field) = between(raw, "missing field `", "`") {
-        let full = if path.is_empty() { field.to_owned() } else { format!("{path}.{field}") };
+        let full = if path.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{path}.{field}")
+        };
         if let Some(removal) = merged.removals.iter().find(|r| r.path == full) {
-            return Located::new(removal.loc.clone(), full, format!("`{field}` is required, but this null removes it"))
-                .hint("set a value instead of null; null removes a key inherited from an earlier layer")
-                .into();
-        }
-        return Located::new(locate(&merged.tree, &path), full, format!("required key `{field}` is not set by any layer"))
-            .hint(format!("set `{field}` in environments/base.yaml or a later layer"))
+            return Located::new(
+                removal.loc.clone(),
+                full,
+                format!("`{field}` is required, but this null removes it"),
+            )
+            .hint("set a value instead of null; null removes a key inherited from an earlier layer")
             .into();
+        }
+        return Located::new(
+            locate(&merged.tree, &path),
+            full,
+            format!("required key `{field}` is not set by any layer"),
+        )
+        .hint(format!(
+            "set `{field}` in environments/base.yaml or a later layer"
+        ))
+        .into();
     }
     let node = merged.tree.lookup(segments.iter().map(String::as_str));
     let loc = node.map_or_else(|| locate(&merged.tree, &path), |n| n.loc.clone());
@@ -609,7 +680,9 @@ fn describe_type_error(raw: &str, node: Option<&Node>, secret: bool) -> String {
         None => "nothing".to_owned(),
     };
     match expected {
-        Some(expected) if raw.starts_with("invalid") => format!("expected {}, found {found}", humanize(expected)),
+        Some(expected) if raw.starts_with("invalid") => {
+            format!("expected {}, found {found}", humanize(expected))
+        }
         _ if secret => "invalid value (hidden: the key is secret-like)".to_owned(),
         _ => raw.to_owned(),
     }

@@ -77,13 +77,22 @@ pub fn read_tree(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
         .filter_map(|entry| entry.ok())
         .filter(|entry| entry.file_type().is_file())
         .map(|entry| {
-            let rel = entry.path().strip_prefix(dir).unwrap_or(entry.path()).to_string_lossy().replace('\\', "/");
+            let rel = entry
+                .path()
+                .strip_prefix(dir)
+                .unwrap_or(entry.path())
+                .to_string_lossy()
+                .replace('\\', "/");
             (rel, entry.into_path())
         })
         .collect();
     let read: Vec<Result<(String, Vec<u8>)>> = paths
         .into_par_iter()
-        .map(|(rel, path)| std::fs::read(&path).map(|b| (rel, b)).map_err(|e| Error::io(path, e)))
+        .map(|(rel, path)| {
+            std::fs::read(&path)
+                .map(|b| (rel, b))
+                .map_err(|e| Error::io(path, e))
+        })
         .collect();
     for entry in read {
         let (rel, bytes) = entry?;
@@ -101,7 +110,12 @@ fn list_files(dir: &Path) -> BTreeMap<String, u64> {
         .filter(|entry| entry.file_type().is_file())
         .filter_map(|entry| {
             let len = entry.metadata().ok()?.len();
-            let rel = entry.path().strip_prefix(dir).ok()?.to_string_lossy().replace('\\', "/");
+            let rel = entry
+                .path()
+                .strip_prefix(dir)
+                .ok()?
+                .to_string_lossy()
+                .replace('\\', "/");
             Some((rel, len))
         })
         .collect()
@@ -120,18 +134,31 @@ pub fn write_tree(out: &Path, desired: &Tree) -> Result<WriteSummary> {
         .to_owned();
     remove_leftovers(&parent, &base_name);
 
-    let existing = if out.exists() { list_files(out) } else { BTreeMap::new() };
+    let existing = if out.exists() {
+        list_files(out)
+    } else {
+        BTreeMap::new()
+    };
     // Which desired files are byte-identical to what is there already?
     let same: Vec<bool> = desired
         .par_iter()
         .map(|(rel, bytes)| {
-            existing.get(rel).is_some_and(|len| *len == bytes.len() as u64)
+            existing
+                .get(rel)
+                .is_some_and(|len| *len == bytes.len() as u64)
                 && std::fs::read(out.join(rel)).is_ok_and(|old| old[..] == bytes[..])
         })
         .collect();
     let unchanged = same.iter().filter(|s| **s).count();
-    let removed = existing.keys().filter(|rel| !desired.contains_key(*rel)).count();
-    let summary = WriteSummary { written: desired.len() - unchanged, unchanged, removed };
+    let removed = existing
+        .keys()
+        .filter(|rel| !desired.contains_key(*rel))
+        .count();
+    let summary = WriteSummary {
+        written: desired.len() - unchanged,
+        unchanged,
+        removed,
+    };
     if !summary.changed() && out.exists() {
         return Ok(summary);
     }
@@ -150,20 +177,22 @@ pub fn write_tree(out: &Path, desired: &Tree) -> Result<WriteSummary> {
 
 fn build_and_swap(out: &Path, tmp: &Path, desired: &Tree, same: &[bool]) -> Result<()> {
     std::fs::create_dir_all(tmp).map_err(|e| Error::io(tmp, e))?;
-    let mut dirs: Vec<PathBuf> = desired.keys().filter_map(|rel| Path::new(rel).parent().map(|p| tmp.join(p))).collect();
+    let mut dirs: Vec<PathBuf> = desired
+        .keys()
+        .filter_map(|rel| Path::new(rel).parent().map(|p| tmp.join(p)))
+        .collect();
     dirs.dedup();
     for dir in &dirs {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     let work: Vec<((&String, &Arc<[u8]>), &bool)> = desired.iter().zip(same.iter()).collect();
-    work.into_par_iter()
-        .try_for_each(|((rel, bytes), same)| {
-            let dest = tmp.join(rel);
-            if *same && std::fs::hard_link(out.join(rel), &dest).is_ok() {
-                return Ok(());
-            }
-            std::fs::write(&dest, bytes).map_err(|e| Error::io(&dest, e))
-        })?;
+    work.into_par_iter().try_for_each(|((rel, bytes), same)| {
+        let dest = tmp.join(rel);
+        if *same && std::fs::hard_link(out.join(rel), &dest).is_ok() {
+            return Ok(());
+        }
+        std::fs::write(&dest, bytes).map_err(|e| Error::io(&dest, e))
+    })?;
     if out.exists() {
         exchange(tmp, out)?;
         // `tmp` now holds the old tree.
@@ -178,10 +207,20 @@ fn build_and_swap(out: &Path, tmp: &Path, desired: &Tree, same: &[bool]) -> Resu
 #[cfg(target_os = "linux")]
 fn exchange(a: &Path, b: &Path) -> Result<()> {
     use std::os::unix::ffi::OsStrExt;
-    let ca = std::ffi::CString::new(a.as_os_str().as_bytes()).map_err(|e| Error::io(a, e.into()))?;
-    let cb = std::ffi::CString::new(b.as_os_str().as_bytes()).map_err(|e| Error::io(b, e.into()))?;
+    let ca =
+        std::ffi::CString::new(a.as_os_str().as_bytes()).map_err(|e| Error::io(a, e.into()))?;
+    let cb =
+        std::ffi::CString::new(b.as_os_str().as_bytes()).map_err(|e| Error::io(b, e.into()))?;
     // SAFETY: both pointers are valid NUL-terminated paths for the duration of the call.
-    let rc = unsafe { libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE) };
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
     if rc == 0 {
         return Ok(());
     }
@@ -249,8 +288,17 @@ pub enum DriftStatus {
 
 /// Compares the rendered tree with the folder's contents (`label` names the folder in
 /// diff headers). Only paths for which `in_scope` holds are compared.
-pub fn compare(label: &str, on_disk: &BTreeMap<String, Vec<u8>>, rendered: &Tree, in_scope: impl Fn(&str) -> bool) -> Vec<FileDrift> {
-    let mut paths: Vec<&String> = on_disk.keys().chain(rendered.keys()).filter(|p| in_scope(p)).collect();
+pub fn compare(
+    label: &str,
+    on_disk: &BTreeMap<String, Vec<u8>>,
+    rendered: &Tree,
+    in_scope: impl Fn(&str) -> bool,
+) -> Vec<FileDrift> {
+    let mut paths: Vec<&String> = on_disk
+        .keys()
+        .chain(rendered.keys())
+        .filter(|p| in_scope(p))
+        .collect();
     paths.sort();
     paths.dedup();
     paths
@@ -277,9 +325,21 @@ pub fn compare(label: &str, on_disk: &BTreeMap<String, Vec<u8>>, rendered: &Tree
                     similar::ChangeTag::Equal => {}
                 }
             }
-            let old_name = if old.is_some() { format!("{label}/{path}") } else { "/dev/null".to_owned() };
-            let new_name = if new.is_some() { format!("rendered/{path}") } else { "/dev/null".to_owned() };
-            let text = diff.unified_diff().context_radius(3).header(&old_name, &new_name).to_string();
+            let old_name = if old.is_some() {
+                format!("{label}/{path}")
+            } else {
+                "/dev/null".to_owned()
+            };
+            let new_name = if new.is_some() {
+                format!("rendered/{path}")
+            } else {
+                "/dev/null".to_owned()
+            };
+            let text = diff
+                .unified_diff()
+                .context_radius(3)
+                .header(&old_name, &new_name)
+                .to_string();
             Some(FileDrift {
                 path: path.clone(),
                 target: target.to_owned(),

@@ -23,9 +23,7 @@ impl Project {
     /// Finds the project folder at `dir` or above it (as git finds `.git`); with no
     /// `environments/` anywhere above, the embedded example.
     pub fn discover(dir: &Path) -> Result<Project> {
-        let start = dir
-            .canonicalize()
-            .map_err(|e| Error::io(dir, e))?;
+        let start = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
         for candidate in start.ancestors() {
             if candidate.join("environments").is_dir() {
                 return Ok(Project::Disk(candidate.to_path_buf()));
@@ -88,7 +86,11 @@ impl Project {
             }
             Project::Embedded => EXAMPLE
                 .iter()
-                .filter_map(|(path, _)| path.strip_prefix(&prefix).filter(|rest| !rest.contains('/')).map(|_| path.to_string()))
+                .filter_map(|(path, _)| {
+                    path.strip_prefix(&prefix)
+                        .filter(|rest| !rest.contains('/'))
+                        .map(|_| path.to_string())
+                })
                 .collect(),
         };
         names.sort();
@@ -123,9 +125,15 @@ fn walk_disk(base: &Path, label: &str) -> Result<Vec<(String, Vec<u8>)>> {
     }
     let canonical_base = base.canonicalize().map_err(|e| Error::io(base, e))?;
     let mut files = Vec::new();
-    for entry in walkdir::WalkDir::new(base).follow_links(false).sort_by_file_name() {
+    for entry in walkdir::WalkDir::new(base)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
         let entry = entry.map_err(|e| {
-            let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| base.to_path_buf());
+            let path = e
+                .path()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| base.to_path_buf());
             Error::io(path, e.into())
         })?;
         let rel = entry

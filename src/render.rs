@@ -70,7 +70,10 @@ impl Renderer {
             let is_partial = rel.split('/').any(|segment| segment.starts_with('_'));
             let Some(out) = rel.strip_suffix(EXTENSION) else {
                 if !is_partial {
-                    outputs.push(Output::Verbatim { out: rel, bytes: bytes.into() });
+                    outputs.push(Output::Verbatim {
+                        out: rel,
+                        bytes: bytes.into(),
+                    });
                 }
                 continue;
             };
@@ -93,7 +96,10 @@ impl Renderer {
                 continue;
             }
             if !is_partial {
-                outputs.push(Output::Template { name: rel.clone(), out: out.to_owned() });
+                outputs.push(Output::Template {
+                    name: rel.clone(),
+                    out: out.to_owned(),
+                });
             }
         }
         Error::from_list(errors)?;
@@ -108,8 +114,13 @@ impl Renderer {
             let (out, bytes): (&str, Arc<[u8]>) = match output {
                 Output::Verbatim { out, bytes } => (out, bytes.clone()),
                 Output::Template { name, out } => {
-                    let template = self.env.get_template(name).map_err(|e| template_error(&e, Some(&target.name)))?;
-                    let mut text = template.render(&ctx).map_err(|e| template_error(&e, Some(&target.name)))?;
+                    let template = self
+                        .env
+                        .get_template(name)
+                        .map_err(|e| template_error(&e, Some(&target.name)))?;
+                    let mut text = template
+                        .render(&ctx)
+                        .map_err(|e| template_error(&e, Some(&target.name)))?;
                     if text.trim().is_empty() {
                         continue;
                     }
@@ -120,7 +131,10 @@ impl Renderer {
                     (out, Arc::from(text.into_bytes()))
                 }
             };
-            artifacts.push(Artifact { path: format!("{}/{out}", target.name), bytes });
+            artifacts.push(Artifact {
+                path: format!("{}/{out}", target.name),
+                bytes,
+            });
         }
         Ok(artifacts)
     }
@@ -157,9 +171,16 @@ struct TargetInfo<'a> {
 impl<'a> Context<'a> {
     fn new(target: &'a Target) -> Self {
         let c = &target.config;
-        let mut secret_env: BTreeMap<String, &crate::model::SecretKey> =
-            c.app.secrets.iter().map(|(k, v)| (k.clone(), &v.secret_ref)).collect();
-        secret_env.insert("AUTH_CLIENT_SECRET".into(), &c.auth.client_secret.secret_ref);
+        let mut secret_env: BTreeMap<String, &crate::model::SecretKey> = c
+            .app
+            .secrets
+            .iter()
+            .map(|(k, v)| (k.clone(), &v.secret_ref))
+            .collect();
+        secret_env.insert(
+            "AUTH_CLIENT_SECRET".into(),
+            &c.auth.client_secret.secret_ref,
+        );
         Context {
             target: TargetInfo {
                 name: &target.name,
@@ -196,12 +217,24 @@ pub const DERIVED_ENV: &[&str] = &[
 
 fn app_env(target: &Target) -> BTreeMap<String, String> {
     let c = &target.config;
-    let mut env: BTreeMap<String, String> = c.app.env.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect();
+    let mut env: BTreeMap<String, String> = c
+        .app
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect();
     let provider = target.auth_provider();
     let issuer = match (provider, target.cloud) {
         (AuthProvider::Cognito, Cloud::Aws) => {
-            let pool = c.auth.cognito.as_ref().map_or("", |p| p.user_pool_id.as_str());
-            format!("https://cognito-idp.{}.amazonaws.com/{pool}", target.aws().region)
+            let pool = c
+                .auth
+                .cognito
+                .as_ref()
+                .map_or("", |p| p.user_pool_id.as_str());
+            format!(
+                "https://cognito-idp.{}.amazonaws.com/{pool}",
+                target.aws().region
+            )
         }
         _ => "https://accounts.google.com".to_owned(),
     };
@@ -209,17 +242,29 @@ fn app_env(target: &Target) -> BTreeMap<String, String> {
     env.insert("APP_ENV".into(), target.env.clone());
     env.insert("AUTH_CLIENT_ID".into(), c.auth.client_id.clone());
     env.insert("AUTH_ISSUER_URL".into(), issuer);
-    env.insert("AUTH_PROVIDER".into(), serde_json::to_value(provider).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default());
+    env.insert(
+        "AUTH_PROVIDER".into(),
+        serde_json::to_value(provider)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+    );
     env.insert("BUCKET_NAME".into(), target.names.bucket.clone());
     env.insert("CLOUD_PROVIDER".into(), target.cloud.as_str().into());
     env.insert("DATA_MOUNT_PATH".into(), c.app.storage.mount_path.clone());
-    env.insert("PUBLIC_URL".into(), format!("{scheme}://{}", c.ingress.host));
+    env.insert(
+        "PUBLIC_URL".into(),
+        format!("{scheme}://{}", c.ingress.host),
+    );
     match target.cloud {
         Cloud::Aws => {
             env.insert("AWS_REGION".into(), target.aws().region.clone());
         }
         Cloud::Gcp => {
-            env.insert("GOOGLE_CLOUD_PROJECT".into(), target.gcp().project_id.clone());
+            env.insert(
+                "GOOGLE_CLOUD_PROJECT".into(),
+                target.gcp().project_id.clone(),
+            );
         }
     }
     env
@@ -245,7 +290,10 @@ fn check_artifact(template: &str, out: &str, text: &str, target: &str) -> Result
             let first = e.to_string().lines().next().unwrap_or_default().to_owned();
             return Err(fail(
                 None,
-                format!("rendered {out} is not valid YAML (output line {}): {first}", line.unwrap_or(0)),
+                format!(
+                    "rendered {out} is not valid YAML (output line {}): {first}",
+                    line.unwrap_or(0)
+                ),
                 "check indentation around the reported line; pipe structured values through `| to_yaml | indent(N)`",
             ));
         }
@@ -253,7 +301,10 @@ fn check_artifact(template: &str, out: &str, text: &str, target: &str) -> Result
         if let Err(e) = serde_json::from_str::<serde_json::Value>(text) {
             return Err(fail(
                 None,
-                format!("rendered {out} is not valid JSON (output line {}): {e}", e.line()),
+                format!(
+                    "rendered {out} is not valid JSON (output line {}): {e}",
+                    e.line()
+                ),
                 "build JSON with `| to_json` rather than by hand",
             ));
         }
@@ -267,7 +318,11 @@ fn check_artifact(template: &str, out: &str, text: &str, target: &str) -> Result
                 !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             });
             if !valid {
-                return Err(fail(None, format!("rendered {out} line {} is not NAME=value", i + 1), "each line must be NAME=value or a # comment"));
+                return Err(fail(
+                    None,
+                    format!("rendered {out} line {} is not NAME=value", i + 1),
+                    "each line must be NAME=value or a # comment",
+                ));
             }
         }
     }
@@ -292,7 +347,9 @@ fn template_error(e: &minijinja::Error, target: Option<&str>) -> Error {
         _ => None,
     };
     let snippet = match (e.template_source(), e.range()) {
-        (Some(source), Some(range)) if range.end <= source.len() => Some(source[range].trim().to_owned()),
+        (Some(source), Some(range)) if range.end <= source.len() => {
+            Some(source[range].trim().to_owned())
+        }
         _ => None,
     };
     let (message, hint) = match e.kind() {
@@ -325,8 +382,12 @@ fn to_yaml(value: &Value) -> std::result::Result<String, minijinja::Error> {
     if value.is_undefined() {
         return Err(minijinja::Error::from(minijinja::ErrorKind::UndefinedError));
     }
-    let text = serde_saphyr::to_string(value)
-        .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("to_yaml: {e}")))?;
+    let text = serde_saphyr::to_string(value).map_err(|e| {
+        minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("to_yaml: {e}"),
+        )
+    })?;
     Ok(text.trim_end_matches('\n').to_owned())
 }
 
@@ -344,10 +405,17 @@ fn to_json(value: &Value, kwargs: Kwargs) -> std::result::Result<String, minijin
             let mut out = Vec::new();
             let formatter = serde_json::ser::PrettyFormatter::with_indent(spaces.as_bytes());
             let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
-            value.serialize(&mut ser).map(|_| String::from_utf8(out).unwrap_or_default())
+            value
+                .serialize(&mut ser)
+                .map(|_| String::from_utf8(out).unwrap_or_default())
         }
     };
-    result.map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("to_json: {e}")))
+    result.map_err(|e| {
+        minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("to_json: {e}"),
+        )
+    })
 }
 
 /// `{{ text | quote }}`: a double-quoted scalar, valid in both YAML and JSON.
@@ -355,6 +423,10 @@ fn quote(value: &Value) -> std::result::Result<String, minijinja::Error> {
     if value.is_undefined() {
         return Err(minijinja::Error::from(minijinja::ErrorKind::UndefinedError));
     }
-    let text = value.as_str().map(str::to_owned).unwrap_or_else(|| value.to_string());
-    serde_json::to_string(&text).map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string()))
+    let text = value
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| value.to_string());
+    serde_json::to_string(&text)
+        .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string()))
 }

@@ -19,7 +19,10 @@ impl Reporter {
         let color = match color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal(),
+            ColorChoice::Auto => {
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::io::stderr().is_terminal()
+            }
         };
         Reporter { format, color }
     }
@@ -30,7 +33,11 @@ impl Reporter {
 
     /// Wraps `text` in an ANSI style when colour is on (`1;31` bold red, `32` green…).
     pub fn paint(&self, style: &str, text: &str) -> String {
-        if self.color { format!("\x1b[{style}m{text}\x1b[0m") } else { text.to_owned() }
+        if self.color {
+            format!("\x1b[{style}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
     }
 
     /// Prints a line of the main result to stdout.
@@ -102,7 +109,14 @@ pub fn error_list(error: &Error) -> Vec<ErrorRecord> {
                 },
                 hint: t.hint.clone(),
             },
-            other => ErrorRecord { file: None, line: None, column: None, key_path: None, message: other.to_string(), hint: None },
+            other => ErrorRecord {
+                file: None,
+                line: None,
+                column: None,
+                key_path: None,
+                message: other.to_string(),
+                hint: None,
+            },
         })
         .collect()
 }
@@ -128,11 +142,17 @@ pub fn github_annotation(level: &str, e: &ErrorRecord) -> String {
         message.push_str(hint);
     }
     let sep = if props.is_empty() { "" } else { " " };
-    format!("::{level}{sep}{}::{}", props.join(","), escape_data(&message))
+    format!(
+        "::{level}{sep}{}::{}",
+        props.join(","),
+        escape_data(&message)
+    )
 }
 
 fn escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 fn escape_property(s: &str) -> String {

@@ -22,7 +22,10 @@ use crate::model::{AuthProvider, Cloud, Target};
 pub const PROD_RULES: &[(&str, &str)] = &[
     ("prod.versioning", "bucket.versioning must be true"),
     ("prod.encryption", "bucket.encryption must be true"),
-    ("prod.public-access-block", "bucket.publicAccessBlock must be true"),
+    (
+        "prod.public-access-block",
+        "bucket.publicAccessBlock must be true",
+    ),
     ("prod.tls-only", "bucket.tlsOnly must be true"),
     ("prod.require-sse", "bucket.requireSse must be true"),
     ("prod.no-delete", "bucket.allowDelete must be false"),
@@ -33,13 +36,29 @@ pub const PROD_RULES: &[(&str, &str)] = &[
 pub fn is_secret_key(key: &str) -> bool {
     let tokens = tokens(key);
     let joined: String = tokens.concat();
-    if ["apikey", "privatekey", "accesskey", "secretkey", "signingkey"].iter().any(|w| joined.contains(w)) {
+    if [
+        "apikey",
+        "privatekey",
+        "accesskey",
+        "secretkey",
+        "signingkey",
+    ]
+    .iter()
+    .any(|w| joined.contains(w))
+    {
         return true;
     }
     tokens.iter().any(|t| {
         matches!(
             t.as_str(),
-            "secret" | "password" | "passwd" | "pwd" | "token" | "credential" | "credentials" | "passphrase"
+            "secret"
+                | "password"
+                | "passwd"
+                | "pwd"
+                | "token"
+                | "credential"
+                | "credentials"
+                | "passphrase"
         )
     })
 }
@@ -47,7 +66,8 @@ pub fn is_secret_key(key: &str) -> bool {
 /// Is any segment of a dotted path secret-like? (`app.secrets.X` is a map of references,
 /// so the container key `secrets` itself does not count.)
 pub fn is_secret_path(path: &str) -> bool {
-    path.split('.').any(|segment| segment != "secrets" && is_secret_key(segment))
+    path.split('.')
+        .any(|segment| segment != "secrets" && is_secret_key(segment))
 }
 
 /// Splits `clientSecret`, `CLIENT_SECRET`, `client-secret` into lowercase words.
@@ -87,7 +107,10 @@ fn walk_secrets(node: &Node, path: &str, errors: &mut Vec<Error>) {
         Value::Map(entries) => {
             for (key, child) in entries {
                 let child_path = join_path(path, key);
-                if key != "secrets" && is_secret_key(key) && matches!(child.value, Value::Str(_) | Value::Int(_) | Value::Float(_)) {
+                if key != "secrets"
+                    && is_secret_key(key)
+                    && matches!(child.value, Value::Str(_) | Value::Int(_) | Value::Float(_))
+                {
                     errors.push(
                         Located::new(child.loc.clone(), child_path.clone(), "a secret-like key holds a literal value (not shown)")
                             .hint(
@@ -128,11 +151,28 @@ pub fn check_target(target: &Target) -> Result<()> {
         if !PROD_RULES.iter().any(|(rule, _)| *rule == exception.rule) {
             let hint = crate::suggest::closest(&exception.rule, PROD_RULES.iter().map(|(r, _)| *r))
                 .map(|close| format!("did you mean `{close}`?"))
-                .unwrap_or_else(|| format!("known rules: {}", PROD_RULES.iter().map(|(r, _)| *r).collect::<Vec<_>>().join(", ")));
-            fail(&path, format!("unknown policy rule `{}`", exception.rule), &hint);
+                .unwrap_or_else(|| {
+                    format!(
+                        "known rules: {}",
+                        PROD_RULES
+                            .iter()
+                            .map(|(r, _)| *r)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                });
+            fail(
+                &path,
+                format!("unknown policy rule `{}`", exception.rule),
+                &hint,
+            );
         }
         if exception.reason.trim().len() < 10 {
-            fail(&format!("exceptions.{i}.reason"), "an exception needs a reason a reviewer can judge".into(), "explain why the rule does not apply, in a sentence");
+            fail(
+                &format!("exceptions.{i}.reason"),
+                "an exception needs a reason a reviewer can judge".into(),
+                "explain why the rule does not apply, in a sentence",
+            );
         }
     }
 
@@ -141,7 +181,11 @@ pub fn check_target(target: &Target) -> Result<()> {
         let checks = [
             ("prod.versioning", "bucket.versioning", b.versioning),
             ("prod.encryption", "bucket.encryption", b.encryption),
-            ("prod.public-access-block", "bucket.publicAccessBlock", b.public_access_block),
+            (
+                "prod.public-access-block",
+                "bucket.publicAccessBlock",
+                b.public_access_block,
+            ),
             ("prod.tls-only", "bucket.tlsOnly", b.tls_only),
             ("prod.require-sse", "bucket.requireSse", b.require_sse),
             ("prod.no-delete", "bucket.allowDelete", !b.allow_delete),
@@ -149,11 +193,16 @@ pub fn check_target(target: &Target) -> Result<()> {
         ];
         for (rule, path, ok) in checks {
             if !ok && target.exception(rule).is_none() {
-                let what = PROD_RULES.iter().find(|(r, _)| *r == rule).map_or("", |(_, w)| w);
+                let what = PROD_RULES
+                    .iter()
+                    .find(|(r, _)| *r == rule)
+                    .map_or("", |(_, w)| w);
                 fail(
                     path,
                     format!("production policy `{rule}`: {what} in {}", target.env),
-                    &format!("fix the value, or add an exception: `exceptions: [{{rule: {rule}, reason: \"…\"}}]`"),
+                    &format!(
+                        "fix the value, or add an exception: `exceptions: [{{rule: {rule}, reason: \"…\"}}]`"
+                    ),
                 );
             }
         }
@@ -166,74 +215,141 @@ pub fn check_target(target: &Target) -> Result<()> {
         Cloud::Gcp => gcs_bucket_name(&n.bucket),
     };
     if let Err(why) = bucket_rule {
-        fail(&derived_input(target, "bucket"), format!("derived bucket name `{}` is invalid: {why}", n.bucket), "set names.bucket, or shorten the inputs it is made from");
+        fail(
+            &derived_input(target, "bucket"),
+            format!("derived bucket name `{}` is invalid: {why}", n.bucket),
+            "set names.bucket, or shorten the inputs it is made from",
+        );
     }
     if let Some(policy) = &n.policy {
         if let Err(why) = iam_name(policy, 128) {
-            fail(&derived_input(target, "policy"), format!("IAM policy name `{policy}` is invalid: {why}"), "set names.policy");
+            fail(
+                &derived_input(target, "policy"),
+                format!("IAM policy name `{policy}` is invalid: {why}"),
+                "set names.policy",
+            );
         }
     }
     if let Some(role) = &n.role {
         if let Err(why) = iam_name(role, 64) {
-            fail(&derived_input(target, "role"), format!("IAM role name `{role}` is invalid: {why}"), "set names.role");
+            fail(
+                &derived_input(target, "role"),
+                format!("IAM role name `{role}` is invalid: {why}"),
+                "set names.role",
+            );
         }
     }
     if let Err(why) = dns_label(&n.namespace, 63) {
-        fail("project.namespace", format!("namespace `{}` is invalid: {why}", n.namespace), "");
+        fail(
+            "project.namespace",
+            format!("namespace `{}` is invalid: {why}", n.namespace),
+            "",
+        );
     }
     if let Err(why) = dns_label(&n.service_account, 253) {
-        fail(&derived_input(target, "serviceAccount"), format!("service account name `{}` is invalid: {why}", n.service_account), "");
+        fail(
+            &derived_input(target, "serviceAccount"),
+            format!(
+                "service account name `{}` is invalid: {why}",
+                n.service_account
+            ),
+            "",
+        );
     }
     if let Some(gsa) = &n.gcp_service_account {
         let id = gsa.split('@').next().unwrap_or_default();
         if id.len() < 6 || id.len() > 30 || dns_label(id, 30).is_err() {
-            fail(&derived_input(target, "gcpServiceAccount"), format!("Google service account id `{id}` must be 6-30 lowercase letters, digits or '-'"), "set names.gcpServiceAccount");
+            fail(
+                &derived_input(target, "gcpServiceAccount"),
+                format!(
+                    "Google service account id `{id}` must be 6-30 lowercase letters, digits or '-'"
+                ),
+                "set names.gcpServiceAccount",
+            );
         }
     }
     match target.cloud {
         Cloud::Aws => {
             let aws = target.aws();
             if aws.account_id.len() != 12 || !aws.account_id.chars().all(|c| c.is_ascii_digit()) {
-                fail("aws.accountId", "an AWS account id is 12 digits (quote it so YAML keeps leading zeros)".into(), "");
+                fail(
+                    "aws.accountId",
+                    "an AWS account id is 12 digits (quote it so YAML keeps leading zeros)".into(),
+                    "",
+                );
             }
             if !aws_region(&aws.region) {
-                fail("aws.region", format!("`{}` does not look like an AWS region", aws.region), "e.g. us-east-1, eu-west-1");
+                fail(
+                    "aws.region",
+                    format!("`{}` does not look like an AWS region", aws.region),
+                    "e.g. us-east-1, eu-west-1",
+                );
             }
             if target.auth_provider() == AuthProvider::Cognito && c.auth.cognito.is_none() {
-                fail("auth", "the cognito provider needs `auth.cognito` (userPoolId, domain)".into(), "");
+                fail(
+                    "auth",
+                    "the cognito provider needs `auth.cognito` (userPoolId, domain)".into(),
+                    "",
+                );
             }
         }
         Cloud::Gcp => {
             let gcp = target.gcp();
             if let Err(why) = gcp_project_id(&gcp.project_id) {
-                fail("gcp.projectId", format!("`{}` is not a valid GCP project id: {why}", gcp.project_id), "");
+                fail(
+                    "gcp.projectId",
+                    format!("`{}` is not a valid GCP project id: {why}", gcp.project_id),
+                    "",
+                );
             }
             if target.auth_provider() == AuthProvider::Cognito {
-                fail("auth.provider", "cognito is an AWS service; use google or auto on gcp".into(), "");
+                fail(
+                    "auth.provider",
+                    "cognito is an AWS service; use google or auto on gcp".into(),
+                    "",
+                );
             }
         }
     }
     for (component, spec) in [("backend", &c.app.backend), ("frontend", &c.app.frontend)] {
         if spec.tag.is_empty() || spec.tag == "latest" {
-            fail(&format!("app.{component}.tag"), "image tags must be pinned (not empty, not `latest`)".into(), "use the release tag, e.g. \"2.4.1\"");
+            fail(
+                &format!("app.{component}.tag"),
+                "image tags must be pinned (not empty, not `latest`)".into(),
+                "use the release tag, e.g. \"2.4.1\"",
+            );
         }
     }
     if let Err(why) = dns_name(&c.ingress.host) {
-        fail("ingress.host", format!("`{}` is not a valid host name: {why}", c.ingress.host), "");
+        fail(
+            "ingress.host",
+            format!("`{}` is not a valid host name: {why}", c.ingress.host),
+            "",
+        );
     }
     for key in c.app.env.keys() {
         if crate::render::DERIVED_ENV.contains(&key.as_str()) || c.app.secrets.contains_key(key) {
             fail(
                 &format!("app.env.{key}"),
-                format!("`{key}` is set by strata (or is already a secret variable); a second definition would hide one of them"),
+                format!(
+                    "`{key}` is set by strata (or is already a secret variable); a second definition would hide one of them"
+                ),
                 "remove it here; `strata explain TARGET names.bucket` and friends show where derived values come from",
             );
         }
     }
     for key in c.app.env.keys().chain(c.app.secrets.keys()) {
         if !env_var_name(key) {
-            let section = if c.app.env.contains_key(key) { "env" } else { "secrets" };
-            fail(&format!("app.{section}.{key}"), format!("`{key}` is not a valid environment variable name"), "use letters, digits and '_', not starting with a digit");
+            let section = if c.app.env.contains_key(key) {
+                "env"
+            } else {
+                "secrets"
+            };
+            fail(
+                &format!("app.{section}.{key}"),
+                format!("`{key}` is not a valid environment variable name"),
+                "use letters, digits and '_', not starting with a digit",
+            );
         }
     }
 
@@ -264,7 +380,10 @@ pub fn s3_bucket_name(name: &str) -> std::result::Result<(), String> {
     if !(3..=63).contains(&name.len()) {
         return Err(format!("must be 3 to 63 characters, is {}", name.len()));
     }
-    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.') {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+    {
         return Err("only lowercase letters, digits, '-' and '.' are allowed".into());
     }
     let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
@@ -295,7 +414,10 @@ pub fn gcs_bucket_name(name: &str) -> std::result::Result<(), String> {
     if !(3..=63).contains(&name.len()) {
         return Err(format!("must be 3 to 63 characters, is {}", name.len()));
     }
-    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' || c == '.') {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' || c == '.')
+    {
         return Err("only lowercase letters, digits, '-', '_' and '.' are allowed".into());
     }
     let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
@@ -316,8 +438,13 @@ pub fn iam_name(name: &str, max: usize) -> std::result::Result<(), String> {
     if name.is_empty() || name.len() > max {
         return Err(format!("must be 1 to {max} characters, is {}", name.len()));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || "+=,.@_-".contains(*c))) {
-        return Err(format!("the character {c:?} is not allowed (letters, digits and +=,.@_- are)"));
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "+=,.@_-".contains(*c)))
+    {
+        return Err(format!(
+            "the character {c:?} is not allowed (letters, digits and +=,.@_- are)"
+        ));
     }
     Ok(())
 }
@@ -327,7 +454,10 @@ pub fn dns_label(name: &str, max: usize) -> std::result::Result<(), String> {
     if name.is_empty() || name.len() > max {
         return Err(format!("must be 1 to {max} characters"));
     }
-    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (max > 63 && c == '.')) {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (max > 63 && c == '.'))
+    {
         return Err("only lowercase letters, digits and '-' are allowed".into());
     }
     let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
@@ -347,8 +477,14 @@ fn dns_name(host: &str) -> std::result::Result<(), String> {
 fn aws_region(region: &str) -> bool {
     let parts: Vec<&str> = region.split('-').collect();
     parts.len() >= 3
-        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
-        && parts.last().is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
 }
 
 fn gcp_project_id(id: &str) -> std::result::Result<(), String> {
@@ -396,7 +532,11 @@ fn split_assignment(line: &str) -> Option<(&str, &str)> {
     }
     let (key, value) = line.split_once(": ").or_else(|| line.split_once('='))?;
     let key = key.trim().trim_matches('"').trim_matches('\'');
-    let value = value.trim().trim_end_matches(',').trim_matches('"').trim_matches('\'');
+    let value = value
+        .trim()
+        .trim_end_matches(',')
+        .trim_matches('"')
+        .trim_matches('\'');
     Some((key, value))
 }
 
@@ -423,7 +563,10 @@ fn known_token(line: &str) -> Option<&'static str> {
         while let Some(at) = rest.find(prefix) {
             let boundary = at == 0 || !rest.as_bytes()[at - 1].is_ascii_alphanumeric();
             let tail = &rest[at + prefix.len()..];
-            let run = tail.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').count();
+            let run = tail
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+                .count();
             if boundary && run >= *min_len {
                 return Some(what);
             }
@@ -455,8 +598,11 @@ fn shannon_entropy(s: &str) -> f64 {
         *counts.entry(c).or_insert(0usize) += 1;
     }
     let len = s.chars().count() as f64;
-    counts.values().map(|&n| {
-        let p = n as f64 / len;
-        -p * p.log2()
-    }).sum()
+    counts
+        .values()
+        .map(|&n| {
+            let p = n as f64 / len;
+            -p * p.log2()
+        })
+        .sum()
 }

@@ -11,9 +11,20 @@ use crate::error::{Error, Result};
 use crate::report::Reporter;
 
 pub fn plan_command(_cli: &Cli, _out: &Reporter, target: &str) -> Result<u8> {
-    Err(Error::Usage(format!("plan {target}: not available in this build yet")))
+    Err(Error::Usage(format!(
+        "plan {target}: not available in this build yet"
+    )))
 }
 
-pub fn apply_command(_cli: &Cli, _out: &Reporter, target: &str, _approve: bool, _skip_helm: bool, _dir: &Path) -> Result<u8> {
-    Err(Error::Usage(format!("apply {target}: not available in this build yet")))
+pub fn apply_command(
+    _cli: &Cli,
+    _out: &Reporter,
+    target: &str,
+    _approve: bool,
+    _skip_helm: bool,
+    _dir: &Path,
+) -> Result<u8> {
+    Err(Error::Usage(format!(
+        "apply {target}: not available in this build yet"
+    )))
 }

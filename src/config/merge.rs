@@ -80,7 +80,9 @@ pub fn join_path(parent: &str, key: &str) -> String {
 }
 
 /// Merges whole layers, first to last.
-pub fn merge_layers<'a>(layers: impl IntoIterator<Item = &'a Node>) -> (Option<Node>, Vec<Removal>) {
+pub fn merge_layers<'a>(
+    layers: impl IntoIterator<Item = &'a Node>,
+) -> (Option<Node>, Vec<Removal>) {
     let mut removals = Vec::new();
     let mut result: Option<Node> = None;
     for layer in layers {

@@ -33,15 +33,22 @@ pub fn parse_layer(bytes: &[u8], file: &str) -> Result<Node> {
         return Err(Located::new(
             Loc::file(file),
             "",
-            format!("the file is {} bytes; layers are limited to {MAX_LAYER_BYTES} bytes", bytes.len()),
+            format!(
+                "the file is {} bytes; layers are limited to {MAX_LAYER_BYTES} bytes",
+                bytes.len()
+            ),
         )
         .hint("split the configuration, or remove generated content from it")
         .into());
     }
     let text = std::str::from_utf8(bytes).map_err(|e| {
         let (line, col) = line_col(bytes, e.valid_up_to());
-        Located::new(Loc::new(file.clone(), line, col), "", "the file is not valid UTF-8")
-            .hint("save the file as UTF-8")
+        Located::new(
+            Loc::new(file.clone(), line, col),
+            "",
+            "the file is not valid UTF-8",
+        )
+        .hint("save the file as UTF-8")
     })?;
     let has_content = text
         .lines()
@@ -62,14 +69,17 @@ pub fn parse_layer(bytes: &[u8], file: &str) -> Result<Node> {
             max_total_replayed_events: 100_000,
         },
     };
-    let raw: node::RawNode = serde_saphyr::from_str_with_options(text, options)
-        .map_err(|e| yaml_error(&e, &file))?;
+    let raw: node::RawNode =
+        serde_saphyr::from_str_with_options(text, options).map_err(|e| yaml_error(&e, &file))?;
     let node = Node::from_raw(raw, &file);
     if node.map().is_none() {
         return Err(Located::new(
             node.loc.clone(),
             "",
-            format!("a layer must be a mapping of keys, found {}", node.value.kind()),
+            format!(
+                "a layer must be a mapping of keys, found {}",
+                node.value.kind()
+            ),
         )
         .into());
     }
@@ -124,8 +134,14 @@ fn strip_location_suffix(message: &str) -> String {
 fn line_col(bytes: &[u8], offset: usize) -> (u32, u32) {
     let before = &bytes[..offset.min(bytes.len())];
     let line = before.iter().filter(|b| **b == b'\n').count() + 1;
-    let line_start = before.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
-    let col = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |p| p + 1);
+    let col = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
     (line as u32, col as u32)
 }
 
@@ -188,7 +204,10 @@ impl Layers {
         }
         let mut envs = Vec::new();
         for rel in project.list("environments")? {
-            let Some(stem) = rel.strip_prefix("environments/").and_then(|n| n.strip_suffix(".yaml")) else {
+            let Some(stem) = rel
+                .strip_prefix("environments/")
+                .and_then(|n| n.strip_suffix(".yaml"))
+            else {
                 continue;
             };
             if stem == "base" {
@@ -212,7 +231,8 @@ impl Layers {
     /// (`aws:`, `gcp:`) applies only to that cloud's targets, so an environment file can
     /// hold the settings of all its clouds side by side.
     pub fn merge(&self, target: &TargetLayers) -> Merged {
-        let (tree, removals) = merge::merge_layers(target.files.iter().map(|f| self.files[f].as_ref()));
+        let (tree, removals) =
+            merge::merge_layers(target.files.iter().map(|f| self.files[f].as_ref()));
         let mut tree = tree.unwrap_or_else(|| empty_map(Arc::from("environments/base.yaml")));
         if let Value::Map(sections) = &mut tree.value {
             sections.retain(|key, _| key == &target.cloud || !CLOUDS.contains(&key.as_str()));
@@ -223,7 +243,10 @@ impl Layers {
 
 /// Reads each environment's `clouds:` list (and removes it from the layer), checks the
 /// names, and pairs every env with its clouds.
-fn targets_of(envs: &[String], files: &mut BTreeMap<String, Arc<Node>>) -> Result<Vec<TargetLayers>> {
+fn targets_of(
+    envs: &[String],
+    files: &mut BTreeMap<String, Arc<Node>>,
+) -> Result<Vec<TargetLayers>> {
     let mut targets = Vec::new();
     let mut errors: Vec<Error> = Vec::new();
     for env in envs {
@@ -241,20 +264,30 @@ fn targets_of(envs: &[String], files: &mut BTreeMap<String, Arc<Node>>) -> Resul
             );
             continue;
         }
-        let Value::Map(map) = &mut node.value else { continue };
+        let Value::Map(map) = &mut node.value else {
+            continue;
+        };
         let Some(clouds) = map.shift_remove(CLOUDS_KEY) else {
             errors.push(
-                Located::new(node.loc.clone(), CLOUDS_KEY, "the environment does not list its clouds")
-                    .hint("add `clouds: [aws, gcp]` (or the clouds this environment runs on)")
-                    .into(),
+                Located::new(
+                    node.loc.clone(),
+                    CLOUDS_KEY,
+                    "the environment does not list its clouds",
+                )
+                .hint("add `clouds: [aws, gcp]` (or the clouds this environment runs on)")
+                .into(),
             );
             continue;
         };
         let Value::Seq(items) = &clouds.value else {
             errors.push(
-                Located::new(clouds.loc.clone(), CLOUDS_KEY, format!("expected a list of clouds, found {}", clouds.value.kind()))
-                    .hint("write `clouds: [aws, gcp]`")
-                    .into(),
+                Located::new(
+                    clouds.loc.clone(),
+                    CLOUDS_KEY,
+                    format!("expected a list of clouds, found {}", clouds.value.kind()),
+                )
+                .hint("write `clouds: [aws, gcp]`")
+                .into(),
             );
             continue;
         };
@@ -263,12 +296,26 @@ fn targets_of(envs: &[String], files: &mut BTreeMap<String, Arc<Node>>) -> Resul
             let cloud = match &item.value {
                 Value::Str(s) => s.as_str(),
                 other => {
-                    errors.push(Located::new(item.loc.clone(), path, format!("expected a cloud name, found {}", other.kind())).into());
+                    errors.push(
+                        Located::new(
+                            item.loc.clone(),
+                            path,
+                            format!("expected a cloud name, found {}", other.kind()),
+                        )
+                        .into(),
+                    );
                     continue;
                 }
             };
             if !CLOUDS.contains(&cloud) {
-                let mut e = Located::new(item.loc.clone(), path, format!("unknown cloud `{cloud}`; strata knows {}", CLOUDS.join(", ")));
+                let mut e = Located::new(
+                    item.loc.clone(),
+                    path,
+                    format!(
+                        "unknown cloud `{cloud}`; strata knows {}",
+                        CLOUDS.join(", ")
+                    ),
+                );
                 if let Some(close) = crate::suggest::closest(cloud, CLOUDS.iter().copied()) {
                     e = e.hint(format!("did you mean `{close}`?"));
                 }
@@ -278,13 +325,20 @@ fn targets_of(envs: &[String], files: &mut BTreeMap<String, Arc<Node>>) -> Resul
             let cloud_file = format!("environments/clouds/{cloud}.yaml");
             if !files.contains_key(&cloud_file) {
                 errors.push(
-                    Located::new(item.loc.clone(), path, format!("the cloud layer {cloud_file} is missing"))
-                        .hint(format!("create {cloud_file} (it may be empty), or remove `{cloud}` from the list"))
-                        .into(),
+                    Located::new(
+                        item.loc.clone(),
+                        path,
+                        format!("the cloud layer {cloud_file} is missing"),
+                    )
+                    .hint(format!(
+                        "create {cloud_file} (it may be empty), or remove `{cloud}` from the list"
+                    ))
+                    .into(),
                 );
                 continue;
             }
-            let mut layer_files = vec!["environments/base.yaml".to_owned(), cloud_file, rel.clone()];
+            let mut layer_files =
+                vec!["environments/base.yaml".to_owned(), cloud_file, rel.clone()];
             let overlay = format!("environments/{env}.{cloud}.yaml");
             if files.contains_key(&overlay) {
                 layer_files.push(overlay);
@@ -300,7 +354,12 @@ fn targets_of(envs: &[String], files: &mut BTreeMap<String, Arc<Node>>) -> Resul
     }
     // An env×cloud layer that no target uses is almost always a typo or a stale file.
     for rel in files.keys() {
-        let Some(stem) = rel.strip_prefix("environments/").and_then(|n| n.strip_suffix(".yaml")) else { continue };
+        let Some(stem) = rel
+            .strip_prefix("environments/")
+            .and_then(|n| n.strip_suffix(".yaml"))
+        else {
+            continue;
+        };
         if let Some((env, cloud)) = stem.split_once('.') {
             if !targets.iter().any(|t| t.env == env && t.cloud == cloud) {
                 errors.push(

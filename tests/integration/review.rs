@@ -35,7 +35,16 @@ fn explain_shows_every_layer_with_file_and_line() {
 
 #[test]
 fn explain_shows_a_null_that_unsets_and_the_layer_that_sets_again() {
-    let out = run_in(&repo_root(), &["explain", "prod-gcp", "bucket.lifecycle.glacierAfterDays", "--format", "json"]);
+    let out = run_in(
+        &repo_root(),
+        &[
+            "explain",
+            "prod-gcp",
+            "bucket.lifecycle.glacierAfterDays",
+            "--format",
+            "json",
+        ],
+    );
     assert_eq!(out.status.code(), Some(0));
     insta::assert_snapshot!(text(&out.stdout));
 }
@@ -60,7 +69,11 @@ fn committed_schema_is_current_and_example_files_point_at_it() {
     let out = run_in(&repo_root(), &["schema"]);
     assert_eq!(out.status.code(), Some(0));
     let committed = std::fs::read_to_string(repo_root().join("strata.schema.json")).unwrap();
-    assert_eq!(text(&out.stdout), committed, "strata.schema.json is stale: run `strata schema > strata.schema.json`");
+    assert_eq!(
+        text(&out.stdout),
+        committed,
+        "strata.schema.json is stale: run `strata schema > strata.schema.json`"
+    );
     let schema: serde_json::Value = serde_json::from_str(&committed).unwrap();
     assert_eq!(schema["additionalProperties"], serde_json::json!(false));
     assert!(schema["properties"]["bucket"].is_object());
@@ -70,7 +83,10 @@ fn committed_schema_is_current_and_example_files_point_at_it() {
         if entry.path().extension().is_some_and(|e| e == "yaml") {
             let body = std::fs::read_to_string(entry.path()).unwrap();
             assert!(
-                body.lines().next().unwrap_or_default().starts_with("# yaml-language-server: $schema="),
+                body.lines()
+                    .next()
+                    .unwrap_or_default()
+                    .starts_with("# yaml-language-server: $schema="),
                 "{} lacks the schema line",
                 entry.path().display()
             );
@@ -82,19 +98,53 @@ fn committed_schema_is_current_and_example_files_point_at_it() {
 fn check_reports_drift_as_json_and_github() {
     let dir = example_copy();
     let proj = dir.path().join("proj");
-    edit(&proj.join("environments/prod.yaml"), "glacierAfterDays: 90", "glacierAfterDays: 120");
+    edit(
+        &proj.join("environments/prod.yaml"),
+        "glacierAfterDays: 90",
+        "glacierAfterDays: 120",
+    );
 
-    let out = run_in(&proj, &["render", "--check", "--out", "snapshots", "--format", "json"]);
+    let out = run_in(
+        &proj,
+        &[
+            "render",
+            "--check",
+            "--out",
+            "snapshots",
+            "--format",
+            "json",
+        ],
+    );
     assert_eq!(out.status.code(), Some(1));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["ok"], false);
-    let paths: Vec<&str> = doc["drift"].as_array().unwrap().iter().map(|d| d["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> = doc["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
     assert_eq!(paths, ["prod-aws/bucket.json", "prod-gcp/bucket.json"]);
     assert_eq!(doc["drift"][0]["status"], "changed");
     assert_eq!(doc["drift"][0]["linesAdded"], 1);
-    assert!(doc["drift"][0]["diff"].as_str().unwrap().contains("+      \"afterDays\": 120,"));
+    assert!(
+        doc["drift"][0]["diff"]
+            .as_str()
+            .unwrap()
+            .contains("+      \"afterDays\": 120,")
+    );
 
-    let out = run_in(&proj, &["render", "--check", "--out", "snapshots", "--format", "github"]);
+    let out = run_in(
+        &proj,
+        &[
+            "render",
+            "--check",
+            "--out",
+            "snapshots",
+            "--format",
+            "github",
+        ],
+    );
     assert_eq!(out.status.code(), Some(1));
     insta::assert_snapshot!(text(&out.stdout));
 }
@@ -103,7 +153,11 @@ fn check_reports_drift_as_json_and_github() {
 fn errors_as_json_and_github_annotations() {
     let dir = example_copy();
     let proj = dir.path().join("proj");
-    edit(&proj.join("environments/base.yaml"), "versioning: true", "versioning: maybe");
+    edit(
+        &proj.join("environments/base.yaml"),
+        "versioning: true",
+        "versioning: maybe",
+    );
     let out = run_in(&proj, &["validate", "--format", "json"]);
     assert_eq!(out.status.code(), Some(2));
     insta::assert_snapshot!(text(&out.stdout), @r#"
@@ -131,10 +185,20 @@ fn list_as_json_names_layers_in_merge_order() {
     let out = run_in(&repo_root(), &["list", "--format", "json"]);
     assert_eq!(out.status.code(), Some(0));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let prod_aws = doc.as_array().unwrap().iter().find(|t| t["name"] == "prod-aws").unwrap();
+    let prod_aws = doc
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "prod-aws")
+        .unwrap();
     assert_eq!(
         prod_aws["layers"],
-        serde_json::json!(["environments/base.yaml", "environments/clouds/aws.yaml", "environments/prod.yaml", "environments/prod.aws.yaml"])
+        serde_json::json!([
+            "environments/base.yaml",
+            "environments/clouds/aws.yaml",
+            "environments/prod.yaml",
+            "environments/prod.aws.yaml"
+        ])
     );
     assert_eq!(doc.as_array().unwrap().len(), 6);
 }
@@ -150,7 +214,11 @@ fn completions_and_man_page_come_from_the_cli_definition() {
     let out = run_in(&repo_root(), &["man"]);
     assert_eq!(out.status.code(), Some(0));
     let man = text(&out.stdout);
-    assert!(man.starts_with(".ie") || man.contains(".TH strata"), "not a man page: {}", &man[..80.min(man.len())]);
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH strata"),
+        "not a man page: {}",
+        &man[..80.min(man.len())]
+    );
     assert!(man.contains("render"));
 }
 
@@ -158,9 +226,26 @@ fn completions_and_man_page_come_from_the_cli_definition() {
 fn colour_only_when_asked_or_on_a_terminal() {
     let dir = example_copy();
     let proj = dir.path().join("proj");
-    edit(&proj.join("environments/prod.yaml"), "glacierAfterDays: 90", "glacierAfterDays: 120");
-    let always = run_in(&proj, &["--color", "always", "render", "--check", "--out", "snapshots"]);
-    assert!(text(&always.stdout).contains("\x1b[32m+"), "no colour with --color always");
+    edit(
+        &proj.join("environments/prod.yaml"),
+        "glacierAfterDays: 90",
+        "glacierAfterDays: 120",
+    );
+    let always = run_in(
+        &proj,
+        &[
+            "--color",
+            "always",
+            "render",
+            "--check",
+            "--out",
+            "snapshots",
+        ],
+    );
+    assert!(
+        text(&always.stdout).contains("\x1b[32m+"),
+        "no colour with --color always"
+    );
     // Not a terminal: auto means no colour; NO_COLOR wins over auto as well.
     let auto = run_in(&proj, &["render", "--check", "--out", "snapshots"]);
     assert!(!text(&auto.stdout).contains('\x1b'));
@@ -171,6 +256,16 @@ fn colour_only_when_asked_or_on_a_terminal() {
         .output()
         .unwrap();
     assert!(!text(&no_color.stdout).contains('\x1b'));
-    let never = run_in(&proj, &["--color", "never", "render", "--check", "--out", "snapshots"]);
+    let never = run_in(
+        &proj,
+        &[
+            "--color",
+            "never",
+            "render",
+            "--check",
+            "--out",
+            "snapshots",
+        ],
+    );
     assert!(!text(&never.stdout).contains('\x1b'));
 }

@@ -16,7 +16,13 @@ pub fn repo_root() -> PathBuf {
 /// environment for the variables strata reads.
 pub fn strata() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-    for var in ["NO_COLOR", "AWS_PROFILE", "AWS_ENDPOINT_URL", "STORAGE_EMULATOR_HOST", "STRATA_HELM"] {
+    for var in [
+        "NO_COLOR",
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "STORAGE_EMULATOR_HOST",
+        "STRATA_HELM",
+    ] {
         cmd.env_remove(var);
     }
     cmd
@@ -24,7 +30,11 @@ pub fn strata() -> Command {
 
 /// Runs strata with `args` in `dir` and returns its output.
 pub fn run_in(dir: &Path, args: &[&str]) -> Output {
-    strata().current_dir(dir).args(args).output().expect("strata runs")
+    strata()
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("strata runs")
 }
 
 /// The bin folder of the venv `scripts/test` builds. Panics (fails the test) with
@@ -43,7 +53,11 @@ pub fn venv_bin() -> PathBuf {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind loopback").local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind loopback")
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Refuses any endpoint that is not on this machine's loopback interface. Every test
@@ -57,7 +71,10 @@ pub fn assert_loopback(url: &str) {
         host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
     };
     let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    assert!(loopback, "refusing non-loopback endpoint {url}: tests only talk to emulators on 127.0.0.1");
+    assert!(
+        loopback,
+        "refusing non-loopback endpoint {url}: tests only talk to emulators on 127.0.0.1"
+    );
 }
 
 /// Text of an output stream, for assertions and snapshots.
@@ -70,7 +87,12 @@ fn loopback_guard_refuses_remote_endpoints() {
     assert_loopback("http://127.0.0.1:5000");
     assert_loopback("http://localhost:1234/path");
     assert_loopback("http://[::1]:80");
-    for remote in ["https://s3.amazonaws.com", "http://10.0.0.5:5000", "http://example.com", "https://storage.googleapis.com/storage/v1"] {
+    for remote in [
+        "https://s3.amazonaws.com",
+        "http://10.0.0.5:5000",
+        "http://example.com",
+        "https://storage.googleapis.com/storage/v1",
+    ] {
         let result = std::panic::catch_unwind(|| assert_loopback(remote));
         assert!(result.is_err(), "{remote} must be refused");
     }
