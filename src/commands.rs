@@ -1,7 +1,7 @@
 //! One function per command, taking resolved arguments (as zola's `cmd/`). They load,
 //! call the pipeline, and hand data to the [`Reporter`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::json;
 
@@ -316,21 +316,22 @@ fn explain(cli: &Cli, out: &Reporter, target_name: &str, key: &str) -> Result<u8
     let path: Vec<&str> = key.split('.').filter(|s| !s.is_empty()).collect();
 
     // Derived names: say what they were built from.
-    if let Some(name) = key.strip_prefix("names.") {
-        if let Some(d) = target.derivations.iter().find(|d| d.name == name) {
-            let inputs: Vec<serde_json::Value> = d
-                .inputs
-                .iter()
-                .map(|input| {
-                    let node = target.merged.tree.lookup(input.split('.'));
-                    json!({
-                        "key": input,
-                        "value": node.map(|n| n.to_json()),
-                        "setAt": node.map(|n| n.loc.to_string()),
-                    })
+    if let Some(name) = key.strip_prefix("names.")
+        && let Some(d) = target.derivations.iter().find(|d| d.name == name)
+    {
+        let inputs: Vec<serde_json::Value> = d
+            .inputs
+            .iter()
+            .map(|input| {
+                let node = target.merged.tree.lookup(input.split('.'));
+                json!({
+                    "key": input,
+                    "value": node.map(|n| n.to_json()),
+                    "setAt": node.map(|n| n.loc.to_string()),
                 })
-                .collect();
-            match out.format {
+            })
+            .collect();
+        match out.format {
                 Format::Json => out.json(&json!({
                     "target": target.name, "key": key, "value": d.value, "derived": true, "rule": d.rule, "inputs": inputs,
                 })),
@@ -347,8 +348,7 @@ fn explain(cli: &Cli, out: &Reporter, target_name: &str, key: &str) -> Result<u8
                     }
                 }
             }
-            return Ok(exit::OK);
-        }
+        return Ok(exit::OK);
     }
 
     let mut chain = Vec::new();
@@ -476,7 +476,7 @@ fn strip_required(value: &mut serde_json::Value) {
     }
 }
 
-fn init(out: &Reporter, dir: &PathBuf) -> Result<u8> {
+fn init(out: &Reporter, dir: &Path) -> Result<u8> {
     if dir.join("environments").exists() {
         return Err(Error::Usage(format!(
             "{} already holds a project (environments/ exists); nothing was written",

@@ -185,7 +185,8 @@ fn build_and_swap(out: &Path, tmp: &Path, desired: &Tree, same: &[bool]) -> Resu
     for dir in &dirs {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let work: Vec<((&String, &Arc<[u8]>), &bool)> = desired.iter().zip(same.iter()).collect();
+    type Job<'a> = ((&'a String, &'a Arc<[u8]>), &'a bool);
+    let work: Vec<Job> = desired.iter().zip(same.iter()).collect();
     work.into_par_iter().try_for_each(|((rel, bytes), same)| {
         let dest = tmp.join(rel);
         if *same && std::fs::hard_link(out.join(rel), &dest).is_ok() {

@@ -221,23 +221,23 @@ pub fn check_target(target: &Target) -> Result<()> {
             "set names.bucket, or shorten the inputs it is made from",
         );
     }
-    if let Some(policy) = &n.policy {
-        if let Err(why) = iam_name(policy, 128) {
-            fail(
-                &derived_input(target, "policy"),
-                format!("IAM policy name `{policy}` is invalid: {why}"),
-                "set names.policy",
-            );
-        }
+    if let Some(policy) = &n.policy
+        && let Err(why) = iam_name(policy, 128)
+    {
+        fail(
+            &derived_input(target, "policy"),
+            format!("IAM policy name `{policy}` is invalid: {why}"),
+            "set names.policy",
+        );
     }
-    if let Some(role) = &n.role {
-        if let Err(why) = iam_name(role, 64) {
-            fail(
-                &derived_input(target, "role"),
-                format!("IAM role name `{role}` is invalid: {why}"),
-                "set names.role",
-            );
-        }
+    if let Some(role) = &n.role
+        && let Err(why) = iam_name(role, 64)
+    {
+        fail(
+            &derived_input(target, "role"),
+            format!("IAM role name `{role}` is invalid: {why}"),
+            "set names.role",
+        );
     }
     if let Err(why) = dns_label(&n.namespace, 63) {
         fail(

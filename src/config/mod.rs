@@ -122,10 +122,10 @@ fn yaml_error(error: &serde_saphyr::Error, file: &Arc<str>) -> Error {
 
 fn strip_location_suffix(message: &str) -> String {
     let mut message = message.trim().to_owned();
-    if let Some(idx) = message.rfind(" at line ") {
-        if message[idx..].contains("column") {
-            message.truncate(idx);
-        }
+    if let Some(idx) = message.rfind(" at line ")
+        && message[idx..].contains("column")
+    {
+        message.truncate(idx);
     }
     message
 }
@@ -360,18 +360,22 @@ fn targets_of(
         else {
             continue;
         };
-        if let Some((env, cloud)) = stem.split_once('.') {
-            if !targets.iter().any(|t| t.env == env && t.cloud == cloud) {
-                errors.push(
-                    Located::new(
-                        Loc::file(Arc::from(rel.as_str())),
-                        "",
-                        format!("this layer is for target `{env}-{cloud}`, which no environment defines"),
-                    )
-                    .hint(format!("list `{cloud}` under `clouds:` in environments/{env}.yaml, or delete this file"))
-                    .into(),
-                );
-            }
+        if let Some((env, cloud)) = stem.split_once('.')
+            && !targets.iter().any(|t| t.env == env && t.cloud == cloud)
+        {
+            errors.push(
+                Located::new(
+                    Loc::file(Arc::from(rel.as_str())),
+                    "",
+                    format!(
+                        "this layer is for target `{env}-{cloud}`, which no environment defines"
+                    ),
+                )
+                .hint(format!(
+                    "list `{cloud}` under `clouds:` in environments/{env}.yaml, or delete this file"
+                ))
+                .into(),
+            );
         }
     }
     Error::from_list(errors)?;
