@@ -275,6 +275,10 @@ pub struct FileDrift {
     pub status: DriftStatus,
     pub lines_added: usize,
     pub lines_removed: usize,
+    /// The diff compares canonical forms (sorted keys; for IAM documents, a string and
+    /// a one-element list are one thing and lists are unordered) because the text
+    /// differs in more ways than the content does.
+    pub semantic: bool,
     /// The unified diff of the file.
     pub diff: String,
 }
@@ -317,39 +321,119 @@ pub fn compare(
             let (target, artifact) = path.split_once('/').unwrap_or(("", path.as_str()));
             let old_text = String::from_utf8_lossy(old.unwrap_or_default());
             let new_text = String::from_utf8_lossy(new.unwrap_or_default());
-            let diff = similar::TextDiff::from_lines(old_text.as_ref(), new_text.as_ref());
-            let (mut added, mut removed) = (0, 0);
-            for change in diff.iter_all_changes() {
-                match change.tag() {
-                    similar::ChangeTag::Insert => added += 1,
-                    similar::ChangeTag::Delete => removed += 1,
-                    similar::ChangeTag::Equal => {}
+            let old_name = if old.is_some() { format!("{label}/{path}") } else { "/dev/null".to_owned() };
+            let new_name = if new.is_some() { format!("rendered/{path}") } else { "/dev/null".to_owned() };
+            let mut shown = LineDiff::new(&old_text, &new_text, &old_name, &new_name);
+            let mut semantic = false;
+            if status == DriftStatus::Changed {
+                // Key order, a string for a one-element list: noise to a reviewer. Diff
+                // the canonical forms when that says the same with fewer lines.
+                if let (Some(a), Some(b)) = (canonical(path, &old_text), canonical(path, &new_text)) {
+                    let canonical_diff = LineDiff::new(&a, &b, &old_name, &new_name);
+                    if a == b || canonical_diff.changed() < shown.changed() {
+                        shown = canonical_diff;
+                        semantic = true;
+                    }
                 }
             }
-            let old_name = if old.is_some() {
-                format!("{label}/{path}")
-            } else {
-                "/dev/null".to_owned()
-            };
-            let new_name = if new.is_some() {
-                format!("rendered/{path}")
-            } else {
-                "/dev/null".to_owned()
-            };
-            let text = diff
-                .unified_diff()
-                .context_radius(3)
-                .header(&old_name, &new_name)
-                .to_string();
             Some(FileDrift {
                 path: path.clone(),
                 target: target.to_owned(),
                 artifact: artifact.to_owned(),
                 status,
-                lines_added: added,
-                lines_removed: removed,
-                diff: text,
+                lines_added: shown.added,
+                lines_removed: shown.removed,
+                semantic,
+                diff: if semantic && shown.changed() == 0 {
+                    format!("--- {old_name}\n+++ {new_name}\n# same content, formatted differently (key order or layout)\n")
+                } else {
+                    shown.text
+                },
             })
         })
         .collect()
+}
+
+/// A unified diff and its line counts.
+struct LineDiff {
+    text: String,
+    added: usize,
+    removed: usize,
+}
+
+impl LineDiff {
+    fn new(old: &str, new: &str, old_name: &str, new_name: &str) -> LineDiff {
+        let diff = similar::TextDiff::from_lines(old, new);
+        let (mut added, mut removed) = (0, 0);
+        for change in diff.iter_all_changes() {
+            match change.tag() {
+                similar::ChangeTag::Insert => added += 1,
+                similar::ChangeTag::Delete => removed += 1,
+                similar::ChangeTag::Equal => {}
+            }
+        }
+        let text = diff
+            .unified_diff()
+            .context_radius(3)
+            .header(old_name, new_name)
+            .to_string();
+        LineDiff {
+            text,
+            added,
+            removed,
+        }
+    }
+
+    fn changed(&self) -> usize {
+        self.added + self.removed
+    }
+}
+
+/// The canonical text of a JSON or YAML artifact (pretty JSON, keys sorted), or None
+/// when the file is of another kind or does not parse.
+fn canonical(path: &str, text: &str) -> Option<String> {
+    let mut value: serde_json::Value = if path.ends_with(".json") {
+        serde_json::from_str(text).ok()?
+    } else if path.ends_with(".yaml") || path.ends_with(".yml") {
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_str_multiple(text).ok()?;
+        serde_json::Value::Array(docs)
+    } else {
+        return None;
+    };
+    if path.contains("/iam/") {
+        normalize_iam(&mut value);
+    }
+    serde_json::to_string_pretty(&value).ok().map(|s| s + "\n")
+}
+
+/// IAM's equivalences: `"Action": "s3:GetObject"` is `["s3:GetObject"]`, and the order of
+/// actions, resources, members and statements carries no meaning.
+fn normalize_iam(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            for (key, item) in map.iter_mut() {
+                normalize_iam(item);
+                let unordered = [
+                    "Action",
+                    "NotAction",
+                    "Resource",
+                    "NotResource",
+                    "members",
+                    "Statement",
+                    "bindings",
+                ];
+                if unordered.contains(&key.as_str()) {
+                    if let Value::String(s) = item {
+                        *item = Value::Array(vec![Value::String(std::mem::take(s))]);
+                    }
+                    if let Value::Array(items) = item {
+                        items.sort_by_key(|v| v.to_string());
+                    }
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalize_iam),
+        _ => {}
+    }
 }

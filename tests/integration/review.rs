@@ -269,3 +269,93 @@ fn colour_only_when_asked_or_on_a_terminal() {
     );
     assert!(!text(&never.stdout).contains('\x1b'));
 }
+
+#[test]
+fn check_diffs_iam_documents_semantically() {
+    let dir = example_copy();
+    let proj = dir.path().join("proj");
+    // Someone hand-edited the snapshot: one action as a plain string, statements in
+    // another order. Same policy, so the diff says so instead of showing every line.
+    let policy = proj.join("snapshots/dev-aws/iam/policy.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&policy).unwrap()).unwrap();
+    doc["Statement"].as_array_mut().unwrap().reverse();
+    let objects = doc["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|s| s["Sid"] == "ReadWriteObjects")
+        .unwrap();
+    let resource = doc["Statement"][objects]["Resource"][0].clone();
+    doc["Statement"][objects]["Resource"] = resource;
+    let listed = doc["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|s| s["Sid"] == "ListBucket")
+        .unwrap();
+    doc["Statement"][listed]["Action"] =
+        serde_json::json!(["s3:ListBucket", "s3:GetBucketLocation"]);
+    std::fs::write(&policy, serde_json::to_string(&doc).unwrap()).unwrap();
+
+    let out = run_in(
+        &proj,
+        &[
+            "render",
+            "--check",
+            "--out",
+            "snapshots",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "bytes differ, so the snapshot is still stale"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let drift = &report["drift"][0];
+    assert_eq!(drift["path"], "dev-aws/iam/policy.json");
+    assert_eq!(drift["semantic"], true);
+    assert_eq!(drift["linesAdded"], 0);
+    assert!(
+        drift["diff"]
+            .as_str()
+            .unwrap()
+            .contains("same content, formatted differently")
+    );
+
+    // A real change among the noise is shown, and only it.
+    let mut doc = doc;
+    doc["Statement"][listed]["Action"] = serde_json::json!(["s3:ListBucket"]);
+    std::fs::write(&policy, serde_json::to_string(&doc).unwrap()).unwrap();
+    let out = run_in(
+        &proj,
+        &[
+            "render",
+            "--check",
+            "--out",
+            "snapshots",
+            "--format",
+            "json",
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let drift = &report["drift"][0];
+    assert_eq!(drift["semantic"], true);
+    assert_eq!(
+        (drift["linesAdded"].as_u64(), drift["linesRemoved"].as_u64()),
+        (Some(1), Some(0)),
+        "{}",
+        drift["diff"]
+    );
+    assert!(
+        drift["diff"]
+            .as_str()
+            .unwrap()
+            .contains("+        \"s3:GetBucketLocation\","),
+        "{}",
+        drift["diff"]
+    );
+}
