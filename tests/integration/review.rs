@@ -327,7 +327,6 @@ fn check_diffs_iam_documents_semantically() {
     );
 
     // A real change among the noise is shown, and only it.
-    let mut doc = doc;
     doc["Statement"][listed]["Action"] = serde_json::json!(["s3:ListBucket"]);
     std::fs::write(&policy, serde_json::to_string(&doc).unwrap()).unwrap();
     let out = run_in(
