@@ -89,16 +89,7 @@ impl Fixture {
 
     async fn apply(&self) -> Evidence {
         let plan = self.plan().await;
-        let mut evidence = Evidence {
-            target: self.target.name.clone(),
-            cloud: Cloud::Gcp,
-            account: plan.account.clone(),
-            region: plan.region.clone(),
-            status: "applied".into(),
-            resources: Vec::new(),
-            helm: Vec::new(),
-            error: None,
-        };
+        let mut evidence = empty_evidence(&plan);
         gcs::execute_with(
             &self.client,
             &self.target,
@@ -153,6 +144,20 @@ impl Fixture {
             Some(policy),
         )
         .await;
+    }
+}
+
+/// Evidence as the apply command starts it, before any resource is touched.
+fn empty_evidence(plan: &Plan) -> Evidence {
+    Evidence {
+        target: plan.target.clone(),
+        cloud: Cloud::Gcp,
+        account: plan.account.clone(),
+        region: plan.region.clone(),
+        status: "applied".into(),
+        resources: Vec::new(),
+        helm: Vec::new(),
+        error: None,
     }
 }
 
@@ -415,4 +420,27 @@ async fn a_bucket_in_another_location_stops_the_plan() {
             && text.contains("cannot move"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn dropping_the_archive_rule_from_config_clears_the_lifecycle() {
+    let f = fixture("strata-it-lifecycle");
+    f.apply().await;
+    let mut target = f.target.clone();
+    target.config.bucket.lifecycle.glacier_after_days = None;
+    let plan = gcs::plan_with(&f.client, &target, &f.bindings)
+        .await
+        .expect("plan");
+    assert_eq!(fields(&plan, "gcs_bucket"), ["lifecycle"]);
+    let mut evidence = empty_evidence(&plan);
+    gcs::execute_with(&f.client, &target, &f.bindings, &plan, &mut evidence)
+        .await
+        .expect("execute");
+    assert_eq!(evidence.resources[0].fields, ["lifecycle"]);
+    let rules = f.bucket().await["lifecycle"]["rule"].clone();
+    assert!(rules.as_array().is_none_or(Vec::is_empty), "{rules}");
+    let again = gcs::plan_with(&f.client, &target, &f.bindings)
+        .await
+        .expect("plan");
+    assert!(!again.has_changes(), "{again:#?}");
 }

@@ -211,12 +211,8 @@ pub fn patch_body(d: &DesiredBucket, live: &Value, changes: &[FieldChange]) -> V
         );
     }
     if changed("lifecycle") {
-        let lifecycle = if d.lifecycle.is_empty() {
-            Value::Null
-        } else {
-            json!({"rule": d.lifecycle})
-        };
-        body.insert("lifecycle".into(), lifecycle);
+        // An empty rule list clears the configuration (as Google's client libraries do).
+        body.insert("lifecycle".into(), json!({"rule": d.lifecycle}));
     }
     if changes.iter().any(|c| c.field.starts_with("labels.")) {
         let mut labels = live_labels(live);

@@ -22,7 +22,13 @@
 //! PATCH finds nothing to do; it ignores `ifMetagenerationMatch` and the policy etag
 //! (no 412 on a concurrent change), ignores `project` when listing (so the
 //! wrong-project refusal cannot be exercised), never answers 403, and merges no
-//! default bindings into a new bucket's policy.
+//! default bindings into a new bucket's policy, nor knows policy version 3 (requested so
+//! that conditional bindings survive the PUT).
+//!
+//! The tests call [`plan_with`] / [`execute_with`] with [`Client::emulator`] rather than
+//! setting `STORAGE_EMULATOR_HOST` in the (multi-threaded) test process; the choice of
+//! endpoint and credentials in [`Client::from_env`] is covered by unit tests only as far
+//! as the emulator URL goes.
 
 mod client;
 mod desired;
@@ -345,8 +351,16 @@ async fn check_project(client: &Client, target: &Target, name: &str) -> Result<(
 
 async fn read_policy(client: &Client, bucket: &str) -> Result<Value> {
     let what = format!("read gcs_bucket_iam {bucket}");
+    // Version 3 returns conditional bindings too, so a PUT of the policy keeps them.
+    let query = [("optionsRequestedPolicyVersion", "3".to_owned())];
     let reply = client
-        .send(Method::GET, &format!("/b/{bucket}/iam"), &[], None, &what)
+        .send(
+            Method::GET,
+            &format!("/b/{bucket}/iam"),
+            &query,
+            None,
+            &what,
+        )
         .await?;
     if reply.ok() {
         Ok(reply.body)
