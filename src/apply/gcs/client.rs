@@ -1,0 +1,182 @@
+//! The Cloud Storage JSON API over HTTP: where requests go and how they are
+//! authenticated. Nothing here knows what strata wants; [`super`] decides that.
+//!
+//! Endpoint and credentials, in order:
+//! - `STORAGE_EMULATOR_HOST` set: requests go to that host (`http://` added when it has
+//!   no scheme) and carry no credentials, as Google's own client libraries do.
+//! - `GOOGLE_OAUTH_ACCESS_TOKEN` set: that token is sent as is.
+//! - otherwise application-default credentials through `gcp_auth` (service account
+//!   key, `gcloud auth application-default login`, or the metadata server).
+//!
+//! Tokens are never part of an error message.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+const GOOGLE_BASE: &str = "https://storage.googleapis.com/storage/v1";
+/// Enough to read and write buckets and their IAM policies.
+const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.full_control";
+
+enum Auth {
+    /// The emulator: no credentials.
+    Anonymous,
+    Token(String),
+    Provider(Arc<dyn gcp_auth::TokenProvider>),
+}
+
+/// A client of the Cloud Storage JSON API.
+pub struct Client {
+    http: reqwest::Client,
+    /// `…/storage/v1`, without a trailing slash.
+    base: String,
+    auth: Auth,
+}
+
+/// An answer from the API: the status and the parsed body (`null` when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The API's own explanation of a failure, for error messages.
+    pub fn message(&self) -> String {
+        self.body["error"]["message"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| "no error message in the response".into())
+    }
+
+    /// An error naming the resource, the action and what the API said.
+    pub fn error(&self, what: &str) -> Error {
+        Error::Cloud(format!("{what}: HTTP {}: {}", self.status, self.message()))
+    }
+}
+
+/// The API base URL for an emulator host as `STORAGE_EMULATOR_HOST` gives it
+/// (`127.0.0.1:9023` or `http://127.0.0.1:9023/`).
+pub fn emulator_base(host: &str) -> String {
+    let host = host.trim().trim_end_matches('/');
+    let with_scheme = if host.contains("://") {
+        host.to_owned()
+    } else {
+        format!("http://{host}")
+    };
+    format!("{with_scheme}/storage/v1")
+}
+
+impl Client {
+    /// The client the environment asks for (see the module doc).
+    pub async fn from_env() -> Result<Client> {
+        let non_empty = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        if let Some(host) = non_empty("STORAGE_EMULATOR_HOST") {
+            return Client::emulator(&host);
+        }
+        let auth = match non_empty("GOOGLE_OAUTH_ACCESS_TOKEN") {
+            Some(token) => Auth::Token(token.trim().to_owned()),
+            None => Auth::Provider(gcp_auth::provider().await.map_err(|e| {
+                Error::Cloud(format!(
+                    "gcp credentials: no application-default credentials found ({e})\n  hint: run `gcloud auth application-default login`, set GOOGLE_APPLICATION_CREDENTIALS, or set GOOGLE_OAUTH_ACCESS_TOKEN"
+                ))
+            })?),
+        };
+        Ok(Client {
+            http: http_client()?,
+            base: GOOGLE_BASE.to_owned(),
+            auth,
+        })
+    }
+
+    /// A client of an emulator at `host`, sending no credentials.
+    pub fn emulator(host: &str) -> Result<Client> {
+        Ok(Client {
+            http: http_client()?,
+            base: emulator_base(host),
+            auth: Auth::Anonymous,
+        })
+    }
+
+    /// Sends one request to `path` (below `…/storage/v1`). Transport failures are
+    /// errors naming `what`; HTTP failures come back as a [`Reply`] for the caller to
+    /// judge (a 404 is an answer, not an error).
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        what: &str,
+    ) -> Result<Reply> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .query(query);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        match &self.auth {
+            Auth::Anonymous => {}
+            Auth::Token(token) => request = request.bearer_auth(token),
+            Auth::Provider(provider) => {
+                let token = provider.token(&[SCOPE]).await.map_err(|e| {
+                    Error::Cloud(format!("{what}: could not get a gcp access token: {e}"))
+                })?;
+                request = request.bearer_auth(token.as_str());
+            }
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| Error::Cloud(format!("{what}: request to {} failed: {e}", self.base)))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| Error::Cloud(format!("{what}: reading the response failed: {e}")))?;
+        let body = if bytes.iter().all(u8::is_ascii_whitespace) {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Ok(Reply { status, body })
+    }
+}
+
+fn http_client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| Error::Cloud(format!("gcs: could not build the HTTP client: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::emulator_base;
+
+    #[test]
+    fn emulator_host_gets_a_scheme_and_the_api_path() {
+        assert_eq!(
+            emulator_base("127.0.0.1:9023"),
+            "http://127.0.0.1:9023/storage/v1"
+        );
+        assert_eq!(
+            emulator_base("http://127.0.0.1:9023/"),
+            "http://127.0.0.1:9023/storage/v1"
+        );
+        assert_eq!(
+            emulator_base("https://gcs.local"),
+            "https://gcs.local/storage/v1"
+        );
+    }
+}

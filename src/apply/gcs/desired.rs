@@ -1,0 +1,383 @@
+//! What a gcp target's bucket and bindings should look like, and how live state
+//! differs from it. Pure: live state comes in as the API's JSON, changes go out as
+//! [`FieldChange`]s and request bodies.
+//!
+//! Managed bucket fields: `location` (checked, never written after create: GCS cannot
+//! move a bucket), `versioning.enabled`, `iamConfiguration.uniformBucketLevelAccess.enabled`
+//! (always true), `iamConfiguration.publicAccessPrevention` (`enforced` when
+//! `bucket.publicAccessBlock`, else `inherited`), `lifecycle` (exactly one rule moving
+//! objects to ARCHIVE after `bucket.lifecycle.glacierAfterDays`, or none) and the
+//! labels strata sets. Labels strata does not set are left alone, never removed.
+//!
+//! Bindings: strata adds the members its rendered bindings grant; members and roles
+//! it does not manage stay as they are.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value, json};
+
+use crate::apply::plan::FieldChange;
+use crate::model::Target;
+
+/// The bucket strata wants for a target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredBucket {
+    pub name: String,
+    pub location: String,
+    pub versioning: bool,
+    pub public_access_prevention: &'static str,
+    /// The lifecycle rules, as the API spells them.
+    pub lifecycle: Vec<Value>,
+    pub labels: BTreeMap<String, String>,
+}
+
+pub fn desired_bucket(target: &Target) -> DesiredBucket {
+    let bucket = &target.config.bucket;
+    let lifecycle = bucket
+        .lifecycle
+        .glacier_after_days
+        .map(|days| {
+            vec![json!({
+                "action": {"type": "SetStorageClass", "storageClass": "ARCHIVE"},
+                "condition": {"age": days},
+            })]
+        })
+        .unwrap_or_default();
+    DesiredBucket {
+        name: target.names.bucket.clone(),
+        location: target.gcp().location.clone(),
+        versioning: bucket.versioning,
+        public_access_prevention: if bucket.public_access_block {
+            "enforced"
+        } else {
+            "inherited"
+        },
+        lifecycle,
+        labels: labels(target),
+    }
+}
+
+/// The labels strata puts on the bucket: `project.tags`, then `bucket.tags`, then
+/// `strata-managed=true`, `strata-target` and `strata-env` (later wins).
+///
+/// GCS labels allow only lowercase letters, digits, `_` and `-` (63 characters at
+/// most; keys start with a letter), so tag keys and values are rewritten: lowercased,
+/// every other character replaced by `_`, cut to 63 characters, and a key that does
+/// not start with a letter prefixed with `x`. `Cost Center: R&D` becomes
+/// `cost_center: r_d`.
+pub fn labels(target: &Target) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let tags = target
+        .config
+        .project
+        .tags
+        .iter()
+        .chain(target.config.bucket.tags.iter());
+    for (key, value) in tags {
+        labels.insert(label_key(key), label_value(value));
+    }
+    labels.insert("strata-managed".into(), "true".into());
+    labels.insert("strata-target".into(), label_value(&target.name));
+    labels.insert("strata-env".into(), label_value(&target.env));
+    labels
+}
+
+fn label_value(text: &str) -> String {
+    text.chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(63)
+        .collect()
+}
+
+fn label_key(text: &str) -> String {
+    let value = label_value(text);
+    if value.starts_with(|c: char| c.is_ascii_lowercase()) {
+        value
+    } else {
+        format!("x{value}").chars().take(63).collect()
+    }
+}
+
+/// The body of the create request: every managed setting.
+pub fn create_body(d: &DesiredBucket) -> Value {
+    let mut body = json!({
+        "name": d.name,
+        "location": d.location,
+        "versioning": {"enabled": d.versioning},
+        "iamConfiguration": {
+            "uniformBucketLevelAccess": {"enabled": true},
+            "publicAccessPrevention": d.public_access_prevention,
+        },
+        "labels": d.labels,
+    });
+    if !d.lifecycle.is_empty() {
+        body["lifecycle"] = json!({"rule": d.lifecycle});
+    }
+    body
+}
+
+/// The settings a create writes, as changes from nothing (for the plan).
+pub fn create_changes(d: &DesiredBucket) -> Vec<FieldChange> {
+    bucket_changes(d, &json!({"location": d.location}))
+}
+
+/// A live location that is not the wanted one; GCS cannot move a bucket.
+pub fn location_mismatch(d: &DesiredBucket, live: &Value) -> Option<String> {
+    let live_location = live["location"].as_str().unwrap_or_default();
+    (!live_location.eq_ignore_ascii_case(&d.location)).then(|| live_location.to_owned())
+}
+
+fn live_lifecycle(live: &Value) -> Vec<Value> {
+    live["lifecycle"]["rule"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|rule| json!({"action": rule["action"], "condition": rule["condition"]}))
+        .collect()
+}
+
+fn live_labels(live: &Value) -> BTreeMap<String, String> {
+    live["labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+        .collect()
+}
+
+/// Each managed field whose live value differs from the desired one. Location is not
+/// among them (see [`location_mismatch`]).
+pub fn bucket_changes(d: &DesiredBucket, live: &Value) -> Vec<FieldChange> {
+    let mut changes = Vec::new();
+    let mut field = |name: &str, from: Value, to: Value| {
+        if from != to {
+            changes.push(FieldChange {
+                field: name.to_owned(),
+                from,
+                to,
+            });
+        }
+    };
+    let live_versioning = live["versioning"]["enabled"].as_bool().unwrap_or(false);
+    field("versioning", json!(live_versioning), json!(d.versioning));
+    let ubla = live["iamConfiguration"]["uniformBucketLevelAccess"]["enabled"]
+        .as_bool()
+        .unwrap_or(false);
+    field("uniformBucketLevelAccess", json!(ubla), json!(true));
+    let pap = live["iamConfiguration"]["publicAccessPrevention"]
+        .as_str()
+        .unwrap_or("inherited");
+    field(
+        "publicAccessPrevention",
+        json!(pap),
+        json!(d.public_access_prevention),
+    );
+    field(
+        "lifecycle",
+        Value::Array(live_lifecycle(live)),
+        Value::Array(d.lifecycle.clone()),
+    );
+    let live_labels = live_labels(live);
+    for (key, value) in &d.labels {
+        let from = live_labels.get(key).map_or(Value::Null, |v| json!(v));
+        field(&format!("labels.{key}"), from, json!(value));
+    }
+    changes
+}
+
+/// The PATCH body that sets exactly the fields in `changes`. Labels are sent as the
+/// whole map (live labels plus the managed ones), which is right whether the server
+/// merges label keys (GCS) or replaces the map (some emulators).
+pub fn patch_body(d: &DesiredBucket, live: &Value, changes: &[FieldChange]) -> Value {
+    let mut body = Map::new();
+    let changed = |name: &str| changes.iter().any(|c| c.field == name);
+    if changed("versioning") {
+        body.insert("versioning".into(), json!({"enabled": d.versioning}));
+    }
+    if changed("uniformBucketLevelAccess") || changed("publicAccessPrevention") {
+        body.insert(
+            "iamConfiguration".into(),
+            json!({
+                "uniformBucketLevelAccess": {"enabled": true},
+                "publicAccessPrevention": d.public_access_prevention,
+            }),
+        );
+    }
+    if changed("lifecycle") {
+        // An empty rule list clears the configuration (as Google's client libraries do).
+        body.insert("lifecycle".into(), json!({"rule": d.lifecycle}));
+    }
+    if changes.iter().any(|c| c.field.starts_with("labels.")) {
+        let mut labels = live_labels(live);
+        labels.extend(d.labels.clone());
+        body.insert("labels".into(), json!(labels));
+    }
+    Value::Object(body)
+}
+
+/// The names of the fields a change list writes, for evidence.
+pub fn field_names(changes: &[FieldChange]) -> Vec<String> {
+    changes.iter().map(|c| c.field.clone()).collect()
+}
+
+fn members_by_role(doc: &Value) -> BTreeMap<String, BTreeSet<String>> {
+    let mut roles: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for binding in doc["bindings"].as_array().into_iter().flatten() {
+        // A conditional binding grants less than an unconditional one; it does not count.
+        if !binding["condition"].is_null() {
+            continue;
+        }
+        let Some(role) = binding["role"].as_str() else {
+            continue;
+        };
+        let members = binding["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str);
+        roles
+            .entry(role.to_owned())
+            .or_default()
+            .extend(members.map(str::to_owned));
+    }
+    roles
+}
+
+/// Per role of the rendered bindings with members missing live: `bindings.<role>`
+/// from the live members to the live members plus the missing ones.
+pub fn iam_changes(rendered: &Value, live_policy: &Value) -> Vec<FieldChange> {
+    let live = members_by_role(live_policy);
+    let mut changes = Vec::new();
+    for (role, wanted) in members_by_role(rendered) {
+        let have = live.get(&role).cloned().unwrap_or_default();
+        if wanted.is_subset(&have) {
+            continue;
+        }
+        let after: BTreeSet<String> = have.union(&wanted).cloned().collect();
+        changes.push(FieldChange {
+            field: format!("bindings.{role}"),
+            from: json!(have),
+            to: json!(after),
+        });
+    }
+    changes
+}
+
+/// The live policy with the rendered members added (to the role's first unconditional
+/// binding, or a new binding), everything else kept, the etag included.
+pub fn merged_policy(rendered: &Value, live_policy: &Value) -> Value {
+    let mut policy = live_policy.clone();
+    if !policy.is_object() {
+        policy = json!({});
+    }
+    let mut bindings: Vec<Value> = policy["bindings"].as_array().cloned().unwrap_or_default();
+    for (role, wanted) in members_by_role(rendered) {
+        let existing = bindings
+            .iter_mut()
+            .find(|b| b["role"].as_str() == Some(role.as_str()) && b["condition"].is_null());
+        match existing {
+            Some(binding) => {
+                let mut members: Vec<Value> =
+                    binding["members"].as_array().cloned().unwrap_or_default();
+                for member in &wanted {
+                    if !members.iter().any(|m| m.as_str() == Some(member.as_str())) {
+                        members.push(json!(member));
+                    }
+                }
+                binding["members"] = Value::Array(members);
+            }
+            None => bindings.push(json!({"role": role, "members": wanted})),
+        }
+    }
+    policy["bindings"] = Value::Array(bindings);
+    policy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desired() -> DesiredBucket {
+        DesiredBucket {
+            name: "b".into(),
+            location: "EU".into(),
+            versioning: true,
+            public_access_prevention: "enforced",
+            lifecycle: vec![
+                json!({"action": {"type": "SetStorageClass", "storageClass": "ARCHIVE"}, "condition": {"age": 90}}),
+            ],
+            labels: BTreeMap::from([("strata-managed".into(), "true".into())]),
+        }
+    }
+
+    #[test]
+    fn label_rewriting_follows_gcs_rules() {
+        assert_eq!(label_key("Cost Center"), "cost_center");
+        assert_eq!(label_value("R&D"), "r_d");
+        assert_eq!(label_key("9lives"), "x9lives");
+        assert_eq!(label_value(&"a".repeat(80)).len(), 63);
+    }
+
+    #[test]
+    fn converged_bucket_has_no_changes_and_foreign_labels_survive_a_patch() {
+        let d = desired();
+        let live = json!({
+            "location": "eu",
+            "versioning": {"enabled": true},
+            "iamConfiguration": {"uniformBucketLevelAccess": {"enabled": true, "lockedTime": "x"}, "publicAccessPrevention": "enforced"},
+            "lifecycle": {"rule": [{"action": {"type": "SetStorageClass", "storageClass": "ARCHIVE"}, "condition": {"age": 90}}]},
+            "labels": {"strata-managed": "true", "team": "x"},
+        });
+        assert_eq!(location_mismatch(&d, &live), None);
+        assert!(bucket_changes(&d, &live).is_empty());
+        let drifted = json!({"location": "EU", "labels": {"team": "x"}});
+        let changes = bucket_changes(&d, &drifted);
+        let names = field_names(&changes);
+        assert_eq!(
+            names,
+            [
+                "versioning",
+                "uniformBucketLevelAccess",
+                "publicAccessPrevention",
+                "lifecycle",
+                "labels.strata-managed"
+            ]
+        );
+        let body = patch_body(&d, &drifted, &changes);
+        assert_eq!(
+            body["labels"],
+            json!({"strata-managed": "true", "team": "x"})
+        );
+    }
+
+    #[test]
+    fn bindings_add_missing_members_and_keep_foreign_ones() {
+        let rendered = json!({"bindings": [{"role": "roles/storage.objectUser", "members": ["serviceAccount:app@p.iam.gserviceaccount.com"]}]});
+        let live = json!({"etag": "E", "bindings": [
+            {"role": "roles/storage.objectUser", "members": ["user:someone@example.com"]},
+            {"role": "roles/storage.legacyBucketOwner", "members": ["projectOwner:p"]},
+        ]});
+        let changes = iam_changes(&rendered, &live);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].field, "bindings.roles/storage.objectUser");
+        assert_eq!(changes[0].from, json!(["user:someone@example.com"]));
+        assert_eq!(
+            changes[0].to,
+            json!([
+                "serviceAccount:app@p.iam.gserviceaccount.com",
+                "user:someone@example.com"
+            ])
+        );
+        let merged = merged_policy(&rendered, &live);
+        assert_eq!(merged["etag"], "E");
+        assert!(iam_changes(&rendered, &merged).is_empty());
+        assert_eq!(merged["bindings"][1], live["bindings"][1]);
+    }
+}
