@@ -244,7 +244,13 @@ async fn bucket_exists(c: &Clients, target: &Target) -> Result<bool> {
     let name = &target.names.bucket;
     let resource = bucket_resource(target);
     let want_region = &target.aws().region;
-    match c.s3.head_bucket().bucket(name).send().await {
+    // ExpectedBucketOwner: a bucket of another account answers 403, even when it
+    // would let these credentials read it.
+    let head =
+        c.s3.head_bucket()
+            .bucket(name)
+            .expected_bucket_owner(&target.aws().account_id);
+    match head.send().await {
         Ok(out) => {
             let region = match out.bucket_region() {
                 Some(r) => r.to_owned(),

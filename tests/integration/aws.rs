@@ -748,3 +748,84 @@ fn missing_helm_is_a_clear_error_after_the_cloud_step() {
         text(&out.stderr)
     );
 }
+
+/// moto answers HeadBucket with 200 for a bucket of another account (and ignores
+/// ExpectedBucketOwner), so the 403 that real S3 gives is served here by a minimal
+/// loopback stand-in: STS says account 123456789012, every HEAD is 403 Forbidden.
+fn forbidding_endpoint() -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut first = String::new();
+            let mut length = 0usize;
+            if reader.read_line(&mut first).is_err() {
+                continue;
+            }
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':')
+                    && k.eq_ignore_ascii_case("content-length")
+                {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let response = if first.starts_with("HEAD") {
+                "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_owned()
+            } else {
+                let xml = format!(
+                    "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult>\
+                     <Arn>arn:aws:iam::{0}:user/test</Arn><UserId>TEST</UserId><Account>{0}</Account></GetCallerIdentityResult>\
+                     <ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></GetCallerIdentityResponse>",
+                    moto::ACCOUNT
+                );
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+                    xml.len()
+                )
+            };
+            let mut stream = reader.into_inner();
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    url
+}
+
+#[test]
+fn bucket_of_another_account_is_reported_as_such() {
+    let p = Project::new("foreign");
+    let url = forbidding_endpoint();
+    support::assert_loopback(&url);
+    for args in [
+        &["plan", "dev-aws"][..],
+        &["apply", "dev-aws", "--approve", "--skip-helm"],
+    ] {
+        let out = p
+            .command(args)
+            .env("AWS_ENDPOINT_URL", &url)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "s3 bucket {}: HeadBucket: 403 Forbidden",
+                p.bucket("dev")
+            )) && err.contains("belongs to another AWS account"),
+            "{err}"
+        );
+    }
+}
