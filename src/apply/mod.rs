@@ -102,17 +102,34 @@ pub fn apply_command(
 ) -> Result<u8> {
     let p = prepare(cli, target)?;
     let rt = runtime()?;
-    let plan = rt.block_on(read_plan(&p.target, &p.document))?;
+    let (account, region) = match p.target.cloud {
+        Cloud::Aws => (
+            p.target.aws().account_id.clone(),
+            p.target.aws().region.clone(),
+        ),
+        Cloud::Gcp => (
+            p.target.gcp().project_id.clone(),
+            p.target.gcp().location.clone(),
+        ),
+    };
     let mut evidence = Evidence {
-        target: plan.target.clone(),
-        cloud: plan.cloud,
-        account: plan.account.clone(),
-        region: plan.region.clone(),
+        target: p.target.name.clone(),
+        cloud: p.target.cloud,
+        account,
+        region,
         status: "applied".into(),
         resources: Vec::new(),
         helm: Vec::new(),
         error: None,
     };
+    let plan = match rt.block_on(read_plan(&p.target, &p.document)) {
+        Ok(plan) => plan,
+        // Nothing was written; with --approve the evidence still says so.
+        Err(e) if approve => return Ok(failed(out, &mut evidence, &e)),
+        Err(e) => return Err(e),
+    };
+    evidence.account = plan.account.clone();
+    evidence.region = plan.region.clone();
     if !approve {
         evidence.status = "needs_approval".into();
         match out.format {
@@ -137,19 +154,23 @@ pub fn apply_command(
                 run_helm(&p, dir, &mut evidence)
             }
         });
-    if let Err(e) = &result {
-        evidence.status = "failed".into();
-        evidence.error = Some(e.to_string());
-    }
-    print_evidence(out, &evidence);
     match result {
-        Ok(()) => Ok(exit::OK),
-        Err(e) => {
-            // The evidence (with the error) is the result; the message goes to stderr.
-            eprintln!("{} {e}", out.paint("1;31", "error:"));
-            Ok(exit::ERROR)
+        Ok(()) => {
+            print_evidence(out, &evidence);
+            Ok(exit::OK)
         }
+        Err(e) => Ok(failed(out, &mut evidence, &e)),
     }
+}
+
+/// Prints the evidence of a failed run (what was done before the error) and the error.
+fn failed(out: &Reporter, evidence: &mut Evidence, e: &Error) -> u8 {
+    evidence.status = "failed".into();
+    evidence.error = Some(e.to_string());
+    print_evidence(out, evidence);
+    // The evidence (with the error) is the result on stdout; the message goes to stderr.
+    eprintln!("{} {e}", out.paint("1;31", "error:"));
+    exit::ERROR
 }
 
 /// Writes this target's files into the output folder, keeping the other targets'.

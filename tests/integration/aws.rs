@@ -520,6 +520,15 @@ fn wrong_account_stops_before_anything_is_read_or_written() {
             "{err}"
         );
     }
+    let evidence = p.json(&["apply", "dev-aws", "--approve", "--skip-helm"], 2);
+    assert_eq!(evidence["status"], "failed");
+    assert_eq!(evidence["resources"], json!([]));
+    assert!(
+        evidence["error"]
+            .as_str()
+            .unwrap()
+            .contains("belong to account 123456789012")
+    );
     let bucket = "lakehouse-dev-wrongacct-db-999999999999";
     let head = block_on(async {
         moto::s3("eu-west-1")
