@@ -1092,6 +1092,63 @@ mod tests {
         assert!(!same_document(&d, &e));
     }
 
+    fn example_target(name: &str) -> Target {
+        let loaded = crate::Loaded::load(crate::project::Project::Embedded).unwrap();
+        loaded.targets(&[name.to_owned()]).unwrap().remove(0)
+    }
+
+    #[test]
+    fn bucket_changes_name_each_differing_field_and_leave_foreign_tags_alone() {
+        let target = example_target("prod-aws");
+        let want = desired_bucket(&target);
+        let mut live = want.clone();
+        live.tags.insert("owner-added".into(), "kept".into());
+        assert_eq!(bucket_changes(&live, &want), []);
+
+        live.versioning = false;
+        live.tags.remove("strata:env");
+        live.lifecycle = Value::Null;
+        let fields: Vec<(String, Value, Value)> = bucket_changes(&live, &want)
+            .into_iter()
+            .map(|c| (c.field, c.from, c.to))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("versioning".into(), json!(false), json!(true)),
+                (
+                    "lifecycle".into(),
+                    Value::Null,
+                    json!({"days": 90, "storageClass": "GLACIER"})
+                ),
+                ("tags.strata:env".into(), Value::Null, json!("prod")),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_new_bucket_is_compared_with_an_empty_one() {
+        let target = example_target("dev-aws");
+        let fields: Vec<String> = bucket_changes(&BucketState::default(), &desired_bucket(&target))
+            .into_iter()
+            .map(|c| c.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "versioning",
+                "encryption",
+                "publicAccessBlock",
+                "tlsOnly",
+                "tags.cost-center",
+                "tags.data-classification",
+                "tags.strata:env",
+                "tags.strata:managed",
+                "tags.strata:target"
+            ]
+        );
+    }
+
     #[test]
     fn url_encoded_documents_are_decoded() {
         let raw = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%5D%7D";
