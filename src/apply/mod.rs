@@ -1,30 +1,285 @@
 //! plan and apply: read the live cloud state, compute a [`plan::Plan`] (data), then
 //! execute it and record [`plan::Evidence`].
+//!
+//! The documents applied are the ones just rendered in memory (what reviewers saw in
+//! `out/<target>/iam/`), never re-derived. `apply --approve` converges the cloud, writes
+//! the target's render into the output folder, then runs helm on it.
 
+pub mod aws;
 pub mod gcs;
+pub mod helm;
 pub mod plan;
 
 use std::path::Path;
 
-use crate::cli::Cli;
-use crate::error::{Error, Result};
-use crate::report::Reporter;
+use serde_json::{Value, json};
 
-pub fn plan_command(_cli: &Cli, _out: &Reporter, target: &str) -> Result<u8> {
-    Err(Error::Usage(format!(
-        "plan {target}: not available in this build yet"
-    )))
+use self::plan::{Evidence, Op, Outcome, Plan};
+use crate::cli::{Cli, Format};
+use crate::error::{Error, Result};
+use crate::model::{Cloud, Target};
+use crate::output::{self, Tree};
+use crate::report::Reporter;
+use crate::{commands, exit};
+
+/// What plan and apply start from: the one target, its render, its access document.
+struct Prepared {
+    target: Target,
+    tree: Tree,
+    document: Value,
+    project_root: Option<std::path::PathBuf>,
+}
+
+fn prepare(cli: &Cli, name: &str) -> Result<Prepared> {
+    let (loaded, mut targets, tree) = commands::render_tree(cli, &[name.to_owned()])?;
+    let target = targets
+        .pop()
+        .ok_or_else(|| Error::Usage(format!("unknown target `{name}`")))?;
+    let file = match target.cloud {
+        Cloud::Aws => format!("{}/iam/policy.json", target.name),
+        Cloud::Gcp => format!("{}/iam/bindings.json", target.name),
+    };
+    let bytes = tree.get(&file).ok_or_else(|| {
+        Error::Usage(format!(
+            "target {}: the render has no {file}; check templates/iam/",
+            target.name
+        ))
+    })?;
+    let document = serde_json::from_slice(bytes)
+        .map_err(|e| Error::Usage(format!("{file}: the rendered document is not JSON: {e}")))?;
+    Ok(Prepared {
+        target,
+        tree,
+        document,
+        project_root: loaded.project.root().map(Path::to_path_buf),
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("tokio runtime", e))
+}
+
+async fn read_plan(target: &Target, document: &Value) -> Result<Plan> {
+    match target.cloud {
+        Cloud::Aws => aws::plan(target, document).await,
+        Cloud::Gcp => gcs::plan(target, document).await,
+    }
+}
+
+async fn execute(
+    target: &Target,
+    document: &Value,
+    plan: &Plan,
+    evidence: &mut Evidence,
+) -> Result<()> {
+    match target.cloud {
+        Cloud::Aws => aws::execute(target, document, plan, evidence).await,
+        Cloud::Gcp => gcs::execute(target, document, plan, evidence).await,
+    }
+}
+
+pub fn plan_command(cli: &Cli, out: &Reporter, target: &str) -> Result<u8> {
+    let p = prepare(cli, target)?;
+    let plan = runtime()?.block_on(read_plan(&p.target, &p.document))?;
+    print_plan(out, &plan);
+    Ok(if plan.has_changes() {
+        exit::DIFFERENCES
+    } else {
+        exit::OK
+    })
 }
 
 pub fn apply_command(
-    _cli: &Cli,
-    _out: &Reporter,
+    cli: &Cli,
+    out: &Reporter,
     target: &str,
-    _approve: bool,
-    _skip_helm: bool,
-    _dir: &Path,
+    approve: bool,
+    skip_helm: bool,
+    dir: &Path,
 ) -> Result<u8> {
-    Err(Error::Usage(format!(
-        "apply {target}: not available in this build yet"
-    )))
+    let p = prepare(cli, target)?;
+    let rt = runtime()?;
+    let (account, region) = match p.target.cloud {
+        Cloud::Aws => (
+            p.target.aws().account_id.clone(),
+            p.target.aws().region.clone(),
+        ),
+        Cloud::Gcp => (
+            p.target.gcp().project_id.clone(),
+            p.target.gcp().location.clone(),
+        ),
+    };
+    let mut evidence = Evidence {
+        target: p.target.name.clone(),
+        cloud: p.target.cloud,
+        account,
+        region,
+        status: "applied".into(),
+        resources: Vec::new(),
+        helm: Vec::new(),
+        error: None,
+    };
+    let plan = match rt.block_on(read_plan(&p.target, &p.document)) {
+        Ok(plan) => plan,
+        // Nothing was written; with --approve the evidence still says so.
+        Err(e) if approve => return Ok(failed(out, &mut evidence, &e)),
+        Err(e) => return Err(e),
+    };
+    evidence.account = plan.account.clone();
+    evidence.region = plan.region.clone();
+    if !approve {
+        evidence.status = "needs_approval".into();
+        match out.format {
+            Format::Json => out.json(&json!({"status": evidence.status, "plan": plan})),
+            _ => {
+                print_plan(out, &plan);
+                out.line(format!(
+                    "not applied: re-run with --approve to apply ({})",
+                    evidence.status
+                ));
+            }
+        }
+        return Ok(exit::OK);
+    }
+    let result = rt
+        .block_on(execute(&p.target, &p.document, &plan, &mut evidence))
+        .and_then(|()| write_render(&p, dir))
+        .and_then(|()| {
+            if skip_helm {
+                Ok(())
+            } else {
+                run_helm(&p, dir, &mut evidence)
+            }
+        });
+    match result {
+        Ok(()) => {
+            print_evidence(out, &evidence);
+            Ok(exit::OK)
+        }
+        Err(e) => Ok(failed(out, &mut evidence, &e)),
+    }
+}
+
+/// Prints the evidence of a failed run (what was done before the error) and the error.
+fn failed(out: &Reporter, evidence: &mut Evidence, e: &Error) -> u8 {
+    evidence.status = "failed".into();
+    evidence.error = Some(e.to_string());
+    print_evidence(out, evidence);
+    // The evidence (with the error) is the result on stdout; the message goes to stderr.
+    eprintln!("{} {e}", out.paint("1;31", "error:"));
+    exit::ERROR
+}
+
+/// Writes this target's files into the output folder, keeping the other targets'.
+fn write_render(p: &Prepared, dir: &Path) -> Result<()> {
+    output::check_out_dir(dir, p.project_root.as_deref())?;
+    let prefix = format!("{}/", p.target.name);
+    let mut desired = p.tree.clone();
+    for (path, bytes) in output::read_tree(dir)? {
+        if !path.starts_with(&prefix) {
+            desired.insert(path, bytes.into());
+        }
+    }
+    output::write_tree(dir, &desired)?;
+    Ok(())
+}
+
+fn run_helm(p: &Prepared, dir: &Path, evidence: &mut Evidence) -> Result<()> {
+    let root = p.project_root.as_deref().ok_or_else(|| {
+        Error::Usage("helm needs the project's charts/app on disk: run `strata init DIR` and apply from there, or pass --skip-helm".into())
+    })?;
+    let installs = helm::installs(&p.target, dir, root);
+    helm::run(&installs, &mut evidence.helm)
+}
+
+fn op_sign(op: Op) -> (&'static str, &'static str, &'static str) {
+    match op {
+        Op::Create => ("+", "create", "32"),
+        Op::Update => ("~", "update", "33"),
+        Op::Unchanged => ("=", "unchanged", "2"),
+    }
+}
+
+fn short(value: &Value) -> String {
+    match value {
+        Value::Null => "(none)".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn print_plan(out: &Reporter, plan: &Plan) {
+    if out.format == Format::Json {
+        out.json(plan);
+        return;
+    }
+    out.line(format!(
+        "plan {} ({} account {}, {})",
+        plan.target, plan.cloud, plan.account, plan.region
+    ));
+    for action in &plan.actions {
+        let (sign, word, style) = op_sign(action.op);
+        out.line(out.paint(
+            style,
+            &format!("  {sign} {word} {} {}", action.kind, action.name),
+        ));
+        for change in &action.changes {
+            let line = if action.op == Op::Create {
+                format!("      {}: {}", change.field, short(&change.to))
+            } else {
+                format!(
+                    "      {}: {} → {}",
+                    change.field,
+                    short(&change.from),
+                    short(&change.to)
+                )
+            };
+            out.line(line);
+        }
+    }
+    let count = |op| plan.actions.iter().filter(|a| a.op == op).count();
+    out.line(format!(
+        "{} to create, {} to update, {} unchanged",
+        count(Op::Create),
+        count(Op::Update),
+        count(Op::Unchanged)
+    ));
+}
+
+fn print_evidence(out: &Reporter, evidence: &Evidence) {
+    if out.format == Format::Json {
+        out.json(evidence);
+        return;
+    }
+    out.line(format!(
+        "apply {} ({} account {}, {}): {}",
+        evidence.target, evidence.cloud, evidence.account, evidence.region, evidence.status
+    ));
+    for r in &evidence.resources {
+        let word = match r.outcome {
+            Outcome::Created => "created",
+            Outcome::Updated => "updated",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Failed => "FAILED",
+        };
+        let fields = if r.fields.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", r.fields.join(", "))
+        };
+        let existed = if r.existed { "existed" } else { "new" };
+        out.line(format!(
+            "  {} {}: {word}{fields} [{existed}]",
+            r.kind, r.name
+        ));
+    }
+    for run in &evidence.helm {
+        let code = run
+            .exit_code
+            .map_or("not run".to_owned(), |c| format!("exit {c}"));
+        out.line(format!("  helm: {} → {code}", run.argv.join(" ")));
+    }
 }

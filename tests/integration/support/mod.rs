@@ -2,6 +2,7 @@
 //! guard that keeps every cloud call on this machine.
 
 #![allow(dead_code)]
+pub mod moto;
 
 use std::net::{IpAddr, TcpListener};
 use std::path::{Path, PathBuf};

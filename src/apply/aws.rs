@@ -1,0 +1,1160 @@
+//! AWS: the target's S3 bucket and its IAM policy, through the AWS SDK.
+//!
+//! `plan` reads (STS first, then S3 and IAM) and compares the live state with the
+//! desired one field by field; `execute` writes only what the plan says differs, and
+//! records each resource's outcome in the evidence as it goes, so a failure half-way
+//! still says what was done. Every write is idempotent, and the few that race with a
+//! concurrent apply (bucket and policy creation, policy versions) re-read first.
+
+use std::collections::BTreeMap;
+
+use aws_config::BehaviorVersion;
+use aws_sdk_iam::error::ProvideErrorMetadata;
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::types::{
+    BucketLifecycleConfiguration, BucketLocationConstraint, BucketVersioningStatus,
+    CreateBucketConfiguration, ExpirationStatus, LifecycleRule, LifecycleRuleFilter,
+    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tagging, Transition,
+    TransitionStorageClass, VersioningConfiguration,
+};
+use serde_json::{Value, json};
+
+use super::plan::{Action, Evidence, FieldChange, Op, Outcome, Plan, ResourceEvidence};
+use crate::error::{Error, Result};
+use crate::model::{Cloud, Target, partition};
+
+pub const BUCKET: &str = "s3_bucket";
+pub const POLICY: &str = "iam_policy";
+/// The id of the one lifecycle rule strata owns in a bucket's configuration.
+pub const LIFECYCLE_RULE_ID: &str = "strata-archive";
+/// The Sid of the statement strata owns in a bucket's policy.
+pub const TLS_SID: &str = "StrataDenyInsecureTransport";
+/// IAM keeps at most five versions of a managed policy.
+const MAX_POLICY_VERSIONS: usize = 5;
+
+struct Clients {
+    sts: aws_sdk_sts::Client,
+    s3: aws_sdk_s3::Client,
+    iam: aws_sdk_iam::Client,
+}
+
+async fn clients(target: &Target) -> Clients {
+    let region = aws_config::Region::new(target.aws().region.clone());
+    let conf = aws_config::defaults(BehaviorVersion::latest())
+        .region(region)
+        .load()
+        .await;
+    // Emulators serve every bucket under one host: address buckets by path there.
+    let s3_conf = aws_sdk_s3::config::Builder::from(&conf)
+        .force_path_style(conf.endpoint_url().is_some())
+        .build();
+    Clients {
+        sts: aws_sdk_sts::Client::new(&conf),
+        s3: aws_sdk_s3::Client::from_conf(s3_conf),
+        iam: aws_sdk_iam::Client::new(&conf),
+    }
+}
+
+/// A failed call, as `s3 bucket NAME: Action: Code: message`.
+fn cloud_error<E>(resource: &str, action: &str, e: &SdkError<E>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let detail = match (e.code(), e.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_owned(),
+        _ => aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+    };
+    Error::Cloud(format!("{resource}: {action}: {detail}"))
+}
+
+fn code_of<E: ProvideErrorMetadata>(e: &SdkError<E>) -> Option<&str> {
+    e.code()
+}
+
+fn status_of<E>(e: &SdkError<E>) -> Option<u16> {
+    e.raw_response().map(|r| r.status().as_u16())
+}
+
+/// The tags strata puts on every resource it manages, plus `extra`.
+pub fn desired_tags(target: &Target, extra: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut tags = target.config.project.tags.clone();
+    tags.extend(extra.clone());
+    tags.insert("strata:managed".into(), "true".into());
+    tags.insert("strata:target".into(), target.name.clone());
+    tags.insert("strata:env".into(), target.env.clone());
+    tags
+}
+
+pub fn policy_arn(target: &Target) -> String {
+    let aws = target.aws();
+    format!(
+        "arn:{}:iam::{}:policy/{}",
+        partition(&aws.region),
+        aws.account_id,
+        target.names.policy.as_deref().unwrap_or_default()
+    )
+}
+
+/// The bucket settings strata manages, each as a comparable value.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BucketState {
+    pub versioning: bool,
+    /// The default encryption algorithm (`AES256`), `null` when none.
+    pub encryption: Value,
+    /// The four public access block flags, `null` when no block is set.
+    pub public_access_block: Value,
+    /// strata's archive rule (`{days, storageClass}`), `null` when absent.
+    pub lifecycle: Value,
+    pub tags: BTreeMap<String, String>,
+    /// Whether the bucket policy holds strata's deny-insecure-transport statement.
+    pub tls_only: bool,
+}
+
+fn all_blocked() -> Value {
+    json!({"blockPublicAcls": true, "ignorePublicAcls": true, "blockPublicPolicy": true, "restrictPublicBuckets": true})
+}
+
+fn archive_rule(days: u32) -> Value {
+    json!({"days": days, "storageClass": "GLACIER"})
+}
+
+pub fn desired_bucket(target: &Target) -> BucketState {
+    let b = &target.config.bucket;
+    BucketState {
+        versioning: b.versioning,
+        encryption: if b.encryption {
+            json!("AES256")
+        } else {
+            Value::Null
+        },
+        public_access_block: if b.public_access_block {
+            all_blocked()
+        } else {
+            Value::Null
+        },
+        lifecycle: b
+            .lifecycle
+            .glacier_after_days
+            .map_or(Value::Null, archive_rule),
+        tags: desired_tags(target, &b.tags),
+        tls_only: b.tls_only,
+    }
+}
+
+/// Field-by-field differences from `live` to `want`. An unmanaged setting (encryption
+/// off) is left as it is; extra tags someone else set are left alone.
+pub fn bucket_changes(live: &BucketState, want: &BucketState) -> Vec<FieldChange> {
+    let mut changes = Vec::new();
+    let mut field = |name: &str, from: Value, to: Value| {
+        if from != to {
+            changes.push(FieldChange {
+                field: name.to_owned(),
+                from,
+                to,
+            });
+        }
+    };
+    field("versioning", json!(live.versioning), json!(want.versioning));
+    if !want.encryption.is_null() {
+        field(
+            "encryption",
+            live.encryption.clone(),
+            want.encryption.clone(),
+        );
+    }
+    field(
+        "publicAccessBlock",
+        live.public_access_block.clone(),
+        want.public_access_block.clone(),
+    );
+    field("lifecycle", live.lifecycle.clone(), want.lifecycle.clone());
+    field("tlsOnly", json!(live.tls_only), json!(want.tls_only));
+    tag_changes(&live.tags, &want.tags, &mut changes);
+    changes
+}
+
+fn tag_changes(
+    live: &BTreeMap<String, String>,
+    want: &BTreeMap<String, String>,
+    changes: &mut Vec<FieldChange>,
+) {
+    for (key, value) in want {
+        let from = live.get(key).map_or(Value::Null, |v| json!(v));
+        if from != json!(value) {
+            changes.push(FieldChange {
+                field: format!("tags.{key}"),
+                from,
+                to: json!(value),
+            });
+        }
+    }
+}
+
+/// Reads the live state of the bucket and the policy; writes nothing.
+pub async fn plan(target: &Target, policy_doc: &Value) -> Result<Plan> {
+    let c = clients(target).await;
+    plan_with(&c, target, policy_doc).await
+}
+
+async fn plan_with(c: &Clients, target: &Target, policy_doc: &Value) -> Result<Plan> {
+    let account = check_account(c, target).await?;
+    let bucket = plan_bucket(c, target).await?;
+    let policy = plan_policy(c, target, policy_doc).await?;
+    Ok(Plan {
+        target: target.name.clone(),
+        cloud: Cloud::Aws,
+        account,
+        region: target.aws().region.clone(),
+        actions: vec![bucket, policy],
+    })
+}
+
+/// STS GetCallerIdentity: the credentials must belong to the target's account.
+async fn check_account(c: &Clients, target: &Target) -> Result<String> {
+    let want = &target.aws().account_id;
+    let identity = c
+        .sts
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| cloud_error("sts", "GetCallerIdentity", &e))?;
+    let account = identity.account().unwrap_or_default().to_owned();
+    if &account != want {
+        return Err(Error::Cloud(format!(
+            "target {} deploys to AWS account {want} (aws.accountId), but the credentials belong to account {account}; \
+             nothing was read or written\n  hint: use credentials (AWS_PROFILE, SSO) for account {want}",
+            target.name
+        )));
+    }
+    Ok(account)
+}
+
+fn bucket_resource(target: &Target) -> String {
+    format!("s3 bucket {}", target.names.bucket)
+}
+
+fn policy_resource(target: &Target) -> String {
+    format!("iam policy {}", policy_arn(target))
+}
+
+/// HeadBucket: whether the bucket exists (and is ours), and in which region.
+async fn bucket_exists(c: &Clients, target: &Target) -> Result<bool> {
+    let name = &target.names.bucket;
+    let resource = bucket_resource(target);
+    let want_region = &target.aws().region;
+    // ExpectedBucketOwner: a bucket of another account answers 403, even when it
+    // would let these credentials read it.
+    let head =
+        c.s3.head_bucket()
+            .bucket(name)
+            .expected_bucket_owner(&target.aws().account_id);
+    match head.send().await {
+        Ok(out) => {
+            let region = match out.bucket_region() {
+                Some(r) => r.to_owned(),
+                None => bucket_region(c, target).await?,
+            };
+            if &region != want_region {
+                return Err(Error::Cloud(format!(
+                    "{resource}: HeadBucket: the bucket exists in region {region}, but the target's aws.region is {want_region}; \
+                     a bucket cannot move between regions\n  hint: set aws.region to {region}, or choose another name under names.bucket"
+                )));
+            }
+            Ok(true)
+        }
+        Err(e) => match status_of(&e) {
+            Some(404) => Ok(false),
+            Some(403) => Err(Error::Cloud(format!(
+                "{resource}: HeadBucket: 403 Forbidden: the bucket exists but belongs to another AWS account (or these \
+                 credentials may not read it); bucket names are global\n  hint: choose another name under names.bucket"
+            ))),
+            Some(301) => {
+                let region = e
+                    .raw_response()
+                    .and_then(|r| r.headers().get("x-amz-bucket-region"))
+                    .unwrap_or("another region")
+                    .to_owned();
+                Err(Error::Cloud(format!(
+                    "{resource}: HeadBucket: the bucket exists in {region}, but the target's aws.region is {want_region}"
+                )))
+            }
+            _ => Err(cloud_error(&resource, "HeadBucket", &e)),
+        },
+    }
+}
+
+async fn bucket_region(c: &Clients, target: &Target) -> Result<String> {
+    let out =
+        c.s3.get_bucket_location()
+            .bucket(&target.names.bucket)
+            .send()
+            .await
+            .map_err(|e| cloud_error(&bucket_resource(target), "GetBucketLocation", &e))?;
+    Ok(match out.location_constraint().map(|l| l.as_str()) {
+        None | Some("") => "us-east-1".to_owned(),
+        Some("EU") => "eu-west-1".to_owned(),
+        Some(other) => other.to_owned(),
+    })
+}
+
+async fn plan_bucket(c: &Clients, target: &Target) -> Result<Action> {
+    let want = desired_bucket(target);
+    let exists = bucket_exists(c, target).await?;
+    let live = if exists {
+        read_bucket(c, target).await?
+    } else {
+        BucketState::default()
+    };
+    let changes = bucket_changes(&live, &want);
+    let op = match (exists, changes.is_empty()) {
+        (false, _) => Op::Create,
+        (true, true) => Op::Unchanged,
+        (true, false) => Op::Update,
+    };
+    Ok(Action {
+        kind: BUCKET.into(),
+        name: target.names.bucket.clone(),
+        op,
+        changes,
+    })
+}
+
+/// Reads every setting strata manages; a "not configured" answer is an empty value.
+async fn read_bucket(c: &Clients, target: &Target) -> Result<BucketState> {
+    let name = &target.names.bucket;
+    let resource = bucket_resource(target);
+    let versioning =
+        c.s3.get_bucket_versioning()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(|e| cloud_error(&resource, "GetBucketVersioning", &e))?;
+    let encryption = match c.s3.get_bucket_encryption().bucket(name).send().await {
+        Ok(out) => out
+            .server_side_encryption_configuration()
+            .and_then(|conf| {
+                conf.rules()
+                    .iter()
+                    .find_map(|r| r.apply_server_side_encryption_by_default())
+            })
+            .map_or(Value::Null, |d| json!(d.sse_algorithm().as_str())),
+        Err(e) if code_of(&e) == Some("ServerSideEncryptionConfigurationNotFoundError") => {
+            Value::Null
+        }
+        Err(e) => return Err(cloud_error(&resource, "GetBucketEncryption", &e)),
+    };
+    let public_access_block = match c.s3.get_public_access_block().bucket(name).send().await {
+        Ok(out) => out
+            .public_access_block_configuration()
+            .map_or(Value::Null, |p| {
+                json!({
+                    "blockPublicAcls": p.block_public_acls().unwrap_or(false),
+                    "ignorePublicAcls": p.ignore_public_acls().unwrap_or(false),
+                    "blockPublicPolicy": p.block_public_policy().unwrap_or(false),
+                    "restrictPublicBuckets": p.restrict_public_buckets().unwrap_or(false),
+                })
+            }),
+        Err(e) if code_of(&e) == Some("NoSuchPublicAccessBlockConfiguration") => Value::Null,
+        Err(e) => return Err(cloud_error(&resource, "GetPublicAccessBlock", &e)),
+    };
+    let lifecycle = read_lifecycle(c, target)
+        .await?
+        .iter()
+        .find(|r| r.id() == Some(LIFECYCLE_RULE_ID))
+        .map_or(Value::Null, archive_rule_value);
+    let tags = read_bucket_tags(c, target).await?;
+    let tls_only = read_bucket_policy(c, target)
+        .await?
+        .is_some_and(|p| has_tls_statement(&p));
+    Ok(BucketState {
+        versioning: versioning.status() == Some(&BucketVersioningStatus::Enabled),
+        encryption,
+        public_access_block,
+        lifecycle,
+        tags,
+        tls_only,
+    })
+}
+
+/// strata's rule as read back; anything but an enabled whole-bucket GLACIER
+/// transition shows up as a difference.
+fn archive_rule_value(rule: &LifecycleRule) -> Value {
+    let transition = rule.transitions().first();
+    let prefix = rule.filter().and_then(|f| f.prefix()).unwrap_or_default();
+    if rule.status() != &ExpirationStatus::Enabled
+        || !prefix.is_empty()
+        || rule.transitions().len() != 1
+    {
+        return json!({"status": rule.status().as_str(), "prefix": prefix, "transitions": rule.transitions().len()});
+    }
+    json!({
+        "days": transition.and_then(|t| t.days()),
+        "storageClass": transition.and_then(|t| t.storage_class()).map(|s| s.as_str()),
+    })
+}
+
+async fn read_lifecycle(c: &Clients, target: &Target) -> Result<Vec<LifecycleRule>> {
+    match c
+        .s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(&target.names.bucket)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.rules().to_vec()),
+        Err(e) if code_of(&e) == Some("NoSuchLifecycleConfiguration") => Ok(Vec::new()),
+        Err(e) => Err(cloud_error(
+            &bucket_resource(target),
+            "GetBucketLifecycleConfiguration",
+            &e,
+        )),
+    }
+}
+
+async fn read_bucket_tags(c: &Clients, target: &Target) -> Result<BTreeMap<String, String>> {
+    match c
+        .s3
+        .get_bucket_tagging()
+        .bucket(&target.names.bucket)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out
+            .tag_set()
+            .iter()
+            .map(|t| (t.key().to_owned(), t.value().to_owned()))
+            .collect()),
+        Err(e) if code_of(&e) == Some("NoSuchTagSet") => Ok(BTreeMap::new()),
+        Err(e) => Err(cloud_error(
+            &bucket_resource(target),
+            "GetBucketTagging",
+            &e,
+        )),
+    }
+}
+
+async fn read_bucket_policy(c: &Clients, target: &Target) -> Result<Option<Value>> {
+    match c
+        .s3
+        .get_bucket_policy()
+        .bucket(&target.names.bucket)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.policy().and_then(|p| serde_json::from_str(p).ok())),
+        Err(e) if code_of(&e) == Some("NoSuchBucketPolicy") => Ok(None),
+        Err(e) => Err(cloud_error(&bucket_resource(target), "GetBucketPolicy", &e)),
+    }
+}
+
+/// The statement that denies every request made without TLS.
+pub fn tls_statement(target: &Target) -> Value {
+    let arn = format!(
+        "arn:{}:s3:::{}",
+        partition(&target.aws().region),
+        target.names.bucket
+    );
+    json!({
+        "Sid": TLS_SID,
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [arn.clone(), format!("{arn}/*")],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    })
+}
+
+fn statements(policy: &Value) -> Vec<Value> {
+    match policy.get("Statement") {
+        Some(Value::Array(list)) => list.clone(),
+        Some(single @ Value::Object(_)) => vec![single.clone()],
+        _ => Vec::new(),
+    }
+}
+
+fn has_tls_statement(policy: &Value) -> bool {
+    statements(policy).iter().any(|s| {
+        s.get("Effect") == Some(&json!("Deny"))
+            && s.pointer("/Condition/Bool/aws:SecureTransport")
+                .is_some_and(|v| normalize_under("aws:SecureTransport", v) == json!(["false"]))
+    })
+}
+
+async fn plan_policy(c: &Clients, target: &Target, doc: &Value) -> Result<Action> {
+    let name = target.names.policy.clone().unwrap_or_default();
+    let want_tags = desired_tags(target, &BTreeMap::new());
+    let Some(live) = read_policy(c, target).await? else {
+        let mut changes = vec![FieldChange {
+            field: "document".into(),
+            from: Value::Null,
+            to: doc.clone(),
+        }];
+        tag_changes(&BTreeMap::new(), &want_tags, &mut changes);
+        return Ok(Action {
+            kind: POLICY.into(),
+            name,
+            op: Op::Create,
+            changes,
+        });
+    };
+    let mut changes = Vec::new();
+    if !same_document(&live.document, doc) {
+        changes.push(FieldChange {
+            field: "document".into(),
+            from: live.document.clone(),
+            to: doc.clone(),
+        });
+    }
+    tag_changes(&live.tags, &want_tags, &mut changes);
+    let op = if changes.is_empty() {
+        Op::Unchanged
+    } else {
+        Op::Update
+    };
+    Ok(Action {
+        kind: POLICY.into(),
+        name,
+        op,
+        changes,
+    })
+}
+
+struct LivePolicy {
+    document: Value,
+    tags: BTreeMap<String, String>,
+}
+
+/// GetPolicy by ARN, then its default version's document and its tags.
+async fn read_policy(c: &Clients, target: &Target) -> Result<Option<LivePolicy>> {
+    let arn = policy_arn(target);
+    let resource = policy_resource(target);
+    let policy = match c.iam.get_policy().policy_arn(&arn).send().await {
+        Ok(out) => out.policy().cloned(),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_no_such_entity_exception()) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(cloud_error(&resource, "GetPolicy", &e)),
+    };
+    let Some(version) = policy.as_ref().and_then(|p| p.default_version_id()) else {
+        return Ok(None);
+    };
+    let out = c
+        .iam
+        .get_policy_version()
+        .policy_arn(&arn)
+        .version_id(version)
+        .send()
+        .await
+        .map_err(|e| cloud_error(&resource, "GetPolicyVersion", &e))?;
+    let raw = out
+        .policy_version()
+        .and_then(|v| v.document())
+        .unwrap_or_default();
+    let document = parse_document(raw);
+    let tags = c
+        .iam
+        .list_policy_tags()
+        .policy_arn(&arn)
+        .send()
+        .await
+        .map_err(|e| cloud_error(&resource, "ListPolicyTags", &e))?
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+        .collect();
+    Ok(Some(LivePolicy { document, tags }))
+}
+
+/// IAM returns policy documents URL-encoded (RFC 3986); emulators sometimes do not.
+pub fn parse_document(raw: &str) -> Value {
+    serde_json::from_str(raw)
+        .or_else(|_| serde_json::from_str(&percent_decode(raw)))
+        .unwrap_or_else(|_| Value::String(raw.to_owned()))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(b) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether two IAM policy documents mean the same: a single value equals a
+/// one-element list, and the order of statements, actions and resources is free.
+pub fn same_document(a: &Value, b: &Value) -> bool {
+    normalize(a) == normalize(b)
+}
+
+/// Keys whose value is a single string in IAM's grammar, never a list.
+const SCALAR_KEYS: &[&str] = &["Version", "Id", "Sid", "Effect"];
+
+fn normalize(value: &Value) -> Value {
+    normalize_under("", value)
+}
+
+fn normalize_under(key: &str, value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let inner = Value::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), normalize_under(k, v)))
+                    .collect(),
+            );
+            if key == "Statement" {
+                json!([inner])
+            } else {
+                inner
+            }
+        }
+        Value::Array(items) => {
+            let mut items: Vec<Value> = items.iter().map(|v| normalize_under("", v)).collect();
+            items.sort_by_key(|v| v.to_string());
+            items.dedup();
+            Value::Array(items)
+        }
+        Value::Bool(_) | Value::Number(_) | Value::String(_) => {
+            let text = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if SCALAR_KEYS.contains(&key) || key.is_empty() {
+                json!(text)
+            } else {
+                json!([text])
+            }
+        }
+        Value::Null => Value::Null,
+    }
+}
+
+/// Carries out `plan`, recording each resource's outcome in `evidence` as it goes.
+pub async fn execute(
+    target: &Target,
+    policy_doc: &Value,
+    plan: &Plan,
+    evidence: &mut Evidence,
+) -> Result<()> {
+    let c = clients(target).await;
+    // The plan was read moments ago with the same credentials; check again anyway,
+    // since the account check is what makes any write safe.
+    check_account(&c, target).await?;
+    for action in &plan.actions {
+        let mut written = Vec::new();
+        let result = match action.kind.as_str() {
+            BUCKET => apply_bucket(&c, target, action, &mut written).await,
+            POLICY => apply_policy(&c, target, policy_doc, action, &mut written).await,
+            other => Err(Error::Cloud(format!(
+                "unknown resource kind {other} in the plan"
+            ))),
+        };
+        let existed = action.op != Op::Create || result.as_ref().is_ok_and(|already| *already);
+        let outcome = match (&result, action.op) {
+            (Err(_), _) => Outcome::Failed,
+            (Ok(_), _) if written.is_empty() => Outcome::Unchanged,
+            (Ok(_), Op::Create) if !existed => Outcome::Created,
+            (Ok(_), _) => Outcome::Updated,
+        };
+        evidence.resources.push(ResourceEvidence {
+            kind: action.kind.clone(),
+            name: action.name.clone(),
+            existed,
+            outcome,
+            fields: written,
+        });
+        result?;
+    }
+    Ok(())
+}
+
+/// Returns whether the bucket turned out to exist already (a concurrent create).
+async fn apply_bucket(
+    c: &Clients,
+    target: &Target,
+    action: &Action,
+    written: &mut Vec<String>,
+) -> Result<bool> {
+    let name = &target.names.bucket;
+    let resource = bucket_resource(target);
+    let mut already = false;
+    if action.op == Op::Create {
+        // Never create over an existing bucket: look again right before.
+        if bucket_exists(c, target).await? {
+            already = true;
+        } else {
+            let region = &target.aws().region;
+            let mut create = c.s3.create_bucket().bucket(name);
+            if region != "us-east-1" {
+                create = create.create_bucket_configuration(
+                    CreateBucketConfiguration::builder()
+                        .location_constraint(BucketLocationConstraint::from(region.as_str()))
+                        .build(),
+                );
+            }
+            match create.send().await {
+                Ok(_) => written.push("bucket".to_owned()),
+                Err(e) if code_of(&e) == Some("BucketAlreadyOwnedByYou") => already = true,
+                Err(e) if code_of(&e) == Some("BucketAlreadyExists") => {
+                    return Err(Error::Cloud(format!(
+                        "{resource}: CreateBucket: BucketAlreadyExists: the name is taken by another AWS account; \
+                         bucket names are global\n  hint: choose another name under names.bucket"
+                    )));
+                }
+                Err(e) => return Err(cloud_error(&resource, "CreateBucket", &e)),
+            }
+        }
+    }
+    let want = desired_bucket(target);
+    let mut tags_done = false;
+    for change in &action.changes {
+        let field = change.field.as_str();
+        match field {
+            "versioning" => {
+                let status = if want.versioning {
+                    BucketVersioningStatus::Enabled
+                } else {
+                    BucketVersioningStatus::Suspended
+                };
+                c.s3.put_bucket_versioning()
+                    .bucket(name)
+                    .versioning_configuration(
+                        VersioningConfiguration::builder().status(status).build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error(&resource, "PutBucketVersioning", &e))?;
+            }
+            "encryption" => {
+                let by_default = ServerSideEncryptionByDefault::builder()
+                    .sse_algorithm(ServerSideEncryption::Aes256)
+                    .build()
+                    .map_err(|e| Error::Cloud(format!("{resource}: PutBucketEncryption: {e}")))?;
+                let conf = ServerSideEncryptionConfiguration::builder()
+                    .rules(
+                        ServerSideEncryptionRule::builder()
+                            .apply_server_side_encryption_by_default(by_default)
+                            .build(),
+                    )
+                    .build()
+                    .map_err(|e| Error::Cloud(format!("{resource}: PutBucketEncryption: {e}")))?;
+                c.s3.put_bucket_encryption()
+                    .bucket(name)
+                    .server_side_encryption_configuration(conf)
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error(&resource, "PutBucketEncryption", &e))?;
+            }
+            "publicAccessBlock" if want.public_access_block.is_null() => {
+                c.s3.delete_public_access_block()
+                    .bucket(name)
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error(&resource, "DeletePublicAccessBlock", &e))?;
+            }
+            "publicAccessBlock" => {
+                let conf = PublicAccessBlockConfiguration::builder()
+                    .block_public_acls(true)
+                    .ignore_public_acls(true)
+                    .block_public_policy(true)
+                    .restrict_public_buckets(true)
+                    .build();
+                c.s3.put_public_access_block()
+                    .bucket(name)
+                    .public_access_block_configuration(conf)
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error(&resource, "PutPublicAccessBlock", &e))?;
+            }
+            "lifecycle" => write_lifecycle(c, target, &resource).await?,
+            "tlsOnly" => write_tls_policy(c, target, want.tls_only, &resource).await?,
+            _ if field.starts_with("tags.") => {
+                if !tags_done {
+                    write_bucket_tags(c, target, &want.tags, &resource).await?;
+                    tags_done = true;
+                }
+            }
+            other => {
+                return Err(Error::Cloud(format!(
+                    "{resource}: unknown field {other} in the plan"
+                )));
+            }
+        }
+        written.push(change.field.clone());
+    }
+    Ok(already)
+}
+
+/// Rewrites the lifecycle configuration with strata's rule, keeping everyone else's.
+async fn write_lifecycle(c: &Clients, target: &Target, resource: &str) -> Result<()> {
+    let name = &target.names.bucket;
+    let mut rules: Vec<LifecycleRule> = read_lifecycle(c, target)
+        .await?
+        .into_iter()
+        .filter(|r| r.id() != Some(LIFECYCLE_RULE_ID))
+        .collect();
+    if let Some(days) = target.config.bucket.lifecycle.glacier_after_days {
+        let rule = LifecycleRule::builder()
+            .id(LIFECYCLE_RULE_ID)
+            .status(ExpirationStatus::Enabled)
+            .filter(LifecycleRuleFilter::builder().prefix("").build())
+            .transitions(
+                Transition::builder()
+                    .days(days as i32)
+                    .storage_class(TransitionStorageClass::Glacier)
+                    .build(),
+            )
+            .build()
+            .map_err(|e| {
+                Error::Cloud(format!("{resource}: PutBucketLifecycleConfiguration: {e}"))
+            })?;
+        rules.push(rule);
+    }
+    if rules.is_empty() {
+        c.s3.delete_bucket_lifecycle()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(|e| cloud_error(resource, "DeleteBucketLifecycle", &e))?;
+        return Ok(());
+    }
+    let conf = BucketLifecycleConfiguration::builder()
+        .set_rules(Some(rules))
+        .build()
+        .map_err(|e| Error::Cloud(format!("{resource}: PutBucketLifecycleConfiguration: {e}")))?;
+    c.s3.put_bucket_lifecycle_configuration()
+        .bucket(name)
+        .lifecycle_configuration(conf)
+        .send()
+        .await
+        .map_err(|e| cloud_error(resource, "PutBucketLifecycleConfiguration", &e))?;
+    Ok(())
+}
+
+/// Adds (or removes) strata's TLS statement, keeping the rest of the bucket policy.
+async fn write_tls_policy(
+    c: &Clients,
+    target: &Target,
+    tls_only: bool,
+    resource: &str,
+) -> Result<()> {
+    let name = &target.names.bucket;
+    let live = read_bucket_policy(c, target).await?;
+    let mut list: Vec<Value> = live
+        .as_ref()
+        .map(statements)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| s.get("Sid") != Some(&json!(TLS_SID)))
+        .collect();
+    if tls_only {
+        list.push(tls_statement(target));
+    }
+    if list.is_empty() {
+        c.s3.delete_bucket_policy()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(|e| cloud_error(resource, "DeleteBucketPolicy", &e))?;
+        return Ok(());
+    }
+    let policy = json!({"Version": "2012-10-17", "Statement": list});
+    c.s3.put_bucket_policy()
+        .bucket(name)
+        .policy(policy.to_string())
+        .send()
+        .await
+        .map_err(|e| cloud_error(resource, "PutBucketPolicy", &e))?;
+    Ok(())
+}
+
+/// PutBucketTagging replaces the whole set: keep tags strata does not manage.
+async fn write_bucket_tags(
+    c: &Clients,
+    target: &Target,
+    want: &BTreeMap<String, String>,
+    resource: &str,
+) -> Result<()> {
+    let mut tags = read_bucket_tags(c, target).await?;
+    tags.extend(want.clone());
+    let set = tags
+        .iter()
+        .map(|(k, v)| aws_sdk_s3::types::Tag::builder().key(k).value(v).build())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Cloud(format!("{resource}: PutBucketTagging: {e}")))?;
+    let tagging = Tagging::builder()
+        .set_tag_set(Some(set))
+        .build()
+        .map_err(|e| Error::Cloud(format!("{resource}: PutBucketTagging: {e}")))?;
+    c.s3.put_bucket_tagging()
+        .bucket(&target.names.bucket)
+        .tagging(tagging)
+        .send()
+        .await
+        .map_err(|e| cloud_error(resource, "PutBucketTagging", &e))?;
+    Ok(())
+}
+
+fn iam_tags(
+    tags: &BTreeMap<String, String>,
+    resource: &str,
+) -> Result<Vec<aws_sdk_iam::types::Tag>> {
+    tags.iter()
+        .map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Cloud(format!("{resource}: tags: {e}")))
+}
+
+/// Returns whether the policy turned out to exist already (a concurrent create).
+async fn apply_policy(
+    c: &Clients,
+    target: &Target,
+    doc: &Value,
+    action: &Action,
+    written: &mut Vec<String>,
+) -> Result<bool> {
+    let resource = policy_resource(target);
+    let want_tags = desired_tags(target, &BTreeMap::new());
+    if action.op == Op::Unchanged {
+        return Ok(false);
+    }
+    // Read again: a concurrent apply may have done the work since the plan.
+    if let Some(live) = read_policy(c, target).await? {
+        converge_existing_policy(c, target, doc, live, written).await?;
+        return Ok(action.op == Op::Create);
+    }
+    {
+        let created = c
+            .iam
+            .create_policy()
+            .policy_name(target.names.policy.as_deref().unwrap_or_default())
+            .policy_document(doc.to_string())
+            .description(format!(
+                "strata: access to s3 bucket {} for target {}",
+                target.names.bucket, target.name
+            ))
+            .set_tags(Some(iam_tags(&want_tags, &resource)?))
+            .send()
+            .await;
+        match created {
+            Ok(_) => {
+                written.push("document".into());
+                written.extend(want_tags.keys().map(|k| format!("tags.{k}")));
+                Ok(false)
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_entity_already_exists_exception()) =>
+            {
+                // Lost a race with another apply: converge what it created.
+                let live = read_policy(c, target).await?.ok_or_else(|| {
+                    Error::Cloud(format!("{resource}: CreatePolicy: EntityAlreadyExists, yet GetPolicy finds no policy"))
+                })?;
+                converge_existing_policy(c, target, doc, live, written).await?;
+                Ok(true)
+            }
+            Err(e) => Err(cloud_error(&resource, "CreatePolicy", &e)),
+        }
+    }
+}
+
+async fn converge_existing_policy(
+    c: &Clients,
+    target: &Target,
+    doc: &Value,
+    live: LivePolicy,
+    written: &mut Vec<String>,
+) -> Result<()> {
+    let arn = policy_arn(target);
+    let resource = policy_resource(target);
+    let want_tags = desired_tags(target, &BTreeMap::new());
+    if !same_document(&live.document, doc) {
+        create_default_version(c, &arn, &resource, doc).await?;
+        written.push("document".into());
+    }
+    let mut tag_diff = Vec::new();
+    tag_changes(&live.tags, &want_tags, &mut tag_diff);
+    if !tag_diff.is_empty() {
+        c.iam
+            .tag_policy()
+            .policy_arn(&arn)
+            .set_tags(Some(iam_tags(&want_tags, &resource)?))
+            .send()
+            .await
+            .map_err(|e| cloud_error(&resource, "TagPolicy", &e))?;
+        written.extend(tag_diff.into_iter().map(|c| c.field));
+    }
+    Ok(())
+}
+
+/// A new default version; when IAM already holds five, the oldest non-default one
+/// goes first. A concurrent apply can fill the slot again: then prune and retry once.
+async fn create_default_version(c: &Clients, arn: &str, resource: &str, doc: &Value) -> Result<()> {
+    for attempt in 0..2 {
+        let versions = c
+            .iam
+            .list_policy_versions()
+            .policy_arn(arn)
+            .send()
+            .await
+            .map_err(|e| cloud_error(resource, "ListPolicyVersions", &e))?;
+        let mut old: Vec<_> = versions
+            .versions()
+            .iter()
+            .filter(|v| !v.is_default_version())
+            .collect();
+        if versions.versions().len() >= MAX_POLICY_VERSIONS {
+            old.sort_by_key(|v| v.create_date().map(|d| (d.secs(), d.subsec_nanos())));
+            if let Some(oldest) = old.first().and_then(|v| v.version_id()) {
+                match c
+                    .iam
+                    .delete_policy_version()
+                    .policy_arn(arn)
+                    .version_id(oldest)
+                    .send()
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|s| s.is_no_such_entity_exception()) => {}
+                    Err(e) => {
+                        return Err(cloud_error(
+                            resource,
+                            &format!("DeletePolicyVersion {oldest}"),
+                            &e,
+                        ));
+                    }
+                }
+            }
+        }
+        match c
+            .iam
+            .create_policy_version()
+            .policy_arn(arn)
+            .policy_document(doc.to_string())
+            .set_as_default(true)
+            .send()
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if attempt == 0
+                    && e.as_service_error()
+                        .is_some_and(|s| s.is_limit_exceeded_exception()) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(cloud_error(resource, "CreatePolicyVersion", &e)),
+        }
+    }
+    Err(Error::Cloud(format!(
+        "{resource}: CreatePolicyVersion: the version limit was hit twice"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_compare_as_normalized_json() {
+        let a = json!({"Version": "2012-10-17", "Statement": [
+            {"Sid": "A", "Effect": "Allow", "Action": ["s3:B", "s3:A"], "Resource": "arn:x"},
+            {"Sid": "C", "Effect": "Deny", "Action": "s3:PutObject", "Resource": ["arn:y"],
+             "Condition": {"Bool": {"aws:SecureTransport": false}}}]});
+        let b = json!({"Version": "2012-10-17", "Statement": [
+            {"Sid": "C", "Effect": "Deny", "Action": ["s3:PutObject"], "Resource": "arn:y",
+             "Condition": {"Bool": {"aws:SecureTransport": ["false"]}}},
+            {"Sid": "A", "Effect": "Allow", "Action": ["s3:A", "s3:B"], "Resource": ["arn:x"]}]});
+        assert!(same_document(&a, &b));
+        let c = json!({"Version": "2012-10-17", "Statement": {"Sid": "A", "Effect": "Allow", "Action": "s3:A", "Resource": "arn:x"}});
+        let d = json!({"Version": "2012-10-17", "Statement": [{"Sid": "A", "Effect": "Allow", "Action": ["s3:A"], "Resource": ["arn:x"]}]});
+        assert!(same_document(&c, &d));
+        let e = json!({"Version": "2012-10-17", "Statement": [{"Sid": "A", "Effect": "Allow", "Action": ["s3:A", "s3:B"], "Resource": ["arn:x"]}]});
+        assert!(!same_document(&d, &e));
+    }
+
+    fn example_target(name: &str) -> Target {
+        let loaded = crate::Loaded::load(crate::project::Project::Embedded).unwrap();
+        loaded.targets(&[name.to_owned()]).unwrap().remove(0)
+    }
+
+    #[test]
+    fn bucket_changes_name_each_differing_field_and_leave_foreign_tags_alone() {
+        let target = example_target("prod-aws");
+        let want = desired_bucket(&target);
+        let mut live = want.clone();
+        live.tags.insert("owner-added".into(), "kept".into());
+        assert_eq!(bucket_changes(&live, &want), []);
+
+        live.versioning = false;
+        live.tags.remove("strata:env");
+        live.lifecycle = Value::Null;
+        let fields: Vec<(String, Value, Value)> = bucket_changes(&live, &want)
+            .into_iter()
+            .map(|c| (c.field, c.from, c.to))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("versioning".into(), json!(false), json!(true)),
+                (
+                    "lifecycle".into(),
+                    Value::Null,
+                    json!({"days": 90, "storageClass": "GLACIER"})
+                ),
+                ("tags.strata:env".into(), Value::Null, json!("prod")),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_new_bucket_is_compared_with_an_empty_one() {
+        let target = example_target("dev-aws");
+        let fields: Vec<String> = bucket_changes(&BucketState::default(), &desired_bucket(&target))
+            .into_iter()
+            .map(|c| c.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "versioning",
+                "encryption",
+                "publicAccessBlock",
+                "tlsOnly",
+                "tags.cost-center",
+                "tags.data-classification",
+                "tags.strata:env",
+                "tags.strata:managed",
+                "tags.strata:target"
+            ]
+        );
+    }
+
+    #[test]
+    fn url_encoded_documents_are_decoded() {
+        let raw = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%5D%7D";
+        assert_eq!(
+            parse_document(raw),
+            json!({"Version": "2012-10-17", "Statement": []})
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! The helm step of apply: the commands as data (what would run is printable and
+//! testable), and running them as a separate step.
+
+use std::path::{Path, PathBuf};
+
+use super::plan::HelmRun;
+use crate::error::{Error, Result};
+use crate::model::Target;
+
+/// One `helm upgrade --install`, always with an explicit context and namespace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HelmInstall {
+    pub release: String,
+    pub chart: PathBuf,
+    pub namespace: String,
+    pub kube_context: String,
+    pub values: Option<PathBuf>,
+}
+
+impl HelmInstall {
+    /// The arguments after the program name.
+    pub fn argv(&self) -> Vec<String> {
+        let mut argv: Vec<String> = vec![
+            "upgrade".into(),
+            "--install".into(),
+            self.release.clone(),
+            self.chart.display().to_string(),
+            "--namespace".into(),
+            self.namespace.clone(),
+            "--kube-context".into(),
+            self.kube_context.clone(),
+            "--wait".into(),
+            "--atomic".into(),
+        ];
+        if let Some(values) = &self.values {
+            argv.push("--values".into());
+            argv.push(values.display().to_string());
+        }
+        argv
+    }
+}
+
+/// The two installs for a target rendered into `out`: the platform chart first
+/// (namespace, service account, storage), then the application's chart.
+pub fn installs(target: &Target, out: &Path, project_root: &Path) -> Vec<HelmInstall> {
+    let project = &target.config.project.name;
+    let rendered = out.join(&target.name);
+    vec![
+        HelmInstall {
+            release: format!("{project}-platform"),
+            chart: rendered.join("platform"),
+            namespace: target.names.namespace.clone(),
+            kube_context: target.names.kube_context.clone(),
+            values: None,
+        },
+        HelmInstall {
+            release: project.clone(),
+            chart: project_root.join("charts/app"),
+            namespace: target.names.namespace.clone(),
+            kube_context: target.names.kube_context.clone(),
+            values: Some(rendered.join("values.yaml")),
+        },
+    ]
+}
+
+/// The helm binary: `$STRATA_HELM`, else `helm` on PATH.
+pub fn binary() -> String {
+    std::env::var("STRATA_HELM")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "helm".to_owned())
+}
+
+/// Runs the installs in order, recording each; stops at the first failure.
+pub fn run(installs: &[HelmInstall], runs: &mut Vec<HelmRun>) -> Result<()> {
+    let program = binary();
+    for install in installs {
+        let args = install.argv();
+        let mut argv = vec![program.clone()];
+        argv.extend(args.iter().cloned());
+        let status = std::process::Command::new(&program).args(&args).status();
+        match status {
+            Ok(status) => {
+                runs.push(HelmRun {
+                    argv,
+                    exit_code: status.code(),
+                });
+                if !status.success() {
+                    return Err(Error::Cloud(format!(
+                        "helm release {} (chart {}): helm upgrade --install failed ({})",
+                        install.release,
+                        install.chart.display(),
+                        status
+                    )));
+                }
+            }
+            Err(e) => {
+                runs.push(HelmRun {
+                    argv,
+                    exit_code: None,
+                });
+                let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                    "\n  hint: install helm, set STRATA_HELM to its path, or pass --skip-helm; the cloud resources were applied (see the evidence)"
+                } else {
+                    ""
+                };
+                return Err(Error::Cloud(format!(
+                    "helm release {}: could not run `{program}`: {e}{hint}",
+                    install.release
+                )));
+            }
+        }
+    }
+    Ok(())
+}
