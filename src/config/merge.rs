@@ -10,15 +10,17 @@
 //!    (a mapping over a string replaces it, and the other way round).
 //! 4. **An explicit `null` removes the key** from the result, together with everything
 //!    below it. Nulls inside a mapping that did not exist below are dropped too, so a
-//!    merged tree never holds a null.
+//!    merged tree holds no null map entry (list items are taken verbatim, nulls included).
 //! 5. **Provenance follows the value**: every node of the result keeps the location of
 //!    the layer that wrote it; a mapping keeps the location of the first layer that
 //!    opened it. Keys removed by a null are remembered with the null's location so an
 //!    error about a missing key can say which layer removed it.
 //!
-//! Merging is associative: `merge(merge(a, b), c) == merge(a, merge(b, c))` for the
-//! values (a property test pins it), which is what lets a reader reason about one
-//! layer at a time.
+//! Merging is associative, `merge(merge(a, b), c) == merge(a, merge(b, c))` for the
+//! values, when the layers agree on the kind of each key and hold no nulls (a property
+//! test pins it), which is what lets a reader reason about one layer at a time. A change
+//! of kind or a null breaks it (`{x: {p: 1}}`, `{x: 5}`, `{x: {q: 2}}` give `{x: {q: 2}}`
+//! folded left but keep `p` grouped right); layers are always folded first to last.
 
 use super::node::{Loc, Node, Value};
 
