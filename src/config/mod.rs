@@ -94,7 +94,9 @@ fn yaml_error(error: &serde_saphyr::Error, file: &Arc<str>) -> Error {
         .unwrap_or_else(|| Loc::file(file.clone()));
     let text = error.to_string();
     // serde-saphyr appends its own " at line X column Y"; ours is in front already.
-    let message = strip_location_suffix(text.lines().next().unwrap_or("invalid YAML"));
+    let message = strip_location_suffix(text.lines().next().unwrap_or("invalid YAML"))
+        // Advice to serde-saphyr's caller, not to the user (our hint says what to do).
+        .replace(", set DuplicateKeyPolicy in Options if acceptable", "");
     let lower = message.to_lowercase();
     let hint = if lower.contains("duplicate") {
         Some("remove one of the two entries; YAML keys must be unique within a mapping")
@@ -355,7 +357,8 @@ mod tests {
     #[test]
     fn the_parsers_own_location_suffix_is_dropped() {
         let text = error_text("a: 1\na: 2\n");
-        assert!(text.starts_with("f.yaml:2:1: duplicate mapping key: a"), "{text}");
+        assert!(text.starts_with("f.yaml:2:1: duplicate mapping key: a\n  hint: "), "{text}");
+        assert!(!text.contains("DuplicateKeyPolicy"), "advice for the parser's caller: {text}");
         assert!(!text.contains(" at line "), "the location is said twice: {text}");
     }
 }
