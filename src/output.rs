@@ -297,20 +297,36 @@ mod tests {
     use super::*;
 
     fn rendered(files: &[(&str, &str)]) -> Tree {
-        files.iter().map(|(p, b)| (p.to_string(), Arc::from(b.as_bytes()))).collect()
+        files
+            .iter()
+            .map(|(p, b)| (p.to_string(), Arc::from(b.as_bytes())))
+            .collect()
     }
 
     fn on_disk(files: &[(&str, &str)]) -> BTreeMap<String, Vec<u8>> {
-        files.iter().map(|(p, b)| (p.to_string(), b.as_bytes().to_vec())).collect()
+        files
+            .iter()
+            .map(|(p, b)| (p.to_string(), b.as_bytes().to_vec()))
+            .collect()
     }
 
     #[test]
     fn compare_reports_changed_added_and_removed_files_with_unified_diffs() {
-        let disk = on_disk(&[("a/app.env", "X=1\nY=2\n"), ("a/gone.yaml", "k: v\n"), ("b/same.yaml", "s: 1\n")]);
-        let new = rendered(&[("a/app.env", "X=1\nY=3\n"), ("a/new.yaml", "n: 1\n"), ("b/same.yaml", "s: 1\n")]);
+        let disk = on_disk(&[
+            ("a/app.env", "X=1\nY=2\n"),
+            ("a/gone.yaml", "k: v\n"),
+            ("b/same.yaml", "s: 1\n"),
+        ]);
+        let new = rendered(&[
+            ("a/app.env", "X=1\nY=3\n"),
+            ("a/new.yaml", "n: 1\n"),
+            ("b/same.yaml", "s: 1\n"),
+        ]);
         let drift = compare("snapshots", &disk, &new, |_| true);
-        let summary: Vec<(&str, DriftStatus, usize, usize)> =
-            drift.iter().map(|d| (d.path.as_str(), d.status, d.lines_added, d.lines_removed)).collect();
+        let summary: Vec<(&str, DriftStatus, usize, usize)> = drift
+            .iter()
+            .map(|d| (d.path.as_str(), d.status, d.lines_added, d.lines_removed))
+            .collect();
         assert_eq!(
             summary,
             vec![
@@ -323,9 +339,20 @@ mod tests {
             drift[0].diff,
             "--- snapshots/a/app.env\n+++ rendered/a/app.env\n@@ -1,2 +1,2 @@\n X=1\n-Y=2\n+Y=3\n"
         );
-        assert!(drift[1].diff.starts_with("--- snapshots/a/gone.yaml\n+++ /dev/null\n"));
-        assert!(drift[2].diff.starts_with("--- /dev/null\n+++ rendered/a/new.yaml\n"));
-        assert_eq!((drift[0].target.as_str(), drift[0].artifact.as_str()), ("a", "app.env"));
+        assert!(
+            drift[1]
+                .diff
+                .starts_with("--- snapshots/a/gone.yaml\n+++ /dev/null\n")
+        );
+        assert!(
+            drift[2]
+                .diff
+                .starts_with("--- /dev/null\n+++ rendered/a/new.yaml\n")
+        );
+        assert_eq!(
+            (drift[0].target.as_str(), drift[0].artifact.as_str()),
+            ("a", "app.env")
+        );
     }
 
     #[test]
@@ -342,15 +369,32 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("out");
         let first = write_tree(&out, &rendered(&[("t/a", "1"), ("t/b", "2")])).unwrap();
-        assert_eq!(first, WriteSummary { written: 2, unchanged: 0, removed: 0 });
+        assert_eq!(
+            first,
+            WriteSummary {
+                written: 2,
+                unchanged: 0,
+                removed: 0
+            }
+        );
         let second = write_tree(&out, &rendered(&[("t/a", "1"), ("t/c", "3")])).unwrap();
-        assert_eq!(second, WriteSummary { written: 1, unchanged: 1, removed: 1 });
+        assert_eq!(
+            second,
+            WriteSummary {
+                written: 1,
+                unchanged: 1,
+                removed: 1
+            }
+        );
         let tree = read_tree(&out).unwrap();
         assert_eq!(tree, on_disk(&[("t/a", "1"), ("t/c", "3")]));
         let third = write_tree(&out, &rendered(&[("t/a", "1"), ("t/c", "3")])).unwrap();
         assert!(!third.changed());
         // Nothing but the output folder is left beside it.
-        let names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("out")]);
     }
 

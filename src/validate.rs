@@ -473,7 +473,15 @@ mod tests {
         ] {
             assert!(is_secret_key(key), "{key} is secret-like");
         }
-        for key in ["LOG_LEVEL", "clientId", "MAX_UPLOAD_MB", "bucket", "keyName", "tokenizer", "secrets"] {
+        for key in [
+            "LOG_LEVEL",
+            "clientId",
+            "MAX_UPLOAD_MB",
+            "bucket",
+            "keyName",
+            "tokenizer",
+            "secrets",
+        ] {
             assert!(!is_secret_key(key), "{key} is not secret-like");
         }
     }

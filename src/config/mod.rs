@@ -338,7 +338,9 @@ mod tests {
     use super::*;
 
     fn error_text(yaml: &str) -> String {
-        parse_layer(yaml.as_bytes(), "f.yaml").expect_err("the layer is refused").to_string()
+        parse_layer(yaml.as_bytes(), "f.yaml")
+            .expect_err("the layer is refused")
+            .to_string()
     }
 
     #[test]
@@ -351,14 +353,26 @@ mod tests {
         let text = error_text(&bomb);
         let first = text.lines().next().unwrap();
         assert!(first.starts_with("f.yaml:"), "{text}");
-        assert!(first.ends_with("(used at line 6, column 8)"), "the message is cut short: {text}");
+        assert!(
+            first.ends_with("(used at line 6, column 8)"),
+            "the message is cut short: {text}"
+        );
     }
 
     #[test]
     fn the_parsers_own_location_suffix_is_dropped() {
         let text = error_text("a: 1\na: 2\n");
-        assert!(text.starts_with("f.yaml:2:1: duplicate mapping key: a\n  hint: "), "{text}");
-        assert!(!text.contains("DuplicateKeyPolicy"), "advice for the parser's caller: {text}");
-        assert!(!text.contains(" at line "), "the location is said twice: {text}");
+        assert!(
+            text.starts_with("f.yaml:2:1: duplicate mapping key: a\n  hint: "),
+            "{text}"
+        );
+        assert!(
+            !text.contains("DuplicateKeyPolicy"),
+            "advice for the parser's caller: {text}"
+        );
+        assert!(
+            !text.contains(" at line "),
+            "the location is said twice: {text}"
+        );
     }
 }
