@@ -437,3 +437,137 @@ fn normalize_iam(value: &mut serde_json::Value) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(files: &[(&str, &str)]) -> Tree {
+        files
+            .iter()
+            .map(|(p, b)| (p.to_string(), Arc::from(b.as_bytes())))
+            .collect()
+    }
+
+    fn on_disk(files: &[(&str, &str)]) -> BTreeMap<String, Vec<u8>> {
+        files
+            .iter()
+            .map(|(p, b)| (p.to_string(), b.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn compare_reports_changed_added_and_removed_files_with_unified_diffs() {
+        let disk = on_disk(&[
+            ("a/app.env", "X=1\nY=2\n"),
+            ("a/gone.yaml", "k: v\n"),
+            ("b/same.yaml", "s: 1\n"),
+        ]);
+        let new = rendered(&[
+            ("a/app.env", "X=1\nY=3\n"),
+            ("a/new.yaml", "n: 1\n"),
+            ("b/same.yaml", "s: 1\n"),
+        ]);
+        let drift = compare("snapshots", &disk, &new, |_| true);
+        let summary: Vec<(&str, DriftStatus, usize, usize)> = drift
+            .iter()
+            .map(|d| (d.path.as_str(), d.status, d.lines_added, d.lines_removed))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("a/app.env", DriftStatus::Changed, 1, 1),
+                ("a/gone.yaml", DriftStatus::Removed, 0, 1),
+                ("a/new.yaml", DriftStatus::Added, 1, 0),
+            ]
+        );
+        assert_eq!(
+            drift[0].diff,
+            "--- snapshots/a/app.env\n+++ rendered/a/app.env\n@@ -1,2 +1,2 @@\n X=1\n-Y=2\n+Y=3\n"
+        );
+        assert!(
+            drift[1]
+                .diff
+                .starts_with("--- snapshots/a/gone.yaml\n+++ /dev/null\n")
+        );
+        assert!(
+            drift[2]
+                .diff
+                .starts_with("--- /dev/null\n+++ rendered/a/new.yaml\n")
+        );
+        assert_eq!(
+            (drift[0].target.as_str(), drift[0].artifact.as_str()),
+            ("a", "app.env")
+        );
+    }
+
+    #[test]
+    fn compare_only_looks_at_paths_in_scope() {
+        let disk = on_disk(&[("a/x", "1\n"), ("b/x", "1\n")]);
+        let new = rendered(&[("a/x", "2\n")]);
+        let drift = compare("out", &disk, &new, |p| p.starts_with("a/"));
+        assert_eq!(drift.len(), 1);
+        assert_eq!(drift[0].path, "a/x");
+    }
+
+    #[test]
+    fn write_tree_replaces_the_folder_and_reports_what_it_did() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let first = write_tree(&out, &rendered(&[("t/a", "1"), ("t/b", "2")])).unwrap();
+        assert_eq!(
+            first,
+            WriteSummary {
+                written: 2,
+                unchanged: 0,
+                removed: 0
+            }
+        );
+        let second = write_tree(&out, &rendered(&[("t/a", "1"), ("t/c", "3")])).unwrap();
+        assert_eq!(
+            second,
+            WriteSummary {
+                written: 1,
+                unchanged: 1,
+                removed: 1
+            }
+        );
+        let tree = read_tree(&out).unwrap();
+        assert_eq!(tree, on_disk(&[("t/a", "1"), ("t/c", "3")]));
+        let third = write_tree(&out, &rendered(&[("t/a", "1"), ("t/c", "3")])).unwrap();
+        assert!(!third.changed());
+        // Nothing but the output folder is left beside it.
+        let names: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("out")]);
+    }
+
+    #[test]
+    fn write_tree_removes_leftovers_of_killed_runs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let leftover = tmp.path().join(format!(".out{TMP_MARK}12345"));
+        std::fs::create_dir_all(leftover.join("t")).unwrap();
+        std::fs::write(leftover.join("t/a"), "half").unwrap();
+        // A folder of another output (`.other…`) is not ours to remove.
+        let other = tmp.path().join(format!(".other{TMP_MARK}12345"));
+        std::fs::create_dir_all(&other).unwrap();
+        write_tree(&out, &rendered(&[("t/a", "1")])).unwrap();
+        assert!(!leftover.exists());
+        assert!(other.exists());
+    }
+
+    #[test]
+    fn check_out_dir_refuses_the_project_and_repositories() {
+        let tmp = tempfile::tempdir().unwrap();
+        let project = tmp.path().join("p");
+        std::fs::create_dir_all(project.join("environments")).unwrap();
+        assert!(check_out_dir(&project, Some(&project)).is_err());
+        assert!(check_out_dir(tmp.path(), Some(&project)).is_err());
+        assert!(check_out_dir(&project.join("out"), Some(&project)).is_ok());
+        std::fs::create_dir_all(tmp.path().join("repo/.git")).unwrap();
+        assert!(check_out_dir(&tmp.path().join("repo"), None).is_err());
+    }
+}

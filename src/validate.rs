@@ -606,3 +606,45 @@ fn shannon_entropy(s: &str) -> f64 {
         })
         .sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_like_keys_are_recognised_in_every_spelling() {
+        for key in [
+            "password",
+            "DATABASE_PASSWORD",
+            "clientSecret",
+            "client-secret",
+            "API_KEY",
+            "apiKey",
+            "githubToken",
+            "aws_secret_access_key",
+            "privateKey",
+            "credentials",
+            "passphrase",
+        ] {
+            assert!(is_secret_key(key), "{key} is secret-like");
+        }
+        for key in [
+            "LOG_LEVEL",
+            "clientId",
+            "MAX_UPLOAD_MB",
+            "bucket",
+            "keyName",
+            "tokenizer",
+            "secrets",
+        ] {
+            assert!(!is_secret_key(key), "{key} is not secret-like");
+        }
+    }
+
+    #[test]
+    fn the_secrets_container_key_is_not_itself_a_secret() {
+        assert!(is_secret_path("app.env.DATABASE_PASSWORD"));
+        assert!(!is_secret_path("app.env.LOG_LEVEL"));
+        assert!(!is_secret_path("app.secrets"));
+    }
+}

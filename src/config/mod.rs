@@ -104,7 +104,9 @@ fn yaml_error(error: &serde_saphyr::Error, file: &Arc<str>) -> Error {
         .unwrap_or_else(|| Loc::file(file.clone()));
     let text = error.to_string();
     // serde-saphyr appends its own " at line X column Y"; ours is in front already.
-    let message = strip_location_suffix(text.lines().next().unwrap_or("invalid YAML"));
+    let message = strip_location_suffix(text.lines().next().unwrap_or("invalid YAML"))
+        // Advice to serde-saphyr's caller, not to the user (our hint says what to do).
+        .replace(", set DuplicateKeyPolicy in Options if acceptable", "");
     let lower = message.to_lowercase();
     let hint = if lower.contains("duplicate") {
         Some("remove one of the two entries; YAML keys must be unique within a mapping")
@@ -122,10 +124,17 @@ fn yaml_error(error: &serde_saphyr::Error, file: &Arc<str>) -> Error {
 
 fn strip_location_suffix(message: &str) -> String {
     let mut message = message.trim().to_owned();
-    if let Some(idx) = message.rfind(" at line ")
-        && message[idx..].contains("column")
-    {
-        message.truncate(idx);
+    if let Some(idx) = message.rfind(" at line ") {
+        // Only a real suffix (" at line 3, column 7"), not a location inside the
+        // message, such as "(used at line 6, column 8)".
+        let rest = &message[idx + " at line ".len()..];
+        if rest.contains("column")
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_digit() || ", column".contains(c))
+        {
+            message.truncate(idx);
+        }
     }
     message
 }
@@ -389,4 +398,48 @@ pub fn valid_name(name: &str) -> bool {
     matches!(chars.next(), Some('a'..='z'))
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && name.len() <= 32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_text(yaml: &str) -> String {
+        parse_layer(yaml.as_bytes(), "f.yaml")
+            .expect_err("the layer is refused")
+            .to_string()
+    }
+
+    #[test]
+    fn a_yaml_error_message_is_not_cut_short() {
+        let bomb = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/errors/yaml_alias_bomb/dev.gcp.yaml"
+        ))
+        .unwrap();
+        let text = error_text(&bomb);
+        let first = text.lines().next().unwrap();
+        assert!(first.starts_with("f.yaml:"), "{text}");
+        assert!(
+            first.ends_with("(used at line 6, column 8)"),
+            "the message is cut short: {text}"
+        );
+    }
+
+    #[test]
+    fn the_parsers_own_location_suffix_is_dropped() {
+        let text = error_text("a: 1\na: 2\n");
+        assert!(
+            text.starts_with("f.yaml:2:1: duplicate mapping key: a\n  hint: "),
+            "{text}"
+        );
+        assert!(
+            !text.contains("DuplicateKeyPolicy"),
+            "advice for the parser's caller: {text}"
+        );
+        assert!(
+            !text.contains(" at line "),
+            "the location is said twice: {text}"
+        );
+    }
 }

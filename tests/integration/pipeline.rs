@@ -1,1 +1,11 @@
-//! (tests for this area are being written)
+//! The render pipeline end to end, through the real binary: the committed snapshots,
+//! real validators over every artifact, determinism, every error a user can make, atomic
+//! output, and `init`.
+
+mod atomic;
+mod determinism;
+mod drift;
+mod errors;
+mod example;
+mod init;
+mod validators;
