@@ -74,7 +74,8 @@ impl fmt::Display for TemplateError {
         }
         write!(f, ": {}", self.message)?;
         if let Some(target) = &self.target {
-            write!(f, " (rendering target {target})")?;
+            let plural = if target.contains(", ") { "s" } else { "" };
+            write!(f, " (rendering target{plural} {target})")?;
         }
         if let Some(hint) = &self.hint {
             write!(f, "\n  hint: {hint}")?;

@@ -144,8 +144,32 @@ pub fn render_all(renderer: &Renderer, targets: &[Target]) -> Result<Tree> {
             Err(e) => errors.push(e),
         }
     }
-    Error::from_list(errors)?;
+    Error::from_list(merge_template_errors(errors))?;
     Ok(tree)
+}
+
+/// A template mistake fails every target the same way: report it once, naming them all.
+fn merge_template_errors(errors: Vec<Error>) -> Vec<Error> {
+    let mut merged: Vec<Error> = Vec::new();
+    for error in errors {
+        if let Error::Template(new) = &error
+            && let Some(Error::Template(seen)) = merged.iter_mut().find(|e| match e {
+                Error::Template(t) => {
+                    (&t.template, t.line, t.col, &t.message)
+                        == (&new.template, new.line, new.col, &new.message)
+                }
+                _ => false,
+            })
+        {
+            if let (Some(seen), Some(more)) = (&mut seen.target, &new.target) {
+                seen.push_str(", ");
+                seen.push_str(more);
+            }
+            continue;
+        }
+        merged.push(error);
+    }
+    merged
 }
 
 /// Runs the command line; returns the process exit code.

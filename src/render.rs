@@ -348,7 +348,12 @@ fn template_error(e: &minijinja::Error, target: Option<&str>) -> Error {
     };
     let snippet = match (e.template_source(), e.range()) {
         (Some(source), Some(range)) if range.end <= source.len() => {
-            Some(source[range].trim().to_owned())
+            // minijinja points at the failing attribute (`.nope`); show the whole
+            // expression (`config.bucket.nope`) by walking back over its path.
+            let start = source[..range.start]
+                .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
+                .map_or(0, |p| p + 1);
+            Some(source[start..range.end].trim().to_owned())
         }
         _ => None,
     };

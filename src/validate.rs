@@ -215,10 +215,25 @@ pub fn check_target(target: &Target) -> Result<()> {
         Cloud::Gcp => gcs_bucket_name(&n.bucket),
     };
     if let Err(why) = bucket_rule {
+        let overridden = target.config.names.bucket.is_some();
+        let (what, hint) = if overridden {
+            (
+                "bucket name (names.bucket)",
+                "fix names.bucket, or remove it to use the convention",
+            )
+        } else {
+            (
+                "derived bucket name",
+                "set names.bucket, or shorten the inputs it is made from",
+            )
+        };
         fail(
             &derived_input(target, "bucket"),
-            format!("derived bucket name `{}` is invalid: {why}", n.bucket),
-            "set names.bucket, or shorten the inputs it is made from",
+            format!(
+                "{what} `{}` is invalid for {}: {why}",
+                n.bucket, target.cloud
+            ),
+            hint,
         );
     }
     if let Some(policy) = &n.policy

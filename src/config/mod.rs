@@ -56,8 +56,12 @@ pub fn parse_layer(bytes: &[u8], file: &str) -> Result<Node> {
     if !has_content {
         return Ok(empty_map(file));
     }
+    // YAML 1.2 scalars: `yes`, `no`, `y` and `NO` stay strings (the "Norway problem"),
+    // and `012345678901` keeps its leading zero (an AWS account id).
     let options = serde_saphyr::options! {
         with_snippet: false,
+        strict_booleans: true,
+        leading_zero_numbers_as_strings: true,
         budget: serde_saphyr::budget! {
             max_depth: 64,
             max_nodes: 200_000,

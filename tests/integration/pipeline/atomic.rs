@@ -18,7 +18,7 @@ fn a_successful_render_removes_stale_files() {
     std::fs::write(copy.out().join("gone-target/iam/policy.json"), "{}\n").unwrap();
     let output = copy.render_ok();
     assert!(
-        text(&output.stdout).contains("(0 written, 42 unchanged, 2 removed)"),
+        text(&output.stdout).contains("(0 written, 48 unchanged, 2 removed)"),
         "{}",
         text(&output.stdout)
     );

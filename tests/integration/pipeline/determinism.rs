@@ -22,7 +22,7 @@ fn rendering_twice_gives_byte_identical_trees() {
         Some(0)
     );
     let (a, b) = (tree(&first), tree(&second));
-    assert_eq!(files(&a).len(), 42, "{:#?}", files(&a));
+    assert_eq!(files(&a).len(), 48, "{:#?}", files(&a));
     assert!(
         a == b,
         "two renders differ:\n{:#?}\n{:#?}",
@@ -41,7 +41,7 @@ fn a_render_into_an_up_to_date_folder_changes_nothing() {
     let copy = Copy::new();
     let first = copy.render_ok();
     assert!(
-        text(&first.stdout).contains(": 42 files (42 written, 0 unchanged, 0 removed)"),
+        text(&first.stdout).contains(": 48 files (48 written, 0 unchanged, 0 removed)"),
         "{}",
         text(&first.stdout)
     );
@@ -52,7 +52,7 @@ fn a_render_into_an_up_to_date_folder_changes_nothing() {
 
     let again = copy.render_ok();
     assert!(
-        text(&again.stdout).contains(": 42 files (0 written, 42 unchanged, 0 removed)"),
+        text(&again.stdout).contains(": 48 files (0 written, 48 unchanged, 0 removed)"),
         "{}",
         text(&again.stdout)
     );

@@ -14,7 +14,7 @@ fn committed_snapshots_equal_a_fresh_render() {
         text(&output.stdout),
         text(&output.stderr)
     );
-    assert_eq!(text(&output.stdout), "snapshots: up to date (42 files)\n");
+    assert_eq!(text(&output.stdout), "snapshots: up to date (48 files)\n");
 }
 
 #[test]
