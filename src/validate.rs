@@ -218,7 +218,7 @@ pub fn check_target(target: &Target) -> Result<()> {
         let overridden = target.config.names.bucket.is_some();
         let (what, hint) = if overridden {
             (
-                "bucket name (names.bucket)",
+                "bucket name",
                 "fix names.bucket, or remove it to use the convention",
             )
         } else {
