@@ -838,3 +838,178 @@ fn bucket_of_another_account_is_reported_as_such() {
         );
     }
 }
+
+/// tests/py/faulty_proxy.py in front of moto: answers requests whose "METHOD PATH BODY"
+/// contains `pattern` with `status` (the first `count` of them, or all), forwards the rest.
+struct FaultyProxy {
+    child: std::process::Child,
+    url: String,
+}
+
+impl FaultyProxy {
+    fn start(pattern: &str, status: u16, count: Option<u32>) -> FaultyProxy {
+        let port = support::free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        support::assert_loopback(&url);
+        support::assert_loopback(moto::url());
+        let mut cmd = std::process::Command::new(support::venv_bin().join("python"));
+        cmd.arg(support::repo_root().join("tests/py/faulty_proxy.py"))
+            .arg(port.to_string())
+            .arg(moto::url())
+            .arg(pattern)
+            .arg(status.to_string());
+        if let Some(count) = count {
+            cmd.arg(count.to_string());
+        }
+        let child = cmd.spawn().expect("faulty proxy starts");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "faulty proxy did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        FaultyProxy { child, url }
+    }
+}
+
+impl Drop for FaultyProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_failure_partway_exits_2_with_evidence_and_the_next_apply_converges() {
+    let p = Project::new("partway");
+    let bucket = p.bucket("dev");
+    // Every PutBucketTagging fails with 500, after the SDK's own retries.
+    let proxy = FaultyProxy::start(&format!("PUT /{bucket}/?tagging"), 500, None);
+    let out = p
+        .command(&[
+            "--format",
+            "json",
+            "apply",
+            "dev-aws",
+            "--approve",
+            "--skip-helm",
+        ])
+        .env("AWS_ENDPOINT_URL", &proxy.url)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let evidence: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(evidence["status"], "failed");
+    let bucket_record = &evidence["resources"][0];
+    assert_eq!(bucket_record["kind"], "s3_bucket");
+    assert_eq!(bucket_record["outcome"], "failed", "{evidence:#}");
+    assert!(
+        bucket_record["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "versioning"),
+        "what was written before the failure is listed: {evidence:#}"
+    );
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&bucket) && stderr.to_lowercase().contains("tagging"),
+        "{stderr}"
+    );
+    drop(proxy);
+
+    // The cloud is half-done, and says so; the next apply finishes the job.
+    let plan = p.json(&["plan", "dev-aws"], 1);
+    assert!(
+        changed_fields(&plan, "s3_bucket")
+            .iter()
+            .any(|f| f.starts_with("tags")),
+        "{plan:#}"
+    );
+    let evidence = p.json(&["apply", "dev-aws", "--approve", "--skip-helm"], 0);
+    assert_eq!(evidence["status"], "applied");
+    p.json(&["plan", "dev-aws"], 0);
+}
+
+#[test]
+fn throttling_is_retried_by_the_sdk_and_a_stopped_server_is_a_clear_error() {
+    let p = Project::new("throttle");
+    // Two throttled CreatePolicy answers: the SDK's standard retries absorb them.
+    let proxy = FaultyProxy::start("Action=CreatePolicy", 400, Some(2));
+    let out = p
+        .command(&[
+            "--format",
+            "json",
+            "apply",
+            "dev-aws",
+            "--approve",
+            "--skip-helm",
+        ])
+        .env("AWS_ENDPOINT_URL", &proxy.url)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let evidence: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        outcomes(&evidence),
+        [
+            ("s3_bucket".into(), "created".into()),
+            ("iam_policy".into(), "created".into())
+        ]
+    );
+    drop(proxy);
+
+    // Throttled for good: after the SDK's retries, a clear error naming the policy and
+    // the action, and evidence that the bucket was done.
+    let proxy = FaultyProxy::start("Action=CreatePolicy", 400, None);
+    let out = p
+        .command(&[
+            "--format",
+            "json",
+            "apply",
+            "staging-aws",
+            "--approve",
+            "--skip-helm",
+        ])
+        .env("AWS_ENDPOINT_URL", &proxy.url)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("CreatePolicy") && stderr.contains("Throttling"),
+        "{stderr}"
+    );
+    let evidence: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        evidence["resources"][0]["outcome"], "created",
+        "{evidence:#}"
+    );
+    drop(proxy);
+
+    // Nothing listens on this port any more: exit 2, nothing claimed as done.
+    let dead = format!("http://127.0.0.1:{}", support::free_port());
+    support::assert_loopback(&dead);
+    let out = p
+        .command(&[
+            "--format",
+            "json",
+            "apply",
+            "prod-aws",
+            "--approve",
+            "--skip-helm",
+        ])
+        .env("AWS_ENDPOINT_URL", &dead)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let evidence: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(evidence["status"], "failed");
+    assert!(
+        evidence["resources"].as_array().unwrap().is_empty(),
+        "{evidence:#}"
+    );
+    assert!(!text(&out.stderr).is_empty());
+}
