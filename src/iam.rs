@@ -87,24 +87,6 @@ pub fn gcp_bindings(target: &Target) -> Value {
     json!({"bucket": target.names.bucket, "bindings": bindings})
 }
 
-/// The tags (AWS) / labels (GCP) strata puts on everything it manages for a target:
-/// its own markers, then `project.tags`, then (for the bucket) `bucket.tags`.
-pub fn tags(target: &Target, with_bucket: bool) -> std::collections::BTreeMap<String, String> {
-    let (managed, tgt, env) = match target.cloud {
-        Cloud::Aws => ("strata:managed", "strata:target", "strata:env"),
-        Cloud::Gcp => ("strata-managed", "strata-target", "strata-env"),
-    };
-    let mut tags = std::collections::BTreeMap::new();
-    tags.extend(target.config.project.tags.clone());
-    if with_bucket {
-        tags.extend(target.config.bucket.tags.clone());
-    }
-    tags.insert(managed.to_owned(), "true".to_owned());
-    tags.insert(tgt.to_owned(), target.name.clone());
-    tags.insert(env.to_owned(), target.env.clone());
-    tags
-}
-
 /// The bucket as apply will converge it, for review: every setting apply writes.
 pub fn bucket_spec(target: &Target) -> Value {
     let b = &target.config.bucket;
@@ -130,7 +112,11 @@ pub fn bucket_spec(target: &Target) -> Value {
         "encryption": if b.encryption { match target.cloud { Cloud::Aws => "AES256", Cloud::Gcp => "google-managed" } } else { "none" },
         "publicAccessBlock": b.public_access_block,
         "lifecycle": lifecycle,
-        "tags": tags(target, true),
+        // Exactly what apply writes: the appliers' own functions, not a copy.
+        "tags": match target.cloud {
+            Cloud::Aws => crate::apply::aws::desired_tags(target, &b.tags),
+            Cloud::Gcp => crate::apply::gcs::desired::labels(target),
+        },
     });
     if target.cloud == Cloud::Aws {
         spec["tlsOnly"] = json!(b.tls_only);

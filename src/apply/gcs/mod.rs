@@ -31,7 +31,7 @@
 //! as the emulator URL goes.
 
 mod client;
-mod desired;
+pub mod desired;
 
 use reqwest::Method;
 use serde_json::{Value, json};
