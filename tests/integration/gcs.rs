@@ -444,3 +444,73 @@ async fn dropping_the_archive_rule_from_config_clears_the_lifecycle() {
         .expect("plan");
     assert!(!again.has_changes(), "{again:#?}");
 }
+
+/// The whole path a user takes: the CLI, with `STORAGE_EMULATOR_HOST` choosing the
+/// endpoint (set on the child process only), plan → apply → plan.
+#[test]
+fn the_cli_plans_and_applies_a_gcp_target_through_storage_emulator_host() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for sub in ["environments", "templates", "charts"] {
+        copy_dir(&repo_root().join(sub), &dir.path().join(sub));
+    }
+    std::fs::write(
+        dir.path().join("environments/dev.gcp.yaml"),
+        "names:\n  bucket: strata-cli-gcs-test\ngcp:\n  location: US\n",
+    )
+    .unwrap();
+    let host = gcs_emulator::host();
+    assert_loopback(host);
+    let run = |args: &[&str]| {
+        crate::support::strata()
+            .arg("-C")
+            .arg(dir.path())
+            .args(args)
+            .env("STORAGE_EMULATOR_HOST", host)
+            .env_remove("GOOGLE_OAUTH_ACCESS_TOKEN")
+            .env(
+                "GOOGLE_APPLICATION_CREDENTIALS",
+                dir.path().join("no-credentials.json"),
+            )
+            .output()
+            .expect("strata runs")
+    };
+    let plan = run(&["--format", "json", "plan", "dev-gcp"]);
+    assert_eq!(
+        plan.status.code(),
+        Some(1),
+        "{}",
+        crate::support::text(&plan.stderr)
+    );
+    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(plan["actions"][0]["op"], "create");
+
+    let apply = run(&[
+        "--format",
+        "json",
+        "apply",
+        "dev-gcp",
+        "--approve",
+        "--skip-helm",
+    ]);
+    assert_eq!(
+        apply.status.code(),
+        Some(0),
+        "{}",
+        crate::support::text(&apply.stderr)
+    );
+    let evidence: Value = serde_json::from_slice(&apply.stdout).unwrap();
+    assert_eq!(evidence["status"], "applied");
+    assert_eq!(evidence["resources"][0]["outcome"], "created");
+    assert!(
+        dir.path().join("out/dev-gcp/iam/bindings.json").exists(),
+        "apply writes the render it applied"
+    );
+
+    let again = run(&["plan", "dev-gcp"]);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        crate::support::text(&again.stdout)
+    );
+}
