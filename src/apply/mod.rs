@@ -217,8 +217,11 @@ fn print_plan(out: &Reporter, plan: &Plan) {
         return;
     }
     out.line(format!(
-        "plan {} ({} account {}, {})",
-        plan.target, plan.cloud, plan.account, plan.region
+        "plan {} ({} {}, {})",
+        plan.target,
+        plan.cloud,
+        scope(plan.cloud, &plan.account),
+        plan.region
     ));
     for action in &plan.actions {
         let (sign, word, style) = op_sign(action.op);
@@ -249,14 +252,26 @@ fn print_plan(out: &Reporter, plan: &Plan) {
     ));
 }
 
+/// "account 123456789012" on AWS, "project lakehouse-dev-4821" on GCP.
+fn scope(cloud: Cloud, id: &str) -> String {
+    match cloud {
+        Cloud::Aws => format!("account {id}"),
+        Cloud::Gcp => format!("project {id}"),
+    }
+}
+
 fn print_evidence(out: &Reporter, evidence: &Evidence) {
     if out.format == Format::Json {
         out.json(evidence);
         return;
     }
     out.line(format!(
-        "apply {} ({} account {}, {}): {}",
-        evidence.target, evidence.cloud, evidence.account, evidence.region, evidence.status
+        "apply {} ({} {}, {}): {}",
+        evidence.target,
+        evidence.cloud,
+        scope(evidence.cloud, &evidence.account),
+        evidence.region,
+        evidence.status
     ));
     for r in &evidence.resources {
         let word = match r.outcome {
