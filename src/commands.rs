@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::output::{self, DriftStatus, FileDrift, Tree};
 use crate::project::{EXAMPLE, Project};
 use crate::report::Reporter;
-use crate::{Loaded, exit, render_all};
+use crate::{Loaded, exit, render_all, timed};
 
 pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
     match &cli.command {
@@ -73,10 +73,10 @@ pub fn render_tree(
     cli: &Cli,
     names: &[String],
 ) -> Result<(Loaded, Vec<crate::model::Target>, Tree)> {
-    let loaded = load(cli)?;
-    let targets = loaded.targets(names)?;
-    let renderer = loaded.renderer()?;
-    let tree = render_all(&renderer, &targets)?;
+    let loaded = timed("load and parse layers", || load(cli))?;
+    let targets = timed("merge, type and validate targets", || loaded.targets(names))?;
+    let renderer = timed("compile templates", || loaded.renderer())?;
+    let tree = timed("render targets", || render_all(&renderer, &targets))?;
     Ok((loaded, targets, tree))
 }
 
@@ -103,7 +103,7 @@ fn render(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Result<u8>
         }
     }
     let files = desired.len();
-    let summary = output::write_tree(dir, &desired)?;
+    let summary = timed("write output folder", || output::write_tree(dir, &desired))?;
     match out.format {
         Format::Json => out.json(&json!({
             "ok": true,
@@ -132,13 +132,15 @@ fn render(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Result<u8>
 
 fn render_check(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Result<u8> {
     let (_, _, tree) = render_tree(cli, names)?;
-    let on_disk = output::read_tree(dir)?;
+    let on_disk = timed("read output folder", || output::read_tree(dir))?;
     let label = dir
         .strip_prefix(&cli.project)
         .unwrap_or(dir)
         .display()
         .to_string();
-    let drift = output::compare(&label, &on_disk, &tree, in_targets(names));
+    let drift = timed("compare", || {
+        output::compare(&label, &on_disk, &tree, in_targets(names))
+    });
     print_drift(out, &label, &drift, tree.len());
     Ok(if drift.is_empty() {
         exit::OK

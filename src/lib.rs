@@ -132,6 +132,22 @@ fn dedup_errors(errors: &mut Vec<Error>) {
     *errors = flat;
 }
 
+/// Runs one stage of a command; with `STRATA_TIMINGS` set (to anything but `0`), prints
+/// its wall time to stderr. For profiling (`scripts/bench` measures whole runs).
+pub fn timed<T>(stage: &str, f: impl FnOnce() -> T) -> T {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if !*ON.get_or_init(|| std::env::var_os("STRATA_TIMINGS").is_some_and(|v| v != "0")) {
+        return f();
+    }
+    let start = std::time::Instant::now();
+    let result = f();
+    eprintln!(
+        "strata: {stage}: {:.1} ms",
+        start.elapsed().as_secs_f64() * 1000.0
+    );
+    result
+}
+
 /// Renders targets in parallel into one tree.
 pub fn render_all(renderer: &Renderer, targets: &[Target]) -> Result<Tree> {
     let rendered: Vec<Result<Vec<render::Artifact>>> =

@@ -533,7 +533,9 @@ pub fn scan_artifact(text: &str) -> Vec<(usize, &'static str)> {
             Some(kv) => kv,
             None => continue,
         };
-        if is_secret_key(key) && looks_random(value) {
+        // `looks_random` first: it rejects almost every value in a few comparisons, and
+        // `is_secret_key` allocates; both are pure, so the order changes nothing else.
+        if looks_random(value) && is_secret_key(key) {
             findings.push((i + 1, "a high-entropy value under a secret-like key"));
         }
     }
@@ -575,7 +577,7 @@ fn known_token(line: &str) -> Option<&'static str> {
     }
     for (prefix, min_len, what) in PREFIXES {
         let mut rest = line;
-        while let Some(at) = rest.find(prefix) {
+        while let Some(at) = find_ascii(rest, prefix) {
             let boundary = at == 0 || !rest.as_bytes()[at - 1].is_ascii_alphanumeric();
             let tail = &rest[at + prefix.len()..];
             let run = tail
@@ -589,6 +591,18 @@ fn known_token(line: &str) -> Option<&'static str> {
         }
     }
     None
+}
+
+/// `hay.find(needle)` for a short ASCII needle, without building a two-way searcher
+/// per call (that set-up dominated scanning short lines). The index is a char boundary
+/// because the needle's first byte is ASCII.
+fn find_ascii(hay: &str, needle: &str) -> Option<usize> {
+    let (hay, needle) = (hay.as_bytes(), needle.as_bytes());
+    let first = *needle.first()?;
+    if hay.len() < needle.len() {
+        return None;
+    }
+    (0..=hay.len() - needle.len()).find(|&i| hay[i] == first && hay[i..].starts_with(needle))
 }
 
 /// Long, mixed-class, high-entropy strings: what generated secrets look like.
