@@ -131,8 +131,13 @@ fn render(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Result<u8>
 }
 
 fn render_check(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Result<u8> {
-    let (_, _, tree) = render_tree(cli, names)?;
-    let on_disk = timed("read output folder", || output::read_tree(dir))?;
+    // Reading the folder is I/O-bound and independent of the render: overlap them.
+    let (rendered, on_disk) = rayon::join(
+        || render_tree(cli, names),
+        || timed("read output folder", || output::read_tree(dir)),
+    );
+    let (_, _, tree) = rendered?;
+    let on_disk = on_disk?;
     let label = dir
         .strip_prefix(&cli.project)
         .unwrap_or(dir)
