@@ -34,6 +34,27 @@ pub const PROD_RULES: &[(&str, &str)] = &[
 
 /// Is this key (the last segment of a path) the name of a secret?
 pub fn is_secret_key(key: &str) -> bool {
+    // Every secret-like spelling contains one of these; most keys contain none, and
+    // this check allocates nothing (it runs on every key and every rendered line).
+    const STEMS: &[&[u8]] = &[
+        b"secret",
+        b"passw",
+        b"pwd",
+        b"token",
+        b"credential",
+        b"passphrase",
+        b"key",
+    ];
+    let bytes = key.as_bytes();
+    let has_stem = STEMS.iter().any(|stem| {
+        bytes.len() >= stem.len()
+            && bytes
+                .windows(stem.len())
+                .any(|w| w.eq_ignore_ascii_case(stem))
+    });
+    if !has_stem {
+        return false;
+    }
     let tokens = tokens(key);
     let joined: String = tokens.concat();
     if [
@@ -533,9 +554,7 @@ pub fn scan_artifact(text: &str) -> Vec<(usize, &'static str)> {
             Some(kv) => kv,
             None => continue,
         };
-        // `looks_random` first: it rejects almost every value in a few comparisons, and
-        // `is_secret_key` allocates; both are pure, so the order changes nothing else.
-        if looks_random(value) && is_secret_key(key) {
+        if is_secret_key(key) && looks_random(value) {
             findings.push((i + 1, "a high-entropy value under a secret-like key"));
         }
     }
@@ -575,34 +594,30 @@ fn known_token(line: &str) -> Option<&'static str> {
     if line.contains("-----BEGIN") && line.contains("PRIVATE KEY") {
         return Some("a private key");
     }
-    for (prefix, min_len, what) in PREFIXES {
-        let mut rest = line;
-        while let Some(at) = find_ascii(rest, prefix) {
-            let boundary = at == 0 || !rest.as_bytes()[at - 1].is_ascii_alphanumeric();
-            let tail = &rest[at + prefix.len()..];
-            let run = tail
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+    // One pass over the line; a prefix is tried only where its first byte stands.
+    let bytes = line.as_bytes();
+    for at in 0..bytes.len() {
+        let first = bytes[at];
+        if !matches!(first, b'A' | b'g' | b'x' | b's' | b'y') {
+            continue;
+        }
+        if at > 0 && bytes[at - 1].is_ascii_alphanumeric() {
+            continue;
+        }
+        for (prefix, min_len, what) in PREFIXES {
+            if prefix.as_bytes()[0] != first || !bytes[at..].starts_with(prefix.as_bytes()) {
+                continue;
+            }
+            let run = bytes[at + prefix.len()..]
+                .iter()
+                .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_' || **c == b'-')
                 .count();
-            if boundary && run >= *min_len {
+            if run >= *min_len {
                 return Some(what);
             }
-            rest = &rest[at + prefix.len()..];
         }
     }
     None
-}
-
-/// `hay.find(needle)` for a short ASCII needle, without building a two-way searcher
-/// per call (that set-up dominated scanning short lines). The index is a char boundary
-/// because the needle's first byte is ASCII.
-fn find_ascii(hay: &str, needle: &str) -> Option<usize> {
-    let (hay, needle) = (hay.as_bytes(), needle.as_bytes());
-    let first = *needle.first()?;
-    if hay.len() < needle.len() {
-        return None;
-    }
-    (0..=hay.len() - needle.len()).find(|&i| hay[i] == first && hay[i..].starts_with(needle))
 }
 
 /// Long, mixed-class, high-entropy strings: what generated secrets look like.
@@ -622,7 +637,7 @@ fn looks_random(value: &str) -> bool {
 }
 
 fn shannon_entropy(s: &str) -> f64 {
-    let mut counts = std::collections::HashMap::new();
+    let mut counts = std::collections::BTreeMap::new();
     for c in s.chars() {
         *counts.entry(c).or_insert(0usize) += 1;
     }
@@ -675,5 +690,35 @@ mod tests {
         assert!(is_secret_path("app.env.DATABASE_PASSWORD"));
         assert!(!is_secret_path("app.env.LOG_LEVEL"));
         assert!(!is_secret_path("app.secrets"));
+    }
+
+    #[test]
+    fn the_artifact_scan_finds_credentials_and_leaves_config_alone() {
+        let found = |text: &str| scan_artifact(text);
+        assert_eq!(
+            found("a: 1\nkey: AKIAABCDEFGHIJKLMNOP\n"),
+            [(2, "an AWS access key id")]
+        );
+        assert_eq!(
+            found(&format!("x=ghp_{}\n", "a1".repeat(18))),
+            [(1, "a GitHub token")]
+        );
+        assert_eq!(
+            found("-----BEGIN RSA PRIVATE KEY-----\n"),
+            [(1, "a private key")]
+        );
+        assert_eq!(
+            found("DB_PASSWORD=q8Zr2LmX7vTk9PwN4sYb\n"),
+            [(1, "a high-entropy value under a secret-like key")]
+        );
+        // Inside a longer word, too short, or not under a secret-like key: no finding.
+        assert!(found("name: XAKIAABCDEFGHIJKLMNOP\n").is_empty());
+        assert!(found("key: AKIA123\n").is_empty());
+        assert!(found("BUCKET_NAME=q8Zr2LmX7vTk9PwN4sYb\n").is_empty());
+        assert!(found("secretRef: {name: lakehouse-db, key: password}\n").is_empty());
+        assert!(
+            found("AUTH_ISSUER_URL=https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Pool\n")
+                .is_empty()
+        );
     }
 }
