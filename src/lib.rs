@@ -90,6 +90,18 @@ impl Loaded {
     /// reporting every target's problems together.
     pub fn targets(&self, names: &[String]) -> Result<Vec<Target>> {
         let selected = self.select(names)?;
+        // Secret literals are looked for in each layer file once (not in every merged
+        // tree), before anything is typed, so no later error can echo a value. A literal
+        // that a later layer overrides is still refused: it is in the repository.
+        let mut files: Vec<&String> = selected.iter().flat_map(|t| &t.files).collect();
+        files.sort();
+        files.dedup();
+        let mut errors: Vec<Error> = files
+            .par_iter()
+            .filter_map(|f| validate::check_secret_literals(&self.layers.files[*f]).err())
+            .collect();
+        dedup_errors(&mut errors);
+        Error::from_list(errors)?;
         let results: Vec<Result<Target>> =
             selected.into_par_iter().map(|t| self.resolve(t)).collect();
         let mut targets = Vec::new();
@@ -107,7 +119,6 @@ impl Loaded {
 
     fn resolve(&self, layers: &config::TargetLayers) -> Result<Target> {
         let merged = self.layers.merge(layers);
-        validate::check_secret_literals(&merged)?;
         let target = model::resolve(layers.clone(), merged)?;
         validate::check_target(&target)?;
         Ok(target)

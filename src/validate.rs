@@ -14,7 +14,7 @@
 //!
 //! Every problem is collected, so one run reports them all, each at its line.
 
-use crate::config::{Merged, Node, Value, merge::join_path};
+use crate::config::{Node, Value, merge::join_path};
 use crate::error::{Error, Located, Result};
 use crate::model::{AuthProvider, Cloud, Target};
 
@@ -116,10 +116,10 @@ fn tokens(key: &str) -> Vec<String> {
     words
 }
 
-/// A secret-like key holding a literal string, anywhere in the merged tree.
-pub fn check_secret_literals(merged: &Merged) -> Result<()> {
+/// A secret-like key holding a literal string, anywhere in a layer.
+pub fn check_secret_literals(layer: &Node) -> Result<()> {
     let mut errors = Vec::new();
-    walk_secrets(&merged.tree, "", &mut errors);
+    walk_secrets(layer, "", &mut errors);
     Error::from_list(errors)
 }
 

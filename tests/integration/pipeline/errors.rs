@@ -216,3 +216,29 @@ fn a_named_exception_lets_production_turn_a_rule_off() {
     let staging = std::fs::read_to_string(copy.out().join("staging-aws/values.yaml")).unwrap();
     assert!(!staging.contains("policy exception"));
 }
+
+#[test]
+fn a_secret_literal_is_refused_even_when_a_later_layer_overrides_it() {
+    let copy = Copy::new();
+    // base.yaml commits the value; prod.aws.yaml removes it again. The value is
+    // still in the repository, so strata refuses, pointing at base.yaml, not showing it.
+    copy.replace(
+        "environments/base.yaml",
+        "  env:\n    LOG_LEVEL: info",
+        "  env:\n    LOG_LEVEL: info\n    SMTP_PASSWORD: tr0ub4dor-and-3",
+    );
+    let mut layer = std::fs::read_to_string(copy.path("environments/prod.aws.yaml")).unwrap();
+    layer.push_str("\napp:\n  env:\n    SMTP_PASSWORD: null\n");
+    std::fs::write(copy.path("environments/prod.aws.yaml"), layer).unwrap();
+    let out = copy.strata(&["validate", "prod-aws"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("environments/base.yaml:") && stderr.contains("app.env.SMTP_PASSWORD"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("tr0ub4dor"),
+        "the value must never be printed: {stderr}"
+    );
+}
