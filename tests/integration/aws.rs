@@ -9,7 +9,7 @@ use std::process::Output;
 
 use serde_json::{Value, json};
 
-use crate::support::{self, moto, text};
+use crate::support::{self, copy_dir, moto, text};
 
 struct Project {
     dir: tempfile::TempDir,
@@ -112,19 +112,6 @@ impl Project {
         );
         serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", text(&out.stdout)))
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.unwrap();
-        let rel = entry.path().strip_prefix(from).unwrap();
-        let dest = to.join(rel);
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&dest).unwrap();
-        } else {
-            std::fs::copy(entry.path(), &dest).unwrap();
-        }
     }
 }
 

@@ -7,14 +7,12 @@
 //!
 //! What the emulator cannot show is listed in `src/apply/gcs/mod.rs`'s module doc.
 
-use std::path::Path;
-
 use serde_json::{Value, json};
 use strata::apply::gcs::{self, Client};
 use strata::apply::plan::{Evidence, Op, Outcome, Plan};
 use strata::model::{Cloud, Target};
 
-use crate::support::{assert_loopback, gcs_emulator, repo_root};
+use crate::support::{assert_loopback, copy_dir, gcs_emulator, repo_root};
 
 const ROLE: &str = "roles/storage.objectUser";
 const FOREIGN: &str = "user:someone-else@example.com";
@@ -57,19 +55,6 @@ fn fixture(bucket: &str) -> Fixture {
         client: Client::emulator(host).expect("client"),
         http: reqwest::Client::new(),
         base: gcs::emulator_base(host),
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
     }
 }
 

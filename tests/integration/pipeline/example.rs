@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use tempfile::TempDir;
 
-use crate::support::{self, repo_root, text};
+use crate::support::{self, copy_dir, repo_root, text};
 
 /// The parts of the repository that make up the example project (and its snapshots).
 const PROJECT_PARTS: &[&str] = &["environments", "templates", "charts", "snapshots"];
@@ -98,19 +98,6 @@ pub fn assert_success(output: &Output) {
         text(&output.stdout),
         text(&output.stderr)
     );
-}
-
-pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), &dest).unwrap();
-        }
-    }
 }
 
 /// Every entry below `dir` (relative path with `/` → contents; folders map to `None`),

@@ -1,8 +1,6 @@
 //! gcp-storage-emulator (the GCS JSON API) on a free loopback port, started once per
 //! test process and stopped with it.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -65,7 +63,7 @@ fn start() -> String {
         .expect("spawner thread answers")
         .expect("gcp-storage-emulator starts");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !answers(port) {
+    while !super::http_answers(port, "/storage/v1/b?project=probe") {
         assert!(
             Instant::now() < deadline,
             "gcp-storage-emulator (pid {pid}) did not answer on port {port} within 30s"
@@ -73,20 +71,4 @@ fn start() -> String {
         std::thread::sleep(Duration::from_millis(100));
     }
     host
-}
-
-/// Whether the emulator answers a bucket listing.
-fn answers(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let request =
-        format!("GET /storage/v1/b?project=probe HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).is_ok()
-        && (head.starts_with(b"HTTP/1.0 200") || head.starts_with(b"HTTP/1.1 200"))
 }

@@ -3,8 +3,6 @@
 //! Started from a thread that lives as long as the process, with a parent-death
 //! signal, so the server goes away with the test binary.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -47,7 +45,7 @@ pub fn url() -> &'static str {
         let url = format!("http://127.0.0.1:{port}");
         assert_loopback(&url);
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !answers(port) {
+        while !super::http_answers(port, "/moto-api/") {
             assert!(
                 Instant::now() < deadline,
                 "moto_server did not answer on {url} within 60s"
@@ -56,19 +54,6 @@ pub fn url() -> &'static str {
         }
         url
     })
-}
-
-fn answers(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let request = "GET /moto-api/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
 }
 
 /// An SDK config for moto, in `region`, as the default account.
