@@ -497,11 +497,16 @@ fn init(out: &Reporter, dir: &Path) -> Result<u8> {
         }
         std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
     }
-    out.line(format!(
-        "wrote the example project ({} files) into {}; next: strata -C {} render",
-        EXAMPLE.len(),
-        dir.display(),
-        dir.display()
-    ));
+    match out.format {
+        Format::Json => {
+            out.json(&json!({"ok": true, "dir": dir.display().to_string(), "files": EXAMPLE.len()}))
+        }
+        _ => out.line(format!(
+            "wrote the example project ({} files) into {}; next: strata -C {} render",
+            EXAMPLE.len(),
+            dir.display(),
+            dir.display()
+        )),
+    }
     Ok(exit::OK)
 }
