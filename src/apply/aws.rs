@@ -64,9 +64,30 @@ where
     let detail = match (e.code(), e.message()) {
         (Some(code), Some(message)) => format!("{code}: {message}"),
         (Some(code), None) => code.to_owned(),
-        _ => aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+        _ => error_chain(e),
     };
-    Error::Cloud(format!("{resource}: {action}: {detail}"))
+    let hint = if detail.contains("credentials") {
+        "\n  hint: give strata AWS credentials (AWS_PROFILE, `aws sso login`, or AWS_ACCESS_KEY_ID and \
+         AWS_SECRET_ACCESS_KEY); AWS_ENDPOINT_URL points it at an emulator"
+    } else {
+        ""
+    };
+    Error::Cloud(format!("{resource}: {action}: {detail}{hint}"))
+}
+
+/// The messages of an error and its sources, each once: readable, unlike the SDK's
+/// Debug dump of a dispatch failure.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(e);
+    while let Some(err) = current {
+        let text = err.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = err.source();
+    }
+    parts.join(": ")
 }
 
 fn code_of<E: ProvideErrorMetadata>(e: &SdkError<E>) -> Option<&str> {

@@ -1000,3 +1000,25 @@ fn throttling_is_retried_by_the_sdk_and_a_stopped_server_is_a_clear_error() {
     );
     assert!(!text(&out.stderr).is_empty());
 }
+
+#[test]
+fn missing_credentials_are_a_readable_error_with_a_hint() {
+    let p = Project::new("nocreds");
+    let out = p
+        .command(&["plan", "dev-aws"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("sts: GetCallerIdentity:"), "{stderr}");
+    assert!(
+        stderr.contains("hint: give strata AWS credentials"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("DispatchFailure"),
+        "no Debug dumps: {stderr}"
+    );
+}
