@@ -168,15 +168,8 @@ pub fn desired_bucket(target: &Target) -> BucketState {
 /// off) is left as it is; extra tags someone else set are left alone.
 pub fn bucket_changes(live: &BucketState, want: &BucketState) -> Vec<FieldChange> {
     let mut changes = Vec::new();
-    let mut field = |name: &str, from: Value, to: Value| {
-        if from != to {
-            changes.push(FieldChange {
-                field: name.to_owned(),
-                from,
-                to,
-            });
-        }
-    };
+    let mut field =
+        |name: &str, from: Value, to: Value| FieldChange::record(&mut changes, name, from, to);
     field("versioning", json!(live.versioning), json!(want.versioning));
     if !want.encryption.is_null() {
         field(

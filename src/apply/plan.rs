@@ -55,6 +55,19 @@ pub struct FieldChange {
     pub to: Value,
 }
 
+impl FieldChange {
+    /// Appends the change of `field` to `changes` when `from` and `to` differ.
+    pub fn record(changes: &mut Vec<FieldChange>, field: &str, from: Value, to: Value) {
+        if from != to {
+            changes.push(FieldChange {
+                field: field.to_owned(),
+                from,
+                to,
+            });
+        }
+    }
+}
+
 /// What one apply run did: per resource, and the helm commands it ran.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -156,15 +156,8 @@ fn live_labels(live: &Value) -> BTreeMap<String, String> {
 /// among them (see [`location_mismatch`]).
 pub fn bucket_changes(d: &DesiredBucket, live: &Value) -> Vec<FieldChange> {
     let mut changes = Vec::new();
-    let mut field = |name: &str, from: Value, to: Value| {
-        if from != to {
-            changes.push(FieldChange {
-                field: name.to_owned(),
-                from,
-                to,
-            });
-        }
-    };
+    let mut field =
+        |name: &str, from: Value, to: Value| FieldChange::record(&mut changes, name, from, to);
     let live_versioning = live["versioning"]["enabled"].as_bool().unwrap_or(false);
     field("versioning", json!(live_versioning), json!(d.versioning));
     let ubla = live["iamConfiguration"]["uniformBucketLevelAccess"]["enabled"]
