@@ -197,3 +197,59 @@ fn well_formed_s3_arn(arn: &str) -> bool {
     let bucket = rest.strip_suffix("/*").unwrap_or(rest);
     !bucket.is_empty() && !bucket.contains('*') && !bucket.contains('/')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::project::Project;
+
+    fn target(name: &str) -> Target {
+        let loaded = crate::Loaded::load(Project::Embedded).unwrap();
+        loaded.targets(&[name.to_owned()]).unwrap().remove(0)
+    }
+
+    #[test]
+    fn generated_documents_pass_the_checks() {
+        for name in ["dev-aws", "prod-aws", "dev-gcp", "prod-gcp"] {
+            let t = target(name);
+            assert_eq!(check(&t, &document(&t)), Vec::<String>::new(), "{name}");
+        }
+    }
+
+    #[test]
+    fn wildcards_unknown_actions_bad_arns_and_foreign_roles_are_caught() {
+        let aws = target("dev-aws");
+        let doc = json!({"Statement": [
+            {"Sid": "A", "Action": "s3:*", "Resource": "arn:aws:s3:::b/*"},
+            {"Sid": "B", "Action": ["s3:GetObject", "s3:PutBucketAcl"], "Resource": ["*", "arn:aws:s3:::b/x/*"]},
+        ]});
+        assert_eq!(
+            check(&aws, &doc),
+            [
+                "statement A: wildcard action `s3:*`",
+                "statement B: unknown S3 action `s3:PutBucketAcl`",
+                "statement B: malformed or wildcard resource `*`",
+                "statement B: malformed or wildcard resource `arn:aws:s3:::b/x/*`",
+            ]
+        );
+        let gcp = target("dev-gcp");
+        let doc = json!({"bindings": [{"role": "roles/owner", "members": ["user:a@example.com"]}]});
+        assert_eq!(
+            check(&gcp, &doc),
+            [
+                "binding grants `roles/owner`, which is not a storage object role",
+                "binding member `user:a@example.com` is not a service account",
+            ]
+        );
+    }
+
+    #[test]
+    fn delete_and_sse_follow_the_bucket_settings() {
+        let dev = aws_policy(&target("dev-aws")).to_string();
+        assert!(dev.contains("s3:DeleteObject") && !dev.contains("DenyUnencryptedUploads"));
+        let prod = aws_policy(&target("prod-aws")).to_string();
+        assert!(!prod.contains("s3:DeleteObject") && prod.contains("DenyUnencryptedUploads"));
+        let prod_gcp = gcp_bindings(&target("prod-gcp")).to_string();
+        assert!(!prod_gcp.contains("objectUser") && prod_gcp.contains("objectCreator"));
+    }
+}

@@ -111,10 +111,32 @@ fn yaml_error(error: &serde_saphyr::Error, file: &Arc<str>) -> Error {
     let message = strip_location_suffix(text.lines().next().unwrap_or("invalid YAML"))
         // Advice to serde-saphyr's caller, not to the user (our hint says what to do).
         .replace(", set DuplicateKeyPolicy in Options if acceptable", "");
+    // The parser names its budget in Rust terms (`Depth { depth: 65 }`); say it plainly.
+    let message = match message.strip_prefix("budget breached: ") {
+        Some(what) if what.starts_with("Depth") => {
+            "the document is nested more than 64 levels deep".to_owned()
+        }
+        Some(what) if what.starts_with("Nodes") => {
+            "the document has more than 200000 nodes".to_owned()
+        }
+        Some(what) if what.starts_with("Alias") => {
+            "the document uses more than 1000 aliases".to_owned()
+        }
+        Some(what) if what.starts_with("ScalarBytes") || what.starts_with("TotalScalar") => {
+            "the document's values add up to more than 8 MiB".to_owned()
+        }
+        Some(what) => format!("the document exceeds a size limit ({what})"),
+        None => message,
+    };
     let lower = message.to_lowercase();
     let hint = if lower.contains("duplicate") {
         Some("remove one of the two entries; YAML keys must be unique within a mapping")
-    } else if lower.contains("budget") || lower.contains("alias") || lower.contains("depth") {
+    } else if lower.contains("budget")
+        || lower.contains("alias")
+        || lower.contains("nested")
+        || lower.contains("limit")
+        || lower.contains("more than")
+    {
         Some("the document is too large or too deeply nested (or expands aliases too often)")
     } else {
         None

@@ -358,3 +358,27 @@ fn check_diffs_iam_documents_semantically() {
         drift["diff"]
     );
 }
+
+#[test]
+fn yaml_merge_keys_work_and_explain_points_at_the_merge() {
+    let dir = example_copy();
+    let proj = dir.path().join("proj");
+    let mut staging = std::fs::read_to_string(proj.join("environments/staging.yaml")).unwrap();
+    staging.push_str("\napp:\n  backend: &tuned\n    replicas: 4\n  frontend:\n    <<: *tuned\n");
+    std::fs::write(proj.join("environments/staging.yaml"), staging).unwrap();
+    let out = run_in(
+        &proj,
+        &[
+            "explain",
+            "staging-aws",
+            "app.frontend.replicas",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["value"], 4, "the merge brought the anchored value in");
+    let last = doc["layers"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["file"], "environments/staging.yaml");
+}
