@@ -20,7 +20,7 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
             out: dir,
             check,
         } => {
-            let dir = cli.project.join(dir);
+            let dir = in_project(cli, dir);
             if *check {
                 render_check(cli, out, targets, &dir)
             } else {
@@ -42,7 +42,7 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
             target,
             *approve,
             *skip_helm,
-            &cli.project.join(dir),
+            &in_project(cli, dir),
         ),
         Command::Schema => {
             out.json(&schema());
@@ -61,6 +61,15 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
                 .map_err(|e| Error::io("stdout", e))?;
             Ok(exit::OK)
         }
+    }
+}
+
+/// A path given on the command line, taken relative to `-C DIR` (as `make -C` does).
+fn in_project(cli: &Cli, path: &Path) -> std::path::PathBuf {
+    if cli.project == Path::new(".") {
+        path.to_path_buf()
+    } else {
+        cli.project.join(path)
     }
 }
 
