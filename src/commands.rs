@@ -89,30 +89,12 @@ pub fn render_tree(
     Ok((loaded, targets, tree))
 }
 
-fn in_targets<'a>(names: &'a [String]) -> impl Fn(&str) -> bool + 'a {
-    move |path: &str| {
-        names.is_empty()
-            || names
-                .iter()
-                .any(|n| path.split('/').next() == Some(n.as_str()))
-    }
-}
-
 fn render(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Result<u8> {
     let (loaded, targets, tree) = render_tree(cli, names)?;
     output::check_out_dir(dir, loaded.project.root())?;
-    let mut desired = tree;
-    if !names.is_empty() {
-        // Keep the other targets' files as they are.
-        let keep = in_targets(names);
-        for (path, bytes) in output::read_tree(dir)? {
-            if !keep(&path) {
-                desired.insert(path, bytes.into());
-            }
-        }
-    }
-    let files = desired.len();
-    let summary = timed("write output folder", || output::write_tree(dir, &desired))?;
+    let (files, summary) = timed("write output folder", || {
+        output::write_targets(dir, tree, names)
+    })?;
     match out.format {
         Format::Json => out.json(&json!({
             "ok": true,
@@ -153,7 +135,9 @@ fn render_check(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Resu
         .display()
         .to_string();
     let drift = timed("compare", || {
-        output::compare(&label, &on_disk, &tree, in_targets(names))
+        output::compare(&label, &on_disk, &tree, |path| {
+            output::in_targets(names, path)
+        })
     });
     print_drift(out, &label, &drift, tree.len());
     Ok(if drift.is_empty() {

@@ -204,6 +204,33 @@ fn build_and_swap(out: &Path, tmp: &Path, desired: &Tree, same: &[bool]) -> Resu
     Ok(())
 }
 
+/// Whether `path` (relative to the output folder) belongs to one of `targets`; every
+/// path does when `targets` is empty (all targets).
+pub fn in_targets(targets: &[String], path: &str) -> bool {
+    targets.is_empty()
+        || targets
+            .iter()
+            .any(|t| path.split('/').next() == Some(t.as_str()))
+}
+
+/// Writes the render of `targets` (all when empty) into `out`, keeping the files of
+/// every other target as they are. Returns the number of files the folder now holds.
+pub fn write_targets(
+    out: &Path,
+    mut rendered: Tree,
+    targets: &[String],
+) -> Result<(usize, WriteSummary)> {
+    if !targets.is_empty() {
+        for (path, bytes) in read_tree(out)? {
+            if !in_targets(targets, &path) {
+                rendered.insert(path, bytes.into());
+            }
+        }
+    }
+    let summary = write_tree(out, &rendered)?;
+    Ok((rendered.len(), summary))
+}
+
 /// Swaps two folders in one step where the OS can.
 #[cfg(target_os = "linux")]
 fn exchange(a: &Path, b: &Path) -> Result<()> {

@@ -176,14 +176,7 @@ fn failed(out: &Reporter, evidence: &mut Evidence, e: &Error) -> u8 {
 /// Writes this target's files into the output folder, keeping the other targets'.
 fn write_render(p: &Prepared, dir: &Path) -> Result<()> {
     output::check_out_dir(dir, p.project_root.as_deref())?;
-    let prefix = format!("{}/", p.target.name);
-    let mut desired = p.tree.clone();
-    for (path, bytes) in output::read_tree(dir)? {
-        if !path.starts_with(&prefix) {
-            desired.insert(path, bytes.into());
-        }
-    }
-    output::write_tree(dir, &desired)?;
+    output::write_targets(dir, p.tree.clone(), std::slice::from_ref(&p.target.name))?;
     Ok(())
 }
 
