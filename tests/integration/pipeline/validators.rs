@@ -101,6 +101,20 @@ fn every_platform_chart_is_a_helm_chart_of_valid_manifests() {
     }
 }
 
+/// parliament as the suite runs it: every severity, community auditors, JSON out; it
+/// exits 1 and prints when it finds anything. One definition, so the guard test below
+/// checks the very flags the real check uses.
+fn parliament(policy: &Path) -> Command {
+    let mut cmd = Command::new(venv_bin().join("parliament"));
+    cmd.arg("--files").arg(policy).args([
+        "--minimum_severity",
+        "INFO",
+        "--include-community-auditors",
+        "--json",
+    ]);
+    cmd
+}
+
 #[test]
 fn parliament_finds_nothing_in_any_aws_policy() {
     let tmp = tempfile::tempdir().unwrap();
@@ -111,15 +125,7 @@ fn parliament_finds_nothing_in_any_aws_policy() {
         // Every severity counts; parliament exits 1 and prints when it finds anything.
         let report = check(
             &format!("parliament {}", policy.display()),
-            Command::new(venv_bin().join("parliament"))
-                .arg("--files")
-                .arg(&policy)
-                .args([
-                    "--minimum_severity",
-                    "INFO",
-                    "--include-community-auditors",
-                    "--json",
-                ]),
+            &mut parliament(&policy),
         );
         assert_eq!(report.trim(), "", "parliament findings for {target}");
         checked += 1;
@@ -140,17 +146,7 @@ fn parliament_is_strict_enough_to_fail_a_bad_policy() {
         r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::bucket"}]}"#,
     )
     .unwrap();
-    let output = Command::new(venv_bin().join("parliament"))
-        .arg("--files")
-        .arg(&policy)
-        .args([
-            "--minimum_severity",
-            "INFO",
-            "--include-community-auditors",
-            "--json",
-        ])
-        .output()
-        .unwrap();
+    let output = parliament(&policy).output().unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
     assert!(
         text(&output.stdout).contains("RESOURCE_MISMATCH"),
