@@ -109,6 +109,56 @@ pub fn http_answers(port: u16, path: &str) -> bool {
     stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
 }
 
+/// Starts `program` from the test venv with `args` for the rest of the test process
+/// (the child gets SIGTERM when the spawning thread's process ends), waits until it
+/// answers `GET probe` on 127.0.0.1:`port`, and returns `http://127.0.0.1:PORT`.
+pub fn start_server(program: &str, args: &[String], port: u16, probe: &str) -> String {
+    use std::os::unix::process::CommandExt;
+    let bin = venv_bin().join(program);
+    assert!(
+        bin.exists(),
+        "{} is missing from the test venv",
+        bin.display()
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    assert_loopback(&url);
+    let args = args.to_vec();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // The thread lives as long as the process, so PR_SET_PDEATHSIG (which fires when the
+    // spawning thread ends) stops the server with the tests and never before.
+    std::thread::spawn(move || {
+        let mut cmd = std::process::Command::new(&bin);
+        cmd.args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        // SAFETY: prctl is async-signal-safe; it only sets this child's death signal.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn();
+        let _ = tx.send(child.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        if let Ok(mut child) = child {
+            let _ = child.wait();
+        }
+    });
+    rx.recv()
+        .expect("spawner thread answers")
+        .unwrap_or_else(|e| panic!("{program} could not start: {e}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !http_answers(port, probe) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{program} did not answer on {url} within 60s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    url
+}
+
 /// Text of an output stream, for assertions and snapshots.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
