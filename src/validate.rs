@@ -411,25 +411,50 @@ pub fn is_production(env: &str) -> bool {
     env.starts_with("prod")
 }
 
-/// S3 general purpose bucket naming rules.
-pub fn s3_bucket_name(name: &str) -> std::result::Result<(), String> {
-    if !(3..=63).contains(&name.len()) {
-        return Err(format!("must be 3 to 63 characters, is {}", name.len()));
+/// The rules S3, GCS and Kubernetes names share: a length range, lowercase letters and
+/// digits plus the `extra` punctuation, and a letter or digit at both ends.
+fn lowercase_name(
+    name: &str,
+    min: usize,
+    max: usize,
+    extra: &[char],
+) -> std::result::Result<(), String> {
+    if !(min..=max).contains(&name.len()) {
+        return Err(format!(
+            "must be {min} to {max} characters, is {}",
+            name.len()
+        ));
     }
     if !name
         .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || extra.contains(&c))
     {
-        return Err("only lowercase letters, digits, '-' and '.' are allowed".into());
+        let mut allowed = vec!["lowercase letters".to_owned(), "digits".to_owned()];
+        allowed.extend(extra.iter().map(|c| format!("'{c}'")));
+        let last = allowed.pop().unwrap_or_default();
+        return Err(format!(
+            "only {} and {last} are allowed",
+            allowed.join(", ")
+        ));
     }
-    let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    if !edge_ok(name.chars().next()) || !edge_ok(name.chars().last()) {
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !alnum(name.chars().next()) || !alnum(name.chars().last()) {
         return Err("must begin and end with a letter or digit".into());
     }
+    Ok(())
+}
+
+fn looks_like_ipv4(name: &str) -> bool {
+    name.split('.').count() == 4 && name.split('.').all(|p| p.parse::<u8>().is_ok())
+}
+
+/// S3 general purpose bucket naming rules.
+pub fn s3_bucket_name(name: &str) -> std::result::Result<(), String> {
+    lowercase_name(name, 3, 63, &['-', '.'])?;
     if name.contains("..") || name.contains(".-") || name.contains("-.") {
         return Err("must not contain '..', '.-' or '-.'".into());
     }
-    if name.split('.').count() == 4 && name.split('.').all(|p| p.parse::<u8>().is_ok()) {
+    if looks_like_ipv4(name) {
         return Err("must not look like an IP address".into());
     }
     for prefix in ["xn--", "sthree-", "amzn-s3-demo-"] {
@@ -447,23 +472,11 @@ pub fn s3_bucket_name(name: &str) -> std::result::Result<(), String> {
 
 /// Cloud Storage bucket naming rules (names without dots).
 pub fn gcs_bucket_name(name: &str) -> std::result::Result<(), String> {
-    if !(3..=63).contains(&name.len()) {
-        return Err(format!("must be 3 to 63 characters, is {}", name.len()));
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' || c == '.')
-    {
-        return Err("only lowercase letters, digits, '-', '_' and '.' are allowed".into());
-    }
-    let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    if !edge_ok(name.chars().next()) || !edge_ok(name.chars().last()) {
-        return Err("must begin and end with a letter or digit".into());
-    }
+    lowercase_name(name, 3, 63, &['-', '_', '.'])?;
     if name.starts_with("goog") || name.contains("google") || name.contains("g00gle") {
         return Err("must not begin with `goog` or contain `google`".into());
     }
-    if name.split('.').count() == 4 && name.split('.').all(|p| p.parse::<u8>().is_ok()) {
+    if looks_like_ipv4(name) {
         return Err("must not look like an IP address".into());
     }
     Ok(())
@@ -487,20 +500,8 @@ pub fn iam_name(name: &str, max: usize) -> std::result::Result<(), String> {
 
 /// A Kubernetes DNS-1123 label (or subdomain-like name when `max` > 63).
 pub fn dns_label(name: &str, max: usize) -> std::result::Result<(), String> {
-    if name.is_empty() || name.len() > max {
-        return Err(format!("must be 1 to {max} characters"));
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (max > 63 && c == '.'))
-    {
-        return Err("only lowercase letters, digits and '-' are allowed".into());
-    }
-    let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    if !edge_ok(name.chars().next()) || !edge_ok(name.chars().last()) {
-        return Err("must begin and end with a letter or digit".into());
-    }
-    Ok(())
+    let extra: &[char] = if max > 63 { &['-', '.'] } else { &['-'] };
+    lowercase_name(name, 1, max, extra)
 }
 
 fn dns_name(host: &str) -> std::result::Result<(), String> {
@@ -720,5 +721,62 @@ mod tests {
             found("AUTH_ISSUER_URL=https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Pool\n")
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn provider_name_rules() {
+        assert_eq!(s3_bucket_name("lakehouse-prod-db-333333333333"), Ok(()));
+        assert_eq!(
+            s3_bucket_name("ab"),
+            Err("must be 3 to 63 characters, is 2".into())
+        );
+        assert_eq!(
+            s3_bucket_name("Bad_Bucket"),
+            Err("only lowercase letters, digits, '-' and '.' are allowed".into())
+        );
+        assert_eq!(
+            s3_bucket_name("-abc"),
+            Err("must begin and end with a letter or digit".into())
+        );
+        assert_eq!(
+            s3_bucket_name("a..b"),
+            Err("must not contain '..', '.-' or '-.'".into())
+        );
+        assert_eq!(
+            s3_bucket_name("192.168.1.1"),
+            Err("must not look like an IP address".into())
+        );
+        assert_eq!(
+            s3_bucket_name("xn--abc"),
+            Err("must not start with `xn--`".into())
+        );
+        assert_eq!(
+            s3_bucket_name("data-s3alias"),
+            Err("must not end with `-s3alias`".into())
+        );
+        assert_eq!(gcs_bucket_name("proj-4821_data"), Ok(()));
+        assert_eq!(
+            gcs_bucket_name("Bad"),
+            Err("only lowercase letters, digits, '-', '_' and '.' are allowed".into())
+        );
+        assert_eq!(
+            gcs_bucket_name("my-google-data"),
+            Err("must not begin with `goog` or contain `google`".into())
+        );
+        assert_eq!(dns_label("lakehouse-sa", 63), Ok(()));
+        assert_eq!(
+            dns_label("a.b", 63),
+            Err("only lowercase letters, digits and '-' are allowed".into())
+        );
+        assert_eq!(dns_label("a.b", 253), Ok(()));
+        assert_eq!(
+            dns_label("", 63),
+            Err("must be 1 to 63 characters, is 0".into())
+        );
+        assert_eq!(
+            iam_name("Lakehouse_lakehouse-sa_lakehouse-prod", 64),
+            Ok(())
+        );
+        assert!(iam_name("has space", 64).is_err());
     }
 }
