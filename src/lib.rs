@@ -29,6 +29,7 @@ pub mod render;
 pub mod report;
 pub mod suggest;
 pub mod validate;
+pub mod yaml_check;
 
 use rayon::prelude::*;
 

@@ -284,7 +284,7 @@ fn check_artifact(template: &str, out: &str, text: &str, target: &str) -> Result
         .into()
     };
     if out.ends_with(".yaml") || out.ends_with(".yml") {
-        if let Err((line, message)) = yaml_well_formed(text) {
+        if let Err((line, message)) = crate::yaml_check::check(text) {
             return Err(fail(
                 None,
                 format!("rendered {out} is not valid YAML (output line {line}): {message}"),
@@ -428,78 +428,4 @@ fn quote(value: &Value) -> std::result::Result<String, minijinja::Error> {
         .unwrap_or_else(|| value.to_string());
     serde_json::to_string(&text)
         .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string()))
-}
-
-/// Checks a rendered YAML stream from the parser's events alone (no values are built):
-/// it must parse, and no mapping may repeat a key. Returns the output line and the
-/// reason of the first problem.
-fn yaml_well_formed(text: &str) -> std::result::Result<(), (usize, String)> {
-    use serde_saphyr::granit_parser::{Event, Parser};
-    use std::collections::HashSet;
-
-    /// A mapping being read: the keys seen, and whether the next node is a key.
-    enum Frame<'a> {
-        Map {
-            keys: HashSet<std::borrow::Cow<'a, str>>,
-            at_key: bool,
-        },
-        Seq,
-    }
-    // A node (scalar, alias or a whole collection) has been read inside `stack.last()`.
-    fn node_done(stack: &mut [Frame<'_>]) {
-        if let Some(Frame::Map { at_key, .. }) = stack.last_mut() {
-            *at_key = !*at_key;
-        }
-    }
-    let mut stack: Vec<Frame> = Vec::new();
-    let mut options = serde_saphyr::granit_parser::Options::default();
-    options.set_emit_comments(false);
-    for event in Parser::new_from_str_with_options(text, options) {
-        let (event, span) = event.map_err(|e| (e.marker().line(), e.info()))?;
-        match event {
-            Event::MappingStart(..) => stack.push(Frame::Map {
-                keys: HashSet::new(),
-                at_key: true,
-            }),
-            Event::SequenceStart(..) => stack.push(Frame::Seq),
-            Event::MappingEnd | Event::SequenceEnd => {
-                stack.pop();
-                node_done(&mut stack);
-            }
-            Event::Scalar(value, ..) => {
-                if let Some(Frame::Map { keys, at_key: true }) = stack.last_mut()
-                    && !keys.insert(value.clone())
-                {
-                    return Err((span.start.line(), format!("duplicate key `{value}`")));
-                }
-                node_done(&mut stack);
-            }
-            Event::Alias(..) => node_done(&mut stack),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::yaml_well_formed;
-
-    #[test]
-    fn rendered_yaml_must_parse_and_keep_keys_unique() {
-        assert_eq!(
-            yaml_well_formed("a: 1\nb: {c: [1, 2], d: x}\n---\na: 2\n"),
-            Ok(())
-        );
-        // The same key in different mappings, or as a value, is fine.
-        assert_eq!(yaml_well_formed("a: {k: 1}\nb: {k: 1}\nc: a\n"), Ok(()));
-        assert_eq!(
-            yaml_well_formed("a: 1\nb:\n  c: 1\n  c: 2\n"),
-            Err((4, "duplicate key `c`".to_owned()))
-        );
-        let (line, _) = yaml_well_formed("a: [1, 2\nb: 3\n").unwrap_err();
-        assert!(line >= 1);
-        // A list of mappings restarts the key set per item.
-        assert_eq!(yaml_well_formed("- name: a\n- name: b\n"), Ok(()));
-    }
 }
