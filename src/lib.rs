@@ -103,8 +103,11 @@ impl Loaded {
             .collect();
         dedup_errors(&mut errors);
         Error::from_list(errors)?;
-        let results: Vec<Result<Target>> =
-            selected.into_par_iter().map(|t| self.resolve(t)).collect();
+        let shared = self.layers.shared(&selected);
+        let results: Vec<Result<Target>> = selected
+            .into_par_iter()
+            .map(|t| self.resolve(t, &shared))
+            .collect();
         let mut targets = Vec::new();
         let mut errors = Vec::new();
         for result in results {
@@ -118,8 +121,12 @@ impl Loaded {
         Ok(targets)
     }
 
-    fn resolve(&self, layers: &config::TargetLayers) -> Result<Target> {
-        let merged = self.layers.merge(layers);
+    fn resolve(
+        &self,
+        layers: &config::TargetLayers,
+        shared: &config::SharedLayers,
+    ) -> Result<Target> {
+        let merged = self.layers.merge_shared(layers, shared);
         let target = model::resolve(layers.clone(), merged)?;
         validate::check_target(&target)?;
         Ok(target)

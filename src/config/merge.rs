@@ -85,19 +85,40 @@ pub fn join_path(parent: &str, key: &str) -> String {
 pub fn merge_layers<'a>(
     layers: impl IntoIterator<Item = &'a Node>,
 ) -> (Option<Node>, Vec<Removal>) {
-    let mut removals = Vec::new();
-    let mut result: Option<Node> = None;
-    for layer in layers {
-        match &mut result {
-            None => result = Some(without_nulls(layer)),
-            Some(base) => merge_into(base, layer, "", &mut removals),
+    let mut partial = Partial::default();
+    partial.fold(layers);
+    partial.finish()
+}
+
+/// A merge stopped after some layers, so that layers many targets share (base and
+/// cloud) are merged once and the result cloned for each target: the same left fold,
+/// resumed.
+#[derive(Clone, Debug, Default)]
+pub struct Partial {
+    tree: Option<Node>,
+    removals: Vec<Removal>,
+}
+
+impl Partial {
+    /// Merges further layers over what is there.
+    pub fn fold<'a>(&mut self, layers: impl IntoIterator<Item = &'a Node>) {
+        for layer in layers {
+            match &mut self.tree {
+                None => self.tree = Some(without_nulls(layer)),
+                Some(base) => merge_into(base, layer, "", &mut self.removals),
+            }
         }
     }
-    // A key that a later layer set again is no longer removed.
-    if let Some(tree) = &result {
-        removals.retain(|r| tree.lookup(r.path.split('.')).is_none());
+
+    /// The merged tree, and the removals that still hold.
+    pub fn finish(mut self) -> (Option<Node>, Vec<Removal>) {
+        // A key that a later layer set again is no longer removed.
+        if let Some(tree) = &self.tree {
+            self.removals
+                .retain(|r| tree.lookup(r.path.split('.')).is_none());
+        }
+        (self.tree, self.removals)
     }
-    (result, removals)
 }
 
 #[cfg(test)]

@@ -199,6 +199,13 @@ pub struct Layers {
     pub targets: Vec<TargetLayers>,
 }
 
+/// How many leading layers of a target (base, then `clouds/<cloud>`) every target of
+/// its cloud shares.
+const SHARED_LAYERS: usize = 2;
+
+/// The shared leading layers, merged once per distinct list ([`Layers::shared`]).
+pub struct SharedLayers(BTreeMap<Vec<String>, merge::Partial>);
+
 /// The merged tree of one target, with what null removed.
 #[derive(Debug, Clone)]
 pub struct Merged {
@@ -266,8 +273,42 @@ impl Layers {
     /// (`aws:`, `gcp:`) applies only to that cloud's targets, so an environment file can
     /// hold the settings of all its clouds side by side.
     pub fn merge(&self, target: &TargetLayers) -> Merged {
-        let (tree, removals) =
-            merge::merge_layers(target.files.iter().map(|f| self.files[f].as_ref()));
+        self.merge_over(merge::Partial::default(), &target.files, target)
+    }
+
+    /// Merges the layers every target of a cloud shares (base, `clouds/<cloud>`), once
+    /// per cloud, for [`Layers::merge_shared`].
+    pub fn shared(&self, targets: &[&TargetLayers]) -> SharedLayers {
+        let mut merged = BTreeMap::new();
+        for target in targets {
+            let prefix = &target.files[..SHARED_LAYERS.min(target.files.len())];
+            merged.entry(prefix.to_vec()).or_insert_with(|| {
+                let mut partial = merge::Partial::default();
+                partial.fold(prefix.iter().map(|f| self.files[f].as_ref()));
+                partial
+            });
+        }
+        SharedLayers(merged)
+    }
+
+    /// [`Layers::merge`], starting from the shared layers merged already: the result is
+    /// the same, for a copy of the shared tree instead of a merge of it.
+    pub fn merge_shared(&self, target: &TargetLayers, shared: &SharedLayers) -> Merged {
+        let split = SHARED_LAYERS.min(target.files.len());
+        match shared.0.get(&target.files[..split]) {
+            Some(partial) => self.merge_over(partial.clone(), &target.files[split..], target),
+            None => self.merge(target),
+        }
+    }
+
+    fn merge_over(
+        &self,
+        mut partial: merge::Partial,
+        files: &[String],
+        target: &TargetLayers,
+    ) -> Merged {
+        partial.fold(files.iter().map(|f| self.files[f].as_ref()));
+        let (tree, removals) = partial.finish();
         let mut tree = tree.unwrap_or_else(|| empty_map(Arc::from("environments/base.yaml")));
         if let Value::Map(sections) = &mut tree.value {
             sections.retain(|key, _| key == &target.cloud || !CLOUDS.contains(&key.as_str()));
@@ -434,6 +475,42 @@ mod tests {
         parse_layer(yaml.as_bytes(), "f.yaml")
             .expect_err("the layer is refused")
             .to_string()
+    }
+
+    /// Merging the shared layers once per cloud is only a speed-up: every target's
+    /// tree and removals are the same as from a whole merge, nulls included.
+    #[test]
+    fn merging_over_the_shared_layers_gives_the_whole_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = dir.path().join("environments");
+        std::fs::create_dir_all(env.join("clouds")).unwrap();
+        for (file, text) in [
+            (
+                "base.yaml",
+                "a: {b: 1, c: 2}\nlist: [1, 2]\ngone: x\naws: {r: 1}\n",
+            ),
+            (
+                "clouds/aws.yaml",
+                "a: {c: null, e: {f: null, g: 1}}\ngone: null\n",
+            ),
+            ("clouds/gcp.yaml", "list: [3]\ngcp: {p: 1}\n"),
+            ("dev.yaml", "clouds: [aws, gcp]\na: {c: 3, d: null}\n"),
+            ("dev.aws.yaml", "gone: back\n"),
+            ("prod.yaml", "clouds: [aws]\na: null\n"),
+        ] {
+            std::fs::write(env.join(file), text).unwrap();
+        }
+        let project = Project::Disk(dir.path().to_path_buf());
+        let layers = Layers::load(&project).unwrap();
+        let targets: Vec<&TargetLayers> = layers.targets.iter().collect();
+        assert_eq!(targets.len(), 3);
+        let shared = layers.shared(&targets);
+        for target in targets {
+            let whole = layers.merge(target);
+            let resumed = layers.merge_shared(target, &shared);
+            assert_eq!(whole.tree, resumed.tree, "{}", target.name);
+            assert_eq!(whole.removals, resumed.removals, "{}", target.name);
+        }
     }
 
     #[test]
