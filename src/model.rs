@@ -597,8 +597,7 @@ pub fn partition(region: &str) -> &'static str {
 
 /// Types a merged tree, turning serde's complaint into an error at the right line.
 pub fn typed<T: DeserializeOwned>(merged: &Merged) -> Result<T> {
-    let json = merged.tree.to_json();
-    serde_path_to_error::deserialize::<_, T>(json).map_err(|e| {
+    serde_path_to_error::deserialize::<_, T>(&merged.tree).map_err(|e| {
         let segments: Vec<String> = e
             .path()
             .iter()

@@ -264,3 +264,156 @@ impl<'de> Visitor<'de> for RawVisitor {
         Ok(RawValue::Map(entries))
     }
 }
+
+/// A serde error from typing a tree: serde's own message (`invalid type: string
+/// "maybe", expected a boolean`), which `model::typed` places at the key's line.
+#[derive(Debug)]
+pub struct TypeError(String);
+
+impl fmt::Display for TypeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TypeError {}
+
+impl de::Error for TypeError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        TypeError(msg.to_string())
+    }
+}
+
+/// Typing reads the merged tree itself, with no intermediate copy: the tree is
+/// visited as serde_json visits a JSON value (non-negative integers as `u64`, a
+/// non-finite float as null), so the messages are the ones serde gives for JSON.
+impl<'de> Deserializer<'de> for &'de Node {
+    type Error = TypeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, TypeError> {
+        match &self.value {
+            Value::Null => visitor.visit_unit(),
+            Value::Bool(b) => visitor.visit_bool(*b),
+            Value::Int(i) => match u64::try_from(*i) {
+                Ok(u) => visitor.visit_u64(u),
+                Err(_) => visitor.visit_i64(*i),
+            },
+            Value::Float(f) if f.is_finite() => visitor.visit_f64(*f),
+            Value::Float(_) => visitor.visit_unit(),
+            Value::Str(s) => visitor.visit_borrowed_str(s),
+            Value::Seq(items) => {
+                let mut access = Items(items.iter());
+                let value = visitor.visit_seq(&mut access)?;
+                match access.0.len() {
+                    0 => Ok(value),
+                    _ => Err(de::Error::invalid_length(
+                        items.len(),
+                        &"fewer elements in array",
+                    )),
+                }
+            }
+            Value::Map(entries) => {
+                let mut access = Entries {
+                    iter: entries.iter(),
+                    value: None,
+                };
+                let value = visitor.visit_map(&mut access)?;
+                match access.iter.len() {
+                    0 => Ok(value),
+                    _ => Err(de::Error::invalid_length(
+                        entries.len(),
+                        &"fewer elements in map",
+                    )),
+                }
+            }
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, TypeError> {
+        match self.value {
+            Value::Null => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, TypeError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    /// Unit variants are written as strings (`provider: google`).
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, TypeError> {
+        use de::IntoDeserializer;
+        match &self.value {
+            Value::Str(s) => visitor.visit_enum(s.as_str().into_deserializer()),
+            _ => self.deserialize_any(visitor),
+        }
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct
+        identifier ignored_any
+    }
+}
+
+struct Items<'de>(std::slice::Iter<'de, Node>);
+
+impl<'de> SeqAccess<'de> for Items<'de> {
+    type Error = TypeError;
+
+    fn next_element_seed<T: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, TypeError> {
+        self.0.next().map(|item| seed.deserialize(item)).transpose()
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.0.len())
+    }
+}
+
+struct Entries<'de> {
+    iter: indexmap::map::Iter<'de, String, Node>,
+    value: Option<&'de Node>,
+}
+
+impl<'de> MapAccess<'de> for Entries<'de> {
+    type Error = TypeError;
+
+    fn next_key_seed<K: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, TypeError> {
+        let Some((key, value)) = self.iter.next() else {
+            return Ok(None);
+        };
+        self.value = Some(value);
+        seed.deserialize(de::value::BorrowedStrDeserializer::new(key))
+            .map(Some)
+    }
+
+    fn next_value_seed<V: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, TypeError> {
+        let value = self
+            .value
+            .take()
+            .ok_or_else(|| de::Error::custom("a map value was asked for before its key"))?;
+        seed.deserialize(value)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.iter.len())
+    }
+}
