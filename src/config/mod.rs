@@ -216,34 +216,15 @@ pub struct Merged {
 impl Layers {
     /// Reads and parses `environments/`, and works out the targets.
     pub fn load(project: &Project) -> Result<Layers> {
-        let mut files = BTreeMap::new();
-        let mut errors = Vec::new();
-        let mut read = |rel: &str, files: &mut BTreeMap<String, Arc<Node>>| -> Result<bool> {
-            match project.read(rel)? {
-                Some(bytes) => {
-                    match parse_layer(&bytes, rel) {
-                        Ok(node) => {
-                            files.insert(rel.to_owned(), Arc::new(node));
-                        }
-                        Err(e) => errors.push(e),
-                    }
-                    Ok(true)
-                }
-                None => Ok(false),
-            }
-        };
-        if !read("environments/base.yaml", &mut files)? {
-            return Err(Error::Usage(format!(
-                "environments/base.yaml is missing in {}\n  hint: every project needs a base layer; \
-                 `strata init DIR` writes a complete example",
-                project.describe()
-            )));
-        }
-        for rel in project.list("environments/clouds")? {
-            if rel.ends_with(".yaml") {
-                read(&rel, &mut files)?;
-            }
-        }
+        use rayon::prelude::*;
+        const BASE: &str = "environments/base.yaml";
+        let mut names = vec![BASE.to_owned()];
+        names.extend(
+            project
+                .list("environments/clouds")?
+                .into_iter()
+                .filter(|rel| rel.ends_with(".yaml")),
+        );
         let mut envs = Vec::new();
         for rel in project.list("environments")? {
             let Some(stem) = rel
@@ -255,12 +236,36 @@ impl Layers {
             if stem == "base" {
                 continue;
             }
-            read(&rel, &mut files)?;
             if !stem.contains('.') {
                 envs.push(stem.to_owned());
             }
+            names.push(rel);
         }
-        Error::from_list(std::mem::take(&mut errors))?;
+        // Each file is read and parsed once, in parallel; results keep the list's order
+        // so that errors come in the same order every run.
+        let parsed: Vec<Result<Option<std::result::Result<Node, Error>>>> = names
+            .par_iter()
+            .map(|rel| Ok(project.read(rel)?.map(|bytes| parse_layer(&bytes, rel))))
+            .collect();
+        let mut files = BTreeMap::new();
+        let mut errors = Vec::new();
+        for (rel, result) in names.into_iter().zip(parsed) {
+            match result? {
+                Some(Ok(node)) => {
+                    files.insert(rel, Arc::new(node));
+                }
+                Some(Err(e)) => errors.push(e),
+                None if rel == BASE => {
+                    return Err(Error::Usage(format!(
+                        "environments/base.yaml is missing in {}\n  hint: every project needs a base layer; \
+                         `strata init DIR` writes a complete example",
+                        project.describe()
+                    )));
+                }
+                None => {}
+            }
+        }
+        Error::from_list(errors)?;
         let targets = targets_of(&envs, &mut files)?;
         Ok(Layers { files, targets })
     }
