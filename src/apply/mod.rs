@@ -209,12 +209,12 @@ fn print_plan(out: &Reporter, plan: &Plan) {
         out.json(plan);
         return;
     }
-    out.line(format!(
-        "plan {} ({} {}, {})",
-        plan.target,
+    out.line(heading(
+        "plan",
+        &plan.target,
         plan.cloud,
-        scope(plan.cloud, &plan.account),
-        plan.region
+        &plan.account,
+        &plan.region,
     ));
     for action in &plan.actions {
         let (sign, word, style) = op_sign(action.op);
@@ -245,12 +245,13 @@ fn print_plan(out: &Reporter, plan: &Plan) {
     ));
 }
 
-/// "account 123456789012" on AWS, "project lakehouse-dev-4821" on GCP.
-fn scope(cloud: Cloud, id: &str) -> String {
-    match cloud {
-        Cloud::Aws => format!("account {id}"),
-        Cloud::Gcp => format!("project {id}"),
-    }
+/// `plan prod-aws (aws account 123456789012, eu-west-1)`; on GCP, `project …`.
+fn heading(verb: &str, target: &str, cloud: Cloud, id: &str, region: &str) -> String {
+    let scope = match cloud {
+        Cloud::Aws => "account",
+        Cloud::Gcp => "project",
+    };
+    format!("{verb} {target} ({cloud} {scope} {id}, {region})")
 }
 
 fn print_evidence(out: &Reporter, evidence: &Evidence) {
@@ -259,11 +260,14 @@ fn print_evidence(out: &Reporter, evidence: &Evidence) {
         return;
     }
     out.line(format!(
-        "apply {} ({} {}, {}): {}",
-        evidence.target,
-        evidence.cloud,
-        scope(evidence.cloud, &evidence.account),
-        evidence.region,
+        "{}: {}",
+        heading(
+            "apply",
+            &evidence.target,
+            evidence.cloud,
+            &evidence.account,
+            &evidence.region,
+        ),
         evidence.status
     ));
     for r in &evidence.resources {
@@ -289,5 +293,29 @@ fn print_evidence(out: &Reporter, evidence: &Evidence) {
             .exit_code
             .map_or("not run".to_owned(), |c| format!("exit {c}"));
         out.line(format!("  helm: {} → {code}", run.argv.join(" ")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's sessions show these lines; deploy logs are grepped for them.
+    #[test]
+    fn plan_and_apply_headings_name_the_account_or_project() {
+        assert_eq!(
+            heading("plan", "dev-aws", Cloud::Aws, "123456789012", "eu-west-1"),
+            "plan dev-aws (aws account 123456789012, eu-west-1)"
+        );
+        assert_eq!(
+            heading(
+                "apply",
+                "dev-gcp",
+                Cloud::Gcp,
+                "lakehouse-dev-4821",
+                "europe-west1"
+            ),
+            "apply dev-gcp (gcp project lakehouse-dev-4821, europe-west1)"
+        );
     }
 }
