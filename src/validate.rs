@@ -557,12 +557,11 @@ pub fn scan_artifact(text: &str) -> Vec<(usize, &'static str)> {
             continue;
         }
         // `key: value`, `"key": "value"` or `KEY=value` with a secret-like key and a
-        // random-looking value.
-        let (key, value) = match split_assignment(line) {
-            Some(kv) => kv,
-            None => continue,
+        // random-looking value. Most values are short: the length test spares the key
+        // test on most lines.
+        let Some((key, value)) = split_assignment(line) else {
+            continue;
         };
-        // Most values are short: the length test spares the key test on most lines.
         if value.len() >= MIN_SECRET_LEN && is_secret_key(key) && looks_random(value) {
             findings.push((i + 1, "a high-entropy value under a secret-like key"));
         }
@@ -570,6 +569,8 @@ pub fn scan_artifact(text: &str) -> Vec<(usize, &'static str)> {
     findings
 }
 
+/// The key and value of an assignment line, unquoted; `None` for other lines and for
+/// values shorter than [`MIN_SECRET_LEN`].
 fn split_assignment(line: &str) -> Option<(&str, &str)> {
     let mut line = line.trim();
     while let Some(rest) = line.strip_prefix("- ") {
@@ -579,9 +580,13 @@ fn split_assignment(line: &str) -> Option<(&str, &str)> {
         return None;
     }
     let (key, value) = split_colon_space(line).or_else(|| line.split_once('='))?;
+    let value = value.trim();
+    // Trimming only shortens: a value already too short to flag needs no more work.
+    if value.len() < MIN_SECRET_LEN {
+        return None;
+    }
     let key = key.trim().trim_matches('"').trim_matches('\'');
     let value = value
-        .trim()
         .trim_end_matches(',')
         .trim_matches('"')
         .trim_matches('\'');
