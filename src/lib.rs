@@ -214,9 +214,10 @@ const WORKER_STACK: usize = 16 << 20;
 pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
     use clap::Parser;
     // Layers are parsed, merged and typed on the worker threads, recursively: give
-    // them the main thread's stack rather than rayon's 2 MiB, so that the parser's
-    // depth budget, not the stack, is what stops a deeply nested file. (Fails only if
-    // a pool exists already, as when a test calls `run` twice; that pool is the same.)
+    // them more stack than rayon's 2 MiB (the main thread has 8 MiB), so that the
+    // parser's depth budget, not the stack, is what stops a deeply nested file. (Fails
+    // only if a pool exists already, as when a test calls `run` twice; that pool is the
+    // same.)
     let _ = rayon::ThreadPoolBuilder::new()
         .stack_size(WORKER_STACK)
         .build_global();
