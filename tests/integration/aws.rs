@@ -9,7 +9,7 @@ use std::process::Output;
 
 use serde_json::{Value, json};
 
-use crate::support::{self, copy_dir, moto, text};
+use crate::support::{self, FaultyProxy, copy_dir, moto, text};
 
 struct Project {
     dir: tempfile::TempDir,
@@ -826,54 +826,12 @@ fn bucket_of_another_account_is_reported_as_such() {
     }
 }
 
-/// tests/py/faulty_proxy.py in front of moto: answers requests whose "METHOD PATH BODY"
-/// contains `pattern` with `status` (the first `count` of them, or all), forwards the rest.
-struct FaultyProxy {
-    child: std::process::Child,
-    url: String,
-}
-
-impl FaultyProxy {
-    fn start(pattern: &str, status: u16, count: Option<u32>) -> FaultyProxy {
-        let port = support::free_port();
-        let url = format!("http://127.0.0.1:{port}");
-        support::assert_loopback(&url);
-        support::assert_loopback(moto::url());
-        let mut cmd = std::process::Command::new(support::venv_bin().join("python"));
-        cmd.arg(support::repo_root().join("tests/py/faulty_proxy.py"))
-            .arg(port.to_string())
-            .arg(moto::url())
-            .arg(pattern)
-            .arg(status.to_string());
-        if let Some(count) = count {
-            cmd.arg(count.to_string());
-        }
-        let child = cmd.spawn().expect("faulty proxy starts");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "faulty proxy did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        FaultyProxy { child, url }
-    }
-}
-
-impl Drop for FaultyProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn a_failure_partway_exits_2_with_evidence_and_the_next_apply_converges() {
     let p = Project::new("partway");
     let bucket = p.bucket("dev");
     // Every PutBucketTagging fails with 500, after the SDK's own retries.
-    let proxy = FaultyProxy::start(&format!("PUT /{bucket}/?tagging"), 500, None);
+    let proxy = FaultyProxy::start(moto::url(), &format!("PUT /{bucket}/?tagging"), 500, None);
     let out = p
         .command(&[
             "--format",
@@ -924,7 +882,7 @@ fn a_failure_partway_exits_2_with_evidence_and_the_next_apply_converges() {
 fn throttling_is_retried_by_the_sdk_and_a_stopped_server_is_a_clear_error() {
     let p = Project::new("throttle");
     // Two throttled CreatePolicy answers: the SDK's standard retries absorb them.
-    let proxy = FaultyProxy::start("Action=CreatePolicy", 400, Some(2));
+    let proxy = FaultyProxy::start(moto::url(), "Action=CreatePolicy", 400, Some(2));
     let out = p
         .command(&[
             "--format",
@@ -950,7 +908,7 @@ fn throttling_is_retried_by_the_sdk_and_a_stopped_server_is_a_clear_error() {
 
     // Throttled for good: after the SDK's retries, a clear error naming the policy and
     // the action, and evidence that the bucket was done.
-    let proxy = FaultyProxy::start("Action=CreatePolicy", 400, None);
+    let proxy = FaultyProxy::start(moto::url(), "Action=CreatePolicy", 400, None);
     let out = p
         .command(&[
             "--format",

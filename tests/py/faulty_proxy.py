@@ -3,13 +3,16 @@ on 127.0.0.1 and answers a chosen request with an error instead, once or always.
 
     faulty_proxy.py LISTEN_PORT UPSTREAM_URL MATCH STATUS [COUNT]
 
-MATCH is a substring of "METHOD PATH?QUERY" (for S3, e.g. "PUT /bucket?tagging"; for
-IAM and STS, the form body's Action, e.g. "Action=CreatePolicy"). The first COUNT
-matching requests (default: all) get STATUS with an AWS-style error body; the rest are
-forwarded. Refuses any upstream that is not loopback.
+MATCH is a substring of "METHOD PATH?QUERY BODY" (for S3, e.g. "PUT /bucket?tagging";
+for IAM and STS, the form body's Action, e.g. "Action=CreatePolicy"; for the GCS JSON
+API, e.g. "PUT /storage/v1/b/NAME/iam"). The first COUNT matching requests (default:
+all) get STATUS with an error body in the API's own shape (AWS XML, or Google's JSON
+for paths under /storage/); the rest are forwarded. Refuses any upstream that is not
+loopback.
 """
 
 import http.server
+import json
 import sys
 import urllib.error
 import urllib.parse
@@ -30,6 +33,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def reply(self, status, content_type, payload):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
     def handle_one(self):
         global remaining
         length = int(self.headers.get("Content-Length") or 0)
@@ -37,17 +47,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         signature = f"{self.command} {self.path} {body[:2000].decode('latin-1')}"
         if match in signature and remaining != 0:
             remaining -= 1
+            if self.path.startswith("/storage/"):
+                message = {"error": {"code": status, "message": "injected by faulty_proxy"}}
+                self.reply(status, "application/json", json.dumps(message).encode())
+                return
             code = CODES.get(status, "InternalError")
             error = f"<Error><Code>{code}</Code><Message>injected by faulty_proxy</Message></Error>"
             # S3 (REST) answers <Error>; the query APIs (IAM, STS) wrap it.
             if self.command == "POST" and b"Action=" in body:
                 error = f"<ErrorResponse>{error}<RequestId>0</RequestId></ErrorResponse>"
             payload = ('<?xml version="1.0" encoding="UTF-8"?>' + error).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/xml")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            self.reply(status, "application/xml", payload)
             return
         request = urllib.request.Request(upstream + self.path, data=body if body else None, method=self.command)
         for name, value in self.headers.items():
@@ -67,7 +77,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
-    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_one
+    do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = do_HEAD = handle_one
 
 
 http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()

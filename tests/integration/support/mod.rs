@@ -179,3 +179,46 @@ fn loopback_guard_refuses_remote_endpoints() {
         assert!(result.is_err(), "{remote} must be refused");
     }
 }
+
+/// tests/py/faulty_proxy.py in front of an emulator at `upstream`: answers requests
+/// whose "METHOD PATH BODY" contains `pattern` with `status` (the first `count` of them,
+/// or all), in the API's own error shape, and forwards the rest.
+pub struct FaultyProxy {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl FaultyProxy {
+    pub fn start(upstream: &str, pattern: &str, status: u16, count: Option<u32>) -> FaultyProxy {
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        assert_loopback(&url);
+        assert_loopback(upstream);
+        let mut cmd = Command::new(venv_bin().join("python"));
+        cmd.arg(repo_root().join("tests/py/faulty_proxy.py"))
+            .arg(port.to_string())
+            .arg(upstream)
+            .arg(pattern)
+            .arg(status.to_string());
+        if let Some(count) = count {
+            cmd.arg(count.to_string());
+        }
+        let child = cmd.spawn().expect("faulty proxy starts");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "faulty proxy did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        FaultyProxy { child, url }
+    }
+}
+
+impl Drop for FaultyProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
