@@ -12,7 +12,10 @@ use strata::apply::gcs::{self, Client};
 use strata::apply::plan::{Evidence, Op, Outcome, Plan};
 use strata::model::{Cloud, Target};
 
-use crate::support::{assert_loopback, copy_dir, gcs_emulator, repo_root};
+use std::path::Path;
+use std::process::Output;
+
+use crate::support::{FaultyProxy, assert_loopback, copy_dir, gcs_emulator, repo_root, text};
 
 const ROLE: &str = "roles/storage.objectUser";
 const FOREIGN: &str = "user:someone-else@example.com";
@@ -430,35 +433,53 @@ async fn dropping_the_archive_rule_from_config_clears_the_lifecycle() {
     assert!(!again.has_changes(), "{again:#?}");
 }
 
-/// The whole path a user takes: the CLI, with `STORAGE_EMULATOR_HOST` choosing the
-/// endpoint (set on the child process only), plan → apply → plan.
-#[test]
-fn the_cli_plans_and_applies_a_gcp_target_through_storage_emulator_host() {
+/// A copy of the example whose `dev-gcp` uses `bucket` (location `US`).
+fn cli_project(bucket: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     for sub in ["environments", "templates", "charts"] {
         copy_dir(&repo_root().join(sub), &dir.path().join(sub));
     }
     std::fs::write(
         dir.path().join("environments/dev.gcp.yaml"),
-        "names:\n  bucket: strata-cli-gcs-test\ngcp:\n  location: US\n",
+        format!("names:\n  bucket: {bucket}\ngcp:\n  location: US\n"),
     )
     .unwrap();
-    let host = gcs_emulator::host();
+    dir
+}
+
+/// strata in `dir`, with `STORAGE_EMULATOR_HOST` (set on the child process only) and
+/// no other credentials.
+fn run_cli(dir: &Path, host: &str, args: &[&str]) -> Output {
     assert_loopback(host);
-    let run = |args: &[&str]| {
-        crate::support::strata()
-            .arg("-C")
-            .arg(dir.path())
-            .args(args)
-            .env("STORAGE_EMULATOR_HOST", host)
-            .env_remove("GOOGLE_OAUTH_ACCESS_TOKEN")
-            .env(
-                "GOOGLE_APPLICATION_CREDENTIALS",
-                dir.path().join("no-credentials.json"),
-            )
-            .output()
-            .expect("strata runs")
-    };
+    crate::support::strata()
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("STORAGE_EMULATOR_HOST", host)
+        .env_remove("GOOGLE_OAUTH_ACCESS_TOKEN")
+        .env(
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            dir.join("no-credentials.json"),
+        )
+        .output()
+        .expect("strata runs")
+}
+
+const APPLY: &[&str] = &[
+    "--format",
+    "json",
+    "apply",
+    "dev-gcp",
+    "--approve",
+    "--skip-helm",
+];
+
+/// The whole path a user takes: the CLI, with `STORAGE_EMULATOR_HOST` choosing the
+/// endpoint (set on the child process only), plan → apply → plan.
+#[test]
+fn the_cli_plans_and_applies_a_gcp_target_through_storage_emulator_host() {
+    let dir = cli_project("strata-cli-gcs-test");
+    let run = |args: &[&str]| run_cli(dir.path(), gcs_emulator::host(), args);
     let plan = run(&["--format", "json", "plan", "dev-gcp"]);
     assert_eq!(
         plan.status.code(),
@@ -469,14 +490,7 @@ fn the_cli_plans_and_applies_a_gcp_target_through_storage_emulator_host() {
     let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
     assert_eq!(plan["actions"][0]["op"], "create");
 
-    let apply = run(&[
-        "--format",
-        "json",
-        "apply",
-        "dev-gcp",
-        "--approve",
-        "--skip-helm",
-    ]);
+    let apply = run(APPLY);
     assert_eq!(
         apply.status.code(),
         Some(0),
@@ -497,5 +511,90 @@ fn the_cli_plans_and_applies_a_gcp_target_through_storage_emulator_host() {
         Some(0),
         "{}",
         crate::support::text(&again.stdout)
+    );
+}
+
+/// A 503 on setIamPolicy is retried; a 500 that lasts stops apply with exit 2, evidence
+/// of what was done, and a message saying it was retried; the next apply converges; a
+/// server that is not there is tried again, then named.
+#[test]
+fn transient_gcs_errors_are_retried_and_a_lasting_one_stops_apply_with_evidence() {
+    let upstream = gcs_emulator::host();
+
+    let dir = cli_project("strata-cli-gcs-retry");
+    let proxy = FaultyProxy::start(
+        upstream,
+        "PUT /storage/v1/b/strata-cli-gcs-retry/iam",
+        503,
+        Some(2),
+    );
+    let out = run_cli(dir.path(), &proxy.url, APPLY);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let evidence: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(evidence["status"], "applied", "{evidence:#}");
+    drop(proxy);
+    let plan = run_cli(dir.path(), upstream, &["plan", "dev-gcp"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stdout));
+
+    let dir = cli_project("strata-cli-gcs-fault");
+    let proxy = FaultyProxy::start(
+        upstream,
+        "PUT /storage/v1/b/strata-cli-gcs-fault/iam",
+        500,
+        None,
+    );
+    let out = run_cli(dir.path(), &proxy.url, APPLY);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("HTTP 500")
+            && stderr.contains("injected by faulty_proxy")
+            && stderr.contains(&format!("(after {} attempts)", gcs::ATTEMPTS)),
+        "{stderr}"
+    );
+    let evidence: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(evidence["status"], "failed", "{evidence:#}");
+    let outcomes: Vec<(&str, &str)> = evidence["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["kind"].as_str().unwrap(), r["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [("gcs_bucket", "created"), ("gcs_bucket_iam", "failed")],
+        "{evidence:#}"
+    );
+    drop(proxy);
+
+    // The binding is what is missing; the next apply adds it and nothing else.
+    let plan = run_cli(
+        dir.path(),
+        upstream,
+        &["--format", "json", "plan", "dev-gcp"],
+    );
+    assert_eq!(plan.status.code(), Some(1), "{}", text(&plan.stderr));
+    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let changed: Vec<(&str, &str)> = plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["op"] != "unchanged")
+        .map(|a| (a["kind"].as_str().unwrap(), a["op"].as_str().unwrap()))
+        .collect();
+    assert_eq!(changed, [("gcs_bucket_iam", "update")], "{plan:#}");
+    let out = run_cli(dir.path(), upstream, APPLY);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let plan = run_cli(dir.path(), upstream, &["plan", "dev-gcp"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stdout));
+
+    // Nothing listens: the connection is tried again, then a clear error, exit 2.
+    let dead = format!("127.0.0.1:{}", crate::support::free_port());
+    let plan = run_cli(dir.path(), &dead, &["plan", "dev-gcp"]);
+    let stderr = text(&plan.stderr);
+    assert_eq!(plan.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&dead) && stderr.contains(&format!("(after {} attempts)", gcs::ATTEMPTS)),
+        "{stderr}"
     );
 }

@@ -9,6 +9,12 @@
 //!   key, `gcloud auth application-default login`, or the metadata server).
 //!
 //! Tokens are never part of an error message.
+//!
+//! Transient failures (HTTP 408, 429, 500, 502, 503, 504, or no connection) are retried
+//! up to [`ATTEMPTS`] times with doubling waits, as Google's retry strategy advises for
+//! requests that are idempotent or carry a precondition. Every request strata sends is
+//! one of those: reads, bucket insert (a repeat finds the bucket and gets 409), PATCH
+//! with `ifMetagenerationMatch`, and setIamPolicy with the policy's etag.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,11 +43,22 @@ pub struct Client {
     auth: Auth,
 }
 
+/// How many times a request is sent at most, and the wait before the first retry.
+pub const ATTEMPTS: u32 = 4;
+const FIRST_WAIT: Duration = Duration::from_millis(250);
+
+/// Answers worth asking again: timeouts, rate limits and server errors.
+fn transient(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+}
+
 /// An answer from the API: the status and the parsed body (`null` when empty).
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
     pub body: Value,
+    /// How many times the request was sent to get this answer.
+    pub attempts: u32,
 }
 
 impl Reply {
@@ -59,7 +76,12 @@ impl Reply {
 
     /// An error naming the resource, the action and what the API said.
     pub fn error(&self, what: &str) -> Error {
-        Error::Cloud(format!("{what}: HTTP {}: {}", self.status, self.message()))
+        Error::Cloud(format!(
+            "{what}: HTTP {}: {}{}",
+            self.status,
+            self.message(),
+            after(self.attempts)
+        ))
     }
 }
 
@@ -106,9 +128,10 @@ impl Client {
         })
     }
 
-    /// Sends one request to `path` (below `…/storage/v1`). Transport failures are
-    /// errors naming `what`; HTTP failures come back as a [`Reply`] for the caller to
-    /// judge (a 404 is an answer, not an error).
+    /// Sends a request to `path` (below `…/storage/v1`), retrying transient failures
+    /// (see the module doc). Transport failures are errors naming `what`; HTTP failures
+    /// come back as a [`Reply`] for the caller to judge (a 404 is an answer, not an
+    /// error).
     pub async fn send(
         &self,
         method: Method,
@@ -117,6 +140,39 @@ impl Client {
         body: Option<&Value>,
         what: &str,
     ) -> Result<Reply> {
+        let mut wait = FIRST_WAIT;
+        for attempt in 1.. {
+            let last = attempt == ATTEMPTS;
+            match self
+                .send_once(method.clone(), path, query, body, what)
+                .await
+            {
+                Ok(reply) if last || !transient(reply.status) => {
+                    return Ok(Reply {
+                        attempts: attempt,
+                        ..reply
+                    });
+                }
+                Err(Failure::Connect(e)) if last => {
+                    return Err(Error::Cloud(format!("{e}{}", after(attempt))));
+                }
+                Err(Failure::Other(e)) => return Err(e),
+                Ok(_) | Err(Failure::Connect(_)) => {}
+            }
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+        }
+        unreachable!("the loop returns by its last attempt")
+    }
+
+    async fn send_once(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        what: &str,
+    ) -> std::result::Result<Reply, Failure> {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -129,27 +185,54 @@ impl Client {
             Auth::Token(token) => request = request.bearer_auth(token),
             Auth::Provider(provider) => {
                 let token = provider.token(&[SCOPE]).await.map_err(|e| {
-                    Error::Cloud(format!("{what}: could not get a gcp access token: {e}"))
+                    Failure::Other(Error::Cloud(format!(
+                        "{what}: could not get a gcp access token: {e}"
+                    )))
                 })?;
                 request = request.bearer_auth(token.as_str());
             }
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| Error::Cloud(format!("{what}: request to {} failed: {e}", self.base)))?;
+        let response = request.send().await.map_err(|e| {
+            let message = format!("{what}: request to {} failed: {e}", self.base);
+            if e.is_connect() {
+                Failure::Connect(message)
+            } else {
+                Failure::Other(Error::Cloud(message))
+            }
+        })?;
         let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| Error::Cloud(format!("{what}: reading the response failed: {e}")))?;
+        let bytes = response.bytes().await.map_err(|e| {
+            Failure::Other(Error::Cloud(format!(
+                "{what}: reading the response failed: {e}"
+            )))
+        })?;
         let body = if bytes.iter().all(u8::is_ascii_whitespace) {
             Value::Null
         } else {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
-        Ok(Reply { status, body })
+        Ok(Reply {
+            status,
+            body,
+            attempts: 1,
+        })
+    }
+}
+
+/// Why one sending failed: no connection (the request never left, so it may be sent
+/// again), or anything else.
+enum Failure {
+    Connect(String),
+    Other(Error),
+}
+
+/// ` (after 4 attempts)` when a request was retried, for error messages.
+fn after(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(" (after {attempts} attempts)")
+    } else {
+        String::new()
     }
 }
 

@@ -36,7 +36,7 @@ pub mod desired;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-pub use self::client::{Client, emulator_base};
+pub use self::client::{ATTEMPTS, Client, emulator_base};
 use self::desired::{DesiredBucket, desired_bucket};
 use super::plan::{Action, Evidence, FieldChange, Op, Outcome, Plan, ResourceEvidence};
 use crate::error::{Error, Result};
