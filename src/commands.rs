@@ -125,7 +125,7 @@ fn render_check(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Resu
     // Reading the folder is I/O-bound and independent of the render: overlap them.
     let (rendered, on_disk) = rayon::join(
         || render_tree(cli, names),
-        || timed("read output folder", || output::read_tree(dir)),
+        || timed("read output folder", || output::read_targets(dir, names)),
     );
     let (_, _, tree) = rendered?;
     let on_disk = on_disk?;

@@ -7,6 +7,12 @@
 //! the folder exactly as it was or exactly as rendered, never a mix; leftovers of a
 //! killed run are removed by the next one. A tree that is already up to date is not
 //! touched at all.
+//!
+//! With targets named (`render dev-aws`), the same is done for each named target's
+//! folder alone (`out/dev-aws/`, swapped with a temporary folder beside `out/`): the
+//! other targets' folders are not read, linked or touched, so the cost follows what
+//! was named. Each target's folder is replaced atomically; with several named, a run
+//! killed between two swaps leaves some of them new and the rest old.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -101,6 +107,21 @@ pub fn read_tree(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
     Ok(tree)
 }
 
+/// [`read_tree`] of the folders of `targets` only (all of `dir` when empty): what a
+/// `render --check` of named targets compares.
+pub fn read_targets(dir: &Path, targets: &[String]) -> Result<BTreeMap<String, Vec<u8>>> {
+    if targets.is_empty() {
+        return read_tree(dir);
+    }
+    let mut tree = BTreeMap::new();
+    for target in targets {
+        for (path, bytes) in read_tree(&dir.join(target))? {
+            tree.insert(format!("{target}/{path}"), bytes);
+        }
+    }
+    Ok(tree)
+}
+
 /// The paths below `dir` that are files, with their sizes (cheap: no contents read).
 fn list_files(dir: &Path) -> BTreeMap<String, u64> {
     walkdir::WalkDir::new(dir)
@@ -123,19 +144,39 @@ fn list_files(dir: &Path) -> BTreeMap<String, u64> {
 
 /// Replaces `out` with `desired`, atomically.
 pub fn write_tree(out: &Path, desired: &Tree) -> Result<WriteSummary> {
+    let (parent, base_name) = parent_and_name(out)?;
+    std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+    remove_leftovers(&parent, &base_name);
+    replace(out, &tmp_path(&parent, &base_name, ""), desired)
+}
+
+/// The folder that holds `out`, and `out`'s own name.
+fn parent_and_name(out: &Path) -> Result<(PathBuf, OsString)> {
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
     let base_name = out
         .file_name()
         .ok_or_else(|| Error::Usage(format!("{} cannot be an output folder", out.display())))?
         .to_owned();
-    remove_leftovers(&parent, &base_name);
+    Ok((parent, base_name))
+}
 
-    let existing = if out.exists() {
-        list_files(out)
+/// `.out.strata-tmp-<pid><suffix>` beside `out`: on the same file system, so that it
+/// can be swapped in, and found by [`remove_leftovers`] if the run is killed.
+fn tmp_path(parent: &Path, base_name: &std::ffi::OsStr, suffix: &str) -> PathBuf {
+    let mut tmp_name = OsString::from(".");
+    tmp_name.push(base_name);
+    tmp_name.push(format!("{TMP_MARK}{}{suffix}", std::process::id()));
+    parent.join(tmp_name)
+}
+
+/// Replaces the folder `dest` with `desired`, building the new one at `tmp` and
+/// swapping the two; a `desired` with no files removes `dest`.
+fn replace(dest: &Path, tmp: &Path, desired: &Tree) -> Result<WriteSummary> {
+    let existing = if dest.exists() {
+        list_files(dest)
     } else {
         BTreeMap::new()
     };
@@ -146,7 +187,7 @@ pub fn write_tree(out: &Path, desired: &Tree) -> Result<WriteSummary> {
             existing
                 .get(rel)
                 .is_some_and(|len| *len == bytes.len() as u64)
-                && std::fs::read(out.join(rel)).is_ok_and(|old| old[..] == bytes[..])
+                && std::fs::read(dest.join(rel)).is_ok_and(|old| old[..] == bytes[..])
         })
         .collect();
     let unchanged = same.iter().filter(|s| **s).count();
@@ -159,18 +200,21 @@ pub fn write_tree(out: &Path, desired: &Tree) -> Result<WriteSummary> {
         unchanged,
         removed,
     };
-    if !summary.changed() && out.exists() {
+    let _ = std::fs::remove_dir_all(tmp);
+    if desired.is_empty() {
+        // Nothing to write: the folder goes, in one rename.
+        if dest.exists() {
+            std::fs::rename(dest, tmp).map_err(|e| Error::io(dest, e))?;
+            std::fs::remove_dir_all(tmp).map_err(|e| Error::io(tmp, e))?;
+        }
         return Ok(summary);
     }
-
-    let mut tmp_name = OsString::from(".");
-    tmp_name.push(&base_name);
-    tmp_name.push(format!("{TMP_MARK}{}", std::process::id()));
-    let tmp = parent.join(tmp_name);
-    let _ = std::fs::remove_dir_all(&tmp);
-    let result = build_and_swap(out, &tmp, desired, &same);
+    if !summary.changed() && dest.exists() {
+        return Ok(summary);
+    }
+    let result = build_and_swap(dest, tmp, desired, &same);
     if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
+        let _ = std::fs::remove_dir_all(tmp);
     }
     result.map(|_| summary)
 }
@@ -213,22 +257,48 @@ pub fn in_targets(targets: &[String], path: &str) -> bool {
             .any(|t| path.split('/').next() == Some(t.as_str()))
 }
 
-/// Writes the render of `targets` (all when empty) into `out`, keeping the files of
-/// every other target as they are. Returns the number of files the folder now holds.
+/// Writes the render of `targets` (all when empty) into `out`. With targets named,
+/// only their folders (`out/<target>/`) are replaced, each atomically; the other
+/// targets' folders are not touched, so the cost follows the targets named, not the
+/// size of `out`. Returns the number of files the folder now holds.
 pub fn write_targets(
     out: &Path,
-    mut rendered: Tree,
+    rendered: Tree,
     targets: &[String],
 ) -> Result<(usize, WriteSummary)> {
-    if !targets.is_empty() {
-        for (path, bytes) in read_tree(out)? {
-            if !in_targets(targets, &path) {
-                rendered.insert(path, bytes.into());
-            }
-        }
+    if targets.is_empty() {
+        let summary = write_tree(out, &rendered)?;
+        return Ok((rendered.len(), summary));
     }
-    let summary = write_tree(out, &rendered)?;
-    Ok((rendered.len(), summary))
+    let (parent, base_name) = parent_and_name(out)?;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    remove_leftovers(&parent, &base_name);
+    let mut summary = WriteSummary::default();
+    let mut done: Vec<&String> = Vec::new();
+    for target in targets {
+        if done.contains(&target) {
+            continue;
+        }
+        done.push(target);
+        let prefix = format!("{target}/");
+        let files: Tree = rendered
+            .iter()
+            .filter_map(|(path, bytes)| {
+                Some((path.strip_prefix(&prefix)?.to_owned(), bytes.clone()))
+            })
+            .collect();
+        let tmp = tmp_path(&parent, &base_name, &format!("-{target}"));
+        let one = replace(&out.join(target), &tmp, &files)?;
+        summary.written += one.written;
+        summary.unchanged += one.unchanged;
+        summary.removed += one.removed;
+    }
+    let total = walkdir::WalkDir::new(out)
+        .into_iter()
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_type().is_file())
+        .count();
+    Ok((total, summary))
 }
 
 /// Swaps two folders in one step where the OS can.

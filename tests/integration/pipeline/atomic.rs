@@ -32,17 +32,32 @@ fn a_successful_render_removes_stale_files() {
 
 #[test]
 fn rendering_named_targets_keeps_the_other_targets_files() {
+    use std::os::unix::fs::MetadataExt;
     let copy = Copy::new();
     copy.render_ok();
     std::fs::write(copy.out().join("dev-gcp/extra.txt"), "kept\n").unwrap();
+    std::fs::write(copy.out().join("dev-aws/stale.txt"), "old\n").unwrap();
     copy.replace(
         "environments/dev.yaml",
         "LOG_LEVEL: debug",
         "LOG_LEVEL: trace",
     );
     let out = copy.out();
+    let inode = |target: &str| std::fs::metadata(out.join(target)).unwrap().ino();
+    let untouched = inode("dev-gcp");
+    let replaced = inode("dev-aws");
     let output = copy.strata(&["render", "dev-aws", "--out", out.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    // Only the named target's folder is replaced (the cost follows the targets named):
+    // its stale file goes, and the other folders are the very same directories.
+    assert!(
+        text(&output.stdout).contains("49 files (2 written, 6 unchanged, 1 removed)"),
+        "{}",
+        text(&output.stdout)
+    );
+    assert!(!out.join("dev-aws/stale.txt").exists());
+    assert_ne!(inode("dev-aws"), replaced, "dev-aws is swapped in whole");
+    assert_eq!(inode("dev-gcp"), untouched, "dev-gcp is not rebuilt");
     let app_env = |target: &str| std::fs::read_to_string(out.join(target).join("app.env")).unwrap();
     assert!(app_env("dev-aws").contains("LOG_LEVEL=trace\n"));
     assert!(
