@@ -5,8 +5,8 @@
 //! rather than rewritten), then swapped in with one `renameat2(RENAME_EXCHANGE)` on
 //! Linux (two renames elsewhere). A run that fails, or is killed, at any point leaves
 //! the folder exactly as it was or exactly as rendered, never a mix; leftovers of a
-//! killed run are removed by the next one. A tree that is already up to date is not
-//! touched at all.
+//! killed run are removed by the next one (not those of a run still going). A tree that
+//! is already up to date is not touched at all.
 //!
 //! With targets named (`render dev-aws`), the same is done for each named target's
 //! folder alone (`out/dev-aws/`, swapped with a temporary folder beside `out/`): the
@@ -347,7 +347,9 @@ fn exchange_by_rename(new: &Path, out: &Path) -> Result<()> {
     std::fs::rename(&parked, new).map_err(|e| Error::io(new, e))
 }
 
-/// Removes temporary folders left by a run that was killed before it finished.
+/// Removes temporary folders left by runs that were killed before they finished. A
+/// folder whose run is still going (another strata writing the same output at the
+/// same time) is left to it: removing it would fail that run for nothing.
 fn remove_leftovers(parent: &Path, base_name: &std::ffi::OsStr) {
     let mut prefix = OsString::from(".");
     prefix.push(base_name);
@@ -355,11 +357,39 @@ fn remove_leftovers(parent: &Path, base_name: &std::ffi::OsStr) {
     let prefix = prefix.to_string_lossy().into_owned();
     if let Ok(entries) = std::fs::read_dir(parent) {
         for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(owner) = name.strip_prefix(&prefix)
+                && !another_process_running(owner)
+            {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
     }
+}
+
+/// Is the process named at the start of `owner` (`<pid>` or `<pid>-<target>`, from
+/// [`tmp_path`]) another one that is still running?
+fn another_process_running(owner: &str) -> bool {
+    let digits = owner.bytes().take_while(u8::is_ascii_digit).count();
+    let Ok(pid) = owner[..digits].parse::<u32>() else {
+        return false;
+    };
+    pid != std::process::id() && process_exists(pid)
+}
+
+#[cfg(unix)]
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 sends nothing; it only asks whether the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(not(unix))]
+fn process_exists(_pid: u32) -> bool {
+    false
 }
 
 /// How one file differs between the folder on disk and the render.
@@ -643,16 +673,36 @@ mod tests {
 
     #[test]
     fn write_tree_removes_leftovers_of_killed_runs() {
+        // A process that has ended (and been reaped), and one that is still running.
+        let mut ended = std::process::Command::new("true").spawn().unwrap();
+        ended.wait().unwrap();
+        let mut running = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("out");
-        let leftover = tmp.path().join(format!(".out{TMP_MARK}12345"));
+        let leftover = tmp.path().join(format!(".out{TMP_MARK}{}", ended.id()));
         std::fs::create_dir_all(leftover.join("t")).unwrap();
         std::fs::write(leftover.join("t/a"), "half").unwrap();
+        let target_leftover = tmp
+            .path()
+            .join(format!(".out{TMP_MARK}{}-dev-aws", ended.id()));
+        std::fs::create_dir_all(&target_leftover).unwrap();
+        // Another strata writing the same output right now: its folder is its own.
+        let in_use = tmp
+            .path()
+            .join(format!(".out{TMP_MARK}{}-dev-aws", running.id()));
+        std::fs::create_dir_all(&in_use).unwrap();
         // A folder of another output (`.other…`) is not ours to remove.
-        let other = tmp.path().join(format!(".other{TMP_MARK}12345"));
+        let other = tmp.path().join(format!(".other{TMP_MARK}{}", ended.id()));
         std::fs::create_dir_all(&other).unwrap();
         write_tree(&out, &rendered(&[("t/a", "1")])).unwrap();
+        let _ = running.kill();
+        let _ = running.wait();
         assert!(!leftover.exists());
+        assert!(!target_leftover.exists());
+        assert!(in_use.exists(), "a running writer's folder is left alone");
         assert!(other.exists());
     }
 
