@@ -60,13 +60,16 @@ impl Loaded {
         Ok(Loaded { project, layers })
     }
 
-    /// Names of the targets, or an error naming an unknown one (with a suggestion).
+    /// The named targets, each once, in the order first named (all when `names` is
+    /// empty), or an error naming an unknown one (with a suggestion).
     pub fn select(&self, names: &[String]) -> Result<Vec<&config::TargetLayers>> {
         if names.is_empty() {
             return Ok(self.layers.targets.iter().collect());
         }
+        let mut seen = std::collections::HashSet::new();
         names
             .iter()
+            .filter(|name| seen.insert(name.as_str()))
             .map(|name| {
                 self.layers.target(name).ok_or_else(|| {
                     let known: Vec<&str> = self
@@ -239,5 +242,23 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
             out.error(&e);
             exit::ERROR
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_named_twice_is_selected_once_in_first_named_order() {
+        let loaded = Loaded::load(Project::Embedded).unwrap();
+        let names = ["dev-gcp", "dev-aws", "dev-gcp"].map(String::from);
+        let selected: Vec<&str> = loaded
+            .select(&names)
+            .unwrap()
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(selected, ["dev-gcp", "dev-aws"]);
     }
 }
