@@ -140,13 +140,22 @@ impl Client {
         body: Option<&Value>,
         what: &str,
     ) -> Result<Reply> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .query(query);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
         let mut wait = FIRST_WAIT;
-        for attempt in 1.. {
+        let mut attempt = 1;
+        loop {
             let last = attempt == ATTEMPTS;
-            match self
-                .send_once(method.clone(), path, query, body, what)
-                .await
-            {
+            // A JSON body is in memory, so the request can always be built again.
+            let again = request
+                .try_clone()
+                .expect("a request with a JSON body clones");
+            match self.send_once(again, what).await {
                 Ok(reply) if last || !transient(reply.status) => {
                     return Ok(Reply {
                         attempts: attempt,
@@ -161,25 +170,16 @@ impl Client {
             }
             tokio::time::sleep(wait).await;
             wait *= 2;
+            attempt += 1;
         }
-        unreachable!("the loop returns by its last attempt")
     }
 
+    /// One sending of `request`, with credentials added.
     async fn send_once(
         &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&Value>,
+        mut request: reqwest::RequestBuilder,
         what: &str,
     ) -> std::result::Result<Reply, Failure> {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .query(query);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
         match &self.auth {
             Auth::Anonymous => {}
             Auth::Token(token) => request = request.bearer_auth(token),
