@@ -148,15 +148,22 @@ pub fn start_server(program: &str, args: &[String], port: u16, probe: &str) -> S
     rx.recv()
         .expect("spawner thread answers")
         .unwrap_or_else(|e| panic!("{program} could not start: {e}"));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !http_answers(port, probe) {
+    wait_until(&format!("{program} on {url}"), 60, || {
+        http_answers(port, probe)
+    });
+    url
+}
+
+/// Polls `ready` until it holds, failing the test after `seconds`.
+fn wait_until(what: &str, seconds: u64, ready: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while !ready() {
         assert!(
             std::time::Instant::now() < deadline,
-            "{program} did not answer on {url} within 60s"
+            "{what} did not answer within {seconds}s"
         );
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    url
 }
 
 /// Text of an output stream, for assertions and snapshots.
@@ -204,14 +211,9 @@ impl FaultyProxy {
             cmd.arg(count.to_string());
         }
         let child = cmd.spawn().expect("faulty proxy starts");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "faulty proxy did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        wait_until(&format!("faulty proxy on {url}"), 20, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
         FaultyProxy { child, url }
     }
 }
