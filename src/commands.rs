@@ -85,8 +85,26 @@ pub fn render_tree(
     let loaded = timed("load and parse layers", || load(cli))?;
     let targets = timed("merge, type and validate targets", || loaded.targets(names))?;
     let renderer = timed("compile templates", || loaded.renderer())?;
-    let tree = timed("render targets", || render_all(&renderer, &targets))?;
+    let (charts, mut errors) = timed("read charts", || loaded.charts(&targets));
+    let tree = match timed("render targets", || render_all(&renderer, &targets, &charts)) {
+        Ok(tree) => tree,
+        Err(e) => {
+            errors.extend(e.flatten().into_iter().map(clone_error));
+            crate::sort_errors(&mut errors);
+            return Err(Error::from_list(errors).unwrap_err());
+        }
+    };
+    Error::from_list(errors)?;
     Ok((loaded, targets, tree))
+}
+
+/// Errors are data; a copy for merging two lists.
+fn clone_error(e: &Error) -> Error {
+    match e {
+        Error::Input(l) => Error::Input(l.clone()),
+        Error::Template(t) => Error::Template(t.clone()),
+        other => Error::Usage(other.to_string()),
+    }
 }
 
 fn render(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Result<u8> {
@@ -316,9 +334,7 @@ fn explain(cli: &Cli, out: &Reporter, target_name: &str, key: &str) -> Result<u8
     let path: Vec<&str> = key.split('.').filter(|s| !s.is_empty()).collect();
 
     // Derived names: say what they were built from.
-    if let Some(name) = key.strip_prefix("names.")
-        && let Some(d) = target.derivations.iter().find(|d| d.name == name)
-    {
+    if let Some(d) = target.names.derivations.iter().find(|d| d.path == key) {
         let inputs: Vec<serde_json::Value> = d
             .inputs
             .iter()
@@ -332,22 +348,34 @@ fn explain(cli: &Cli, out: &Reporter, target_name: &str, key: &str) -> Result<u8
             })
             .collect();
         match out.format {
-                Format::Json => out.json(&json!({
-                    "target": target.name, "key": key, "value": d.value, "derived": true, "rule": d.rule, "inputs": inputs,
-                })),
-                _ => {
-                    out.line(format!("{} {key} = {}", target.name, d.value));
-                    out.line(format!("  derived ({}) from:", d.rule));
-                    for input in &inputs {
-                        out.line(format!(
-                            "    {:32} {}  ({})",
-                            input["key"].as_str().unwrap_or_default(),
-                            input["value"],
-                            input["setAt"].as_str().unwrap_or("not set")
-                        ));
-                    }
+            Format::Json => out.json(&json!({
+                "target": target.name, "key": key, "value": d.value, "derived": true, "rule": d.rule, "inputs": inputs,
+            })),
+            _ => {
+                out.line(format!("{} {key} = {}", target.name, d.value));
+                let how = if d.rule == "set" { "set in the layers" } else { "derived by convention" };
+                out.line(format!("  {how}, from:"));
+                for input in &inputs {
+                    out.line(format!(
+                        "    {:32} {}  ({})",
+                        input["key"].as_str().unwrap_or_default(),
+                        input["value"],
+                        input["setAt"].as_str().unwrap_or("not set")
+                    ));
                 }
             }
+        }
+        return Ok(exit::OK);
+    }
+    // Other derived values (a bucket's ARN or URL, a role ARN, a GSA email): the scope.
+    let scope = crate::model::refs::scope(&target.config, &target.names, &target.layers, target.cloud);
+    let in_scope = path.iter().try_fold(&scope, |v, seg| v.get(*seg));
+    let is_layer_key = target.merged.tree.lookup(path.iter().copied()).is_some();
+    if let (Some(value), false) = (in_scope, is_layer_key) {
+        match out.format {
+            Format::Json => out.json(&json!({"target": target.name, "key": key, "value": value, "derived": true})),
+            _ => out.line(format!("{} {key} = {}  (derived by strata)", target.name, show(value))),
+        }
         return Ok(exit::OK);
     }
 
@@ -381,20 +409,15 @@ fn explain(cli: &Cli, out: &Reporter, target_name: &str, key: &str) -> Result<u8
             }
         }
     }
-    let final_node = target.merged.tree.lookup(path.iter().copied());
+    let final_node = target.resolved.lookup(path.iter().copied());
     let Some(final_node) = final_node else {
         let mut all = Vec::new();
         collect_paths(&target.merged.tree, "", &mut all);
-        all.extend(
-            target
-                .derivations
-                .iter()
-                .map(|d| format!("names.{}", d.name)),
-        );
+        all.extend(target.names.derivations.iter().map(|d| d.path.clone()));
         let hint = crate::suggest::closest(key, all.iter().map(String::as_str))
             .map(|c| format!("did you mean `{c}`?"))
             .unwrap_or_else(|| {
-                "keys are dotted paths such as bucket.lifecycle.glacierAfterDays".to_owned()
+                "keys are dotted paths such as buckets.data.versioning".to_owned()
             });
         let removed = if chain.iter().any(|c| c.effect == "removed") {
             " (a layer removed it with null)"
@@ -407,10 +430,31 @@ fn explain(cli: &Cli, out: &Reporter, target_name: &str, key: &str) -> Result<u8
         )));
     };
     let value = final_node.to_json();
+    let reference = target.references.get(key);
     match out.format {
-        Format::Json => out.json(&json!({"target": target.name, "key": key, "value": value, "derived": false, "layers": chain})),
+        Format::Json => out.json(&json!({"target": target.name, "key": key, "value": value, "derived": false, "layers": chain, "reference": reference})),
         _ => {
             out.line(format!("{} {key} = {}", target.name, show(&value)));
+            if let Some(r) = reference {
+                out.line(format!("  reference {}  ({})", r.written, r.loc));
+                for p in &r.paths {
+                    let behind = target
+                        .merged
+                        .tree
+                        .lookup(p.split('.'))
+                        .map(|n| format!("set at {}", n.loc))
+                        .or_else(|| {
+                            target
+                                .names
+                                .derivations
+                                .iter()
+                                .find(|d| d.path == *p)
+                                .map(|d| format!("{} from {}", if d.rule == "set" { "set" } else { "derived" }, d.inputs.join(", ")))
+                        })
+                        .unwrap_or_else(|| "derived by strata".to_owned());
+                    out.line(format!("    {p}: {behind}"));
+                }
+            }
             for (i, layer) in chain.iter().enumerate() {
                 let last = i + 1 == chain.len();
                 out.line(format!(
@@ -465,11 +509,18 @@ pub fn schema() -> serde_json::Value {
     schema
 }
 
+/// Layers are partial (maps merge), so a key required in the merged result may be
+/// missing from any one file: `required` is kept only inside list items (`exceptions`,
+/// `lifecycle`), which a layer writes whole, and in `$defs` only reached from them.
 fn strip_required(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
             map.remove("required");
-            map.values_mut().for_each(strip_required);
+            for (key, child) in map.iter_mut() {
+                if key != "items" {
+                    strip_required(child);
+                }
+            }
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(strip_required),
         _ => {}

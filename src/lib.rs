@@ -6,29 +6,31 @@
 //! 1. [`project`] finds the files (a folder, or the example embedded in the binary);
 //!    [`config`] parses each layer once and merges base → cloud → env → env.cloud,
 //!    keeping the file:line:col of every value.
-//! 2. [`model`] types each target's merged tree and derives its names;
-//!    [`validate`] checks the rules (secrets, names, production policy); [`iam`] builds
-//!    the access documents as data.
-//! 3. [`render`] applies the compiled minijinja templates to every target in parallel
-//!    and parses each artifact back.
-//! 4. [`output`] swaps the rendered tree into the output folder atomically, or compares
+//! 2. [`model`] types each target's strata keys, derives its names, and resolves the
+//!    references (`!ref`, `!sub`) in the free-form parts (release values, env, vars).
+//! 3. [`desired`] computes each target's desired state as data: buckets, workloads
+//!    with their IAM documents, releases with their values, the platform chart.
+//! 4. [`render`] prints it (and the project's minijinja templates) into artifacts;
+//!    [`check`] runs every rule on those rendered bytes and the charts' schemas.
+//! 5. [`output`] swaps the rendered tree into the output folder atomically, or compares
 //!    it with one (`render --check`).
 //!
-//! `plan`/`apply` (in [`apply`]) read the rendered target and converge the cloud.
+//! `plan`/`apply` (in [`apply`]) read the rendered documents, never the model, and
+//! converge the cloud.
 
 pub mod apply;
+pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod desired;
 pub mod error;
-pub mod iam;
 pub mod model;
 pub mod output;
 pub mod project;
 pub mod render;
 pub mod report;
 pub mod suggest;
-pub mod validate;
 pub mod yaml_check;
 
 use rayon::prelude::*;
@@ -100,9 +102,10 @@ impl Loaded {
         let mut files: Vec<&String> = selected.iter().flat_map(|t| &t.files).collect();
         files.sort();
         files.dedup();
+        let allowed = self.secret_exceptions();
         let mut errors: Vec<Error> = files
             .par_iter()
-            .filter_map(|f| validate::check_secret_literals(&self.layers.files[*f]).err())
+            .filter_map(|f| check::secrets::check_secret_literals(&self.layers.files[*f], &allowed).err())
             .collect();
         dedup_errors(&mut errors);
         Error::from_list(errors)?;
@@ -120,6 +123,7 @@ impl Loaded {
             }
         }
         dedup_errors(&mut errors);
+        sort_errors(&mut errors);
         Error::from_list(errors)?;
         Ok(targets)
     }
@@ -130,13 +134,112 @@ impl Loaded {
         shared: &config::SharedLayers,
     ) -> Result<Target> {
         let merged = self.layers.merge_shared(layers, shared);
-        let target = model::resolve(layers.clone(), merged)?;
-        validate::check_target(&target)?;
-        Ok(target)
+        model::resolve(layers.clone(), merged)
+    }
+
+    /// The key paths that `exceptions` entries of rule `secret-literal` name, in any
+    /// layer: the literal check runs on each file before targets are typed.
+    fn secret_exceptions(&self) -> Vec<String> {
+        let mut paths = Vec::new();
+        for layer in self.layers.files.values() {
+            let Some(config::Value::Seq(items)) = layer.get("exceptions").map(|n| &n.value) else {
+                continue;
+            };
+            for item in items {
+                let text = |k: &str| match item.get(k).map(|n| &n.value) {
+                    Some(config::Value::Str(s)) => Some(s.clone()),
+                    _ => None,
+                };
+                if text("rule").as_deref() == Some(check::secrets::SECRET_LITERAL)
+                    && let Some(path) = text("path")
+                {
+                    paths.push(path);
+                }
+            }
+        }
+        paths
     }
 
     pub fn renderer(&self) -> Result<Renderer> {
         Renderer::new(self.project.walk("templates")?)
+    }
+
+    /// Reads the charts the targets' releases use: `values.yaml` and the compiled
+    /// `values.schema.json`. A chart that is missing or unreadable is an error at the
+    /// first release that names it.
+    pub fn charts(&self, targets: &[Target]) -> (check::Charts, Vec<Error>) {
+        let mut charts = check::Charts::new();
+        let mut errors = Vec::new();
+        for target in targets {
+            for (key, release) in &target.config.releases {
+                let path = release.chart.trim_end_matches('/').to_owned();
+                if charts.contains_key(&path) {
+                    continue;
+                }
+                let result = charts::read(&self.project, &path);
+                if let Err(e) = &result {
+                    let loc = target.loc_of(&format!("releases.{key}.chart"));
+                    errors.push(
+                        error::Located::new(loc, format!("releases.{key}.chart"), e.to_string())
+                            .hint("a chart is a folder of the project with a Chart.yaml (`helm create` makes one)")
+                            .into(),
+                    );
+                }
+                charts.insert(path, result);
+            }
+        }
+        (charts, errors)
+    }
+}
+
+/// Reading a chart's values and schema from the project.
+mod charts {
+    use crate::check::Chart;
+    use crate::error::{Error, Result};
+    use crate::project::Project;
+
+    pub fn read(project: &Project, path: &str) -> Result<Chart> {
+        if path.starts_with('/') || path.split('/').any(|s| s == "..") {
+            return Err(Error::Usage(format!(
+                "`{path}` is outside the project; a release's chart is a folder of the project"
+            )));
+        }
+        if project.read(&format!("{path}/Chart.yaml"))?.is_none() {
+            return Err(Error::Usage(format!("no chart at {path} (it has no Chart.yaml)")));
+        }
+        let values = match project.read(&format!("{path}/values.yaml"))? {
+            Some(bytes) => Some(parse_yaml(&bytes).map_err(|e| {
+                Error::Usage(format!("{path}/values.yaml is not valid YAML: {e}"))
+            })?),
+            None => None,
+        };
+        let schema_file = format!("{path}/values.schema.json");
+        let (schema, schema_json) = match project.read(&schema_file)? {
+            Some(bytes) => {
+                let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::Usage(format!("{schema_file} is not valid JSON: {e}"))
+                })?;
+                let validator = crate::check::values::compile_schema(&json).map_err(|e| {
+                    Error::Usage(format!("{schema_file} is not a usable JSON Schema: {e} (remote $ref is not fetched)"))
+                })?;
+                (Some(validator), Some(json))
+            }
+            None => (None, None),
+        };
+        Ok(Chart {
+            path: path.to_owned(),
+            values,
+            schema,
+            schema_json,
+        })
+    }
+
+    fn parse_yaml(bytes: &[u8]) -> std::result::Result<serde_json::Value, String> {
+        let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+        if text.trim().is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_saphyr::from_str(text).map_err(|e| e.to_string())
     }
 }
 
@@ -170,20 +273,45 @@ pub fn timed<T>(stage: &str, f: impl FnOnce() -> T) -> T {
     result
 }
 
-/// Renders targets in parallel into one tree.
-pub fn render_all(renderer: &Renderer, targets: &[Target]) -> Result<Tree> {
-    let rendered: Vec<Result<Vec<render::Artifact>>> =
-        targets.par_iter().map(|t| renderer.render(t)).collect();
+/// Builds, renders and checks targets in parallel into one tree; every error of every
+/// target is reported, sorted by file and line.
+pub fn render_all(renderer: &Renderer, targets: &[Target], charts: &check::Charts) -> Result<Tree> {
+    let rendered: Vec<Result<render::Rendered>> = targets
+        .par_iter()
+        .map(|t| render_one(renderer, t, charts))
+        .collect();
     let mut tree = Tree::new();
     let mut errors = Vec::new();
     for result in rendered {
         match result {
-            Ok(artifacts) => tree.extend(artifacts.into_iter().map(|a| (a.path, a.bytes))),
+            Ok(r) => tree.extend(r.artifacts),
             Err(e) => errors.push(e),
         }
     }
-    Error::from_list(merge_template_errors(errors))?;
+    dedup_errors(&mut errors);
+    let mut errors = merge_template_errors(errors);
+    sort_errors(&mut errors);
+    Error::from_list(errors)?;
     Ok(tree)
+}
+
+fn render_one(renderer: &Renderer, target: &Target, charts: &check::Charts) -> Result<render::Rendered> {
+    let desired = desired::build(target)?;
+    let rendered = renderer.render(target, &desired)?;
+    Error::from_list(check::target(target, &desired, &rendered, charts))?;
+    Ok(rendered)
+}
+
+/// Errors by file, line and column (then text), so a run reads top to bottom.
+pub fn sort_errors(errors: &mut [Error]) {
+    fn key(e: &Error) -> (String, u32, u32, String) {
+        match e {
+            Error::Input(l) => (l.loc.file.to_string(), l.loc.line, l.loc.col, e.to_string()),
+            Error::Template(t) => (t.template.clone(), t.line.unwrap_or(0), t.col.unwrap_or(0), e.to_string()),
+            _ => (String::new(), 0, 0, e.to_string()),
+        }
+    }
+    errors.sort_by_cached_key(key);
 }
 
 /// A template mistake fails every target the same way: report it once, naming them all.

@@ -14,12 +14,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use minijinja::value::{Kwargs, Serde};
+use minijinja::value::Kwargs;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use serde::Serialize;
 
 use crate::error::{Error, Result, TemplateError};
-use crate::model::{AuthProvider, Cloud, Target};
+use crate::config::Loc;
+use crate::desired::Desired;
+use crate::model::Target;
 
 const TEMPLATE_DIR: &str = "templates";
 const EXTENSION: &str = ".j2";
@@ -106,13 +108,23 @@ impl Renderer {
         Ok(Renderer { env, outputs })
     }
 
-    /// Renders every output of one target.
-    pub fn render(&self, target: &Target) -> Result<Vec<Artifact>> {
-        let ctx = Value::from(Serde(Context::new(target)));
-        let mut artifacts = Vec::new();
+    /// Renders every artifact of one target: strata's own (from the desired state),
+    /// then the project's templates (a template at the path of one of strata's own
+    /// artifacts replaces it; the checks judge whatever was rendered).
+    pub fn render(&self, target: &Target, desired: &Desired) -> Result<Rendered> {
+        let mut rendered = Rendered::default();
+        for (out, bytes, loc) in builtin(target, desired) {
+            rendered.insert(&target.name, out, bytes, Origin::Strata(loc));
+        }
+        if self.outputs.is_empty() {
+            return Ok(rendered);
+        }
+        let ctx = Value::from(minijinja::value::Serde(context(target, desired)));
         for output in &self.outputs {
-            let (out, bytes): (&str, Arc<[u8]>) = match output {
-                Output::Verbatim { out, bytes } => (out, bytes.clone()),
+            match output {
+                Output::Verbatim { out, bytes } => {
+                    rendered.insert(&target.name, out.clone(), bytes.clone(), Origin::Template(out.clone()));
+                }
                 Output::Template { name, out } => {
                     let template = self
                         .env
@@ -128,146 +140,185 @@ impl Renderer {
                         text.push('\n');
                     }
                     check_artifact(name, out, &text, &target.name)?;
-                    (out, Arc::from(text.into_bytes()))
+                    rendered.insert(
+                        &target.name,
+                        out.clone(),
+                        Arc::from(text.into_bytes()),
+                        Origin::Template(format!("{TEMPLATE_DIR}/{name}")),
+                    );
                 }
-            };
-            artifacts.push(Artifact {
-                path: format!("{}/{out}", target.name),
-                bytes,
-            });
+            }
         }
-        Ok(artifacts)
+        Ok(rendered)
     }
 }
 
-/// What templates see. Keys are camelCase, as in the environment files.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Context<'a> {
-    target: TargetInfo<'a>,
-    config: &'a crate::model::Config,
-    names: &'a crate::model::Names,
-    /// The IAM policy (aws) or bucket bindings (gcp), as data.
-    iam: serde_json::Value,
-    /// The bucket's settings as apply converges them.
-    bucket: serde_json::Value,
-    /// Every plain environment variable of the application: strata's own, then config's.
-    app_env: BTreeMap<String, String>,
-    /// Secret environment variables: name → {name, key} of the Kubernetes Secret.
-    secret_env: BTreeMap<String, &'a crate::model::SecretKey>,
-    auth_provider: AuthProvider,
-    exceptions: &'a [crate::model::Exception],
+/// Where an artifact came from, for errors about its content.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Origin {
+    /// strata built it from the layers; the location of what declared it.
+    Strata(Loc),
+    /// A project template (`templates/…`) rendered it.
+    Template(String),
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct TargetInfo<'a> {
-    name: &'a str,
-    env: &'a str,
-    cloud: Cloud,
-    is_production: bool,
+/// One target's artifacts, by path relative to the output folder.
+#[derive(Debug, Clone, Default)]
+pub struct Rendered {
+    pub artifacts: BTreeMap<String, Arc<[u8]>>,
+    pub origins: BTreeMap<String, Origin>,
 }
 
-impl<'a> Context<'a> {
-    fn new(target: &'a Target) -> Self {
-        let c = &target.config;
-        let mut secret_env: BTreeMap<String, &crate::model::SecretKey> = c
-            .app
-            .secrets
-            .iter()
-            .map(|(k, v)| (k.clone(), &v.secret_ref))
-            .collect();
-        secret_env.insert(
-            "AUTH_CLIENT_SECRET".into(),
-            &c.auth.client_secret.secret_ref,
+impl Rendered {
+    fn insert(&mut self, target: &str, out: String, bytes: Arc<[u8]>, origin: Origin) {
+        let path = format!("{target}/{out}");
+        self.artifacts.insert(path.clone(), bytes);
+        self.origins.insert(path, origin);
+    }
+
+    /// The artifact at `rel` (relative to the target's folder), parsed as JSON.
+    pub fn json(&self, target: &str, rel: &str) -> Option<std::result::Result<serde_json::Value, String>> {
+        self.artifacts
+            .get(&format!("{target}/{rel}"))
+            .map(|bytes| serde_json::from_slice(bytes).map_err(|e| e.to_string()))
+    }
+}
+
+/// The header of every artifact strata writes itself.
+fn header(comment: &str, what: &str, target: &Target) -> String {
+    format!("{comment} {what}, target {}. Generated by strata; do not edit.\n", target.name)
+}
+
+fn json_bytes(value: &serde_json::Value) -> Arc<[u8]> {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    text.push('\n');
+    Arc::from(text.into_bytes())
+}
+
+/// YAML of a value: block style, keys in the order written, strings quoted where YAML
+/// would read them as something else.
+pub fn yaml_text(value: &serde_json::Value) -> String {
+    serde_saphyr::to_string(value).unwrap_or_default()
+}
+
+fn yaml_documents(docs: &[serde_json::Value]) -> String {
+    docs.iter()
+        .map(yaml_text)
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// strata's own artifacts: (path under the target's folder, bytes, where declared).
+fn builtin(target: &Target, desired: &Desired) -> Vec<(String, Arc<[u8]>, Loc)> {
+    let mut out = Vec::new();
+    for release in &desired.releases {
+        let mut text = header(
+            "#",
+            &format!("Helm values of release {} ({})", release.key, release.chart),
+            target,
         );
-        Context {
-            target: TargetInfo {
-                name: &target.name,
-                env: &target.env,
-                cloud: target.cloud,
-                is_production: crate::validate::is_production(&target.env),
-            },
-            config: c,
-            names: &target.names,
-            iam: crate::iam::document(target),
-            bucket: crate::iam::bucket_spec(target),
-            app_env: app_env(target),
-            secret_env,
-            auth_provider: target.auth_provider(),
-            exceptions: &c.exceptions,
+        let values = release.values.to_json();
+        if values.as_object().is_some_and(|m| !m.is_empty()) {
+            text.push_str(&yaml_text(&values));
+        } else {
+            text.push_str("{}\n");
         }
+        out.push((
+            format!("releases/{}.values.yaml", release.key),
+            Arc::from(text.into_bytes()),
+            release.values_loc.clone(),
+        ));
     }
+    for (path, docs) in crate::desired::platform::files(target, desired) {
+        let mut text = header("#", "Platform chart", target);
+        text.push_str(&yaml_documents(&docs));
+        out.push((
+            format!("platform/{path}"),
+            Arc::from(text.into_bytes()),
+            target.merged.tree.loc.clone(),
+        ));
+    }
+    for w in &desired.workloads {
+        if let Some(policy) = &w.policy {
+            out.push((format!("iam/{}.policy.json", w.key), json_bytes(policy), w.loc.clone()));
+        }
+        if let Some(trust) = &w.trust {
+            out.push((format!("iam/{}.trust.json", w.key), json_bytes(trust), w.loc.clone()));
+        }
+        if let Some(gcp) = &w.gcp {
+            out.push((format!("iam/{}.gcp.json", w.key), json_bytes(gcp), w.loc.clone()));
+        }
+        let mut text = header("#", &format!("Environment of workload {}", w.key), target);
+        text.push_str("# Secret variables have no values here: they come from Kubernetes Secrets.\n");
+        for (name, value) in &w.env {
+            text.push_str(&format!("{name}={}\n", env_value(value)));
+        }
+        for (name, secret) in &w.secrets {
+            text.push_str(&format!("# {name} from secret {}, key {}\n", secret.name, secret.key));
+        }
+        out.push((format!("env/{}.env", w.key), Arc::from(text.into_bytes()), w.loc.clone()));
+    }
+    for b in &desired.buckets {
+        out.push((format!("buckets/{}.json", b.key), json_bytes(&b.document), b.loc.clone()));
+    }
+    out
 }
 
-/// Variables strata sets for the application, derived from the target.
-pub const DERIVED_ENV: &[&str] = &[
-    "APP_ENV",
-    "AUTH_CLIENT_ID",
-    "AUTH_CLIENT_SECRET",
-    "AUTH_ISSUER_URL",
-    "AUTH_PROVIDER",
-    "BUCKET_NAME",
-    "CLOUD_PROVIDER",
-    "DATA_MOUNT_PATH",
-    "PUBLIC_URL",
-    "AWS_REGION",
-    "GOOGLE_CLOUD_PROJECT",
-];
-
-fn app_env(target: &Target) -> BTreeMap<String, String> {
-    let c = &target.config;
-    let mut env: BTreeMap<String, String> = c
-        .app
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), v.0.clone()))
-        .collect();
-    let provider = target.auth_provider();
-    let issuer = match (provider, target.cloud) {
-        (AuthProvider::Cognito, Cloud::Aws) => {
-            let pool = c
-                .auth
-                .cognito
-                .as_ref()
-                .map_or("", |p| p.user_pool_id.as_str());
-            format!(
-                "https://cognito-idp.{}.amazonaws.com/{pool}",
-                target.aws().region
-            )
-        }
-        _ => "https://accounts.google.com".to_owned(),
-    };
-    let scheme = if c.ingress.tls { "https" } else { "http" };
-    env.insert("APP_ENV".into(), target.env.clone());
-    env.insert("AUTH_CLIENT_ID".into(), c.auth.client_id.clone());
-    env.insert("AUTH_ISSUER_URL".into(), issuer);
-    env.insert(
-        "AUTH_PROVIDER".into(),
-        serde_json::to_value(provider)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default(),
-    );
-    env.insert("BUCKET_NAME".into(), target.names.bucket.clone());
-    env.insert("CLOUD_PROVIDER".into(), target.cloud.as_str().into());
-    env.insert("DATA_MOUNT_PATH".into(), c.app.storage.mount_path.clone());
-    env.insert(
-        "PUBLIC_URL".into(),
-        format!("{scheme}://{}", c.ingress.host),
-    );
-    match target.cloud {
-        Cloud::Aws => {
-            env.insert("AWS_REGION".into(), target.aws().region.clone());
-        }
-        Cloud::Gcp => {
-            env.insert(
-                "GOOGLE_CLOUD_PROJECT".into(),
-                target.gcp().project_id.clone(),
-            );
+/// A value in an env file: as written when it is plain, else double-quoted with `"`,
+/// `\\`, `$` and newlines escaped (what docker and systemd read back).
+fn env_value(value: &str) -> String {
+    let plain = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./:,@+=%".contains(c));
+    if plain {
+        return value.to_owned();
+    }
+    let mut out = String::from("\"");
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '$' => out.push_str("\\$"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
         }
     }
-    env
+    out.push('"');
+    out
+}
+
+/// What templates see: the scope references reach (target, project, kube, aws/gcp,
+/// dns, buckets, workloads), plus `vars`, `releases` (with their resolved values) and
+/// `exceptions`. One model: `explain` shows the same values.
+pub fn context(target: &Target, desired: &Desired) -> serde_json::Value {
+    let mut ctx = crate::model::refs::scope(
+        &target.config,
+        &target.names,
+        &target.layers,
+        target.cloud,
+    );
+    ctx["target"]["isProduction"] = serde_json::json!(target.is_production());
+    ctx["vars"] = target
+        .resolved_at("vars")
+        .map_or(serde_json::json!({}), crate::config::Node::to_json);
+    let releases: serde_json::Map<String, serde_json::Value> = desired
+        .releases
+        .iter()
+        .map(|r| {
+            (
+                r.key.clone(),
+                serde_json::json!({
+                    "chart": r.chart,
+                    "namespace": r.namespace,
+                    "timeout": r.timeout,
+                    "values": r.values.to_json(),
+                }),
+            )
+        })
+        .collect();
+    ctx["releases"] = serde_json::Value::Object(releases);
+    ctx["exceptions"] = serde_json::to_value(&target.config.exceptions).unwrap_or_default();
+    ctx
 }
 
 /// Parses a rendered artifact back by its kind and scans it for secrets.
@@ -320,7 +371,7 @@ fn check_artifact(template: &str, out: &str, text: &str, target: &str) -> Result
             }
         }
     }
-    if let Some((line, what)) = crate::validate::scan_artifact(text).into_iter().next() {
+    if let Some((line, what)) = crate::check::secrets::scan_artifact(text).into_iter().next() {
         return Err(fail(
             None,
             format!("rendered {out} line {line} contains what looks like {what} (value not shown)"),
@@ -357,7 +408,7 @@ fn template_error(e: &minijinja::Error, target: Option<&str>) -> Error {
                 Some(s) => format!("undefined value `{s}`"),
                 None => "undefined value".to_owned(),
             },
-            Some("templates see: target, config, names, iam, bucket, appEnv, secretEnv, authProvider, exceptions; check the spelling against the environment files".to_owned()),
+            Some("templates see: target, project, kube, aws, gcp, dns, buckets, workloads, releases, vars, exceptions; check the spelling against the environment files".to_owned()),
         ),
         minijinja::ErrorKind::SyntaxError => (format!("syntax error: {}", e.detail().unwrap_or("invalid syntax")), None),
         _ => {

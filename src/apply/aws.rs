@@ -1,4 +1,5 @@
-//! AWS: the target's S3 bucket and its IAM policy, through the AWS SDK.
+//! AWS: the target's S3 buckets and its workloads' IAM policies, through the AWS SDK,
+//! from the rendered documents ([`super::docs`]).
 //!
 //! `plan` reads (STS first, then S3 and IAM) and compares the live state with the
 //! desired one field by field; `execute` writes only what the plan says differs, and
@@ -20,14 +21,15 @@ use aws_sdk_s3::types::{
 };
 use serde_json::{Value, json};
 
+use super::docs::{BucketDoc, Documents, LifecycleEntry, WorkloadDocs};
 use super::plan::{Action, Evidence, FieldChange, Op, Outcome, Plan, ResourceEvidence};
 use crate::error::{Error, Result};
 use crate::model::{Cloud, Target, partition};
 
 pub const BUCKET: &str = "s3_bucket";
 pub const POLICY: &str = "iam_policy";
-/// The id of the one lifecycle rule strata owns in a bucket's configuration.
-pub const LIFECYCLE_RULE_ID: &str = "strata-archive";
+/// The id prefix of the lifecycle rules strata owns in a bucket's configuration.
+pub const LIFECYCLE_RULE_PREFIX: &str = crate::desired::buckets::RULE_PREFIX;
 /// The Sid of the statement strata owns in a bucket's policy.
 pub const TLS_SID: &str = "StrataDenyInsecureTransport";
 /// IAM keeps at most five versions of a managed policy.
@@ -41,6 +43,10 @@ struct Clients {
 
 async fn clients(target: &Target) -> Clients {
     let region = aws_config::Region::new(target.aws().region.clone());
+    clients_in(region).await
+}
+
+async fn clients_in(region: aws_config::Region) -> Clients {
     let conf = aws_config::defaults(BehaviorVersion::latest())
         .region(region)
         .load()
@@ -98,23 +104,18 @@ fn status_of<E>(e: &SdkError<E>) -> Option<u16> {
     e.raw_response().map(|r| r.status().as_u16())
 }
 
-/// The tags strata puts on every resource it manages, plus `extra`.
-pub fn desired_tags(target: &Target, extra: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    let mut tags = target.config.project.tags.clone();
-    tags.extend(extra.clone());
-    tags.insert("strata:managed".into(), "true".into());
-    tags.insert("strata:target".into(), target.name.clone());
-    tags.insert("strata:env".into(), target.env.clone());
-    tags
+/// The ownership tags of the IAM objects strata makes for a target (buckets carry
+/// theirs in their document).
+pub fn desired_tags(target: &Target) -> BTreeMap<String, String> {
+    crate::desired::buckets::tags(target, &BTreeMap::new())
 }
 
-pub fn policy_arn(target: &Target) -> String {
-    let aws = target.aws();
-    format!(
-        "arn:{}:iam::{}:policy/{}",
-        partition(&aws.region),
-        aws.account_id,
-        target.names.policy.as_deref().unwrap_or_default()
+/// The managed policy of a workload: its name (the role's) and ARN.
+fn policy_of(target: &Target, workload: &str) -> (String, String) {
+    let names = &target.names.workloads[workload];
+    (
+        names.role.clone().unwrap_or_default(),
+        names.policy_arn.clone().unwrap_or_default(),
     )
 }
 
@@ -126,7 +127,7 @@ pub struct BucketState {
     pub encryption: Value,
     /// The four public access block flags, `null` when no block is set.
     pub public_access_block: Value,
-    /// strata's archive rule (`{days, storageClass}`), `null` when absent.
+    /// strata's lifecycle rules (ids `strata-…`), as [`LifecycleEntry`] JSON, by id.
     pub lifecycle: Value,
     pub tags: BTreeMap<String, String>,
     /// Whether the bucket policy holds strata's deny-insecure-transport statement.
@@ -137,29 +138,23 @@ fn all_blocked() -> Value {
     json!({"blockPublicAcls": true, "ignorePublicAcls": true, "blockPublicPolicy": true, "restrictPublicBuckets": true})
 }
 
-fn archive_rule(days: u32) -> Value {
-    json!({"days": days, "storageClass": "GLACIER"})
-}
-
-pub fn desired_bucket(target: &Target) -> BucketState {
-    let b = &target.config.bucket;
+pub fn desired_bucket(b: &BucketDoc) -> BucketState {
+    let mut rules = b.lifecycle.clone();
+    rules.sort_by(|x, y| x.id.cmp(&y.id));
     BucketState {
         versioning: b.versioning,
-        encryption: if b.encryption {
-            json!("AES256")
-        } else {
+        encryption: if b.encryption == "none" {
             Value::Null
+        } else {
+            json!("AES256")
         },
         public_access_block: if b.public_access_block {
             all_blocked()
         } else {
             Value::Null
         },
-        lifecycle: b
-            .lifecycle
-            .glacier_after_days
-            .map_or(Value::Null, archive_rule),
-        tags: desired_tags(target, &b.tags),
+        lifecycle: json!(rules),
+        tags: b.tags.clone(),
         tls_only: b.tls_only,
     }
 }
@@ -206,22 +201,29 @@ fn tag_changes(
     }
 }
 
-/// Reads the live state of the bucket and the policy; writes nothing.
-pub async fn plan(target: &Target, policy_doc: &Value) -> Result<Plan> {
+/// Reads the live state of the buckets and the policies; writes nothing.
+pub async fn plan(target: &Target, docs: &Documents) -> Result<Plan> {
     let c = clients(target).await;
-    plan_with(&c, target, policy_doc).await
+    plan_with(&c, target, docs).await
 }
 
-async fn plan_with(c: &Clients, target: &Target, policy_doc: &Value) -> Result<Plan> {
+async fn plan_with(c: &Clients, target: &Target, docs: &Documents) -> Result<Plan> {
     let account = check_account(c, target).await?;
-    let bucket = plan_bucket(c, target).await?;
-    let policy = plan_policy(c, target, policy_doc).await?;
+    let mut actions = Vec::new();
+    for b in &docs.buckets {
+        actions.push(plan_bucket(c, target, b).await?);
+    }
+    for w in &docs.workloads {
+        if let Some(doc) = &w.policy {
+            actions.push(plan_policy(c, target, w, doc).await?);
+        }
+    }
     Ok(Plan {
         target: target.name.clone(),
         cloud: Cloud::Aws,
         account,
         region: target.aws().region.clone(),
-        actions: vec![bucket, policy],
+        actions,
     })
 }
 
@@ -245,19 +247,19 @@ async fn check_account(c: &Clients, target: &Target) -> Result<String> {
     Ok(account)
 }
 
-fn bucket_resource(target: &Target) -> String {
-    format!("s3 bucket {}", target.names.bucket)
+fn bucket_resource(b: &BucketDoc) -> String {
+    format!("s3 bucket {}", b.name)
 }
 
-fn policy_resource(target: &Target) -> String {
-    format!("iam policy {}", policy_arn(target))
+fn policy_resource(arn: &str) -> String {
+    format!("iam policy {arn}")
 }
 
 /// HeadBucket: whether the bucket exists (and is ours), and in which region.
-async fn bucket_exists(c: &Clients, target: &Target) -> Result<bool> {
-    let name = &target.names.bucket;
-    let resource = bucket_resource(target);
-    let want_region = &target.aws().region;
+async fn bucket_exists(c: &Clients, target: &Target, b: &BucketDoc) -> Result<bool> {
+    let name = &b.name;
+    let resource = bucket_resource(b);
+    let want_region = &b.region;
     // ExpectedBucketOwner: a bucket of another account answers 403, even when it
     // would let these credentials read it.
     let head =
@@ -268,12 +270,12 @@ async fn bucket_exists(c: &Clients, target: &Target) -> Result<bool> {
         Ok(out) => {
             let region = match out.bucket_region() {
                 Some(r) => r.to_owned(),
-                None => bucket_region(c, target).await?,
+                None => bucket_region(c, b).await?,
             };
             if &region != want_region {
                 return Err(Error::Cloud(format!(
                     "{resource}: HeadBucket: the bucket exists in region {region}, but the target's aws.region is {want_region}; \
-                     a bucket cannot move between regions\n  hint: set aws.region to {region}, or choose another name under names.bucket"
+                     a bucket cannot move between regions\n  hint: set aws.region to {region}, or set buckets.<key>.name to another name"
                 )));
             }
             Ok(true)
@@ -282,7 +284,7 @@ async fn bucket_exists(c: &Clients, target: &Target) -> Result<bool> {
             Some(404) => Ok(false),
             Some(403) => Err(Error::Cloud(format!(
                 "{resource}: HeadBucket: 403 Forbidden: the bucket exists but belongs to another AWS account (or these \
-                 credentials may not read it); bucket names are global\n  hint: choose another name under names.bucket"
+                 credentials may not read it); bucket names are global\n  hint: set buckets.<key>.name to another name"
             ))),
             Some(301) => {
                 let region = e
@@ -299,13 +301,13 @@ async fn bucket_exists(c: &Clients, target: &Target) -> Result<bool> {
     }
 }
 
-async fn bucket_region(c: &Clients, target: &Target) -> Result<String> {
+async fn bucket_region(c: &Clients, b: &BucketDoc) -> Result<String> {
     let out =
         c.s3.get_bucket_location()
-            .bucket(&target.names.bucket)
+            .bucket(&b.name)
             .send()
             .await
-            .map_err(|e| cloud_error(&bucket_resource(target), "GetBucketLocation", &e))?;
+            .map_err(|e| cloud_error(&bucket_resource(b), "GetBucketLocation", &e))?;
     Ok(match out.location_constraint().map(|l| l.as_str()) {
         None | Some("") => "us-east-1".to_owned(),
         Some("EU") => "eu-west-1".to_owned(),
@@ -313,13 +315,16 @@ async fn bucket_region(c: &Clients, target: &Target) -> Result<String> {
     })
 }
 
-async fn plan_bucket(c: &Clients, target: &Target) -> Result<Action> {
-    let want = desired_bucket(target);
-    let exists = bucket_exists(c, target).await?;
+async fn plan_bucket(c: &Clients, target: &Target, b: &BucketDoc) -> Result<Action> {
+    let want = desired_bucket(b);
+    let exists = bucket_exists(c, target, b).await?;
     let live = if exists {
-        read_bucket(c, target).await?
+        read_bucket(c, b).await?
     } else {
-        BucketState::default()
+        BucketState {
+            lifecycle: json!([]),
+            ..BucketState::default()
+        }
     };
     let changes = bucket_changes(&live, &want);
     let op = match (exists, changes.is_empty()) {
@@ -329,16 +334,16 @@ async fn plan_bucket(c: &Clients, target: &Target) -> Result<Action> {
     };
     Ok(Action {
         kind: BUCKET.into(),
-        name: target.names.bucket.clone(),
+        name: b.name.clone(),
         op,
         changes,
     })
 }
 
 /// Reads every setting strata manages; a "not configured" answer is an empty value.
-async fn read_bucket(c: &Clients, target: &Target) -> Result<BucketState> {
-    let name = &target.names.bucket;
-    let resource = bucket_resource(target);
+async fn read_bucket(c: &Clients, b: &BucketDoc) -> Result<BucketState> {
+    let name = &b.name;
+    let resource = bucket_resource(b);
     let versioning =
         c.s3.get_bucket_versioning()
             .bucket(name)
@@ -373,13 +378,16 @@ async fn read_bucket(c: &Clients, target: &Target) -> Result<BucketState> {
         Err(e) if code_of(&e) == Some("NoSuchPublicAccessBlockConfiguration") => Value::Null,
         Err(e) => return Err(cloud_error(&resource, "GetPublicAccessBlock", &e)),
     };
-    let lifecycle = read_lifecycle(c, target)
+    let mut owned: Vec<LifecycleEntry> = read_lifecycle(c, b)
         .await?
         .iter()
-        .find(|r| r.id() == Some(LIFECYCLE_RULE_ID))
-        .map_or(Value::Null, archive_rule_value);
-    let tags = read_bucket_tags(c, target).await?;
-    let tls_only = read_bucket_policy(c, target)
+        .filter(|r| r.id().is_some_and(|id| id.starts_with(LIFECYCLE_RULE_PREFIX)))
+        .map(lifecycle_entry)
+        .collect();
+    owned.sort_by(|x, y| x.id.cmp(&y.id));
+    let lifecycle = json!(owned);
+    let tags = read_bucket_tags(c, b).await?;
+    let tls_only = read_bucket_policy(c, b)
         .await?
         .is_some_and(|p| has_tls_statement(&p));
     Ok(BucketState {
@@ -392,46 +400,59 @@ async fn read_bucket(c: &Clients, target: &Target) -> Result<BucketState> {
     })
 }
 
-/// strata's rule as read back; anything but an enabled whole-bucket GLACIER
-/// transition shows up as a difference.
-fn archive_rule_value(rule: &LifecycleRule) -> Value {
-    let transition = rule.transitions().first();
-    let prefix = rule.filter().and_then(|f| f.prefix()).unwrap_or_default();
-    if rule.status() != &ExpirationStatus::Enabled
-        || !prefix.is_empty()
-        || rule.transitions().len() != 1
-    {
-        return json!({"status": rule.status().as_str(), "prefix": prefix, "transitions": rule.transitions().len()});
+/// strata's rule as read back, in the document's terms; a disabled rule reads as
+/// one with no action, so that it differs from what strata wants.
+fn lifecycle_entry(rule: &LifecycleRule) -> LifecycleEntry {
+    let enabled = rule.status() == &ExpirationStatus::Enabled;
+    let prefix = rule
+        .filter()
+        .and_then(|f| f.prefix())
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned);
+    let transition = rule.transitions().first().filter(|_| enabled);
+    LifecycleEntry {
+        id: rule.id().unwrap_or_default().to_owned(),
+        prefix,
+        after_days: transition.and_then(|t| t.days()).map(|d| d as u32),
+        storage_class: transition
+            .and_then(|t| t.storage_class())
+            .map(|s| s.as_str().to_owned()),
+        expire_after_days: rule
+            .expiration()
+            .filter(|_| enabled)
+            .and_then(|e| e.days())
+            .map(|d| d as u32),
+        noncurrent_expire_after_days: rule
+            .noncurrent_version_expiration()
+            .filter(|_| enabled)
+            .and_then(|e| e.noncurrent_days())
+            .map(|d| d as u32),
     }
-    json!({
-        "days": transition.and_then(|t| t.days()),
-        "storageClass": transition.and_then(|t| t.storage_class()).map(|s| s.as_str()),
-    })
 }
 
-async fn read_lifecycle(c: &Clients, target: &Target) -> Result<Vec<LifecycleRule>> {
+async fn read_lifecycle(c: &Clients, b: &BucketDoc) -> Result<Vec<LifecycleRule>> {
     match c
         .s3
         .get_bucket_lifecycle_configuration()
-        .bucket(&target.names.bucket)
+        .bucket(&b.name)
         .send()
         .await
     {
         Ok(out) => Ok(out.rules().to_vec()),
         Err(e) if code_of(&e) == Some("NoSuchLifecycleConfiguration") => Ok(Vec::new()),
         Err(e) => Err(cloud_error(
-            &bucket_resource(target),
+            &bucket_resource(b),
             "GetBucketLifecycleConfiguration",
             &e,
         )),
     }
 }
 
-async fn read_bucket_tags(c: &Clients, target: &Target) -> Result<BTreeMap<String, String>> {
+async fn read_bucket_tags(c: &Clients, b: &BucketDoc) -> Result<BTreeMap<String, String>> {
     match c
         .s3
         .get_bucket_tagging()
-        .bucket(&target.names.bucket)
+        .bucket(&b.name)
         .send()
         .await
     {
@@ -442,34 +463,30 @@ async fn read_bucket_tags(c: &Clients, target: &Target) -> Result<BTreeMap<Strin
             .collect()),
         Err(e) if code_of(&e) == Some("NoSuchTagSet") => Ok(BTreeMap::new()),
         Err(e) => Err(cloud_error(
-            &bucket_resource(target),
+            &bucket_resource(b),
             "GetBucketTagging",
             &e,
         )),
     }
 }
 
-async fn read_bucket_policy(c: &Clients, target: &Target) -> Result<Option<Value>> {
+async fn read_bucket_policy(c: &Clients, b: &BucketDoc) -> Result<Option<Value>> {
     match c
         .s3
         .get_bucket_policy()
-        .bucket(&target.names.bucket)
+        .bucket(&b.name)
         .send()
         .await
     {
         Ok(out) => Ok(out.policy().and_then(|p| serde_json::from_str(p).ok())),
         Err(e) if code_of(&e) == Some("NoSuchBucketPolicy") => Ok(None),
-        Err(e) => Err(cloud_error(&bucket_resource(target), "GetBucketPolicy", &e)),
+        Err(e) => Err(cloud_error(&bucket_resource(b), "GetBucketPolicy", &e)),
     }
 }
 
 /// The statement that denies every request made without TLS.
-pub fn tls_statement(target: &Target) -> Value {
-    let arn = format!(
-        "arn:{}:s3:::{}",
-        partition(&target.aws().region),
-        target.names.bucket
-    );
+pub fn tls_statement(b: &BucketDoc) -> Value {
+    let arn = format!("arn:{}:s3:::{}", partition(&b.region), b.name);
     json!({
         "Sid": TLS_SID,
         "Effect": "Deny",
@@ -496,10 +513,15 @@ fn has_tls_statement(policy: &Value) -> bool {
     })
 }
 
-async fn plan_policy(c: &Clients, target: &Target, doc: &Value) -> Result<Action> {
-    let name = target.names.policy.clone().unwrap_or_default();
-    let want_tags = desired_tags(target, &BTreeMap::new());
-    let Some(live) = read_policy(c, target).await? else {
+async fn plan_policy(
+    c: &Clients,
+    target: &Target,
+    w: &WorkloadDocs,
+    doc: &Value,
+) -> Result<Action> {
+    let (name, arn) = policy_of(target, &w.key);
+    let want_tags = desired_tags(target);
+    let Some(live) = read_policy(c, &arn).await? else {
         let mut changes = vec![FieldChange {
             field: "document".into(),
             from: Value::Null,
@@ -541,10 +563,9 @@ struct LivePolicy {
 }
 
 /// GetPolicy by ARN, then its default version's document and its tags.
-async fn read_policy(c: &Clients, target: &Target) -> Result<Option<LivePolicy>> {
-    let arn = policy_arn(target);
-    let resource = policy_resource(target);
-    let policy = match c.iam.get_policy().policy_arn(&arn).send().await {
+async fn read_policy(c: &Clients, arn: &str) -> Result<Option<LivePolicy>> {
+    let resource = policy_resource(arn);
+    let policy = match c.iam.get_policy().policy_arn(arn).send().await {
         Ok(out) => out.policy().cloned(),
         Err(e)
             if e.as_service_error()
@@ -560,7 +581,7 @@ async fn read_policy(c: &Clients, target: &Target) -> Result<Option<LivePolicy>>
     let out = c
         .iam
         .get_policy_version()
-        .policy_arn(&arn)
+        .policy_arn(arn)
         .version_id(version)
         .send()
         .await
@@ -573,7 +594,7 @@ async fn read_policy(c: &Clients, target: &Target) -> Result<Option<LivePolicy>>
     let tags = c
         .iam
         .list_policy_tags()
-        .policy_arn(&arn)
+        .policy_arn(arn)
         .send()
         .await
         .map_err(|e| cloud_error(&resource, "ListPolicyTags", &e))?
@@ -663,7 +684,7 @@ fn normalize_under(key: &str, value: &Value) -> Value {
 /// Carries out `plan`, recording each resource's outcome in `evidence` as it goes.
 pub async fn execute(
     target: &Target,
-    policy_doc: &Value,
+    docs: &Documents,
     plan: &Plan,
     evidence: &mut Evidence,
 ) -> Result<()> {
@@ -673,11 +694,20 @@ pub async fn execute(
     check_account(&c, target).await?;
     for action in &plan.actions {
         let mut written = Vec::new();
-        let result = match action.kind.as_str() {
-            BUCKET => apply_bucket(&c, target, action, &mut written).await,
-            POLICY => apply_policy(&c, target, policy_doc, action, &mut written).await,
-            other => Err(Error::Cloud(format!(
-                "unknown resource kind {other} in the plan"
+        let bucket = docs.buckets.iter().find(|b| b.name == action.name);
+        let workload = docs
+            .workloads
+            .iter()
+            .find(|w| policy_of(target, &w.key).0 == action.name);
+        let result = match (action.kind.as_str(), bucket, workload) {
+            (BUCKET, Some(b), _) => apply_bucket(&c, target, b, action, &mut written).await,
+            (POLICY, _, Some(w)) => match &w.policy {
+                Some(doc) => apply_policy(&c, target, w, doc, action, &mut written).await,
+                None => Err(Error::Cloud(format!("no rendered policy for {}", action.name))),
+            },
+            (kind, _, _) => Err(Error::Cloud(format!(
+                "the plan names {kind} {}, which the render does not have",
+                action.name
             ))),
         };
         let existed = action.op != Op::Create || result.as_ref().is_ok_and(|already| *already);
@@ -703,18 +733,19 @@ pub async fn execute(
 async fn apply_bucket(
     c: &Clients,
     target: &Target,
+    b: &BucketDoc,
     action: &Action,
     written: &mut Vec<String>,
 ) -> Result<bool> {
-    let name = &target.names.bucket;
-    let resource = bucket_resource(target);
+    let name = &b.name;
+    let resource = bucket_resource(b);
     let mut already = false;
     if action.op == Op::Create {
         // Never create over an existing bucket: look again right before.
-        if bucket_exists(c, target).await? {
+        if bucket_exists(c, target, b).await? {
             already = true;
         } else {
-            let region = &target.aws().region;
+            let region = &b.region;
             let mut create = c.s3.create_bucket().bucket(name);
             if region != "us-east-1" {
                 create = create.create_bucket_configuration(
@@ -729,14 +760,14 @@ async fn apply_bucket(
                 Err(e) if code_of(&e) == Some("BucketAlreadyExists") => {
                     return Err(Error::Cloud(format!(
                         "{resource}: CreateBucket: BucketAlreadyExists: the name is taken by another AWS account; \
-                         bucket names are global\n  hint: choose another name under names.bucket"
+                         bucket names are global\n  hint: set buckets.<key>.name to another name"
                     )));
                 }
                 Err(e) => return Err(cloud_error(&resource, "CreateBucket", &e)),
             }
         }
     }
-    let want = desired_bucket(target);
+    let want = desired_bucket(b);
     let mut tags_done = false;
     for change in &action.changes {
         let field = change.field.as_str();
@@ -797,11 +828,11 @@ async fn apply_bucket(
                     .await
                     .map_err(|e| cloud_error(&resource, "PutPublicAccessBlock", &e))?;
             }
-            "lifecycle" => write_lifecycle(c, target, &resource).await?,
-            "tlsOnly" => write_tls_policy(c, target, want.tls_only, &resource).await?,
+            "lifecycle" => write_lifecycle(c, b, &resource).await?,
+            "tlsOnly" => write_tls_policy(c, b, want.tls_only, &resource).await?,
             _ if field.starts_with("tags.") => {
                 if !tags_done {
-                    write_bucket_tags(c, target, &want.tags, &resource).await?;
+                    write_bucket_tags(c, b, &want.tags, &resource).await?;
                     tags_done = true;
                 }
             }
@@ -816,30 +847,50 @@ async fn apply_bucket(
     Ok(already)
 }
 
-/// Rewrites the lifecycle configuration with strata's rule, keeping everyone else's.
-async fn write_lifecycle(c: &Clients, target: &Target, resource: &str) -> Result<()> {
-    let name = &target.names.bucket;
-    let mut rules: Vec<LifecycleRule> = read_lifecycle(c, target)
+/// Rewrites the lifecycle configuration with strata's rules, keeping everyone else's.
+async fn write_lifecycle(c: &Clients, b: &BucketDoc, resource: &str) -> Result<()> {
+    let name = &b.name;
+    let mut rules: Vec<LifecycleRule> = read_lifecycle(c, b)
         .await?
         .into_iter()
-        .filter(|r| r.id() != Some(LIFECYCLE_RULE_ID))
+        .filter(|r| !r.id().is_some_and(|id| id.starts_with(LIFECYCLE_RULE_PREFIX)))
         .collect();
-    if let Some(days) = target.config.bucket.lifecycle.glacier_after_days {
-        let rule = LifecycleRule::builder()
-            .id(LIFECYCLE_RULE_ID)
+    let fail = |e: aws_sdk_s3::error::BuildError| {
+        Error::Cloud(format!("{resource}: PutBucketLifecycleConfiguration: {e}"))
+    };
+    for entry in &b.lifecycle {
+        let mut rule = LifecycleRule::builder()
+            .id(&entry.id)
             .status(ExpirationStatus::Enabled)
-            .filter(LifecycleRuleFilter::builder().prefix("").build())
-            .transitions(
+            .filter(
+                LifecycleRuleFilter::builder()
+                    .prefix(entry.prefix.clone().unwrap_or_default())
+                    .build(),
+            );
+        if let Some(days) = entry.after_days {
+            let class = entry.storage_class.as_deref().unwrap_or("GLACIER");
+            rule = rule.transitions(
                 Transition::builder()
                     .days(days as i32)
-                    .storage_class(TransitionStorageClass::Glacier)
+                    .storage_class(TransitionStorageClass::from(class))
                     .build(),
-            )
-            .build()
-            .map_err(|e| {
-                Error::Cloud(format!("{resource}: PutBucketLifecycleConfiguration: {e}"))
-            })?;
-        rules.push(rule);
+            );
+        }
+        if let Some(days) = entry.expire_after_days {
+            rule = rule.expiration(
+                aws_sdk_s3::types::LifecycleExpiration::builder()
+                    .days(days as i32)
+                    .build(),
+            );
+        }
+        if let Some(days) = entry.noncurrent_expire_after_days {
+            rule = rule.noncurrent_version_expiration(
+                aws_sdk_s3::types::NoncurrentVersionExpiration::builder()
+                    .noncurrent_days(days as i32)
+                    .build(),
+            );
+        }
+        rules.push(rule.build().map_err(fail)?);
     }
     if rules.is_empty() {
         c.s3.delete_bucket_lifecycle()
@@ -852,7 +903,7 @@ async fn write_lifecycle(c: &Clients, target: &Target, resource: &str) -> Result
     let conf = BucketLifecycleConfiguration::builder()
         .set_rules(Some(rules))
         .build()
-        .map_err(|e| Error::Cloud(format!("{resource}: PutBucketLifecycleConfiguration: {e}")))?;
+        .map_err(fail)?;
     c.s3.put_bucket_lifecycle_configuration()
         .bucket(name)
         .lifecycle_configuration(conf)
@@ -865,12 +916,12 @@ async fn write_lifecycle(c: &Clients, target: &Target, resource: &str) -> Result
 /// Adds (or removes) strata's TLS statement, keeping the rest of the bucket policy.
 async fn write_tls_policy(
     c: &Clients,
-    target: &Target,
+    b: &BucketDoc,
     tls_only: bool,
     resource: &str,
 ) -> Result<()> {
-    let name = &target.names.bucket;
-    let live = read_bucket_policy(c, target).await?;
+    let name = &b.name;
+    let live = read_bucket_policy(c, b).await?;
     let mut list: Vec<Value> = live
         .as_ref()
         .map(statements)
@@ -879,7 +930,7 @@ async fn write_tls_policy(
         .filter(|s| s.get("Sid") != Some(&json!(TLS_SID)))
         .collect();
     if tls_only {
-        list.push(tls_statement(target));
+        list.push(tls_statement(b));
     }
     if list.is_empty() {
         c.s3.delete_bucket_policy()
@@ -902,11 +953,11 @@ async fn write_tls_policy(
 /// PutBucketTagging replaces the whole set: keep tags strata does not manage.
 async fn write_bucket_tags(
     c: &Clients,
-    target: &Target,
+    b: &BucketDoc,
     want: &BTreeMap<String, String>,
     resource: &str,
 ) -> Result<()> {
-    let mut tags = read_bucket_tags(c, target).await?;
+    let mut tags = read_bucket_tags(c, b).await?;
     tags.extend(want.clone());
     let set = tags
         .iter()
@@ -918,7 +969,7 @@ async fn write_bucket_tags(
         .build()
         .map_err(|e| Error::Cloud(format!("{resource}: PutBucketTagging: {e}")))?;
     c.s3.put_bucket_tagging()
-        .bucket(&target.names.bucket)
+        .bucket(&b.name)
         .tagging(tagging)
         .send()
         .await
@@ -940,29 +991,31 @@ fn iam_tags(
 async fn apply_policy(
     c: &Clients,
     target: &Target,
+    w: &WorkloadDocs,
     doc: &Value,
     action: &Action,
     written: &mut Vec<String>,
 ) -> Result<bool> {
-    let resource = policy_resource(target);
-    let want_tags = desired_tags(target, &BTreeMap::new());
+    let (name, arn) = policy_of(target, &w.key);
+    let resource = policy_resource(&arn);
+    let want_tags = desired_tags(target);
     if action.op == Op::Unchanged {
         return Ok(false);
     }
     // Read again: a concurrent apply may have done the work since the plan.
-    if let Some(live) = read_policy(c, target).await? {
-        converge_existing_policy(c, target, doc, live, written).await?;
+    if let Some(live) = read_policy(c, &arn).await? {
+        converge_existing_policy(c, target, &arn, doc, live, written).await?;
         return Ok(action.op == Op::Create);
     }
     {
         let created = c
             .iam
             .create_policy()
-            .policy_name(target.names.policy.as_deref().unwrap_or_default())
+            .policy_name(&name)
             .policy_document(doc.to_string())
             .description(format!(
-                "strata: access to s3 bucket {} for target {}",
-                target.names.bucket, target.name
+                "strata: bucket access of workload {} of target {}",
+                w.key, target.name
             ))
             .set_tags(Some(iam_tags(&want_tags, &resource)?))
             .send()
@@ -978,10 +1031,10 @@ async fn apply_policy(
                     .is_some_and(|s| s.is_entity_already_exists_exception()) =>
             {
                 // Lost a race with another apply: converge what it created.
-                let live = read_policy(c, target).await?.ok_or_else(|| {
+                let live = read_policy(c, &arn).await?.ok_or_else(|| {
                     Error::Cloud(format!("{resource}: CreatePolicy: EntityAlreadyExists, yet GetPolicy finds no policy"))
                 })?;
-                converge_existing_policy(c, target, doc, live, written).await?;
+                converge_existing_policy(c, target, &arn, doc, live, written).await?;
                 Ok(true)
             }
             Err(e) => Err(cloud_error(&resource, "CreatePolicy", &e)),
@@ -992,15 +1045,15 @@ async fn apply_policy(
 async fn converge_existing_policy(
     c: &Clients,
     target: &Target,
+    arn: &str,
     doc: &Value,
     live: LivePolicy,
     written: &mut Vec<String>,
 ) -> Result<()> {
-    let arn = policy_arn(target);
-    let resource = policy_resource(target);
-    let want_tags = desired_tags(target, &BTreeMap::new());
+    let resource = policy_resource(arn);
+    let want_tags = desired_tags(target);
     if !same_document(&live.document, doc) {
-        create_default_version(c, &arn, &resource, doc).await?;
+        create_default_version(c, arn, &resource, doc).await?;
         written.push("document".into());
     }
     let mut tag_diff = Vec::new();
@@ -1008,7 +1061,7 @@ async fn converge_existing_policy(
     if !tag_diff.is_empty() {
         c.iam
             .tag_policy()
-            .policy_arn(&arn)
+            .policy_arn(arn)
             .set_tags(Some(iam_tags(&want_tags, &resource)?))
             .send()
             .await
@@ -1106,22 +1159,25 @@ mod tests {
         assert!(!same_document(&d, &e));
     }
 
-    fn example_target(name: &str) -> Target {
+    fn example_bucket(name: &str) -> BucketDoc {
         let loaded = crate::Loaded::load(crate::project::Project::Embedded).unwrap();
-        loaded.targets(&[name.to_owned()]).unwrap().remove(0)
+        let targets = loaded.targets(&[name.to_owned()]).unwrap();
+        let renderer = loaded.renderer().unwrap();
+        let (charts, _) = loaded.charts(&targets);
+        let tree = crate::render_all(&renderer, &targets, &charts).unwrap();
+        Documents::read(&targets[0], &tree).unwrap().buckets.remove(0)
     }
 
     #[test]
     fn bucket_changes_name_each_differing_field_and_leave_foreign_tags_alone() {
-        let target = example_target("prod-aws");
-        let want = desired_bucket(&target);
+        let want = desired_bucket(&example_bucket("prod-aws"));
         let mut live = want.clone();
         live.tags.insert("owner-added".into(), "kept".into());
         assert_eq!(bucket_changes(&live, &want), []);
 
         live.versioning = false;
-        live.tags.remove("strata:env");
-        live.lifecycle = Value::Null;
+        live.tags.remove("strata-env");
+        live.lifecycle = json!([]);
         let fields: Vec<(String, Value, Value)> = bucket_changes(&live, &want)
             .into_iter()
             .map(|c| (c.field, c.from, c.to))
@@ -1132,18 +1188,19 @@ mod tests {
                 ("versioning".into(), json!(false), json!(true)),
                 (
                     "lifecycle".into(),
-                    Value::Null,
-                    json!({"days": 90, "storageClass": "GLACIER"})
+                    json!([]),
+                    json!([{"id": "strata-0-archive", "afterDays": 90, "storageClass": "GLACIER"}])
                 ),
-                ("tags.strata:env".into(), Value::Null, json!("prod")),
+                ("tags.strata-env".into(), Value::Null, json!("prod")),
             ]
         );
     }
 
     #[test]
     fn a_new_bucket_is_compared_with_an_empty_one() {
-        let target = example_target("dev-aws");
-        let fields: Vec<String> = bucket_changes(&BucketState::default(), &desired_bucket(&target))
+        let mut empty = BucketState::default();
+        empty.lifecycle = json!([]);
+        let fields: Vec<String> = bucket_changes(&empty, &desired_bucket(&example_bucket("dev-aws")))
             .into_iter()
             .map(|c| c.field)
             .collect();
@@ -1156,9 +1213,10 @@ mod tests {
                 "tlsOnly",
                 "tags.cost-center",
                 "tags.data-classification",
-                "tags.strata:env",
-                "tags.strata:managed",
-                "tags.strata:target"
+                "tags.managed-by",
+                "tags.owner",
+                "tags.strata-env",
+                "tags.strata-target"
             ]
         );
     }

@@ -15,6 +15,8 @@ pub struct HelmInstall {
     pub namespace: String,
     pub kube_context: String,
     pub values: Option<PathBuf>,
+    /// helm `--timeout`.
+    pub timeout: String,
 }
 
 impl HelmInstall {
@@ -30,7 +32,9 @@ impl HelmInstall {
             "--kube-context".into(),
             self.kube_context.clone(),
             "--wait".into(),
-            "--atomic".into(),
+            "--rollback-on-failure".into(),
+            "--timeout".into(),
+            self.timeout.clone(),
         ];
         if let Some(values) = &self.values {
             argv.push("--values".into());
@@ -40,27 +44,39 @@ impl HelmInstall {
     }
 }
 
-/// The two installs for a target rendered into `out`: the platform chart first
-/// (namespace, service account, storage), then the application's chart.
-pub fn installs(target: &Target, out: &Path, project_root: &Path) -> Vec<HelmInstall> {
+/// The installs for a target rendered into `out`: the platform chart first
+/// (namespaces, service accounts, volumes), then each release in the layers' order.
+pub fn installs(target: &Target, out: &Path, project_root: &Path) -> Result<Vec<HelmInstall>> {
     let project = &target.config.project.name;
     let rendered = out.join(&target.name);
-    vec![
-        HelmInstall {
-            release: format!("{project}-platform"),
-            chart: rendered.join("platform"),
-            namespace: target.names.namespace.clone(),
-            kube_context: target.names.kube_context.clone(),
-            values: None,
-        },
-        HelmInstall {
-            release: project.clone(),
-            chart: project_root.join("charts/app"),
-            namespace: target.names.namespace.clone(),
-            kube_context: target.names.kube_context.clone(),
-            values: Some(rendered.join("values.yaml")),
-        },
-    ]
+    let Some(context) = target.names.kube_context.clone() else {
+        return Err(Error::Usage(format!(
+            "target {}: helm needs a kube context, and no layer sets `kube.context` (nor the cluster it is derived from)\n  hint: set kube.context, or aws.cluster / gcp.cluster and gcp.clusterLocation",
+            target.name
+        )));
+    };
+    let mut installs = vec![HelmInstall {
+        release: format!("{project}-platform"),
+        chart: rendered.join("platform"),
+        namespace: target.names.namespace.clone(),
+        kube_context: context.clone(),
+        values: None,
+        timeout: "5m".to_owned(),
+    }];
+    for (key, release) in &target.config.releases {
+        installs.push(HelmInstall {
+            release: key.clone(),
+            chart: project_root.join(release.chart.trim_end_matches('/')),
+            namespace: release
+                .namespace
+                .clone()
+                .unwrap_or_else(|| target.names.namespace.clone()),
+            kube_context: context.clone(),
+            values: Some(rendered.join(format!("releases/{key}.values.yaml"))),
+            timeout: release.timeout.clone(),
+        });
+    }
+    Ok(installs)
 }
 
 /// The helm binary: `$STRATA_HELM`, else `helm` on PATH.

@@ -6,6 +6,7 @@
 //! the target's render into the output folder, then runs helm on it.
 
 pub mod aws;
+pub mod docs;
 pub mod gcs;
 pub mod helm;
 pub mod plan;
@@ -22,11 +23,11 @@ use crate::output::{self, Tree};
 use crate::report::Reporter;
 use crate::{commands, exit};
 
-/// What plan and apply start from: the one target, its render, its access document.
+/// What plan and apply start from: the one target, its render, its documents.
 struct Prepared {
     target: Target,
     tree: Tree,
-    document: Value,
+    documents: docs::Documents,
     project_root: Option<std::path::PathBuf>,
 }
 
@@ -35,22 +36,11 @@ fn prepare(cli: &Cli, name: &str) -> Result<Prepared> {
     let target = targets
         .pop()
         .ok_or_else(|| Error::Usage(format!("unknown target `{name}`")))?;
-    let file = match target.cloud {
-        Cloud::Aws => format!("{}/iam/policy.json", target.name),
-        Cloud::Gcp => format!("{}/iam/bindings.json", target.name),
-    };
-    let bytes = tree.get(&file).ok_or_else(|| {
-        Error::Usage(format!(
-            "target {}: the render has no {file}; check templates/iam/",
-            target.name
-        ))
-    })?;
-    let document = serde_json::from_slice(bytes)
-        .map_err(|e| Error::Usage(format!("{file}: the rendered document is not JSON: {e}")))?;
+    let documents = docs::Documents::read(&target, &tree)?;
     Ok(Prepared {
         target,
         tree,
-        document,
+        documents,
         project_root: loaded.project.root().map(Path::to_path_buf),
     })
 }
@@ -62,28 +52,28 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .map_err(|e| Error::io("tokio runtime", e))
 }
 
-async fn read_plan(target: &Target, document: &Value) -> Result<Plan> {
+async fn read_plan(target: &Target, documents: &docs::Documents) -> Result<Plan> {
     match target.cloud {
-        Cloud::Aws => aws::plan(target, document).await,
-        Cloud::Gcp => gcs::plan(target, document).await,
+        Cloud::Aws => aws::plan(target, documents).await,
+        Cloud::Gcp => gcs::plan(target, documents).await,
     }
 }
 
 async fn execute(
     target: &Target,
-    document: &Value,
+    documents: &docs::Documents,
     plan: &Plan,
     evidence: &mut Evidence,
 ) -> Result<()> {
     match target.cloud {
-        Cloud::Aws => aws::execute(target, document, plan, evidence).await,
-        Cloud::Gcp => gcs::execute(target, document, plan, evidence).await,
+        Cloud::Aws => aws::execute(target, documents, plan, evidence).await,
+        Cloud::Gcp => gcs::execute(target, documents, plan, evidence).await,
     }
 }
 
 pub fn plan_command(cli: &Cli, out: &Reporter, target: &str) -> Result<u8> {
     let p = prepare(cli, target)?;
-    let plan = runtime()?.block_on(read_plan(&p.target, &p.document))?;
+    let plan = runtime()?.block_on(read_plan(&p.target, &p.documents))?;
     print_plan(out, &plan);
     Ok(if plan.has_changes() {
         exit::DIFFERENCES
@@ -122,7 +112,7 @@ pub fn apply_command(
         helm: Vec::new(),
         error: None,
     };
-    let plan = match rt.block_on(read_plan(&p.target, &p.document)) {
+    let plan = match rt.block_on(read_plan(&p.target, &p.documents)) {
         Ok(plan) => plan,
         // Nothing was written; with --approve the evidence still says so.
         Err(e) if approve => return Ok(failed(out, &mut evidence, &e)),
@@ -145,7 +135,7 @@ pub fn apply_command(
         return Ok(exit::OK);
     }
     let result = rt
-        .block_on(execute(&p.target, &p.document, &plan, &mut evidence))
+        .block_on(execute(&p.target, &p.documents, &plan, &mut evidence))
         .and_then(|()| write_render(&p, dir))
         .and_then(|()| {
             if skip_helm {
@@ -182,9 +172,9 @@ fn write_render(p: &Prepared, dir: &Path) -> Result<()> {
 
 fn run_helm(p: &Prepared, dir: &Path, evidence: &mut Evidence) -> Result<()> {
     let root = p.project_root.as_deref().ok_or_else(|| {
-        Error::Usage("helm needs the project's charts/app on disk: run `strata init DIR` and apply from there, or pass --skip-helm".into())
+        Error::Usage("helm needs the project's charts on disk: run `strata init DIR` and apply from there, or pass --skip-helm".into())
     })?;
-    let installs = helm::installs(&p.target, dir, root);
+    let installs = helm::installs(&p.target, dir, root)?;
     helm::run(&installs, &mut evidence.helm)
 }
 

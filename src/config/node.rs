@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_saphyr::Spanned;
+use serde_saphyr::{Spanned, Tagged};
 
 /// A position in a layer file: 1-based line and column.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -34,6 +34,13 @@ impl Loc {
             line: 1,
             col: 1,
         }
+    }
+}
+
+/// As `file:line:col`.
+impl serde::Serialize for Loc {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -62,7 +69,15 @@ pub enum Value {
     Str(String),
     Seq(Vec<Node>),
     Map(IndexMap<String, Node>),
+    /// `!ref PATH`: the value at PATH, resolved by [`crate::model::refs`].
+    Ref(String),
+    /// `!sub "text ${PATH} text"`: a string with references in it.
+    Sub(String),
 }
+
+/// The YAML tags strata gives a meaning to.
+pub const REF_TAG: &str = "!ref";
+pub const SUB_TAG: &str = "!sub";
 
 impl Value {
     /// The YAML word for the kind of value, for error messages.
@@ -75,6 +90,8 @@ impl Value {
             Value::Str(_) => "a string",
             Value::Seq(_) => "a list",
             Value::Map(_) => "a mapping",
+            Value::Ref(_) => "a !ref reference",
+            Value::Sub(_) => "a !sub string",
         }
     }
 }
@@ -116,6 +133,9 @@ impl Node {
             Value::Str(s) => J::String(s.clone()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
             Value::Map(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
+            // Unresolved (only a tree that has not been through `model::refs` has them).
+            Value::Ref(path) => J::String(format!("!ref {path}")),
+            Value::Sub(text) => J::String(format!("!sub {text}")),
         }
     }
 
@@ -133,6 +153,8 @@ impl Node {
             RawValue::Int(i) => Value::Int(i),
             RawValue::Float(f) => Value::Float(f),
             RawValue::Str(s) => Value::Str(s),
+            RawValue::Ref(s) => Value::Ref(s),
+            RawValue::Sub(s) => Value::Sub(s),
             RawValue::Seq(items) => Value::Seq(
                 items
                     .into_iter()
@@ -177,6 +199,8 @@ enum RawValue {
     Int(i64),
     Float(f64),
     Str(String),
+    Ref(String),
+    Sub(String),
     Seq(Vec<RawNode>),
     /// Keys keep their own line and column.
     Map(Vec<((String, u32, u32), RawNode)>),
@@ -184,12 +208,45 @@ enum RawValue {
 
 impl<'de> Deserialize<'de> for RawNode {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let spanned = Spanned::<RawValue>::deserialize(deserializer)?;
+        let spanned = Spanned::<Tagged<RawValue>>::deserialize(deserializer)?;
+        let Tagged(value, tag) = spanned.value;
+        let value = match (tag.as_deref(), value) {
+            // Core-schema tags (`!!str`, `!!int`, ...) are YAML's own; the parser has
+            // applied them already.
+            (None, value) => value,
+            (Some(t), value) if t.starts_with("tag:yaml.org,2002:") => value,
+            (Some(REF_TAG), RawValue::Str(path)) => RawValue::Ref(path.trim().to_owned()),
+            (Some(SUB_TAG), RawValue::Str(text)) => RawValue::Sub(text),
+            (Some(t @ (REF_TAG | SUB_TAG)), other) => {
+                return Err(de::Error::custom(format!(
+                    "`{t}` takes a plain string, found {}",
+                    other.kind()
+                )));
+            }
+            (Some(t), _) => {
+                return Err(de::Error::custom(format!(
+                    "unknown YAML tag `{t}`; strata knows `!ref PATH` and `!sub \"...${{PATH}}...\"`"
+                )));
+            }
+        };
         Ok(RawNode {
             line: spanned.referenced.line(),
             col: spanned.referenced.column(),
-            value: spanned.value,
+            value,
         })
+    }
+}
+
+impl RawValue {
+    fn kind(&self) -> &'static str {
+        match self {
+            RawValue::Null => "null",
+            RawValue::Bool(_) => "a boolean",
+            RawValue::Int(_) | RawValue::Float(_) => "a number",
+            RawValue::Str(_) | RawValue::Ref(_) | RawValue::Sub(_) => "a string",
+            RawValue::Seq(_) => "a list",
+            RawValue::Map(_) => "a mapping",
+        }
     }
 }
 
@@ -301,6 +358,7 @@ impl<'de> Deserializer<'de> for &'de Node {
             Value::Float(f) if f.is_finite() => visitor.visit_f64(*f),
             Value::Float(_) => visitor.visit_unit(),
             Value::Str(s) => visitor.visit_borrowed_str(s),
+            Value::Ref(_) | Value::Sub(_) => Err(de::Error::custom(REFS_NOT_HERE)),
             Value::Seq(items) => {
                 let mut access = Items(items.iter());
                 let value = visitor.visit_seq(&mut access)?;
@@ -361,9 +419,17 @@ impl<'de> Deserializer<'de> for &'de Node {
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
         bytes byte_buf unit unit_struct seq tuple tuple_struct map struct
-        identifier ignored_any
+        identifier
+    }
+
+    /// Skipped parts (free-form sections) may hold references: they are resolved later.
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, TypeError> {
+        visitor.visit_unit()
     }
 }
+
+/// What typing says of a reference in a strata-owned key.
+pub const REFS_NOT_HERE: &str = "references (!ref, !sub) are resolved only in releases.<r>.values, workloads.<w>.env and vars";
 
 struct Items<'de>(std::slice::Iter<'de, Node>);
 

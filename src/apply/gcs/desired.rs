@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value, json};
 
 use crate::apply::plan::FieldChange;
-use crate::model::Target;
+use crate::apply::docs::BucketDoc;
 
 /// The bucket strata wants for a target.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,78 +31,59 @@ pub struct DesiredBucket {
     pub labels: BTreeMap<String, String>,
 }
 
-pub fn desired_bucket(target: &Target) -> DesiredBucket {
-    let bucket = &target.config.bucket;
-    let lifecycle = bucket
-        .lifecycle
-        .glacier_after_days
-        .map(|days| {
-            vec![json!({
-                "action": {"type": "SetStorageClass", "storageClass": "ARCHIVE"},
-                "condition": {"age": days},
-            })]
-        })
-        .unwrap_or_default();
+pub fn desired_bucket(b: &BucketDoc) -> DesiredBucket {
+    let mut lifecycle = Vec::new();
+    for entry in &b.lifecycle {
+        let condition = |mut c: Value| {
+            if let Some(prefix) = &entry.prefix {
+                c["matchesPrefix"] = json!([prefix]);
+            }
+            c
+        };
+        if let Some(days) = entry.after_days {
+            let class = entry.storage_class.as_deref().unwrap_or("ARCHIVE");
+            lifecycle.push(json!({
+                "action": {"type": "SetStorageClass", "storageClass": class},
+                "condition": condition(json!({"age": days})),
+            }));
+        }
+        if let Some(days) = entry.expire_after_days {
+            lifecycle.push(json!({
+                "action": {"type": "Delete"},
+                "condition": condition(json!({"age": days})),
+            }));
+        }
+        if let Some(days) = entry.noncurrent_expire_after_days {
+            lifecycle.push(json!({
+                "action": {"type": "Delete"},
+                "condition": condition(json!({"daysSinceNoncurrentTime": days})),
+            }));
+        }
+    }
     DesiredBucket {
-        name: target.names.bucket.clone(),
-        location: target.gcp().location.clone(),
-        versioning: bucket.versioning,
-        public_access_prevention: if bucket.public_access_block {
+        name: b.name.clone(),
+        location: b.location.clone(),
+        versioning: b.versioning,
+        public_access_prevention: if b.public_access_block {
             "enforced"
         } else {
             "inherited"
         },
         lifecycle,
-        labels: labels(target),
+        labels: b.tags.clone(),
     }
 }
 
-/// The labels strata puts on the bucket: `project.tags`, then `bucket.tags`, then
-/// `strata-managed=true`, `strata-target` and `strata-env` (later wins).
-///
-/// GCS labels allow only lowercase letters, digits, `_` and `-` (63 characters at
-/// most; keys start with a letter), so tag keys and values are rewritten: lowercased,
-/// every other character replaced by `_`, cut to 63 characters, and a key that does
-/// not start with a letter prefixed with `x`. `Cost Center: R&D` becomes
-/// `cost_center: r_d`.
-pub fn labels(target: &Target) -> BTreeMap<String, String> {
-    let mut labels = BTreeMap::new();
-    let tags = target
-        .config
-        .project
-        .tags
+/// The bindings the workloads' documents grant on one bucket, as `{bindings: […]}`.
+pub fn bucket_bindings(bucket: &str, workloads: &[crate::apply::docs::WorkloadDocs]) -> Value {
+    let bindings: Vec<Value> = workloads
         .iter()
-        .chain(target.config.bucket.tags.iter());
-    for (key, value) in tags {
-        labels.insert(label_key(key), label_value(value));
-    }
-    labels.insert("strata-managed".into(), "true".into());
-    labels.insert("strata-target".into(), label_value(&target.name));
-    labels.insert("strata-env".into(), label_value(&target.env));
-    labels
-}
-
-fn label_value(text: &str) -> String {
-    text.chars()
-        .flat_map(char::to_lowercase)
-        .map(|c| {
-            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(63)
-        .collect()
-}
-
-fn label_key(text: &str) -> String {
-    let value = label_value(text);
-    if value.starts_with(|c: char| c.is_ascii_lowercase()) {
-        value
-    } else {
-        format!("x{value}").chars().take(63).collect()
-    }
+        .filter_map(|w| w.gcp.as_ref())
+        .flat_map(|doc| doc["bucketBindings"].as_array().cloned().unwrap_or_default())
+        .filter(|b| b["bucket"].as_str() == Some(bucket))
+        .map(|b| json!({"role": b["role"], "members": b["members"]}))
+        .collect();
+    json!({"bindings": bindings})
 }
 
 /// The body of the create request: every managed setting.
@@ -308,14 +289,6 @@ mod tests {
             ],
             labels: BTreeMap::from([("strata-managed".into(), "true".into())]),
         }
-    }
-
-    #[test]
-    fn label_rewriting_follows_gcs_rules() {
-        assert_eq!(label_key("Cost Center"), "cost_center");
-        assert_eq!(label_value("R&D"), "r_d");
-        assert_eq!(label_key("9lives"), "x9lives");
-        assert_eq!(label_value(&"a".repeat(80)).len(), 63);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! GCP: the bucket and its IAM bindings through the Cloud Storage JSON API.
+//! GCP: the target's buckets and their IAM bindings through the Cloud Storage JSON
+//! API, from the rendered documents ([`super::docs`]).
 //!
 //! `plan` reads the bucket (GET `/b/{bucket}`) and its policy (GET `/b/{bucket}/iam`)
 //! and writes nothing. `execute` reads them again (a plan may be stale), then creates
@@ -38,6 +39,7 @@ use serde_json::{Value, json};
 
 pub use self::client::{ATTEMPTS, Client, emulator_base};
 use self::desired::{DesiredBucket, desired_bucket};
+use super::docs::Documents;
 use super::plan::{Action, Evidence, FieldChange, Op, Outcome, Plan, ResourceEvidence};
 use crate::error::{Error, Result};
 use crate::model::{Cloud, Target};
@@ -45,61 +47,59 @@ use crate::model::{Cloud, Target};
 pub const KIND_BUCKET: &str = "gcs_bucket";
 pub const KIND_BUCKET_IAM: &str = "gcs_bucket_iam";
 
-/// Reads the live state of the target's bucket and bindings; writes nothing.
-pub async fn plan(target: &Target, bindings: &Value) -> Result<Plan> {
-    plan_with(&Client::from_env().await?, target, bindings).await
+/// Reads the live state of the target's buckets and bindings; writes nothing.
+pub async fn plan(target: &Target, docs: &Documents) -> Result<Plan> {
+    plan_with(&Client::from_env().await?, target, docs).await
 }
 
 /// Carries out `plan`, recording each resource's outcome in `evidence` as it goes.
 pub async fn execute(
     target: &Target,
-    bindings: &Value,
+    docs: &Documents,
     plan: &Plan,
     evidence: &mut Evidence,
 ) -> Result<()> {
-    execute_with(&Client::from_env().await?, target, bindings, plan, evidence).await
+    execute_with(&Client::from_env().await?, target, docs, plan, evidence).await
 }
 
 /// [`plan`] with an explicit client.
-pub async fn plan_with(client: &Client, target: &Target, bindings: &Value) -> Result<Plan> {
-    let desired = desired_bucket(target);
-    let live = read_bucket(client, target, &desired).await?;
-    let (bucket_action, iam_action) = match &live {
-        None => (
-            action(
-                KIND_BUCKET,
-                &desired.name,
-                Op::Create,
-                desired::create_changes(&desired),
-            ),
-            action(
-                KIND_BUCKET_IAM,
-                &desired.name,
-                Op::Create,
-                desired::iam_changes(bindings, &json!({})),
-            ),
-        ),
-        Some(live) => {
-            let changes = desired::bucket_changes(&desired, live);
-            let policy = read_policy(client, &desired.name).await?;
-            let iam_changes = desired::iam_changes(bindings, &policy);
-            (
-                action(KIND_BUCKET, &desired.name, op(&changes), changes),
-                action(
+pub async fn plan_with(client: &Client, target: &Target, docs: &Documents) -> Result<Plan> {
+    let mut actions = Vec::new();
+    for doc in &docs.buckets {
+        let desired = desired_bucket(doc);
+        let bindings = desired::bucket_bindings(&desired.name, &docs.workloads);
+        let live = read_bucket(client, target, &desired).await?;
+        match &live {
+            None => {
+                actions.push(action(
+                    KIND_BUCKET,
+                    &desired.name,
+                    Op::Create,
+                    desired::create_changes(&desired),
+                ));
+                let changes = desired::iam_changes(&bindings, &json!({}));
+                actions.push(action(KIND_BUCKET_IAM, &desired.name, op_create(&changes), changes));
+            }
+            Some(live) => {
+                let changes = desired::bucket_changes(&desired, live);
+                actions.push(action(KIND_BUCKET, &desired.name, op(&changes), changes));
+                let policy = read_policy(client, &desired.name).await?;
+                let iam_changes = desired::iam_changes(&bindings, &policy);
+                actions.push(action(
                     KIND_BUCKET_IAM,
                     &desired.name,
                     op(&iam_changes),
                     iam_changes,
-                ),
-            )
+                ));
+            }
         }
-    };
+    }
     Ok(Plan {
         target: target.name.clone(),
         cloud: Cloud::Gcp,
         account: target.gcp().project_id.clone(),
-        region: desired.location.clone(),
-        actions: vec![bucket_action, iam_action],
+        region: target.gcp().location.clone(),
+        actions,
     })
 }
 
@@ -109,7 +109,7 @@ pub async fn plan_with(client: &Client, target: &Target, bindings: &Value) -> Re
 pub async fn execute_with(
     client: &Client,
     target: &Target,
-    bindings: &Value,
+    docs: &Documents,
     plan: &Plan,
     evidence: &mut Evidence,
 ) -> Result<()> {
@@ -121,9 +121,13 @@ pub async fn execute_with(
             plan.cloud.as_str()
         )));
     }
-    let desired = desired_bucket(target);
-    let existed = converge_bucket(client, target, &desired, evidence).await?;
-    converge_bindings(client, &desired.name, bindings, existed, evidence).await
+    for doc in &docs.buckets {
+        let desired = desired_bucket(doc);
+        let bindings = desired::bucket_bindings(&desired.name, &docs.workloads);
+        let existed = converge_bucket(client, target, &desired, evidence).await?;
+        converge_bindings(client, &desired.name, &bindings, existed, evidence).await?;
+    }
+    Ok(())
 }
 
 /// Creates or patches the bucket; returns whether it existed before.
@@ -163,7 +167,7 @@ async fn converge_bucket(
                 record(evidence, false, Outcome::Failed, fields);
                 return Err(match reply.status {
                     409 => Error::Cloud(format!(
-                        "create gcs_bucket {name}: the name is already taken (bucket names are global)\n  hint: set names.bucket to another name"
+                        "create gcs_bucket {name}: the name is already taken (bucket names are global)\n  hint: set buckets.<key>.name to another name"
                     )),
                     _ => reply.error(&format!("create gcs_bucket {name}")),
                 });
@@ -304,7 +308,7 @@ async fn read_bucket(
         404 => return Ok(None),
         403 => {
             return Err(Error::Cloud(format!(
-                "{what}: access denied (403): the name is taken by a bucket outside project {} or the credentials lack storage.buckets.get\n  hint: bucket names are global; set names.bucket to another name, or grant access",
+                "{what}: access denied (403): the name is taken by a bucket outside project {} or the credentials lack storage.buckets.get\n  hint: bucket names are global; set buckets.<key>.name to another name, or grant access",
                 target.gcp().project_id
             )));
         }
@@ -314,7 +318,7 @@ async fn read_bucket(
     check_project(client, target, name).await?;
     if let Some(actual) = desired::location_mismatch(desired, &live) {
         return Err(Error::Cloud(format!(
-            "{what}: the bucket is in {actual}, the target wants {} (gcp.location); GCS cannot move a bucket\n  hint: set gcp.location to {actual}, or names.bucket to a new name",
+            "{what}: the bucket is in {actual}, the target wants {} (gcp.location); GCS cannot move a bucket\n  hint: set gcp.location to {actual}, or buckets.<key>.name to a new name",
             desired.location
         )));
     }
@@ -344,7 +348,7 @@ async fn check_project(client: &Client, target: &Target, name: &str) -> Result<(
         Ok(())
     } else {
         Err(Error::Cloud(format!(
-            "gcs_bucket {name} exists but does not belong to project {project} (gcp.projectId); strata changes nothing in another project\n  hint: check gcp.projectId, or set names.bucket to another name"
+            "gcs_bucket {name} exists but does not belong to project {project} (gcp.projectId); strata changes nothing in another project\n  hint: check gcp.projectId, or set buckets.<key>.name to another name"
         )))
     }
 }
@@ -366,6 +370,14 @@ async fn read_policy(client: &Client, bucket: &str) -> Result<Value> {
         Ok(reply.body)
     } else {
         Err(reply.error(&what))
+    }
+}
+
+fn op_create(changes: &[FieldChange]) -> Op {
+    if changes.is_empty() {
+        Op::Unchanged
+    } else {
+        Op::Create
     }
 }
 

@@ -1,0 +1,402 @@
+//! Rules over the rendered cloud documents: `buckets/*.json`, `iam/*.policy.json`,
+//! `iam/*.trust.json` (aws) and `iam/*.gcp.json` (gcp). Apply sends these very
+//! documents, and refuses any that break a rule.
+
+use serde_json::Value as J;
+
+use super::{Finding, Findings, origin_loc};
+use crate::desired::Desired;
+use crate::desired::iam::{WORKLOAD_IDENTITY_USER, issuer_host_path};
+use crate::model::{AwsIdentity, Cloud, partition};
+use crate::render::{Origin, Rendered};
+
+pub(crate) fn check(f: &mut Findings, desired: &Desired, rendered: &Rendered) {
+    let t = f.target;
+    for b in &desired.buckets {
+        let rel = format!("buckets/{}.json", b.key);
+        if let Some(doc) = parsed(f, rendered, &rel) {
+            bucket(f, rendered, &rel, &b.key, &doc);
+        }
+    }
+    for w in &desired.workloads {
+        match t.cloud {
+            Cloud::Aws => {
+                let rel = format!("iam/{}.policy.json", w.key);
+                if let Some(doc) = parsed(f, rendered, &rel) {
+                    policy(f, rendered, &rel, &w.key, &w.statement_locs, &doc);
+                }
+                let rel = format!("iam/{}.trust.json", w.key);
+                if let Some(doc) = parsed(f, rendered, &rel) {
+                    trust(f, rendered, &rel, &w.key, &doc);
+                }
+            }
+            Cloud::Gcp => {
+                let rel = format!("iam/{}.gcp.json", w.key);
+                if let Some(doc) = parsed(f, rendered, &rel) {
+                    gcp(f, rendered, &rel, &w.key, &doc);
+                }
+            }
+        }
+    }
+}
+
+fn parsed(f: &mut Findings, rendered: &Rendered, rel: &str) -> Option<J> {
+    let t = f.target;
+    match rendered.json(&t.name, rel) {
+        Some(Ok(doc)) => Some(doc),
+        Some(Err(e)) => {
+            let path = format!("{}/{rel}", t.name);
+            f.push(Finding {
+                rule: None,
+                path: rel.to_owned(),
+                loc: origin_loc(rendered, &path),
+                message: format!("rendered {rel} is not valid JSON: {e}"),
+                hint: "build JSON with `| to_json` rather than by hand".into(),
+            });
+            None
+        }
+        None => None,
+    }
+}
+
+/// Where a finding inside a rendered document points: the layer key behind it when
+/// strata wrote the document, else the template.
+fn place(f: &Findings, rendered: &Rendered, rel: &str, key_path: &str) -> (String, crate::config::Loc) {
+    let full = format!("{}/{rel}", f.target.name);
+    match rendered.origins.get(&full) {
+        Some(Origin::Strata(_)) => (key_path.to_owned(), f.target.loc_of(key_path)),
+        _ => (key_path.to_owned(), origin_loc(rendered, &full)),
+    }
+}
+
+fn bucket(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) {
+    let t = f.target;
+    let expected = &t.names.buckets[key].name;
+    if doc["name"].as_str() != Some(expected.as_str()) {
+        let (path, loc) = place(f, rendered, rel, &format!("buckets.{key}"));
+        f.push(Finding {
+            rule: None,
+            path,
+            loc,
+            message: format!(
+                "rendered {rel} names bucket {}, not `{expected}`",
+                doc["name"]
+            ),
+            hint: "a document may only describe the bucket it is for".into(),
+        });
+    }
+    if !t.is_production() {
+        return;
+    }
+    let mut checks = vec![
+        ("prod.versioning", "versioning", doc["versioning"] == J::Bool(true)),
+        (
+            "prod.encryption",
+            "encryption",
+            doc["encryption"].as_str().is_some_and(|e| e != "none"),
+        ),
+        (
+            "prod.public-access-block",
+            "publicAccessBlock",
+            doc["publicAccessBlock"] == J::Bool(true),
+        ),
+    ];
+    if t.cloud == Cloud::Aws {
+        checks.push(("prod.tls-only", "tlsOnly", doc["tlsOnly"] == J::Bool(true)));
+        checks.push(("prod.require-sse", "requireSse", doc["requireSse"] == J::Bool(true)));
+    }
+    for (rule, field, ok) in checks {
+        if ok {
+            continue;
+        }
+        let what = super::RULES.iter().find(|(r, _)| *r == rule).map_or("", |(_, w)| *w);
+        let (path, loc) = place(f, rendered, rel, &format!("buckets.{key}.{field}"));
+        f.push(Finding {
+            rule: Some(rule),
+            path,
+            loc,
+            message: format!("production policy `{rule}`: {what}, in {}", t.env),
+            hint: format!("set `{field}: true`"),
+        });
+    }
+}
+
+fn strings(value: &J) -> Vec<&str> {
+    match value {
+        J::String(s) => vec![s.as_str()],
+        J::Array(items) => items.iter().filter_map(J::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// IAM actions that hand out IAM or STS power: a workload that holds one can make
+/// itself anything.
+fn escalates(action: &str) -> bool {
+    let lower = action.to_ascii_lowercase();
+    lower.starts_with("iam:")
+        || lower.starts_with("sts:assumerole")
+        || lower.starts_with("organizations:")
+        || lower.starts_with("sso:")
+        || lower == "*"
+}
+
+fn policy(
+    f: &mut Findings,
+    rendered: &Rendered,
+    rel: &str,
+    key: &str,
+    locs: &[Option<crate::config::Loc>],
+    doc: &J,
+) {
+    let t = f.target;
+    let full = format!("{}/{rel}", t.name);
+    let from_template = matches!(rendered.origins.get(&full), Some(Origin::Template(_)));
+    let statement_place = |i: usize| -> (String, crate::config::Loc) {
+        let workload = format!("workloads.{key}");
+        if from_template {
+            return (workload, origin_loc(rendered, &full));
+        }
+        match locs.get(i).cloned().flatten() {
+            Some(loc) => {
+                let extra = locs[..i].iter().filter(|l| l.is_some()).count();
+                (format!("{workload}.statements.{extra}"), loc)
+            }
+            None => (format!("{workload}.access"), t.loc_of(&format!("{workload}.access"))),
+        }
+    };
+    let problem = |f: &mut Findings, i: usize, rule: Option<&'static str>, message: String, hint: &str| {
+        let (path, loc) = statement_place(i);
+        f.push(Finding {
+            rule,
+            path,
+            loc,
+            message: format!("{rel} statement {}: {message}", i + 1),
+            hint: hint.to_owned(),
+        });
+    };
+    if doc["Version"] != "2012-10-17" {
+        problem(f, 0, None, "the policy Version must be \"2012-10-17\"".into(), "");
+    }
+    let statements = match &doc["Statement"] {
+        J::Array(items) => items.clone(),
+        J::Object(_) => vec![doc["Statement"].clone()],
+        _ => {
+            problem(f, 0, None, "the policy has no Statement list".into(), "");
+            return;
+        }
+    };
+    for (i, s) in statements.iter().enumerate() {
+        let Some(map) = s.as_object() else {
+            problem(f, i, None, "a statement must be an object".into(), "");
+            continue;
+        };
+        for key in map.keys() {
+            if !["Sid", "Effect", "Action", "Resource", "Condition"].contains(&key.as_str()) {
+                problem(
+                    f,
+                    i,
+                    None,
+                    format!("`{key}` has no place in a workload's policy"),
+                    "identity policies have Sid, Effect, Action, Resource and Condition only (no Principal, NotAction or NotResource)",
+                );
+            }
+        }
+        let effect = s["Effect"].as_str().unwrap_or_default();
+        if effect != "Allow" && effect != "Deny" {
+            problem(f, i, None, "Effect must be Allow or Deny".into(), "");
+            continue;
+        }
+        let actions = strings(&s["Action"]);
+        let resources = strings(&s["Resource"]);
+        if actions.is_empty() || resources.is_empty() {
+            problem(f, i, None, "a statement needs Action and Resource".into(), "");
+            continue;
+        }
+        for action in &actions {
+            let well_formed = *action == "*"
+                || action.split_once(':').is_some_and(|(service, name)| {
+                    !service.is_empty()
+                        && service.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                        && !name.is_empty()
+                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '*')
+                });
+            if !well_formed {
+                problem(f, i, None, format!("`{action}` is not an IAM action (service:Action)"), "");
+            }
+        }
+        for resource in &resources {
+            if *resource != "*" && !resource.starts_with("arn:") {
+                problem(f, i, None, format!("`{resource}` is not an ARN"), "");
+            }
+        }
+        if effect != "Allow" {
+            continue;
+        }
+        if let Some(a) = actions.iter().find(|a| a.contains('*')) {
+            problem(
+                f,
+                i,
+                Some("iam.wildcard-action"),
+                format!("allows `{a}`: a wildcard grants actions nobody reviewed"),
+                "list the actions the workload needs",
+            );
+        }
+        if resources.contains(&"*") {
+            problem(
+                f,
+                i,
+                Some("iam.wildcard-resource"),
+                "allows its actions on every resource (`*`)".into(),
+                "name the resources (ARNs) the workload needs",
+            );
+        }
+        if let Some(a) = actions.iter().find(|a| escalates(a)) {
+            problem(
+                f,
+                i,
+                Some("iam.escalation"),
+                format!("allows `{a}`, with which a workload can give itself any permission"),
+                "a workload's policy grants data access; IAM and STS belong to the platform",
+            );
+        }
+    }
+}
+
+fn trust(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) {
+    let t = f.target;
+    let aws = t.aws();
+    let names = &t.names.workloads[key];
+    let (path, loc) = place(f, rendered, rel, &format!("workloads.{key}"));
+    let problem = |f: &mut Findings, message: String| {
+        f.push(Finding {
+            rule: None,
+            path: path.clone(),
+            loc: loc.clone(),
+            message: format!("{rel}: {message}"),
+            hint: "a workload's role is assumed by its own service account only".into(),
+        });
+    };
+    let statements = match &doc["Statement"] {
+        J::Array(items) if !items.is_empty() => items.clone(),
+        _ => {
+            problem(f, "the trust policy has no statements".into());
+            return;
+        }
+    };
+    let issuer = issuer_host_path(aws.oidc_issuer.as_deref().unwrap_or_default()).to_owned();
+    let provider = format!(
+        "arn:{}:iam::{}:oidc-provider/{issuer}",
+        partition(&aws.region),
+        aws.account_id
+    );
+    let subject = format!("system:serviceaccount:{}:{}", names.namespace, names.service_account);
+    for s in &statements {
+        if s["Effect"] != "Allow" {
+            continue;
+        }
+        let principal = &s["Principal"];
+        let actions = strings(&s["Action"]);
+        match aws.identity {
+            AwsIdentity::PodIdentity => {
+                let services = strings(&principal["Service"]);
+                let only_service = principal.as_object().is_some_and(|m| m.len() == 1);
+                if !only_service || services != ["pods.eks.amazonaws.com"] {
+                    problem(f, format!("principal {principal} is not the EKS Pod Identity service (pods.eks.amazonaws.com)"));
+                }
+                if actions.iter().any(|a| !["sts:AssumeRole", "sts:TagSession"].contains(a)) {
+                    problem(f, format!("actions {actions:?}: Pod Identity needs sts:AssumeRole and sts:TagSession only"));
+                }
+            }
+            AwsIdentity::Irsa => {
+                let federated = strings(&principal["Federated"]);
+                let only = principal.as_object().is_some_and(|m| m.len() == 1);
+                if !only || federated != [provider.as_str()] {
+                    problem(f, format!("principal {principal} is not this cluster's OIDC provider ({provider})"));
+                }
+                if actions != ["sts:AssumeRoleWithWebIdentity"] {
+                    problem(f, format!("actions {actions:?}: IRSA needs sts:AssumeRoleWithWebIdentity only"));
+                }
+                let sub = &s["Condition"]["StringEquals"][format!("{issuer}:sub")];
+                if sub.as_str() != Some(subject.as_str()) {
+                    problem(f, format!("the role must be limited to `{subject}` (a StringEquals condition on {issuer}:sub)"));
+                }
+            }
+        }
+    }
+}
+
+fn gcp(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) {
+    let t = f.target;
+    let gcp = t.gcp();
+    let names = &t.names.workloads[key];
+    let email = names.gsa_email.clone().unwrap_or_default();
+    let own_member = format!("serviceAccount:{email}");
+    let pool_member = format!(
+        "serviceAccount:{}.svc.id.goog[{}/{}]",
+        gcp.project_id, names.namespace, names.service_account
+    );
+    let own_buckets: Vec<&str> = t.names.buckets.values().map(|b| b.name.as_str()).collect();
+    let base = format!("workloads.{key}");
+    let mut problem = |f: &mut Findings, rule: Option<&'static str>, field: &str, message: String, hint: &str| {
+        let (path, loc) = place(f, rendered, rel, &format!("{base}.{field}"));
+        f.push(Finding {
+            rule,
+            path,
+            loc,
+            message: format!("{rel}: {message}"),
+            hint: hint.to_owned(),
+        });
+    };
+    if doc["serviceAccount"]["email"].as_str() != Some(email.as_str()) {
+        problem(f, None, "gcpServiceAccount", format!("the service account must be {email}"), "");
+    }
+    let wi = &doc["workloadIdentity"];
+    if wi["role"] != WORKLOAD_IDENTITY_USER || strings(&wi["members"]) != [pool_member.as_str()] {
+        problem(
+            f,
+            None,
+            "serviceAccount",
+            format!("Workload Identity must bind {WORKLOAD_IDENTITY_USER} to {pool_member} only"),
+            "",
+        );
+    }
+    let bindings = |field: &str| -> Vec<J> { doc[field].as_array().cloned().unwrap_or_default() };
+    for binding in bindings("bucketBindings") {
+        let bucket = binding["bucket"].as_str().unwrap_or_default();
+        if !own_buckets.contains(&bucket) {
+            problem(f, None, "access", format!("binds roles on bucket `{bucket}`, which this target does not declare"), "");
+        }
+        members_and_role(f, &mut problem, &binding, &own_member, false);
+    }
+    for binding in bindings("projectBindings") {
+        members_and_role(f, &mut problem, &binding, &own_member, true);
+    }
+}
+
+fn members_and_role(
+    f: &mut Findings,
+    problem: &mut impl FnMut(&mut Findings, Option<&'static str>, &str, String, &str),
+    binding: &J,
+    own_member: &str,
+    project: bool,
+) {
+    let role = binding["role"].as_str().unwrap_or_default();
+    for member in strings(&binding["members"]) {
+        if member != own_member {
+            problem(
+                f,
+                None,
+                "roles",
+                format!("grants {role} to `{member}`; a workload's document grants to its own service account only"),
+                "",
+            );
+        }
+    }
+    if ["roles/owner", "roles/editor", "roles/viewer"].contains(&role) {
+        problem(f, Some("gcp.primitive-role"), "roles", format!("grants the basic role {role}"), "grant a predefined role for the service the workload uses");
+    } else if project && (role.ends_with(".admin") || role.starts_with("roles/iam.") || role.starts_with("roles/resourcemanager.")) {
+        problem(f, Some("gcp.project-admin"), "roles", format!("grants {role} on the whole project"), "grant it on the resource instead (e.g. `bucket:`)");
+    } else if !role.starts_with("roles/") && !role.starts_with("projects/") {
+        problem(f, None, "roles", format!("`{role}` is not a role name (roles/… or projects/<p>/roles/…)"), "");
+    }
+}

@@ -1,0 +1,215 @@
+//! Each release's values against its chart: the rendered `releases/<r>.values.yaml`
+//! (what helm will be given) is checked against the chart's `values.schema.json` when
+//! it has one, and every key is looked up in the chart's `values.yaml` (or the schema's
+//! `properties`): an unknown key is an error with "did you mean" unless the release
+//! says `strictValues: false`. A mapping that is empty (`podAnnotations: {}`) or null
+//! in values.yaml takes any keys, and so does `global` (Helm shares it with subcharts).
+//!
+//! Every finding names the layer file:line:col that set the offending value (a
+//! missing required key: the `values:` line), the JSON pointer and the schema rule.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value as J;
+
+use super::{Finding, Findings, origin_loc};
+use crate::config::{Loc, Node, Value};
+use crate::desired::{Desired, ReleaseSpec};
+use crate::render::Rendered;
+
+/// A chart as the checks need it, read by the caller.
+pub struct Chart {
+    /// `charts/app`.
+    pub path: String,
+    /// The parsed `values.yaml` (`None` when the chart has none).
+    pub values: Option<J>,
+    /// The compiled `values.schema.json`.
+    pub schema: Option<jsonschema::Validator>,
+    /// The raw schema, for its `properties`.
+    pub schema_json: Option<J>,
+}
+
+/// Charts by folder; an error text for a chart that could not be read.
+pub type Charts = BTreeMap<String, Result<Chart, crate::error::Error>>;
+
+/// Compiles a chart's schema; remote `$ref`s are refused (no network at validate).
+pub fn compile_schema(schema: &J) -> Result<jsonschema::Validator, String> {
+    jsonschema::validator_for(schema).map_err(|e| e.to_string())
+}
+
+pub(crate) fn check(f: &mut Findings, desired: &Desired, rendered: &Rendered, charts: &Charts) {
+    let t = f.target;
+    for release in &desired.releases {
+        let chart = match charts.get(&release.chart) {
+            Some(Ok(chart)) => chart,
+            Some(Err(e)) => {
+                // Reported once per chart by the caller; here only what points at it.
+                let _ = e;
+                continue;
+            }
+            None => continue,
+        };
+        let rel = format!("releases/{}.values.yaml", release.key);
+        let full = format!("{}/{rel}", t.name);
+        let Some(bytes) = rendered.artifacts.get(&full) else {
+            continue;
+        };
+        let values: J = match std::str::from_utf8(bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_saphyr::from_str::<J>(text).map_err(|e| e.to_string()))
+        {
+            Ok(J::Null) => J::Object(Default::default()),
+            Ok(v) => v,
+            Err(e) => {
+                f.push(Finding {
+                    rule: None,
+                    path: format!("releases.{}.values", release.key),
+                    loc: origin_loc(rendered, &full),
+                    message: format!("rendered {rel} is not valid YAML: {e}"),
+                    hint: String::new(),
+                });
+                continue;
+            }
+        };
+        if let Some(schema) = &chart.schema {
+            for error in schema.iter_errors(&values) {
+                let pointer = error.instance_path().as_str().to_owned();
+                let keyword = error.kind().keyword().to_owned();
+                let (loc, at) = pointer_loc(release, &pointer, keyword == "required");
+                let message = error.masked().to_string();
+                f.push(Finding {
+                    rule: None,
+                    path: at,
+                    loc,
+                    message: format!(
+                        "{}/values.schema.json: {message} (at {}, rule `{keyword}`)",
+                        chart.path,
+                        if pointer.is_empty() { "/" } else { &pointer },
+                    ),
+                    hint: String::new(),
+                });
+            }
+        }
+        if release.strict_values && (chart.values.is_some() || chart.schema_json.is_some()) {
+            let known = chart.values.clone().unwrap_or(J::Null);
+            let props = chart.schema_json.as_ref();
+            unknown_keys(f, release, &chart.path, &values, Some(&known), props, "");
+        }
+    }
+}
+
+/// The node at a JSON pointer of the release's values, and its key path; for a
+/// `required` error (which points at the object missing the key) the object's key.
+fn pointer_loc(release: &ReleaseSpec, pointer: &str, _required: bool) -> (Loc, String) {
+    let segments: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let base = format!("releases.{}.values", release.key);
+    let mut node = &release.values;
+    let mut path = base.clone();
+    let mut loc = release.values_loc.clone();
+    for segment in &segments {
+        let next = match &node.value {
+            Value::Map(m) => m.get(segment),
+            Value::Seq(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        };
+        let Some(next) = next else { break };
+        node = next;
+        path = format!("{path}.{segment}");
+        loc = match &node.value {
+            Value::Map(_) | Value::Seq(_) => node.key_loc.clone(),
+            _ => node.loc.clone(),
+        };
+    }
+    (loc, path)
+}
+
+/// Whether values.yaml (or the schema) leaves the keys below this value open.
+fn open(known: Option<&J>) -> bool {
+    match known {
+        None | Some(J::Null) => true,
+        Some(J::Object(m)) => m.is_empty(),
+        Some(_) => true,
+    }
+}
+
+fn schema_properties<'a>(schema: Option<&'a J>) -> Option<&'a serde_json::Map<String, J>> {
+    schema.and_then(|s| s.get("properties")).and_then(J::as_object)
+}
+
+fn schema_open(schema: Option<&J>) -> bool {
+    // A schema that says what extra keys may be (additionalProperties a schema, or
+    // patternProperties) takes keys values.yaml does not list.
+    schema.is_some_and(|s| {
+        s.get("patternProperties").is_some()
+            || s.get("additionalProperties").is_some_and(|a| a.is_object() || *a == J::Bool(true))
+    })
+}
+
+fn unknown_keys(
+    f: &mut Findings,
+    release: &ReleaseSpec,
+    chart: &str,
+    values: &J,
+    known: Option<&J>,
+    schema: Option<&J>,
+    path: &str,
+) {
+    let J::Object(map) = values else { return };
+    let known_map = known.and_then(J::as_object);
+    let props = schema_properties(schema);
+    if open(known) && props.is_none() {
+        return;
+    }
+    if schema_open(schema) {
+        return;
+    }
+    for (key, value) in map {
+        if path.is_empty() && key == "global" {
+            continue;
+        }
+        let child_path = format!("{path}/{}", key.replace('~', "~0").replace('/', "~1"));
+        let in_values = known_map.and_then(|m| m.get(key));
+        let in_schema = props.and_then(|p| p.get(key));
+        if in_values.is_none() && in_schema.is_none() {
+            let mut candidates: Vec<&str> = known_map.map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
+            if let Some(p) = props {
+                candidates.extend(p.keys().map(String::as_str));
+            }
+            let hint = match crate::suggest::closest(key, candidates.iter().copied()) {
+                Some(close) => format!("did you mean `{close}`?"),
+                None if candidates.is_empty() => "the chart's values.yaml has no keys here".to_owned(),
+                None => {
+                    let mut c = candidates.clone();
+                    c.sort_unstable();
+                    c.dedup();
+                    format!("keys {chart}/values.yaml has here: {}", c.join(", "))
+                }
+            };
+            let (loc, at) = pointer_loc(release, &child_path, false);
+            // Point at the key, not its value.
+            let loc = key_loc(release, &child_path).unwrap_or(loc);
+            f.push(Finding {
+                rule: None,
+                path: at,
+                loc,
+                message: format!("`{key}` is not a value of {chart} (values.yaml has no such key)"),
+                hint: format!("{hint}; `strictValues: false` on the release accepts keys the chart does not declare"),
+            });
+            continue;
+        }
+        unknown_keys(f, release, chart, value, in_values, in_schema, &child_path);
+    }
+}
+
+fn key_loc(release: &ReleaseSpec, pointer: &str) -> Option<Loc> {
+    let mut node: &Node = &release.values;
+    for segment in pointer.split('/').skip(1) {
+        let segment = segment.replace("~1", "/").replace("~0", "~");
+        node = node.get(&segment)?;
+    }
+    Some(node.key_loc.clone())
+}

@@ -1,0 +1,502 @@
+//! References: `!ref PATH` (the value at PATH) and `!sub "text ${PATH} text"` (a string).
+//!
+//! The scope a reference reaches is built from the typed keys and the derived names
+//! ([`scope`]); it is also what templates see, so a template and a reference can never
+//! disagree. Roots: `target`, `project`, `kube`, `aws`, `gcp`, `dns`, `vars`,
+//! `buckets.<b>.{name,arn,url}`, `workloads.<w>.{serviceAccount,namespace,roleArn,gsaEmail}`.
+//!
+//! Inside `!sub`, `${PATH}` is replaced only when PATH starts with one of those roots;
+//! anything else (`${HOME}`, Helm's `{{ .Values.x }}`) is left as written, and `$${`
+//! writes a literal `${`. `vars` may refer to other `vars`; a cycle is an error naming
+//! the chain, and a reference to nothing is an error at its line with "did you mean".
+//!
+//! References are resolved in the free-form parts only: each release's `values`, each
+//! workload's `env` and `statements`, and `vars`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use indexmap::IndexMap;
+use serde::Serialize;
+use serde_json::{Value as J, json};
+
+use super::names::Names;
+use super::{Cloud, Config};
+use crate::config::{Loc, Merged, Node, TargetLayers, Value};
+use crate::error::{Error, Located, Result};
+
+/// The roots a reference may start with.
+pub const ROOTS: &[&str] = &[
+    "target",
+    "project",
+    "kube",
+    "aws",
+    "gcp",
+    "dns",
+    "vars",
+    "buckets",
+    "workloads",
+];
+
+/// Where references are resolved (key path patterns; `*` is one key).
+pub const FREE_FORM: &[&str] = &[
+    "vars",
+    "releases.*.values",
+    "workloads.*.env",
+    "workloads.*.statements",
+];
+
+/// Resolution stops after this many references in one target (a chain of `vars` that
+/// doubles at every step must not run forever).
+const MAX_STEPS: usize = 100_000;
+
+/// One reference as written, for `explain`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reference {
+    /// `!ref buckets.data.name` or `!sub "s3://${buckets.data.name}/raw"`.
+    pub written: String,
+    pub loc: Loc,
+    /// The paths it reads.
+    pub paths: Vec<String>,
+    pub value: J,
+}
+
+/// The data a reference reaches (and templates see), without `vars`.
+pub fn scope(config: &Config, names: &Names, layers: &TargetLayers, cloud: Cloud) -> J {
+    let buckets: serde_json::Map<String, J> = names
+        .buckets
+        .iter()
+        .map(|(key, b)| (key.clone(), serde_json::to_value(b).unwrap_or(J::Null)))
+        .collect();
+    let workloads: serde_json::Map<String, J> = names
+        .workloads
+        .iter()
+        .map(|(key, w)| {
+            let mut v = json!({
+                "serviceAccount": w.service_account,
+                "namespace": w.namespace,
+            });
+            if let Some(arn) = &w.role_arn {
+                v["roleArn"] = json!(arn);
+                v["role"] = json!(w.role);
+            }
+            if let Some(email) = &w.gsa_email {
+                v["gsaEmail"] = json!(email);
+                v["gsaId"] = json!(w.gsa_id);
+            }
+            (key.clone(), v)
+        })
+        .collect();
+    let mut kube = serde_json::to_value(&config.kube).unwrap_or(J::Null);
+    kube["namespace"] = json!(names.namespace);
+    kube["context"] = json!(names.kube_context);
+    let mut scope = json!({
+        "target": {"name": layers.name, "env": layers.env, "cloud": cloud},
+        "project": config.project,
+        "kube": kube,
+        "buckets": buckets,
+        "workloads": workloads,
+    });
+    match cloud {
+        Cloud::Aws => {
+            if let Some(aws) = &config.aws {
+                scope["aws"] = serde_json::to_value(aws).unwrap_or(J::Null);
+                scope["aws"]["partition"] = json!(super::partition(&aws.region));
+            }
+        }
+        Cloud::Gcp => {
+            if let Some(gcp) = &config.gcp {
+                scope["gcp"] = serde_json::to_value(gcp).unwrap_or(J::Null);
+            }
+        }
+    }
+    if let Some(dns) = &config.dns {
+        scope["dns"] = serde_json::to_value(dns).unwrap_or(J::Null);
+    }
+    strip_nulls(&mut scope);
+    scope
+}
+
+/// Unset optional keys are absent, so that a reference to one is "points at nothing".
+fn strip_nulls(value: &mut J) {
+    if let J::Object(map) = value {
+        map.retain(|_, v| !v.is_null());
+        map.values_mut().for_each(strip_nulls);
+    }
+}
+
+/// Resolves every reference of a target: the merged tree with its free-form parts
+/// resolved, and each reference as written.
+pub fn resolve_target(
+    config: &Config,
+    names: &Names,
+    layers: &TargetLayers,
+    merged: &Merged,
+    cloud: Cloud,
+) -> Result<(Node, BTreeMap<String, Reference>)> {
+    let scope = scope(config, names, layers, cloud);
+    let vars = merged.tree.get("vars").cloned();
+    let mut resolver = Resolver {
+        scope: &scope,
+        vars: vars.as_ref(),
+        memo: HashMap::new(),
+        stack: Vec::new(),
+        steps: 0,
+        references: BTreeMap::new(),
+        errors: Vec::new(),
+    };
+    let mut resolved = merged.tree.clone();
+    for pattern in FREE_FORM {
+        for path in expand(&merged.tree, pattern) {
+            let Some(node) = merged.tree.lookup(path.split('.')) else {
+                continue;
+            };
+            let out = resolver.node(node, &path);
+            if let Some(slot) = lookup_mut(&mut resolved, &path) {
+                *slot = out;
+            }
+        }
+    }
+    let mut errors = std::mem::take(&mut resolver.errors);
+    errors.sort_by(|a, b| a.to_string().cmp(&b.to_string()));
+    errors.dedup_by(|a, b| a.to_string() == b.to_string());
+    Error::from_list(errors)?;
+    Ok((resolved, resolver.references))
+}
+
+/// The concrete key paths a pattern such as `releases.*.values` names in `tree`.
+fn expand(tree: &Node, pattern: &str) -> Vec<String> {
+    let mut paths = vec![(String::new(), tree)];
+    for segment in pattern.split('.') {
+        let mut next = Vec::new();
+        for (path, node) in paths {
+            let Some(map) = node.map() else { continue };
+            let join = |k: &str| {
+                if path.is_empty() {
+                    k.to_owned()
+                } else {
+                    format!("{path}.{k}")
+                }
+            };
+            if segment == "*" {
+                next.extend(map.iter().map(|(k, v)| (join(k), v)));
+            } else if let Some(v) = map.get(segment) {
+                next.push((join(segment), v));
+            }
+        }
+        paths = next;
+    }
+    paths.into_iter().map(|(p, _)| p).collect()
+}
+
+fn lookup_mut<'a>(node: &'a mut Node, path: &str) -> Option<&'a mut Node> {
+    let mut node = node;
+    for segment in path.split('.') {
+        node = match &mut node.value {
+            Value::Map(m) => m.get_mut(segment)?,
+            _ => return None,
+        };
+    }
+    Some(node)
+}
+
+struct Resolver<'a> {
+    scope: &'a J,
+    vars: Option<&'a Node>,
+    /// Resolved `vars` paths, so a value used many times is resolved once.
+    memo: HashMap<String, Node>,
+    /// The `vars` paths being resolved, to find cycles.
+    stack: Vec<String>,
+    steps: usize,
+    references: BTreeMap<String, Reference>,
+    errors: Vec<Error>,
+}
+
+impl Resolver<'_> {
+    /// `node` (at key path `path`) with every reference in it resolved.
+    fn node(&mut self, node: &Node, path: &str) -> Node {
+        match &node.value {
+            Value::Ref(target) => {
+                let value = self.reference(target, node, path);
+                let json = value.as_ref().map_or(J::Null, Node::to_json);
+                self.references.insert(
+                    path.to_owned(),
+                    Reference {
+                        written: format!("!ref {target}"),
+                        loc: node.loc.clone(),
+                        paths: vec![target.clone()],
+                        value: json,
+                    },
+                );
+                let mut out = value.unwrap_or_else(|| with_loc(Value::Null, node));
+                out.key_loc = node.key_loc.clone();
+                out
+            }
+            Value::Sub(text) => {
+                let (value, paths) = self.substitute(text, node, path);
+                self.references.insert(
+                    path.to_owned(),
+                    Reference {
+                        written: format!("!sub {text:?}"),
+                        loc: node.loc.clone(),
+                        paths,
+                        value: J::String(value.clone()),
+                    },
+                );
+                with_loc(Value::Str(value), node)
+            }
+            Value::Map(entries) => {
+                let map: IndexMap<String, Node> = entries
+                    .iter()
+                    .map(|(k, v)| (k.clone(), self.node(v, &format!("{path}.{k}"))))
+                    .collect();
+                with_loc(Value::Map(map), node)
+            }
+            Value::Seq(items) => {
+                let items = items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| self.node(v, &format!("{path}.{i}")))
+                    .collect();
+                with_loc(Value::Seq(items), node)
+            }
+            _ => node.clone(),
+        }
+    }
+
+    /// The value at `target`, as a node located at the reference; `None` after an error.
+    fn reference(&mut self, target: &str, site: &Node, path: &str) -> Option<Node> {
+        self.steps += 1;
+        if self.steps > MAX_STEPS {
+            if self.steps == MAX_STEPS + 1 {
+                self.fail(
+                    site,
+                    path,
+                    format!("more than {MAX_STEPS} references to resolve"),
+                    "references that refer to each other multiply; simplify vars",
+                );
+            }
+            return None;
+        }
+        let root = target.split('.').next().unwrap_or_default();
+        if !ROOTS.contains(&root) {
+            let hint = match crate::suggest::closest(root, ROOTS.iter().copied()) {
+                Some(close) => format!("did you mean `{close}`? references start with one of: {}", ROOTS.join(", ")),
+                None => format!("references start with one of: {}", ROOTS.join(", ")),
+            };
+            self.fail(site, path, format!("`{target}` is not something a reference can reach"), &hint);
+            return None;
+        }
+        if let Some(rest) = target.strip_prefix("vars") {
+            let rest = rest.strip_prefix('.').unwrap_or(rest);
+            return self.var(rest, target, site, path);
+        }
+        match pointer(self.scope, target) {
+            Some(value) => Some(from_json(value, site)),
+            None => {
+                let hint = self.suggest(target);
+                self.fail(site, path, format!("`{target}` points at nothing"), &hint);
+                None
+            }
+        }
+    }
+
+    fn var(&mut self, rest: &str, target: &str, site: &Node, path: &str) -> Option<Node> {
+        if let Some(done) = self.memo.get(rest) {
+            let mut out = done.clone();
+            relocate(&mut out, site);
+            return Some(out);
+        }
+        if let Some(at) = self.stack.iter().position(|p| p == rest) {
+            let mut chain: Vec<String> = self.stack[at..].iter().map(|p| format!("vars.{p}")).collect();
+            chain.push(target.to_owned());
+            self.fail(
+                site,
+                path,
+                format!("reference cycle: {}", chain.join(" -> ")),
+                "break the cycle: one of these values must be written out",
+            );
+            return None;
+        }
+        let found = match self.vars {
+            Some(vars) if rest.is_empty() => Some(vars.clone()),
+            Some(vars) => vars.lookup(rest.split('.')).cloned(),
+            None => None,
+        };
+        let Some(found) = found else {
+            let hint = self.suggest(target);
+            self.fail(site, path, format!("`{target}` points at nothing"), &hint);
+            return None;
+        };
+        self.stack.push(rest.to_owned());
+        let resolved = self.node(&found, &format!("vars.{rest}"));
+        self.stack.pop();
+        self.memo.insert(rest.to_owned(), resolved.clone());
+        let mut out = resolved;
+        relocate(&mut out, site);
+        Some(out)
+    }
+
+    /// `!sub`: the text with each `${PATH}` of a known root replaced.
+    fn substitute(&mut self, text: &str, site: &Node, path: &str) -> (String, Vec<String>) {
+        let mut out = String::with_capacity(text.len());
+        let mut paths = Vec::new();
+        let mut rest = text;
+        while let Some(at) = rest.find("${") {
+            // `$${` is a literal `${`.
+            if rest[..at].ends_with('$') {
+                out.push_str(&rest[..at - 1]);
+                out.push_str("${");
+                rest = &rest[at + 2..];
+                continue;
+            }
+            out.push_str(&rest[..at]);
+            let after = &rest[at + 2..];
+            let Some(end) = after.find('}') else {
+                out.push_str(&rest[at..]);
+                rest = "";
+                break;
+            };
+            let inner = after[..end].trim();
+            let root = inner.split('.').next().unwrap_or_default();
+            if !ROOTS.contains(&root) || !inner.contains('.') && root != "vars" {
+                // Not ours (`${HOME}`, `${1}`): written as it is.
+                out.push_str(&rest[at..at + 2 + end + 1]);
+            } else {
+                paths.push(inner.to_owned());
+                match self.reference(inner, site, path) {
+                    Some(node) => match scalar_text(&node) {
+                        Some(text) => out.push_str(&text),
+                        None => self.fail(
+                            site,
+                            path,
+                            format!("`${{{inner}}}` is {}, and !sub puts only strings, numbers and booleans into text", node.value.kind()),
+                            "use !ref for a whole value, or reach a scalar inside it",
+                        ),
+                    },
+                    None => {}
+                }
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        (out, paths)
+    }
+
+    fn suggest(&self, target: &str) -> String {
+        let mut known = Vec::new();
+        leaf_paths(self.scope, "", &mut known);
+        if let Some(vars) = self.vars {
+            node_paths(vars, "vars", &mut known);
+        }
+        match crate::suggest::closest(target, known.iter().map(String::as_str)) {
+            Some(close) => format!("did you mean `{close}`?"),
+            None => {
+                let root = target.split('.').next().unwrap_or_default();
+                let under: Vec<&str> = known
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|p| p.starts_with(&format!("{root}.")))
+                    .take(8)
+                    .collect();
+                if under.is_empty() {
+                    format!("this target has nothing under `{root}`")
+                } else {
+                    format!("under `{root}` there is: {}", under.join(", "))
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, site: &Node, path: &str, message: String, hint: &str) {
+        self.errors
+            .push(Located::new(site.loc.clone(), path, message).hint(hint).into());
+    }
+}
+
+fn with_loc(value: Value, node: &Node) -> Node {
+    Node {
+        value,
+        loc: node.loc.clone(),
+        key_loc: node.key_loc.clone(),
+    }
+}
+
+/// A resolved value used at another place keeps the place of its use.
+fn relocate(node: &mut Node, site: &Node) {
+    node.loc = site.loc.clone();
+    node.key_loc = site.key_loc.clone();
+    match &mut node.value {
+        Value::Map(m) => m.values_mut().for_each(|v| relocate(v, site)),
+        Value::Seq(items) => items.iter_mut().for_each(|v| relocate(v, site)),
+        _ => {}
+    }
+}
+
+fn pointer<'a>(scope: &'a J, path: &str) -> Option<&'a J> {
+    let mut value = scope;
+    for segment in path.split('.') {
+        value = match value {
+            J::Object(m) => m.get(segment)?,
+            J::Array(items) => items.get(segment.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(value)
+}
+
+/// A JSON value as a node, every part located at the reference that produced it.
+pub fn from_json(value: &J, site: &Node) -> Node {
+    let v = match value {
+        J::Null => Value::Null,
+        J::Bool(b) => Value::Bool(*b),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => Value::Int(i),
+            None => Value::Float(n.as_f64().unwrap_or_default()),
+        },
+        J::String(s) => Value::Str(s.clone()),
+        J::Array(items) => Value::Seq(items.iter().map(|i| from_json(i, site)).collect()),
+        J::Object(m) => Value::Map(
+            m.iter()
+                .map(|(k, v)| (k.clone(), from_json(v, site)))
+                .collect(),
+        ),
+    };
+    with_loc(v, site)
+}
+
+fn scalar_text(node: &Node) -> Option<String> {
+    match &node.value {
+        Value::Str(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::Float(f) => Some(f.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn leaf_paths(value: &J, path: &str, out: &mut Vec<String>) {
+    match value {
+        J::Object(m) => {
+            for (k, v) in m {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                leaf_paths(v, &p, out);
+            }
+        }
+        _ => out.push(path.to_owned()),
+    }
+}
+
+fn node_paths(node: &Node, path: &str, out: &mut Vec<String>) {
+    match &node.value {
+        Value::Map(m) => {
+            for (k, v) in m {
+                node_paths(v, &format!("{path}.{k}"), out);
+            }
+        }
+        _ => out.push(path.to_owned()),
+    }
+}
