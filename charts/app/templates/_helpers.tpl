@@ -75,13 +75,28 @@ references), each sorted by name (Go templates range over map keys in order).
 - name: {{ $key }}
   value: {{ toString $value | quote }}
 {{- end }}
-{{- range $key, $ref := .Values.secretEnv }}
+{{- range $key, $entry := .Values.secretEnv }}
+{{- /* {name, key}, or strata's workload shape {secretRef: {name, key}}. */}}
+{{- $ref := $entry.secretRef | default $entry }}
 - name: {{ $key }}
   valueFrom:
     secretKeyRef:
       name: {{ required (printf "secretEnv.%s.name is required" $key) $ref.name }}
       key: {{ required (printf "secretEnv.%s.key is required" $key) $ref.key }}
 {{- end }}
+{{- end -}}
+
+{{/*
+The pods' ServiceAccount: serviceAccount.name, which must be given when the
+ServiceAccount comes from elsewhere (strata's platform chart); the chart's full
+name when the chart creates it and no name is given.
+*/}}
+{{- define "app.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- .Values.serviceAccount.name | default (include "app.fullname" .) -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Pod-level security: non-root with fixed numeric ids, default seccomp profile. */}}
@@ -148,7 +163,7 @@ spec:
         gke-gcsfuse/volumes: "true"
       {{- end }}
     spec:
-      serviceAccountName: {{ required "serviceAccount.name is required" $root.Values.serviceAccount.name }}
+      serviceAccountName: {{ include "app.serviceAccountName" $root }}
       {{- /* Cloud credentials come from IRSA / Pod Identity / Workload Identity,
       which project their own tokens; the app never talks to the Kubernetes API. */}}
       automountServiceAccountToken: false
