@@ -17,10 +17,10 @@ Authorization header (moto keeps clusters per region, and reads the region from 
 credential scope) on every Pod Identity call, so a cluster created or deleted in moto
 is seen at once.
 
-Roles (--role-check): `exists` asks upstream IAM GetRole for the role name in
-roleArn (and targetRoleArn); `trust` also requires the role's trust policy to allow
-the service principal pods.eks.amazonaws.com both sts:AssumeRole and sts:TagSession,
-as EKS does. `auto` (default) is `trust` with --upstream and `off` without.
+Roles (--role-check): `exists` asks upstream IAM GetRole for the role in roleArn
+and targetRoleArn (same name and path); `trust` also requires roleArn's trust policy
+to allow the service principal pods.eks.amazonaws.com both sts:AssumeRole and
+sts:TagSession, as EKS does (targetRoleArn is only checked to exist). `auto` (default) is `trust` with --upstream and `off` without.
 
 See README.md beside this file for what is and is not modelled, and standin.py for
 the request log, fault injection and /__standin/ control endpoints.
@@ -220,7 +220,7 @@ class PodIdentity(Api):
             return False
         return error(502, "ServerException", f"eks_pod_identity: upstream answered DescribeCluster {cluster} with {status}: {body[:200]!r}")
 
-    def check_role(self, request, arn):
+    def check_role(self, request, arn, trust=True):
         """None when the role passes --role-check, else the error Reply."""
         if self.role_check == "off":
             return None
@@ -245,7 +245,7 @@ class PodIdentity(Api):
         if role is None or found_arn != arn:
             # Same name under another path is another role.
             return error(400, "InvalidParameterException", "Role provided in the request does not exist")
-        if self.role_check == "exists":
+        if self.role_check == "exists" or not trust:
             return None
         document = next((el.text for el in root.iter() if el.tag.endswith("AssumeRolePolicyDocument")), None)
         if not trusts_pod_identity(urllib.parse.unquote(document or "")):
@@ -284,7 +284,9 @@ class PodIdentity(Api):
         fields = request.ctx.get("fields", {})
         for key in ("roleArn", "targetRoleArn"):
             if fields.get(key):
-                refused = self.check_role(request, fields[key])
+                # The target role is assumed by the association's role, not by the
+                # pods.eks.amazonaws.com service: only its existence is checked.
+                refused = self.check_role(request, fields[key], trust=key == "roleArn")
                 if refused is not None:
                     return refused
         return None

@@ -325,6 +325,16 @@ def test_eks_target_role_gets_an_external_id(client, moto):
     assert created["targetRoleArn"] == moto["other_role"]
     assert re.fullmatch(r"[0-9a-f-]{36}", created["externalId"])
     assert created["disableSessionTags"] is True
+    # The target role must exist; its trust policy is not the pod identity one.
+    chained = client.create_pod_identity_association(
+        clusterName="prod", namespace="apps", serviceAccount="chain2", roleArn=moto["role"], targetRoleArn=moto["untagged_role"]
+    )["association"]
+    assert chained["targetRoleArn"] == moto["untagged_role"]
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        client.create_pod_identity_association(
+            clusterName="prod", namespace="apps", serviceAccount="chain3", roleArn=moto["role"], targetRoleArn=f"arn:aws:iam::{ACCOUNT}:role/ghost"
+        )
+    assert aws_error(excinfo) == (400, "InvalidParameterException", "Role provided in the request does not exist")
 
 
 def test_eks_list_filters_and_pages(client, moto):
