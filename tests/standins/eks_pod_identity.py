@@ -29,6 +29,7 @@ the request log, fault injection and /__standin/ control endpoints.
 import base64
 import http.client
 import json
+import os
 import re
 import secrets
 import sys
@@ -37,7 +38,7 @@ import urllib.parse
 import uuid
 import xml.etree.ElementTree as ET
 
-sys.path.insert(0, __import__("os").path.dirname(__file__))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from standin import Api, Op, Reply, base_arguments, loopback_url, run  # noqa: E402
 
 COLLECTION = re.compile(r"^/clusters/([^/]+)/pod-identity-associations$")
@@ -167,7 +168,7 @@ class PodIdentity(Api):
         if not access_key:
             return error(403, "UnrecognizedClientException", "The security token included in the request is invalid.")
         if service != "eks":
-            return error(403, "InvalidSignatureException", f"Credential should be scoped to correct service: 'eks'. ")
+            return error(403, "InvalidSignatureException", "Credential should be scoped to correct service: 'eks'. ")
         if not (request.headers.get("X-Amz-Date") or request.headers.get("Date")):
             return error(403, "IncompleteSignatureException", "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
         request.ctx["region"] = region

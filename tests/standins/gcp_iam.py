@@ -31,12 +31,13 @@ the request log, fault injection and /__standin/ control endpoints.
 
 import base64
 import binascii
+import os
 import re
 import secrets
 import struct
 import sys
 
-sys.path.insert(0, __import__("os").path.dirname(__file__))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from standin import Api, Op, Reply, base_arguments, run  # noqa: E402
 
 COLLECTION = re.compile(r"^/v1/projects/([^/:]+)/serviceAccounts$")

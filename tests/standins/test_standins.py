@@ -8,7 +8,6 @@ Run from the repository root with the test venv: .venv/bin/python -m pytest -q t
 import base64
 import ipaddress
 import json
-import os
 import re
 import socket
 import subprocess
@@ -683,7 +682,7 @@ def test_gcp_service_account_lifecycle(gcp):
     assert status == 200 and [a["email"] for a in listed["accounts"]] == [email, "second-one@proj-a.iam.gserviceaccount.com"]
     assert "nextPageToken" not in listed
     status, _, page = call("GET", sa_url(gcp, "proj-a") + "?pageSize=1", headers=BEARER)
-    assert [a["accountId" if False else "email"] for a in page["accounts"]] == [email]
+    assert [a["email"] for a in page["accounts"]] == [email]
     status, _, rest = call("GET", sa_url(gcp, "proj-a") + "?pageSize=1&pageToken=" + page["nextPageToken"], headers=BEARER)
     assert [a["email"] for a in rest["accounts"]] == ["second-one@proj-a.iam.gserviceaccount.com"] and "nextPageToken" not in rest
 
