@@ -31,6 +31,7 @@ the request log, fault injection and /__standin/ control endpoints.
 
 import base64
 import binascii
+import json
 import os
 import re
 import secrets
@@ -135,6 +136,26 @@ def invalid(message):
 
 def ok(body):
     return Reply.json(200, body, content_type="application/json; charset=UTF-8")
+
+
+def camel(name):
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def known_fields(value, allowed, where=None):
+    """`value` with snake_case names turned lowerCamelCase (Google's JSON parser
+    accepts both spellings of a field), or a 400 for a name the message lacks."""
+    out = {}
+    for name, item in value.items():
+        field = name if name in allowed else camel(name)
+        if field not in allowed:
+            raise unknown_name(name, where)
+        if field in out:
+            at = f" at '{where}'" if where else ""
+            raise invalid(f'Invalid JSON payload received. Duplicate value for field "{field}"{at}.')
+        out[field] = item
+    return out
 
 
 def unknown_name(name, where=None):
@@ -280,7 +301,11 @@ class Iam(Api):
             allowed |= {"pageSize", "pageToken"}
         if verb == "getIamPolicy":
             allowed |= {"options.requestedPolicyVersion"}
-        for name in query:
+        for name in list(query):
+            spelled = ".".join(camel(part) for part in name.split("."))
+            if name not in allowed and spelled in allowed:
+                query.setdefault(spelled, []).extend(query.pop(name))
+                continue
             if name not in allowed:
                 raise invalid(f"Invalid JSON payload received. Unknown name \"{name}\": Cannot bind query parameter. Field '{name}' could not be found in request message.")
         if query.get("alt", ["json"])[-1] != "json":
@@ -329,19 +354,14 @@ class Iam(Api):
             return {}
         if not isinstance(body, dict):
             raise invalid("Invalid JSON payload received. Expected an object.")
-        for name in body:
-            if name not in allowed:
-                raise unknown_name(name, where)
-        return body
+        return known_fields(body, allowed, where)
 
     def _service_account_fields(self, value, where="service_account"):
         if value is None:
             return {}
         if not isinstance(value, dict):
             raise invalid(f"Invalid value at '{where}': expected an object.")
-        for name in value:
-            if name not in SERVICE_ACCOUNT_FIELDS:
-                raise unknown_name(name, where)
+        value = known_fields(value, SERVICE_ACCOUNT_FIELDS, where)
         for name in ("displayName", "description"):
             if name in value and not isinstance(value[name], str):
                 raise invalid(f"Invalid value at '{where}.{snake(name)}' (TYPE_STRING), {value[name]!r}")
@@ -361,7 +381,9 @@ class Iam(Api):
         self._project(project, "create", allow_wildcard=False)
         body = self._body(request, {"accountId", "serviceAccount"})
         account_id = body.get("accountId")
-        if not isinstance(account_id, str) or not account_id:
+        if account_id is not None and not isinstance(account_id, str):
+            raise invalid(f"Invalid value at 'account_id' (TYPE_STRING), {json.dumps(account_id)}")
+        if not account_id:
             raise invalid("Account ID is required.")
         if not 6 <= len(account_id) <= 30:
             raise invalid(f'The account ID "{account_id}" does not have a length between 6 and 30.')
@@ -460,9 +482,7 @@ class Iam(Api):
         if options is not None:
             if not isinstance(options, dict):
                 raise invalid("Invalid value at 'options': expected an object.")
-            for name in options:
-                if name != "requestedPolicyVersion":
-                    raise unknown_name(name, "options")
+            options = known_fields(options, {"requestedPolicyVersion"}, "options")
             versions = versions + [options.get("requestedPolicyVersion", 0)]
         for version in versions:
             try:
@@ -488,9 +508,7 @@ class Iam(Api):
         policy = body.get("policy")
         if not isinstance(policy, dict):
             raise invalid("policy is required.")
-        for name in policy:
-            if name not in ("bindings", "etag", "version", "auditConfigs"):
-                raise unknown_name(name, "policy")
+        policy = known_fields(policy, {"bindings", "etag", "version", "auditConfigs"}, "policy")
         mask = body.get("updateMask")
         if mask is not None:
             for path in str(mask).split(","):
@@ -531,9 +549,7 @@ class Iam(Api):
             where = f"policy.bindings[{index}]"
             if not isinstance(binding, dict):
                 raise invalid(f"Invalid value at '{where}': expected an object.")
-            for name in binding:
-                if name not in ("role", "members", "condition"):
-                    raise unknown_name(name, where)
+            binding = known_fields(binding, {"role", "members", "condition"}, where)
             if binding.get("condition") is not None:
                 raise Refusal(google_error(501, "gcp_iam stand-in: IAM conditions are not modelled."))
             role = binding.get("role")

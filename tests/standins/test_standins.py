@@ -793,7 +793,9 @@ def test_gcp_requires_a_bearer_token(gcp, tmp_path):
 def test_gcp_refuses_unknown_fields(gcp):
     url = sa_url(gcp, "proj-a")
     cases = [
-        ({"accountId": "app-runner", "account_id": "x"}, 'Invalid JSON payload received. Unknown name "account_id": Cannot find field.'),
+        ({"accountId": "app-runner", "accountName": "x"}, 'Invalid JSON payload received. Unknown name "accountName": Cannot find field.'),
+        ({"accountId": "app-runner", "account_id": "x"}, 'Invalid JSON payload received. Duplicate value for field "accountId".'),
+        ({"accountId": 12345678}, "Invalid value at 'account_id' (TYPE_STRING), 12345678"),
         ({"accountId": "app-runner", "serviceAccount": {"displayName": "x", "labels": {}}}, "Invalid JSON payload received. Unknown name \"labels\" at 'service_account': Cannot find field."),
     ]
     for body, message in cases:
@@ -810,6 +812,18 @@ def test_gcp_refuses_unknown_fields(gcp):
     status, _, reply = call("GET", url + "?filter=x", headers=BEARER)
     assert (status, reply["error"]["message"]) == (400, "Invalid JSON payload received. Unknown name \"filter\": Cannot bind query parameter. Field 'filter' could not be found in request message.")
     assert call("GET", url + "?alt=json&prettyPrint=false", headers=BEARER)[0] == 200
+
+
+def test_gcp_accepts_snake_case_field_names_like_google(gcp):
+    # Google's JSON parser takes a proto field's own name as well as its camelCase one.
+    status, _, created = call("POST", sa_url(gcp, "proj-a"), {"account_id": "snake-case", "service_account": {"display_name": "Snake"}}, BEARER)
+    assert (status, created["displayName"]) == (200, "Snake")
+    url = sa_url(gcp, "-", created["email"])
+    policy = {"policy": {"bindings": [{"role": "roles/iam.serviceAccountUser", "members": ["user:a@example.com"]}]}, "update_mask": "bindings"}
+    assert call("POST", f"{url}:setIamPolicy", policy, BEARER)[0] == 200
+    assert call("POST", f"{url}:getIamPolicy?options.requested_policy_version=3", headers=BEARER)[0] == 200
+    status, _, page = call("GET", sa_url(gcp, "proj-a") + "?page_size=1", headers=BEARER)
+    assert status == 200 and len(page["accounts"]) == 1
 
 
 @pytest.mark.parametrize(
