@@ -72,7 +72,10 @@ pub(crate) fn check(f: &mut Findings, desired: &Desired, rendered: &Rendered, ch
             }
         };
         if let Some(schema) = &chart.schema {
-            for error in schema.iter_errors(&values) {
+            // Helm checks the schema against the chart's defaults with the values over
+            // them, not against the values alone.
+            let merged = coalesce(chart.values.as_ref(), &values);
+            for error in schema.iter_errors(&merged) {
                 let pointer = error.instance_path().as_str().to_owned();
                 let keyword = error.kind().keyword().to_owned();
                 let (loc, at) = pointer_loc(release, &pointer, keyword == "required");
@@ -95,6 +98,27 @@ pub(crate) fn check(f: &mut Findings, desired: &Desired, rendered: &Rendered, ch
             let props = chart.schema_json.as_ref();
             unknown_keys(f, release, &chart.path, &values, Some(&known), props, "");
         }
+    }
+}
+
+/// Helm's coalescing of a chart's `values.yaml` with the given values: maps merge
+/// key by key, anything else from the values replaces the default, and a null in the
+/// values removes the default.
+pub fn coalesce(defaults: Option<&J>, values: &J) -> J {
+    match (defaults, values) {
+        (Some(J::Object(d)), J::Object(v)) => {
+            let mut out = d.clone();
+            for (key, value) in v {
+                if value.is_null() {
+                    out.remove(key);
+                    continue;
+                }
+                let merged = coalesce(d.get(key), value);
+                out.insert(key.clone(), merged);
+            }
+            J::Object(out)
+        }
+        _ => values.clone(),
     }
 }
 

@@ -5,7 +5,7 @@
 //!
 //! | name | convention |
 //! |---|---|
-//! | bucket | `<project>-<env>-<key>`, on aws `-<accountId>` appended (S3 names are global) |
+//! | bucket | aws `<project>-<env>-<key>-<accountId>`, gcp `<projectId>-<key>` (bucket names are global; account and project ids are unique) |
 //! | service account | `<project>-<workload>` |
 //! | namespace | `kube.namespace`, else `project.name` |
 //! | IAM role and policy (aws) | `<iamPrefix>-<env>-<workload>` (`iamPrefix` default `project.name`) |
@@ -160,13 +160,14 @@ pub fn derive(config: &Config, cloud: Cloud, env: &str, _target: &str) -> Names 
             format!("buckets.{key}.name"),
             bucket.name.as_ref(),
             format!("buckets.{key}.name"),
-            || match (cloud, &config.aws) {
-                (Cloud::Aws, Some(aws)) => format!("{project}-{env}-{key}-{}", aws.account_id),
+            || match (cloud, &config.aws, &config.gcp) {
+                (Cloud::Aws, Some(aws), _) => format!("{project}-{env}-{key}-{}", aws.account_id),
+                (Cloud::Gcp, _, Some(gcp)) => format!("{}-{key}", gcp.project_id),
                 _ => format!("{project}-{env}-{key}"),
             },
             match cloud {
                 Cloud::Aws => &["project.name", "target.env", "buckets.<key>", "aws.accountId"],
-                Cloud::Gcp => &["project.name", "target.env", "buckets.<key>"],
+                Cloud::Gcp => &["gcp.projectId", "buckets.<key>"],
             },
         );
         let (url, arn) = match cloud {

@@ -3,7 +3,8 @@
 //! The scope a reference reaches is built from the typed keys and the derived names
 //! ([`scope`]); it is also what templates see, so a template and a reference can never
 //! disagree. Roots: `target`, `project`, `kube`, `aws`, `gcp`, `dns`, `vars`,
-//! `buckets.<b>.{name,arn,url}`, `workloads.<w>.{serviceAccount,namespace,roleArn,gsaEmail}`.
+//! `buckets.<b>.{name,arn,url}`, `workloads.<w>.{serviceAccount,namespace,roleArn,gsaEmail}`,
+//! and a workload's `env` (resolved) and `secrets` (the references, never values).
 //!
 //! Inside `!sub`, `${PATH}` is replaced only when PATH starts with one of those roots;
 //! anything else (`${HOME}`, Helm's `{{ .Values.x }}`) is left as written, and `$${`
@@ -75,6 +76,11 @@ pub fn scope(config: &Config, names: &Names, layers: &TargetLayers, cloud: Cloud
                 "serviceAccount": w.service_account,
                 "namespace": w.namespace,
             });
+            if let Some(workload) = config.workloads.get(key)
+                && !workload.secrets.is_empty()
+            {
+                v["secrets"] = serde_json::to_value(&workload.secrets).unwrap_or(J::Null);
+            }
             if let Some(arn) = &w.role_arn {
                 v["roleArn"] = json!(arn);
                 v["role"] = json!(w.role);
@@ -134,10 +140,9 @@ pub fn resolve_target(
     cloud: Cloud,
 ) -> Result<(Node, BTreeMap<String, Reference>)> {
     let scope = scope(config, names, layers, cloud);
-    let vars = merged.tree.get("vars").cloned();
     let mut resolver = Resolver {
         scope: &scope,
-        vars: vars.as_ref(),
+        tree: &merged.tree,
         memo: HashMap::new(),
         stack: Vec::new(),
         steps: 0,
@@ -201,10 +206,12 @@ fn lookup_mut<'a>(node: &'a mut Node, path: &str) -> Option<&'a mut Node> {
 
 struct Resolver<'a> {
     scope: &'a J,
-    vars: Option<&'a Node>,
-    /// Resolved `vars` paths, so a value used many times is resolved once.
+    /// The merged tree: `vars` and each workload's `env` are read from it (and
+    /// resolved) when a reference reaches them.
+    tree: &'a Node,
+    /// Resolved free-form paths, so a value used many times is resolved once.
     memo: HashMap<String, Node>,
-    /// The `vars` paths being resolved, to find cycles.
+    /// The free-form paths being resolved, to find cycles.
     stack: Vec<String>,
     steps: usize,
     references: BTreeMap<String, Reference>,
@@ -286,9 +293,8 @@ impl Resolver<'_> {
             self.fail(site, path, format!("`{target}` is not something a reference can reach"), &hint);
             return None;
         }
-        if let Some(rest) = target.strip_prefix("vars") {
-            let rest = rest.strip_prefix('.').unwrap_or(rest);
-            return self.var(rest, target, site, path);
+        if is_free_form(target) {
+            return self.free_form(target, site, path);
         }
         match pointer(self.scope, target) {
             Some(value) => Some(from_json(value, site)),
@@ -300,14 +306,15 @@ impl Resolver<'_> {
         }
     }
 
-    fn var(&mut self, rest: &str, target: &str, site: &Node, path: &str) -> Option<Node> {
-        if let Some(done) = self.memo.get(rest) {
+    /// A value of `vars` or of a workload's `env`, itself resolved first.
+    fn free_form(&mut self, target: &str, site: &Node, path: &str) -> Option<Node> {
+        if let Some(done) = self.memo.get(target) {
             let mut out = done.clone();
             relocate(&mut out, site);
             return Some(out);
         }
-        if let Some(at) = self.stack.iter().position(|p| p == rest) {
-            let mut chain: Vec<String> = self.stack[at..].iter().map(|p| format!("vars.{p}")).collect();
+        if let Some(at) = self.stack.iter().position(|p| p == target) {
+            let mut chain: Vec<String> = self.stack[at..].to_vec();
             chain.push(target.to_owned());
             self.fail(
                 site,
@@ -317,20 +324,15 @@ impl Resolver<'_> {
             );
             return None;
         }
-        let found = match self.vars {
-            Some(vars) if rest.is_empty() => Some(vars.clone()),
-            Some(vars) => vars.lookup(rest.split('.')).cloned(),
-            None => None,
-        };
-        let Some(found) = found else {
+        let Some(found) = self.tree.lookup(target.split('.')).cloned() else {
             let hint = self.suggest(target);
             self.fail(site, path, format!("`{target}` points at nothing"), &hint);
             return None;
         };
-        self.stack.push(rest.to_owned());
-        let resolved = self.node(&found, &format!("vars.{rest}"));
+        self.stack.push(target.to_owned());
+        let resolved = self.node(&found, target);
         self.stack.pop();
-        self.memo.insert(rest.to_owned(), resolved.clone());
+        self.memo.insert(target.to_owned(), resolved.clone());
         let mut out = resolved;
         relocate(&mut out, site);
         Some(out)
@@ -358,13 +360,13 @@ impl Resolver<'_> {
             };
             let inner = after[..end].trim();
             let root = inner.split('.').next().unwrap_or_default();
-            if !ROOTS.contains(&root) || !inner.contains('.') && root != "vars" {
+            if !ROOTS.contains(&root) || !inner.contains('.') {
                 // Not ours (`${HOME}`, `${1}`): written as it is.
                 out.push_str(&rest[at..at + 2 + end + 1]);
             } else {
                 paths.push(inner.to_owned());
-                match self.reference(inner, site, path) {
-                    Some(node) => match scalar_text(&node) {
+                if let Some(node) = self.reference(inner, site, path) {
+                    match scalar_text(&node) {
                         Some(text) => out.push_str(&text),
                         None => self.fail(
                             site,
@@ -372,8 +374,7 @@ impl Resolver<'_> {
                             format!("`${{{inner}}}` is {}, and !sub puts only strings, numbers and booleans into text", node.value.kind()),
                             "use !ref for a whole value, or reach a scalar inside it",
                         ),
-                    },
-                    None => {}
+                    }
                 }
             }
             rest = &after[end + 1..];
@@ -385,8 +386,13 @@ impl Resolver<'_> {
     fn suggest(&self, target: &str) -> String {
         let mut known = Vec::new();
         leaf_paths(self.scope, "", &mut known);
-        if let Some(vars) = self.vars {
+        if let Some(vars) = self.tree.get("vars") {
             node_paths(vars, "vars", &mut known);
+        }
+        for w in self.tree.get("workloads").and_then(Node::map).into_iter().flatten() {
+            if let Some(env) = w.1.get("env") {
+                node_paths(env, &format!("workloads.{}.env", w.0), &mut known);
+            }
         }
         match crate::suggest::closest(target, known.iter().map(String::as_str)) {
             Some(close) => format!("did you mean `{close}`?"),
@@ -411,6 +417,13 @@ impl Resolver<'_> {
         self.errors
             .push(Located::new(site.loc.clone(), path, message).hint(hint).into());
     }
+}
+
+/// `vars…` and `workloads.<w>.env…`: parts of the layers that may hold references
+/// themselves, read when reached.
+fn is_free_form(path: &str) -> bool {
+    let segments: Vec<&str> = path.split('.').collect();
+    segments[0] == "vars" || (segments.len() >= 3 && segments[0] == "workloads" && segments[2] == "env")
 }
 
 fn with_loc(value: Value, node: &Node) -> Node {
