@@ -1,6 +1,7 @@
-//! Embeds the example project (environments/, templates/, charts/) into the binary so
-//! that `strata render` outside any project, and `strata init`, use the same files this
-//! repository renders into snapshots/.
+//! Embeds the example projects into the binary: the lakehouse at the repository's root
+//! (environments/, templates/, charts/) and each of examples/<name>/, so that `strata
+//! render` outside any project, and `strata init --example NAME`, use the same files
+//! this repository renders into snapshots/ (and examples/<name>/snapshots/).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -11,6 +12,25 @@ fn main() {
     for dir in ["environments", "templates", "charts"] {
         println!("cargo:rerun-if-changed={dir}");
         collect(root, &root.join(dir), &mut files);
+    }
+    println!("cargo:rerun-if-changed=examples");
+    if let Ok(entries) = std::fs::read_dir(root.join("examples")) {
+        for entry in entries.flatten() {
+            for dir in ["environments", "templates", "charts", "vars.schema.json"] {
+                let path = entry.path().join(dir);
+                if path.is_file() {
+                    println!("cargo:rerun-if-changed={}", path.display());
+                    files.push(
+                        path.strip_prefix(root)
+                            .unwrap()
+                            .to_string_lossy()
+                            .replace('\\', "/"),
+                    );
+                } else {
+                    collect(root, &path, &mut files);
+                }
+            }
+        }
     }
     files.sort();
     let mut out = String::from("&[\n");

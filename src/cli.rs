@@ -94,8 +94,14 @@ pub enum Command {
     },
     /// Print the JSON Schema of the environment files.
     Schema,
-    /// Write the example project into DIR.
-    Init { dir: PathBuf },
+    /// Write an example project into DIR (with strata.schema.json for editors).
+    Init {
+        dir: PathBuf,
+        /// Which example: lakehouse (one app on both clouds), storage-only (buckets and
+        /// a workload, no release), three-tier (three releases with chart schemas).
+        #[arg(long, default_value = "lakehouse", value_name = "NAME")]
+        example: String,
+    },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).

@@ -9,7 +9,7 @@ use crate::cli::{Cli, Command, Format};
 use crate::config::{Value, merge::join_path};
 use crate::error::{Error, Result};
 use crate::output::{self, DriftStatus, FileDrift, Tree};
-use crate::project::{EXAMPLE, Project};
+use crate::project::Project;
 use crate::report::Reporter;
 use crate::{Loaded, exit, render_all, timed};
 
@@ -48,7 +48,7 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
             out.json(&schema());
             Ok(exit::OK)
         }
-        Command::Init { dir } => init(out, dir),
+        Command::Init { dir, example } => init(out, dir, example),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut cmd, "strata", &mut std::io::stdout());
@@ -86,7 +86,9 @@ pub fn render_tree(
     let targets = timed("merge, type and validate targets", || loaded.targets(names))?;
     let renderer = timed("compile templates", || loaded.renderer())?;
     let (charts, mut errors) = timed("read charts", || loaded.charts(&targets));
-    let tree = match timed("render targets", || render_all(&renderer, &targets, &charts)) {
+    let tree = match timed("render targets", || {
+        render_all(&renderer, &targets, &charts)
+    }) {
         Ok(tree) => tree,
         Err(e) => {
             errors.extend(e.flatten().into_iter().map(clone_error));
@@ -368,13 +370,19 @@ fn explain(cli: &Cli, out: &Reporter, target_name: &str, key: &str) -> Result<u8
         return Ok(exit::OK);
     }
     // Other derived values (a bucket's ARN or URL, a role ARN, a GSA email): the scope.
-    let scope = crate::model::refs::scope(&target.config, &target.names, &target.layers, target.cloud);
+    let scope =
+        crate::model::refs::scope(&target.config, &target.names, &target.layers, target.cloud);
     let in_scope = path.iter().try_fold(&scope, |v, seg| v.get(*seg));
     let is_layer_key = target.merged.tree.lookup(path.iter().copied()).is_some();
     if let (Some(value), false) = (in_scope, is_layer_key) {
         match out.format {
-            Format::Json => out.json(&json!({"target": target.name, "key": key, "value": value, "derived": true})),
-            _ => out.line(format!("{} {key} = {}  (derived by strata)", target.name, show(value))),
+            Format::Json => out
+                .json(&json!({"target": target.name, "key": key, "value": value, "derived": true})),
+            _ => out.line(format!(
+                "{} {key} = {}  (derived by strata)",
+                target.name,
+                show(value)
+            )),
         }
         return Ok(exit::OK);
     }
@@ -416,9 +424,7 @@ fn explain(cli: &Cli, out: &Reporter, target_name: &str, key: &str) -> Result<u8
         all.extend(target.names.derivations.iter().map(|d| d.path.clone()));
         let hint = crate::suggest::closest(key, all.iter().map(String::as_str))
             .map(|c| format!("did you mean `{c}`?"))
-            .unwrap_or_else(|| {
-                "keys are dotted paths such as buckets.data.versioning".to_owned()
-            });
+            .unwrap_or_else(|| "keys are dotted paths such as buckets.data.versioning".to_owned());
         let removed = if chain.iter().any(|c| c.effect == "removed") {
             " (a layer removed it with null)"
         } else {
@@ -527,14 +533,27 @@ fn strip_required(value: &mut serde_json::Value) {
     }
 }
 
-fn init(out: &Reporter, dir: &Path) -> Result<u8> {
+fn init(out: &Reporter, dir: &Path, example: &str) -> Result<u8> {
+    let files = crate::project::example_files(example).ok_or_else(|| {
+        let hint = crate::suggest::closest(example, crate::project::EXAMPLES.iter().copied())
+            .map(|c| format!("did you mean `{c}`? "))
+            .unwrap_or_default();
+        Error::Usage(format!(
+            "no example named `{example}`\n  hint: {hint}examples: {}",
+            crate::project::EXAMPLES.join(", ")
+        ))
+    })?;
     if dir.join("environments").exists() {
         return Err(Error::Usage(format!(
             "{} already holds a project (environments/ exists); nothing was written",
             dir.display()
         )));
     }
-    for (rel, bytes) in EXAMPLE {
+    let mut schema = serde_json::to_string_pretty(&schema()).unwrap_or_default();
+    schema.push('\n');
+    let mut all: Vec<(&str, &[u8])> = files;
+    all.push(("strata.schema.json", schema.as_bytes()));
+    for (rel, bytes) in &all {
         let path = dir.join(rel);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
@@ -542,12 +561,12 @@ fn init(out: &Reporter, dir: &Path) -> Result<u8> {
         std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
     }
     match out.format {
-        Format::Json => {
-            out.json(&json!({"ok": true, "dir": dir.display().to_string(), "files": EXAMPLE.len()}))
-        }
+        Format::Json => out.json(
+            &json!({"ok": true, "dir": dir.display().to_string(), "example": example, "files": all.len()}),
+        ),
         _ => out.line(format!(
-            "wrote the example project ({} files) into {}; next: strata -C {} render",
-            EXAMPLE.len(),
+            "wrote the {example} example ({} files) into {}; next: strata -C {} render",
+            all.len(),
             dir.display(),
             dir.display()
         )),

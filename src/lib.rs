@@ -105,7 +105,9 @@ impl Loaded {
         let allowed = self.secret_exceptions();
         let mut errors: Vec<Error> = files
             .par_iter()
-            .filter_map(|f| check::secrets::check_secret_literals(&self.layers.files[*f], &allowed).err())
+            .filter_map(|f| {
+                check::secrets::check_secret_literals(&self.layers.files[*f], &allowed).err()
+            })
             .collect();
         dedup_errors(&mut errors);
         Error::from_list(errors)?;
@@ -205,20 +207,22 @@ mod charts {
             )));
         }
         if project.read(&format!("{path}/Chart.yaml"))?.is_none() {
-            return Err(Error::Usage(format!("no chart at {path} (it has no Chart.yaml)")));
+            return Err(Error::Usage(format!(
+                "no chart at {path} (it has no Chart.yaml)"
+            )));
         }
-        let values = match project.read(&format!("{path}/values.yaml"))? {
-            Some(bytes) => Some(parse_yaml(&bytes).map_err(|e| {
-                Error::Usage(format!("{path}/values.yaml is not valid YAML: {e}"))
-            })?),
-            None => None,
-        };
+        let values =
+            match project.read(&format!("{path}/values.yaml"))? {
+                Some(bytes) => Some(parse_yaml(&bytes).map_err(|e| {
+                    Error::Usage(format!("{path}/values.yaml is not valid YAML: {e}"))
+                })?),
+                None => None,
+            };
         let schema_file = format!("{path}/values.schema.json");
         let (schema, schema_json) = match project.read(&schema_file)? {
             Some(bytes) => {
-                let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-                    Error::Usage(format!("{schema_file} is not valid JSON: {e}"))
-                })?;
+                let json: serde_json::Value = serde_json::from_slice(&bytes)
+                    .map_err(|e| Error::Usage(format!("{schema_file} is not valid JSON: {e}")))?;
                 let validator = crate::check::values::compile_schema(&json).map_err(|e| {
                     Error::Usage(format!("{schema_file} is not a usable JSON Schema: {e} (remote $ref is not fetched)"))
                 })?;
@@ -295,7 +299,11 @@ pub fn render_all(renderer: &Renderer, targets: &[Target], charts: &check::Chart
     Ok(tree)
 }
 
-fn render_one(renderer: &Renderer, target: &Target, charts: &check::Charts) -> Result<render::Rendered> {
+fn render_one(
+    renderer: &Renderer,
+    target: &Target,
+    charts: &check::Charts,
+) -> Result<render::Rendered> {
     let desired = desired::build(target)?;
     let rendered = renderer.render(target, &desired)?;
     Error::from_list(check::target(target, &desired, &rendered, charts))?;
@@ -307,7 +315,12 @@ pub fn sort_errors(errors: &mut [Error]) {
     fn key(e: &Error) -> (String, u32, u32, String) {
         match e {
             Error::Input(l) => (l.loc.file.to_string(), l.loc.line, l.loc.col, e.to_string()),
-            Error::Template(t) => (t.template.clone(), t.line.unwrap_or(0), t.col.unwrap_or(0), e.to_string()),
+            Error::Template(t) => (
+                t.template.clone(),
+                t.line.unwrap_or(0),
+                t.col.unwrap_or(0),
+                e.to_string(),
+            ),
             _ => (String::new(), 0, 0, e.to_string()),
         }
     }

@@ -8,8 +8,34 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// The example project that ships with strata, embedded at build time (see build.rs).
+/// The example projects that ship with strata, embedded at build time (see build.rs):
+/// the lakehouse at the root, the others under `examples/<name>/`.
 pub static EXAMPLE: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/example_files.rs"));
+
+/// The names `strata init --example` takes; the first is the default and the one
+/// `strata render` uses outside any project.
+pub const EXAMPLES: &[&str] = &["lakehouse", "storage-only", "three-tier"];
+
+/// The files of one example, as (path in the project, bytes).
+pub fn example_files(name: &str) -> Option<Vec<(&'static str, &'static [u8])>> {
+    if !EXAMPLES.contains(&name) {
+        return None;
+    }
+    let prefix = format!("examples/{name}/");
+    Some(
+        EXAMPLE
+            .iter()
+            .filter_map(|(path, bytes)| {
+                if name == EXAMPLES[0] {
+                    (!path.starts_with("examples/")).then_some((*path, *bytes))
+                } else {
+                    path.strip_prefix(prefix.as_str())
+                        .map(|rest| (rest, *bytes))
+                }
+            })
+            .collect(),
+    )
+}
 
 #[derive(Debug, Clone)]
 pub enum Project {

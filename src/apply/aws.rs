@@ -381,7 +381,10 @@ async fn read_bucket(c: &Clients, b: &BucketDoc) -> Result<BucketState> {
     let mut owned: Vec<LifecycleEntry> = read_lifecycle(c, b)
         .await?
         .iter()
-        .filter(|r| r.id().is_some_and(|id| id.starts_with(LIFECYCLE_RULE_PREFIX)))
+        .filter(|r| {
+            r.id()
+                .is_some_and(|id| id.starts_with(LIFECYCLE_RULE_PREFIX))
+        })
         .map(lifecycle_entry)
         .collect();
     owned.sort_by(|x, y| x.id.cmp(&y.id));
@@ -449,35 +452,19 @@ async fn read_lifecycle(c: &Clients, b: &BucketDoc) -> Result<Vec<LifecycleRule>
 }
 
 async fn read_bucket_tags(c: &Clients, b: &BucketDoc) -> Result<BTreeMap<String, String>> {
-    match c
-        .s3
-        .get_bucket_tagging()
-        .bucket(&b.name)
-        .send()
-        .await
-    {
+    match c.s3.get_bucket_tagging().bucket(&b.name).send().await {
         Ok(out) => Ok(out
             .tag_set()
             .iter()
             .map(|t| (t.key().to_owned(), t.value().to_owned()))
             .collect()),
         Err(e) if code_of(&e) == Some("NoSuchTagSet") => Ok(BTreeMap::new()),
-        Err(e) => Err(cloud_error(
-            &bucket_resource(b),
-            "GetBucketTagging",
-            &e,
-        )),
+        Err(e) => Err(cloud_error(&bucket_resource(b), "GetBucketTagging", &e)),
     }
 }
 
 async fn read_bucket_policy(c: &Clients, b: &BucketDoc) -> Result<Option<Value>> {
-    match c
-        .s3
-        .get_bucket_policy()
-        .bucket(&b.name)
-        .send()
-        .await
-    {
+    match c.s3.get_bucket_policy().bucket(&b.name).send().await {
         Ok(out) => Ok(out.policy().and_then(|p| serde_json::from_str(p).ok())),
         Err(e) if code_of(&e) == Some("NoSuchBucketPolicy") => Ok(None),
         Err(e) => Err(cloud_error(&bucket_resource(b), "GetBucketPolicy", &e)),
@@ -703,7 +690,10 @@ pub async fn execute(
             (BUCKET, Some(b), _) => apply_bucket(&c, target, b, action, &mut written).await,
             (POLICY, _, Some(w)) => match &w.policy {
                 Some(doc) => apply_policy(&c, target, w, doc, action, &mut written).await,
-                None => Err(Error::Cloud(format!("no rendered policy for {}", action.name))),
+                None => Err(Error::Cloud(format!(
+                    "no rendered policy for {}",
+                    action.name
+                ))),
             },
             (kind, _, _) => Err(Error::Cloud(format!(
                 "the plan names {kind} {}, which the render does not have",
@@ -853,7 +843,10 @@ async fn write_lifecycle(c: &Clients, b: &BucketDoc, resource: &str) -> Result<(
     let mut rules: Vec<LifecycleRule> = read_lifecycle(c, b)
         .await?
         .into_iter()
-        .filter(|r| !r.id().is_some_and(|id| id.starts_with(LIFECYCLE_RULE_PREFIX)))
+        .filter(|r| {
+            !r.id()
+                .is_some_and(|id| id.starts_with(LIFECYCLE_RULE_PREFIX))
+        })
         .collect();
     let fail = |e: aws_sdk_s3::error::BuildError| {
         Error::Cloud(format!("{resource}: PutBucketLifecycleConfiguration: {e}"))
@@ -1165,7 +1158,10 @@ mod tests {
         let renderer = loaded.renderer().unwrap();
         let (charts, _) = loaded.charts(&targets);
         let tree = crate::render_all(&renderer, &targets, &charts).unwrap();
-        Documents::read(&targets[0], &tree).unwrap().buckets.remove(0)
+        Documents::read(&targets[0], &tree)
+            .unwrap()
+            .buckets
+            .remove(0)
     }
 
     #[test]
@@ -1200,10 +1196,11 @@ mod tests {
     fn a_new_bucket_is_compared_with_an_empty_one() {
         let mut empty = BucketState::default();
         empty.lifecycle = json!([]);
-        let fields: Vec<String> = bucket_changes(&empty, &desired_bucket(&example_bucket("dev-aws")))
-            .into_iter()
-            .map(|c| c.field)
-            .collect();
+        let fields: Vec<String> =
+            bucket_changes(&empty, &desired_bucket(&example_bucket("dev-aws")))
+                .into_iter()
+                .map(|c| c.field)
+                .collect();
         assert_eq!(
             fields,
             [

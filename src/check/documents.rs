@@ -61,7 +61,12 @@ fn parsed(f: &mut Findings, rendered: &Rendered, rel: &str) -> Option<J> {
 
 /// Where a finding inside a rendered document points: the layer key behind it when
 /// strata wrote the document, else the template.
-fn place(f: &Findings, rendered: &Rendered, rel: &str, key_path: &str) -> (String, crate::config::Loc) {
+fn place(
+    f: &Findings,
+    rendered: &Rendered,
+    rel: &str,
+    key_path: &str,
+) -> (String, crate::config::Loc) {
     let full = format!("{}/{rel}", f.target.name);
     match rendered.origins.get(&full) {
         Some(Origin::Strata(_)) => (key_path.to_owned(), f.target.loc_of(key_path)),
@@ -89,7 +94,11 @@ fn bucket(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) 
         return;
     }
     let mut checks = vec![
-        ("prod.versioning", "versioning", doc["versioning"] == J::Bool(true)),
+        (
+            "prod.versioning",
+            "versioning",
+            doc["versioning"] == J::Bool(true),
+        ),
         (
             "prod.encryption",
             "encryption",
@@ -103,13 +112,20 @@ fn bucket(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) 
     ];
     if t.cloud == Cloud::Aws {
         checks.push(("prod.tls-only", "tlsOnly", doc["tlsOnly"] == J::Bool(true)));
-        checks.push(("prod.require-sse", "requireSse", doc["requireSse"] == J::Bool(true)));
+        checks.push((
+            "prod.require-sse",
+            "requireSse",
+            doc["requireSse"] == J::Bool(true),
+        ));
     }
     for (rule, field, ok) in checks {
         if ok {
             continue;
         }
-        let what = super::RULES.iter().find(|(r, _)| *r == rule).map_or("", |(_, w)| *w);
+        let what = super::RULES
+            .iter()
+            .find(|(r, _)| *r == rule)
+            .map_or("", |(_, w)| *w);
         let (path, loc) = place(f, rendered, rel, &format!("buckets.{key}.{field}"));
         f.push(Finding {
             rule: Some(rule),
@@ -161,21 +177,31 @@ fn policy(
                 let extra = locs[..i].iter().filter(|l| l.is_some()).count();
                 (format!("{workload}.statements.{extra}"), loc)
             }
-            None => (format!("{workload}.access"), t.loc_of(&format!("{workload}.access"))),
+            None => (
+                format!("{workload}.access"),
+                t.loc_of(&format!("{workload}.access")),
+            ),
         }
     };
-    let problem = |f: &mut Findings, i: usize, rule: Option<&'static str>, message: String, hint: &str| {
-        let (path, loc) = statement_place(i);
-        f.push(Finding {
-            rule,
-            path,
-            loc,
-            message: format!("{rel} statement {}: {message}", i + 1),
-            hint: hint.to_owned(),
-        });
-    };
+    let problem =
+        |f: &mut Findings, i: usize, rule: Option<&'static str>, message: String, hint: &str| {
+            let (path, loc) = statement_place(i);
+            f.push(Finding {
+                rule,
+                path,
+                loc,
+                message: format!("{rel} statement {}: {message}", i + 1),
+                hint: hint.to_owned(),
+            });
+        };
     if doc["Version"] != "2012-10-17" {
-        problem(f, 0, None, "the policy Version must be \"2012-10-17\"".into(), "");
+        problem(
+            f,
+            0,
+            None,
+            "the policy Version must be \"2012-10-17\"".into(),
+            "",
+        );
     }
     let statements = match &doc["Statement"] {
         J::Array(items) => items.clone(),
@@ -209,19 +235,33 @@ fn policy(
         let actions = strings(&s["Action"]);
         let resources = strings(&s["Resource"]);
         if actions.is_empty() || resources.is_empty() {
-            problem(f, i, None, "a statement needs Action and Resource".into(), "");
+            problem(
+                f,
+                i,
+                None,
+                "a statement needs Action and Resource".into(),
+                "",
+            );
             continue;
         }
         for action in &actions {
             let well_formed = *action == "*"
                 || action.split_once(':').is_some_and(|(service, name)| {
                     !service.is_empty()
-                        && service.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                        && service
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
                         && !name.is_empty()
                         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '*')
                 });
             if !well_formed {
-                problem(f, i, None, format!("`{action}` is not an IAM action (service:Action)"), "");
+                problem(
+                    f,
+                    i,
+                    None,
+                    format!("`{action}` is not an IAM action (service:Action)"),
+                    "",
+                );
             }
         }
         for resource in &resources {
@@ -289,7 +329,10 @@ fn trust(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) {
         partition(&aws.region),
         aws.account_id
     );
-    let subject = format!("system:serviceaccount:{}:{}", names.namespace, names.service_account);
+    let subject = format!(
+        "system:serviceaccount:{}:{}",
+        names.namespace, names.service_account
+    );
     for s in &statements {
         if s["Effect"] != "Allow" {
             continue;
@@ -301,24 +344,52 @@ fn trust(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) {
                 let services = strings(&principal["Service"]);
                 let only_service = principal.as_object().is_some_and(|m| m.len() == 1);
                 if !only_service || services != ["pods.eks.amazonaws.com"] {
-                    problem(f, format!("principal {principal} is not the EKS Pod Identity service (pods.eks.amazonaws.com)"));
+                    problem(
+                        f,
+                        format!(
+                            "principal {principal} is not the EKS Pod Identity service (pods.eks.amazonaws.com)"
+                        ),
+                    );
                 }
-                if actions.iter().any(|a| !["sts:AssumeRole", "sts:TagSession"].contains(a)) {
-                    problem(f, format!("actions {actions:?}: Pod Identity needs sts:AssumeRole and sts:TagSession only"));
+                if actions
+                    .iter()
+                    .any(|a| !["sts:AssumeRole", "sts:TagSession"].contains(a))
+                {
+                    problem(
+                        f,
+                        format!(
+                            "actions {actions:?}: Pod Identity needs sts:AssumeRole and sts:TagSession only"
+                        ),
+                    );
                 }
             }
             AwsIdentity::Irsa => {
                 let federated = strings(&principal["Federated"]);
                 let only = principal.as_object().is_some_and(|m| m.len() == 1);
                 if !only || federated != [provider.as_str()] {
-                    problem(f, format!("principal {principal} is not this cluster's OIDC provider ({provider})"));
+                    problem(
+                        f,
+                        format!(
+                            "principal {principal} is not this cluster's OIDC provider ({provider})"
+                        ),
+                    );
                 }
                 if actions != ["sts:AssumeRoleWithWebIdentity"] {
-                    problem(f, format!("actions {actions:?}: IRSA needs sts:AssumeRoleWithWebIdentity only"));
+                    problem(
+                        f,
+                        format!(
+                            "actions {actions:?}: IRSA needs sts:AssumeRoleWithWebIdentity only"
+                        ),
+                    );
                 }
                 let sub = &s["Condition"]["StringEquals"][format!("{issuer}:sub")];
                 if sub.as_str() != Some(subject.as_str()) {
-                    problem(f, format!("the role must be limited to `{subject}` (a StringEquals condition on {issuer}:sub)"));
+                    problem(
+                        f,
+                        format!(
+                            "the role must be limited to `{subject}` (a StringEquals condition on {issuer}:sub)"
+                        ),
+                    );
                 }
             }
         }
@@ -337,18 +408,25 @@ fn gcp(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) {
     );
     let own_buckets: Vec<&str> = t.names.buckets.values().map(|b| b.name.as_str()).collect();
     let base = format!("workloads.{key}");
-    let mut problem = |f: &mut Findings, rule: Option<&'static str>, field: &str, message: String, hint: &str| {
-        let (path, loc) = place(f, rendered, rel, &format!("{base}.{field}"));
-        f.push(Finding {
-            rule,
-            path,
-            loc,
-            message: format!("{rel}: {message}"),
-            hint: hint.to_owned(),
-        });
-    };
+    let mut problem =
+        |f: &mut Findings, rule: Option<&'static str>, field: &str, message: String, hint: &str| {
+            let (path, loc) = place(f, rendered, rel, &format!("{base}.{field}"));
+            f.push(Finding {
+                rule,
+                path,
+                loc,
+                message: format!("{rel}: {message}"),
+                hint: hint.to_owned(),
+            });
+        };
     if doc["serviceAccount"]["email"].as_str() != Some(email.as_str()) {
-        problem(f, None, "gcpServiceAccount", format!("the service account must be {email}"), "");
+        problem(
+            f,
+            None,
+            "gcpServiceAccount",
+            format!("the service account must be {email}"),
+            "",
+        );
     }
     let wi = &doc["workloadIdentity"];
     if wi["role"] != WORKLOAD_IDENTITY_USER || strings(&wi["members"]) != [pool_member.as_str()] {
@@ -364,7 +442,13 @@ fn gcp(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) {
     for binding in bindings("bucketBindings") {
         let bucket = binding["bucket"].as_str().unwrap_or_default();
         if !own_buckets.contains(&bucket) {
-            problem(f, None, "access", format!("binds roles on bucket `{bucket}`, which this target does not declare"), "");
+            problem(
+                f,
+                None,
+                "access",
+                format!("binds roles on bucket `{bucket}`, which this target does not declare"),
+                "",
+            );
         }
         members_and_role(f, &mut problem, &binding, &own_member, false);
     }
@@ -387,16 +471,40 @@ fn members_and_role(
                 f,
                 None,
                 "roles",
-                format!("grants {role} to `{member}`; a workload's document grants to its own service account only"),
+                format!(
+                    "grants {role} to `{member}`; a workload's document grants to its own service account only"
+                ),
                 "",
             );
         }
     }
     if ["roles/owner", "roles/editor", "roles/viewer"].contains(&role) {
-        problem(f, Some("gcp.primitive-role"), "roles", format!("grants the basic role {role}"), "grant a predefined role for the service the workload uses");
-    } else if project && (role.ends_with(".admin") || role.starts_with("roles/iam.") || role.starts_with("roles/resourcemanager.")) {
-        problem(f, Some("gcp.project-admin"), "roles", format!("grants {role} on the whole project"), "grant it on the resource instead (e.g. `bucket:`)");
+        problem(
+            f,
+            Some("gcp.primitive-role"),
+            "roles",
+            format!("grants the basic role {role}"),
+            "grant a predefined role for the service the workload uses",
+        );
+    } else if project
+        && (role.ends_with(".admin")
+            || role.starts_with("roles/iam.")
+            || role.starts_with("roles/resourcemanager."))
+    {
+        problem(
+            f,
+            Some("gcp.project-admin"),
+            "roles",
+            format!("grants {role} on the whole project"),
+            "grant it on the resource instead (e.g. `bucket:`)",
+        );
     } else if !role.starts_with("roles/") && !role.starts_with("projects/") {
-        problem(f, None, "roles", format!("`{role}` is not a role name (roles/… or projects/<p>/roles/…)"), "");
+        problem(
+            f,
+            None,
+            "roles",
+            format!("`{role}` is not a role name (roles/… or projects/<p>/roles/…)"),
+            "",
+        );
     }
 }

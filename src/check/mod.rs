@@ -28,17 +28,47 @@ pub use values::{Chart, Charts};
 
 /// Every rule an exception may name, with what it asks.
 pub const RULES: &[(&str, &str)] = &[
-    ("prod.versioning", "production buckets keep versions (versioning: true)"),
-    ("prod.encryption", "production buckets are encrypted (encryption: true)"),
-    ("prod.public-access-block", "production buckets block public access (publicAccessBlock: true)"),
-    ("prod.tls-only", "production buckets refuse plain HTTP (tlsOnly: true)"),
-    ("prod.require-sse", "production uploads request encryption (requireSse: true)"),
-    ("iam.wildcard-action", "an Allow statement names its actions (no `*`)"),
-    ("iam.wildcard-resource", "an Allow statement names its resources (no `*`)"),
-    ("iam.escalation", "a workload gets no IAM or STS power (iam:*, sts:AssumeRole…)"),
-    ("gcp.primitive-role", "no basic role (roles/owner, roles/editor, roles/viewer)"),
+    (
+        "prod.versioning",
+        "production buckets keep versions (versioning: true)",
+    ),
+    (
+        "prod.encryption",
+        "production buckets are encrypted (encryption: true)",
+    ),
+    (
+        "prod.public-access-block",
+        "production buckets block public access (publicAccessBlock: true)",
+    ),
+    (
+        "prod.tls-only",
+        "production buckets refuse plain HTTP (tlsOnly: true)",
+    ),
+    (
+        "prod.require-sse",
+        "production uploads request encryption (requireSse: true)",
+    ),
+    (
+        "iam.wildcard-action",
+        "an Allow statement names its actions (no `*`)",
+    ),
+    (
+        "iam.wildcard-resource",
+        "an Allow statement names its resources (no `*`)",
+    ),
+    (
+        "iam.escalation",
+        "a workload gets no IAM or STS power (iam:*, sts:AssumeRole…)",
+    ),
+    (
+        "gcp.primitive-role",
+        "no basic role (roles/owner, roles/editor, roles/viewer)",
+    ),
     ("gcp.project-admin", "no admin role on the whole project"),
-    (secrets::SECRET_LITERAL, "a secret-like key holds no literal string"),
+    (
+        secrets::SECRET_LITERAL,
+        "a secret-like key holds no literal string",
+    ),
 ];
 
 /// One rule broken, at a place.
@@ -113,7 +143,12 @@ pub(crate) fn origin_loc(rendered: &Rendered, path: &str) -> Loc {
 }
 
 /// Every rule for one rendered target.
-pub fn target(target: &Target, desired: &Desired, rendered: &Rendered, charts: &Charts) -> Vec<Error> {
+pub fn target(
+    target: &Target,
+    desired: &Desired,
+    rendered: &Rendered,
+    charts: &Charts,
+) -> Vec<Error> {
     let mut f = Findings::new(target);
     exceptions(&mut f);
     cloud_sections(&mut f);

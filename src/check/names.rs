@@ -129,7 +129,6 @@ pub fn env_var_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-
 /// A Google service-account id: 6 to 30 characters, a lowercase letter first, then
 /// lowercase letters, digits and `-`, not ending with `-`.
 pub fn gsa_id(id: &str) -> std::result::Result<(), String> {
@@ -175,16 +174,32 @@ pub(crate) fn target(f: &mut super::Findings, desired: &crate::desired::Desired)
             } else {
                 (
                     "derived bucket name",
-                    format!("set `buckets.{key}.name`, or shorten project.name, the environment or the key"),
+                    format!(
+                        "set `buckets.{key}.name`, or shorten project.name, the environment or the key"
+                    ),
                 )
             };
-            let at = if set { path.clone() } else { format!("buckets.{key}") };
-            f.at(None, &at, format!("{what} `{}` is invalid for {}: {why}", b.name, t.cloud), &hint);
+            let at = if set {
+                path.clone()
+            } else {
+                format!("buckets.{key}")
+            };
+            f.at(
+                None,
+                &at,
+                format!("{what} `{}` is invalid for {}: {why}", b.name, t.cloud),
+                &hint,
+            );
         }
         unique(f, "bucket", &b.name, format!("buckets.{key}"));
     }
     if let Err(why) = dns_label(&t.names.namespace, 63) {
-        f.at(None, "kube.namespace", format!("namespace `{}` is invalid: {why}", t.names.namespace), "");
+        f.at(
+            None,
+            "kube.namespace",
+            format!("namespace `{}` is invalid: {why}", t.names.namespace),
+            "",
+        );
     }
     for w in &desired.workloads {
         let names = &t.names.workloads[&w.key];
@@ -193,12 +208,20 @@ pub(crate) fn target(f: &mut super::Findings, desired: &crate::desired::Desired)
             f.at(
                 None,
                 &format!("{base}.serviceAccount"),
-                format!("service account name `{}` is invalid: {why}", names.service_account),
+                format!(
+                    "service account name `{}` is invalid: {why}",
+                    names.service_account
+                ),
                 "",
             );
         }
         if let Err(why) = dns_label(&names.namespace, 63) {
-            f.at(None, &format!("{base}.namespace"), format!("namespace `{}` is invalid: {why}", names.namespace), "");
+            f.at(
+                None,
+                &format!("{base}.namespace"),
+                format!("namespace `{}` is invalid: {why}", names.namespace),
+                "",
+            );
         }
         unique(
             f,
@@ -229,7 +252,11 @@ pub(crate) fn target(f: &mut super::Findings, desired: &crate::desired::Desired)
             unique(f, "Google service account", id, base.clone());
         }
         for name in w.env.keys().chain(w.secrets.keys()) {
-            let section = if w.env.contains_key(name) { "env" } else { "secrets" };
+            let section = if w.env.contains_key(name) {
+                "env"
+            } else {
+                "secrets"
+            };
             if !env_var_name(name) {
                 f.at(
                     None,
@@ -273,5 +300,85 @@ pub(crate) fn target(f: &mut super::Findings, desired: &crate::desired::Desired)
                 "",
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_name_rules() {
+        assert_eq!(s3_bucket_name("lakehouse-prod-db-333333333333"), Ok(()));
+        assert_eq!(
+            s3_bucket_name("ab"),
+            Err("must be 3 to 63 characters, is 2".into())
+        );
+        assert_eq!(
+            s3_bucket_name("Bad_Bucket"),
+            Err("only lowercase letters, digits, '-' and '.' are allowed".into())
+        );
+        assert_eq!(
+            s3_bucket_name("-abc"),
+            Err("must begin and end with a letter or digit".into())
+        );
+        assert_eq!(
+            s3_bucket_name("a..b"),
+            Err("must not contain '..', '.-' or '-.'".into())
+        );
+        assert_eq!(
+            s3_bucket_name("192.168.1.1"),
+            Err("must not look like an IP address".into())
+        );
+        assert_eq!(
+            s3_bucket_name("xn--abc"),
+            Err("must not start with `xn--`".into())
+        );
+        assert_eq!(
+            s3_bucket_name("data-s3alias"),
+            Err("must not end with `-s3alias`".into())
+        );
+        assert_eq!(gcs_bucket_name("proj-4821_data"), Ok(()));
+        assert_eq!(
+            gcs_bucket_name("Bad"),
+            Err("only lowercase letters, digits, '-', '_' and '.' are allowed".into())
+        );
+        assert_eq!(
+            gcs_bucket_name("my-google-data"),
+            Err("must not begin with `goog` or contain `google`".into())
+        );
+        assert_eq!(dns_label("lakehouse-sa", 63), Ok(()));
+        assert_eq!(
+            dns_label("a.b", 63),
+            Err("only lowercase letters, digits and '-' are allowed".into())
+        );
+        assert_eq!(dns_label("a.b", 253), Ok(()));
+        assert_eq!(
+            dns_label("", 63),
+            Err("must be 1 to 63 characters, is 0".into())
+        );
+        assert_eq!(
+            iam_name("Lakehouse_lakehouse-sa_lakehouse-prod", 64),
+            Ok(())
+        );
+        assert!(iam_name("has space", 64).is_err());
+    }
+
+    #[test]
+    fn google_service_account_ids() {
+        assert_eq!(gsa_id("lakehouse-api"), Ok(()));
+        assert_eq!(
+            gsa_id("short"),
+            Err("must be 6 to 30 characters, is 5".into())
+        );
+        assert_eq!(
+            gsa_id("9lakehouse"),
+            Err("must start with a lowercase letter".into())
+        );
+        assert_eq!(
+            gsa_id("lakehouse-"),
+            Err("must begin and end with a letter or digit".into())
+        );
+        assert!(gsa_id(&"a".repeat(31)).is_err());
     }
 }

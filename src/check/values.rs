@@ -161,7 +161,9 @@ fn open(known: Option<&J>) -> bool {
 }
 
 fn schema_properties<'a>(schema: Option<&'a J>) -> Option<&'a serde_json::Map<String, J>> {
-    schema.and_then(|s| s.get("properties")).and_then(J::as_object)
+    schema
+        .and_then(|s| s.get("properties"))
+        .and_then(J::as_object)
 }
 
 fn schema_open(schema: Option<&J>) -> bool {
@@ -169,7 +171,8 @@ fn schema_open(schema: Option<&J>) -> bool {
     // patternProperties) takes keys values.yaml does not list.
     schema.is_some_and(|s| {
         s.get("patternProperties").is_some()
-            || s.get("additionalProperties").is_some_and(|a| a.is_object() || *a == J::Bool(true))
+            || s.get("additionalProperties")
+                .is_some_and(|a| a.is_object() || *a == J::Bool(true))
     })
 }
 
@@ -199,13 +202,17 @@ fn unknown_keys(
         let in_values = known_map.and_then(|m| m.get(key));
         let in_schema = props.and_then(|p| p.get(key));
         if in_values.is_none() && in_schema.is_none() {
-            let mut candidates: Vec<&str> = known_map.map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
+            let mut candidates: Vec<&str> = known_map
+                .map(|m| m.keys().map(String::as_str).collect())
+                .unwrap_or_default();
             if let Some(p) = props {
                 candidates.extend(p.keys().map(String::as_str));
             }
             let hint = match crate::suggest::closest(key, candidates.iter().copied()) {
                 Some(close) => format!("did you mean `{close}`?"),
-                None if candidates.is_empty() => "the chart's values.yaml has no keys here".to_owned(),
+                None if candidates.is_empty() => {
+                    "the chart's values.yaml has no keys here".to_owned()
+                }
                 None => {
                     let mut c = candidates.clone();
                     c.sort_unstable();

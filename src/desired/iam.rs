@@ -89,14 +89,22 @@ pub fn statements(target: &Target, key: &str) -> Result<Vec<(J, Loc)>, Vec<Error
                     "e.g. {Effect: Allow, Action: [sqs:SendMessage], Resource: [arn:aws:sqs:eu-west-1:111111111111:jobs]}"
                 };
                 errors.push(
-                    Located::new(item.loc.clone(), at, format!("invalid IAM statement: {inner}"))
-                        .hint(hint)
-                        .into(),
+                    Located::new(
+                        item.loc.clone(),
+                        at,
+                        format!("invalid IAM statement: {inner}"),
+                    )
+                    .hint(hint)
+                    .into(),
                 );
             }
         }
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 /// `Data`, `RawEvents`: a bucket key as a statement id part (Sids are alphanumeric).
@@ -192,9 +200,7 @@ pub fn aws_policy(
 
 /// The host and path of an OIDC issuer URL (`oidc.eks.eu-west-1.amazonaws.com/id/X`).
 pub fn issuer_host_path(issuer: &str) -> &str {
-    issuer
-        .trim_start_matches("https://")
-        .trim_end_matches('/')
+    issuer.trim_start_matches("https://").trim_end_matches('/')
 }
 
 /// The role's trust policy: IRSA (the cluster's OIDC provider, this service account)
@@ -259,7 +265,8 @@ pub fn gcp_document(target: &Target, key: &str, workload: &Workload) -> J {
     let mut bucket_bindings = Vec::new();
     for (bucket, access) in &workload.access {
         if let Some(b) = target.names.buckets.get(bucket) {
-            bucket_bindings.push(json!({"bucket": b.name, "role": gcs_role(*access), "members": [member]}));
+            bucket_bindings
+                .push(json!({"bucket": b.name, "role": gcs_role(*access), "members": [member]}));
         }
     }
     let mut project_bindings = Vec::new();
@@ -267,7 +274,8 @@ pub fn gcp_document(target: &Target, key: &str, workload: &Workload) -> J {
         match &role.bucket {
             Some(bucket) => {
                 if let Some(b) = target.names.buckets.get(bucket) {
-                    bucket_bindings.push(json!({"bucket": b.name, "role": role.role, "members": [member]}));
+                    bucket_bindings
+                        .push(json!({"bucket": b.name, "role": role.role, "members": [member]}));
                 }
             }
             None => project_bindings.push(json!({"role": role.role, "members": [member]})),

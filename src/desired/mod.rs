@@ -89,14 +89,17 @@ pub fn build(target: &Target) -> Result<Desired> {
         for (bucket, section) in uses {
             if !c.buckets.contains_key(bucket) {
                 let path = format!("workloads.{wkey}.{section}.{bucket}");
-                let hint = match crate::suggest::closest(bucket, c.buckets.keys().map(String::as_str)) {
-                    Some(close) => format!("did you mean `{close}`?"),
-                    None if c.buckets.is_empty() => "no bucket is declared under `buckets:`".to_owned(),
-                    None => format!(
-                        "buckets: {}",
-                        c.buckets.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                };
+                let hint =
+                    match crate::suggest::closest(bucket, c.buckets.keys().map(String::as_str)) {
+                        Some(close) => format!("did you mean `{close}`?"),
+                        None if c.buckets.is_empty() => {
+                            "no bucket is declared under `buckets:`".to_owned()
+                        }
+                        None => format!(
+                            "buckets: {}",
+                            c.buckets.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    };
                 let loc = if section == "roles" {
                     target.loc_of(&format!("workloads.{wkey}.roles"))
                 } else {
@@ -125,9 +128,13 @@ pub fn build(target: &Target) -> Result<Desired> {
                     Located::new(
                         target.key_loc_of(&format!("workloads.{wkey}.mounts.{bucket}")),
                         format!("workloads.{wkey}.mounts.{bucket}"),
-                        format!("workload `{wkey}` mounts bucket `{bucket}` but has no access to it"),
+                        format!(
+                            "workload `{wkey}` mounts bucket `{bucket}` but has no access to it"
+                        ),
                     )
-                    .hint(format!("add `access: {{{bucket}: read}}` (or readwrite) to the workload"))
+                    .hint(format!(
+                        "add `access: {{{bucket}: read}}` (or readwrite) to the workload"
+                    ))
                     .into(),
                 );
             }
@@ -166,7 +173,12 @@ pub fn build(target: &Target) -> Result<Desired> {
                 let (policy, locs) = iam::aws_policy(target, key, workload, extra);
                 (Some(policy), Some(iam::aws_trust(target, key)), None, locs)
             }
-            Cloud::Gcp => (None, None, Some(iam::gcp_document(target, key, workload)), Vec::new()),
+            Cloud::Gcp => (
+                None,
+                None,
+                Some(iam::gcp_document(target, key, workload)),
+                Vec::new(),
+            ),
         };
         workloads.push(WorkloadSpec {
             key: key.clone(),
@@ -239,7 +251,10 @@ pub fn build(target: &Target) -> Result<Desired> {
 }
 
 /// A workload's plain environment variables, each a scalar after references.
-fn env_vars(target: &Target, key: &str) -> std::result::Result<IndexMap<String, String>, Vec<Error>> {
+fn env_vars(
+    target: &Target,
+    key: &str,
+) -> std::result::Result<IndexMap<String, String>, Vec<Error>> {
     let path = format!("workloads.{key}.env");
     let Some(node) = target.resolved_at(&path) else {
         return Ok(IndexMap::new());
@@ -279,5 +294,9 @@ fn env_vars(target: &Target, key: &str) -> std::result::Result<IndexMap<String, 
             .into(),
         ),
     }
-    if errors.is_empty() { Ok(env) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(env)
+    } else {
+        Err(errors)
+    }
 }

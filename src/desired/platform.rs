@@ -64,7 +64,10 @@ pub fn files(target: &Target, desired: &Desired) -> Vec<(String, Vec<J>)> {
                     "eks.amazonaws.com/role-arn".into(),
                     json!(names.role_arn.clone().unwrap_or_default()),
                 );
-                annotations.insert("eks.amazonaws.com/sts-regional-endpoints".into(), json!("true"));
+                annotations.insert(
+                    "eks.amazonaws.com/sts-regional-endpoints".into(),
+                    json!("true"),
+                );
             }
             Cloud::Aws => {}
             Cloud::Gcp => {
@@ -101,7 +104,12 @@ pub fn files(target: &Target, desired: &Desired) -> Vec<(String, Vec<J>)> {
                         options.push("allow-delete".into());
                         options.push("allow-overwrite".into());
                     }
-                    if target.config.buckets.get(bucket).is_some_and(|b| b.require_sse) {
+                    if target
+                        .config
+                        .buckets
+                        .get(bucket)
+                        .is_some_and(|b| b.require_sse)
+                    {
                         options.push("sse AES256".into());
                     }
                     (

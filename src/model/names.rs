@@ -166,7 +166,12 @@ pub fn derive(config: &Config, cloud: Cloud, env: &str, _target: &str) -> Names 
                 _ => format!("{project}-{env}-{key}"),
             },
             match cloud {
-                Cloud::Aws => &["project.name", "target.env", "buckets.<key>", "aws.accountId"],
+                Cloud::Aws => &[
+                    "project.name",
+                    "target.env",
+                    "buckets.<key>",
+                    "aws.accountId",
+                ],
                 Cloud::Gcp => &["gcp.projectId", "buckets.<key>"],
             },
         );
@@ -220,10 +225,8 @@ pub fn derive(config: &Config, cloud: Cloud, env: &str, _target: &str) -> Names 
                 );
                 let part = partition(&aws.region);
                 names.role_arn = Some(format!("arn:{part}:iam::{}:role/{role}", aws.account_id));
-                names.policy_arn = Some(format!(
-                    "arn:{part}:iam::{}:policy/{role}",
-                    aws.account_id
-                ));
+                names.policy_arn =
+                    Some(format!("arn:{part}:iam::{}:policy/{role}", aws.account_id));
                 names.role = Some(role);
             }
             (Cloud::Gcp, _, Some(gcp)) => {

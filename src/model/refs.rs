@@ -287,10 +287,18 @@ impl Resolver<'_> {
         let root = target.split('.').next().unwrap_or_default();
         if !ROOTS.contains(&root) {
             let hint = match crate::suggest::closest(root, ROOTS.iter().copied()) {
-                Some(close) => format!("did you mean `{close}`? references start with one of: {}", ROOTS.join(", ")),
+                Some(close) => format!(
+                    "did you mean `{close}`? references start with one of: {}",
+                    ROOTS.join(", ")
+                ),
                 None => format!("references start with one of: {}", ROOTS.join(", ")),
             };
-            self.fail(site, path, format!("`{target}` is not something a reference can reach"), &hint);
+            self.fail(
+                site,
+                path,
+                format!("`{target}` is not something a reference can reach"),
+                &hint,
+            );
             return None;
         }
         if is_free_form(target) {
@@ -389,7 +397,13 @@ impl Resolver<'_> {
         if let Some(vars) = self.tree.get("vars") {
             node_paths(vars, "vars", &mut known);
         }
-        for w in self.tree.get("workloads").and_then(Node::map).into_iter().flatten() {
+        for w in self
+            .tree
+            .get("workloads")
+            .and_then(Node::map)
+            .into_iter()
+            .flatten()
+        {
             if let Some(env) = w.1.get("env") {
                 node_paths(env, &format!("workloads.{}.env", w.0), &mut known);
             }
@@ -414,8 +428,11 @@ impl Resolver<'_> {
     }
 
     fn fail(&mut self, site: &Node, path: &str, message: String, hint: &str) {
-        self.errors
-            .push(Located::new(site.loc.clone(), path, message).hint(hint).into());
+        self.errors.push(
+            Located::new(site.loc.clone(), path, message)
+                .hint(hint)
+                .into(),
+        );
     }
 }
 
@@ -423,7 +440,8 @@ impl Resolver<'_> {
 /// themselves, read when reached.
 fn is_free_form(path: &str) -> bool {
     let segments: Vec<&str> = path.split('.').collect();
-    segments[0] == "vars" || (segments.len() >= 3 && segments[0] == "workloads" && segments[2] == "env")
+    segments[0] == "vars"
+        || (segments.len() >= 3 && segments[0] == "workloads" && segments[2] == "env")
 }
 
 fn with_loc(value: Value, node: &Node) -> Node {

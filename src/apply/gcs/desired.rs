@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use crate::apply::plan::FieldChange;
 use crate::apply::docs::BucketDoc;
+use crate::apply::plan::FieldChange;
 
 /// The bucket strata wants for a target.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,7 +79,12 @@ pub fn bucket_bindings(bucket: &str, workloads: &[crate::apply::docs::WorkloadDo
     let bindings: Vec<Value> = workloads
         .iter()
         .filter_map(|w| w.gcp.as_ref())
-        .flat_map(|doc| doc["bucketBindings"].as_array().cloned().unwrap_or_default())
+        .flat_map(|doc| {
+            doc["bucketBindings"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .filter(|b| b["bucket"].as_str() == Some(bucket))
         .map(|b| json!({"role": b["role"], "members": b["members"]}))
         .collect();

@@ -78,7 +78,12 @@ pub async fn plan_with(client: &Client, target: &Target, docs: &Documents) -> Re
                     desired::create_changes(&desired),
                 ));
                 let changes = desired::iam_changes(&bindings, &json!({}));
-                actions.push(action(KIND_BUCKET_IAM, &desired.name, op_create(&changes), changes));
+                actions.push(action(
+                    KIND_BUCKET_IAM,
+                    &desired.name,
+                    op_create(&changes),
+                    changes,
+                ));
             }
             Some(live) => {
                 let changes = desired::bucket_changes(&desired, live);
