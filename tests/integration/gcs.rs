@@ -8,6 +8,7 @@
 //! What the emulator cannot show is listed in `src/apply/gcs/mod.rs`'s module doc.
 
 use serde_json::{Value, json};
+use strata::apply::docs::Documents;
 use strata::apply::gcs::{self, Client};
 use strata::apply::plan::{Evidence, Op, Outcome, Plan};
 use strata::model::{Cloud, Target};
@@ -23,7 +24,8 @@ const FOREIGN: &str = "user:someone-else@example.com";
 struct Fixture {
     _dir: tempfile::TempDir,
     target: Target,
-    bindings: Value,
+    docs: Documents,
+    bucket: String,
     client: Client,
     http: reqwest::Client,
     base: String,
@@ -38,23 +40,26 @@ fn fixture(bucket: &str) -> Fixture {
     );
     std::fs::write(
         dir.path().join("environments/dev.gcp.yaml"),
-        format!("names:\n  bucket: {bucket}\ngcp:\n  location: US\nbucket:\n  lifecycle:\n    glacierAfterDays: 30\n  tags:\n    Team Name: Data&Platform\n"),
+        format!("gcp:\n  location: US\nbuckets:\n  data:\n    name: {bucket}\n    lifecycle:\n      - {{archiveAfterDays: 30}}\n    tags:\n      Team Name: Data&Platform\n"),
     )
     .unwrap();
     let project = strata::project::Project::discover(dir.path()).expect("project");
     let loaded = strata::Loaded::load(project).expect("loads");
-    let target = loaded
-        .targets(&["dev-gcp".into()])
-        .expect("dev-gcp resolves")
-        .remove(0);
-    assert_eq!(target.names.bucket, bucket);
-    let bindings = strata::iam::gcp_bindings(&target);
+    let targets = loaded.targets(&["dev-gcp".into()]).expect("dev-gcp resolves");
+    let renderer = loaded.renderer().expect("templates compile");
+    let (charts, errors) = loaded.charts(&targets);
+    assert!(errors.is_empty(), "{errors:?}");
+    let tree = strata::render_all(&renderer, &targets, &charts).expect("renders");
+    let target = targets.into_iter().next().unwrap();
+    let docs = Documents::read(&target, &tree).expect("documents");
+    assert_eq!(target.names.buckets["data"].name, bucket);
     let host = gcs_emulator::host();
     assert_loopback(host);
     Fixture {
         _dir: dir,
         target,
-        bindings,
+        docs,
+        bucket: bucket.to_owned(),
         client: Client::emulator(host).expect("client"),
         http: reqwest::Client::new(),
         base: gcs::emulator_base(host),
@@ -63,14 +68,14 @@ fn fixture(bucket: &str) -> Fixture {
 
 impl Fixture {
     fn member(&self) -> String {
-        self.bindings["bindings"][0]["members"][0]
+        self.docs.workloads[0].gcp.as_ref().unwrap()["bucketBindings"][0]["members"][0]
             .as_str()
             .unwrap()
             .to_owned()
     }
 
     async fn plan(&self) -> Plan {
-        gcs::plan_with(&self.client, &self.target, &self.bindings)
+        gcs::plan_with(&self.client, &self.target, &self.docs)
             .await
             .expect("plan")
     }
@@ -81,7 +86,7 @@ impl Fixture {
         gcs::execute_with(
             &self.client,
             &self.target,
-            &self.bindings,
+            &self.docs,
             &plan,
             &mut evidence,
         )
@@ -108,7 +113,7 @@ impl Fixture {
     async fn bucket(&self) -> Value {
         self.call(
             reqwest::Method::GET,
-            &format!("/b/{}", self.target.names.bucket),
+            &format!("/b/{}", self.bucket),
             None,
         )
         .await
@@ -117,7 +122,7 @@ impl Fixture {
     async fn policy(&self) -> Value {
         self.call(
             reqwest::Method::GET,
-            &format!("/b/{}/iam", self.target.names.bucket),
+            &format!("/b/{}/iam", self.bucket),
             None,
         )
         .await
@@ -128,7 +133,7 @@ impl Fixture {
         policy["bindings"] = bindings;
         self.call(
             reqwest::Method::PUT,
-            &format!("/b/{}/iam", self.target.names.bucket),
+            &format!("/b/{}/iam", self.bucket),
             Some(policy),
         )
         .await;
@@ -206,7 +211,7 @@ async fn first_apply_creates_the_bucket_with_every_setting_and_the_binding() {
     // plan wrote nothing
     let probe = f
         .http
-        .get(format!("{}/b/{}", f.base, f.target.names.bucket))
+        .get(format!("{}/b/{}", f.base, f.bucket))
         .send()
         .await
         .unwrap();
@@ -282,7 +287,7 @@ async fn second_apply_writes_nothing() {
 async fn drift_in_labels_versioning_and_bindings_is_planned_and_repaired() {
     let f = fixture("strata-it-drift");
     f.apply().await;
-    let name = f.target.names.bucket.clone();
+    let name = f.bucket.clone();
     let mut labels = f.bucket().await["labels"].clone();
     labels["strata-env"] = json!("prod");
     labels["owner-note"] = json!("kept");
@@ -373,7 +378,7 @@ async fn a_bucket_made_outside_strata_is_adopted_and_updated() {
     f.call(
         reqwest::Method::POST,
         "/b?project=lakehouse-dev-4821",
-        Some(json!({"name": f.target.names.bucket})),
+        Some(json!({"name": f.bucket})),
     )
     .await;
     let plan = f.plan().await;
@@ -396,9 +401,9 @@ async fn a_bucket_made_outside_strata_is_adopted_and_updated() {
 async fn a_bucket_in_another_location_stops_the_plan() {
     let f = fixture("strata-it-location");
     f.apply().await;
-    let mut eu = f.target.clone();
-    eu.config.gcp.as_mut().unwrap().location = "EU".into();
-    let err = gcs::plan_with(&f.client, &eu, &f.bindings)
+    let mut eu = f.docs.clone();
+    eu.buckets[0].location = "EU".into();
+    let err = gcs::plan_with(&f.client, &f.target, &eu)
         .await
         .expect_err("location differs");
     let text = err.to_string();
@@ -414,20 +419,21 @@ async fn a_bucket_in_another_location_stops_the_plan() {
 async fn dropping_the_archive_rule_from_config_clears_the_lifecycle() {
     let f = fixture("strata-it-lifecycle");
     f.apply().await;
-    let mut target = f.target.clone();
-    target.config.bucket.lifecycle.glacier_after_days = None;
-    let plan = gcs::plan_with(&f.client, &target, &f.bindings)
+    let target = f.target.clone();
+    let mut docs = f.docs.clone();
+    docs.buckets[0].lifecycle.clear();
+    let plan = gcs::plan_with(&f.client, &target, &docs)
         .await
         .expect("plan");
     assert_eq!(fields(&plan, "gcs_bucket"), ["lifecycle"]);
     let mut evidence = empty_evidence(&plan);
-    gcs::execute_with(&f.client, &target, &f.bindings, &plan, &mut evidence)
+    gcs::execute_with(&f.client, &target, &docs, &plan, &mut evidence)
         .await
         .expect("execute");
     assert_eq!(evidence.resources[0].fields, ["lifecycle"]);
     let rules = f.bucket().await["lifecycle"]["rule"].clone();
     assert!(rules.as_array().is_none_or(Vec::is_empty), "{rules}");
-    let again = gcs::plan_with(&f.client, &target, &f.bindings)
+    let again = gcs::plan_with(&f.client, &target, &docs)
         .await
         .expect("plan");
     assert!(!again.has_changes(), "{again:#?}");
