@@ -299,18 +299,41 @@ fn validate(cli: &Cli, out: &Reporter, names: &[String]) -> Result<u8> {
 
 fn list(cli: &Cli, out: &Reporter) -> Result<u8> {
     let loaded = load(cli)?;
+    let targets = loaded.targets(&[])?;
+    let keys = |map: Vec<&String>| map.into_iter().cloned().collect::<Vec<_>>();
     match out.format {
         Format::Json => out.json(
-            &loaded
-                .layers
-                .targets
+            &targets
                 .iter()
-                .map(|t| json!({"name": t.name, "env": t.env, "cloud": t.cloud, "layers": t.files}))
+                .map(|t| {
+                    json!({
+                        "name": t.name, "env": t.env, "cloud": t.cloud, "layers": t.layers.files,
+                        "releases": keys(t.config.releases.keys().collect()),
+                        "buckets": t.names.buckets.iter().map(|(k, b)| json!({"key": k, "name": b.name})).collect::<Vec<_>>(),
+                        "workloads": keys(t.config.workloads.keys().collect()),
+                        "protected": t.config.protected,
+                    })
+                })
                 .collect::<Vec<_>>(),
         ),
         _ => {
-            for t in &loaded.layers.targets {
-                out.line(&t.name);
+            let width = targets.iter().map(|t| t.name.len()).max().unwrap_or(0);
+            for t in &targets {
+                let join = |v: Vec<&String>| {
+                    if v.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        v.into_iter().cloned().collect::<Vec<_>>().join(",")
+                    }
+                };
+                out.line(format!(
+                    "{:width$}  releases: {}  buckets: {}  workloads: {}{}",
+                    t.name,
+                    join(t.config.releases.keys().collect()),
+                    join(t.config.buckets.keys().collect()),
+                    join(t.config.workloads.keys().collect()),
+                    if t.config.protected { "  (protected)" } else { "" },
+                ));
             }
         }
     }
@@ -502,7 +525,20 @@ fn collect_paths(node: &crate::config::Node, path: &str, all: &mut Vec<String>) 
 pub fn schema() -> serde_json::Value {
     let mut schema =
         serde_json::to_value(schemars::schema_for!(crate::model::Config)).unwrap_or_default();
+    // List items are written whole by one layer (lists replace): their required keys
+    // stay required. Everything else may be partial in any one file.
+    let whole: Vec<(String, serde_json::Value)> = ["Exception", "LifecycleRule", "GcpRole"]
+        .iter()
+        .filter_map(|name| {
+            schema["$defs"]
+                .get(*name)
+                .map(|def| ((*name).to_owned(), def.clone()))
+        })
+        .collect();
     strip_required(&mut schema);
+    for (name, def) in whole {
+        schema["$defs"][name] = def;
+    }
     if let Some(props) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) {
         props.insert(
             "clouds".into(),

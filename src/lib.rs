@@ -166,12 +166,18 @@ impl Loaded {
         Renderer::new(self.project.walk("templates")?)
     }
 
-    /// Reads the charts the targets' releases use: `values.yaml` and the compiled
-    /// `values.schema.json`. A chart that is missing or unreadable is an error at the
-    /// first release that names it.
-    pub fn charts(&self, targets: &[Target]) -> (check::Charts, Vec<Error>) {
-        let mut charts = check::Charts::new();
+    /// Reads what the checks need from the project: the charts the targets' releases
+    /// use (`values.yaml` and the compiled `values.schema.json`; one that is missing or
+    /// unreadable is an error at the first release that names it) and the project's
+    /// `vars.schema.json`.
+    pub fn charts(&self, targets: &[Target]) -> (check::Inputs, Vec<Error>) {
+        let mut inputs = check::Inputs::default();
         let mut errors = Vec::new();
+        match charts::vars_schema(&self.project) {
+            Ok(schema) => inputs.vars_schema = schema,
+            Err(e) => errors.push(e),
+        }
+        let charts = &mut inputs.charts;
         for target in targets {
             for (key, release) in &target.config.releases {
                 let path = release.chart.trim_end_matches('/').to_owned();
@@ -190,7 +196,7 @@ impl Loaded {
                 charts.insert(path, result);
             }
         }
-        (charts, errors)
+        (inputs, errors)
     }
 }
 
@@ -238,6 +244,23 @@ mod charts {
         })
     }
 
+    /// The project's `vars.schema.json`, compiled; `None` when there is none.
+    pub fn vars_schema(project: &Project) -> Result<Option<jsonschema::Validator>> {
+        let file = crate::check::values::VARS_SCHEMA;
+        let Some(bytes) = project.read(file)? else {
+            return Ok(None);
+        };
+        let json: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Usage(format!("{file} is not valid JSON: {e}")))?;
+        crate::check::values::compile_schema(&json)
+            .map(Some)
+            .map_err(|e| {
+                Error::Usage(format!(
+                    "{file} is not a usable JSON Schema: {e} (remote $ref is not fetched)"
+                ))
+            })
+    }
+
     fn parse_yaml(bytes: &[u8]) -> std::result::Result<serde_json::Value, String> {
         let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
         if text.trim().is_empty() {
@@ -279,7 +302,7 @@ pub fn timed<T>(stage: &str, f: impl FnOnce() -> T) -> T {
 
 /// Builds, renders and checks targets in parallel into one tree; every error of every
 /// target is reported, sorted by file and line.
-pub fn render_all(renderer: &Renderer, targets: &[Target], charts: &check::Charts) -> Result<Tree> {
+pub fn render_all(renderer: &Renderer, targets: &[Target], charts: &check::Inputs) -> Result<Tree> {
     let rendered: Vec<Result<render::Rendered>> = targets
         .par_iter()
         .map(|t| render_one(renderer, t, charts))
@@ -302,7 +325,7 @@ pub fn render_all(renderer: &Renderer, targets: &[Target], charts: &check::Chart
 fn render_one(
     renderer: &Renderer,
     target: &Target,
-    charts: &check::Charts,
+    charts: &check::Inputs,
 ) -> Result<render::Rendered> {
     let desired = desired::build(target)?;
     let rendered = renderer.render(target, &desired)?;

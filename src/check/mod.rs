@@ -24,7 +24,7 @@ use crate::error::{Error, Located};
 use crate::model::{AwsIdentity, Cloud, Target};
 use crate::render::{Origin, Rendered};
 
-pub use values::{Chart, Charts};
+pub use values::{Chart, Inputs};
 
 /// Every rule an exception may name, with what it asks.
 pub const RULES: &[(&str, &str)] = &[
@@ -147,14 +147,15 @@ pub fn target(
     target: &Target,
     desired: &Desired,
     rendered: &Rendered,
-    charts: &Charts,
+    inputs: &Inputs,
 ) -> Vec<Error> {
     let mut f = Findings::new(target);
     exceptions(&mut f);
     cloud_sections(&mut f);
+    lifecycle(&mut f);
     names::target(&mut f, desired);
     documents::check(&mut f, desired, rendered);
-    values::check(&mut f, desired, rendered, charts);
+    values::check(&mut f, desired, rendered, inputs);
     f.errors
 }
 
@@ -183,6 +184,36 @@ fn exceptions(f: &mut Findings) {
                 "an exception needs a reason a reviewer can judge".into(),
                 "explain why the rule does not apply, in a sentence",
             );
+        }
+    }
+}
+
+/// A lifecycle rule does something, and an object is archived before it expires.
+fn lifecycle(f: &mut Findings) {
+    for (key, bucket) in &f.target.config.buckets {
+        for (i, rule) in bucket.lifecycle.iter().enumerate() {
+            let path = format!("buckets.{key}.lifecycle.{i}");
+            if rule.archive_after_days.is_none()
+                && rule.expire_after_days.is_none()
+                && rule.noncurrent_expire_after_days.is_none()
+            {
+                f.at(
+                    None,
+                    &path,
+                    "a lifecycle rule needs an action".into(),
+                    "set archiveAfterDays, expireAfterDays or noncurrentExpireAfterDays",
+                );
+            }
+            if let (Some(archive), Some(expire)) = (rule.archive_after_days, rule.expire_after_days)
+                && expire <= archive
+            {
+                f.at(
+                    None,
+                    &format!("{path}.expireAfterDays"),
+                    format!("objects expire after {expire} days, before they would be archived after {archive}"),
+                    "expire after the archive day, or drop one of the two",
+                );
+            }
         }
     }
 }

@@ -29,18 +29,28 @@ pub struct Chart {
     pub schema_json: Option<J>,
 }
 
-/// Charts by folder; an error text for a chart that could not be read.
-pub type Charts = BTreeMap<String, Result<Chart, crate::error::Error>>;
+/// What the checks read from the project besides the targets: the charts the
+/// releases use (by folder; an error for one that could not be read) and the
+/// project's `vars.schema.json`.
+#[derive(Default)]
+pub struct Inputs {
+    pub charts: BTreeMap<String, Result<Chart, crate::error::Error>>,
+    pub vars_schema: Option<jsonschema::Validator>,
+}
+
+/// The file that types `vars:`.
+pub const VARS_SCHEMA: &str = "vars.schema.json";
 
 /// Compiles a chart's schema; remote `$ref`s are refused (no network at validate).
 pub fn compile_schema(schema: &J) -> Result<jsonschema::Validator, String> {
     jsonschema::validator_for(schema).map_err(|e| e.to_string())
 }
 
-pub(crate) fn check(f: &mut Findings, desired: &Desired, rendered: &Rendered, charts: &Charts) {
+pub(crate) fn check(f: &mut Findings, desired: &Desired, rendered: &Rendered, inputs: &Inputs) {
+    vars(f, inputs);
     let t = f.target;
     for release in &desired.releases {
-        let chart = match charts.get(&release.chart) {
+        let chart = match inputs.charts.get(&release.chart) {
             Some(Ok(chart)) => chart,
             Some(Err(e)) => {
                 // Reported once per chart by the caller; here only what points at it.
@@ -98,6 +108,43 @@ pub(crate) fn check(f: &mut Findings, desired: &Desired, rendered: &Rendered, ch
             let props = chart.schema_json.as_ref();
             unknown_keys(f, release, &chart.path, &values, Some(&known), props, "");
         }
+    }
+}
+
+/// The resolved `vars` against the project's `vars.schema.json`.
+fn vars(f: &mut Findings, inputs: &Inputs) {
+    let Some(schema) = &inputs.vars_schema else {
+        return;
+    };
+    let t = f.target;
+    let node = t.resolved_at("vars");
+    let value = node.map_or(J::Object(Default::default()), Node::to_json);
+    for error in schema.iter_errors(&value) {
+        let pointer = error.instance_path().as_str().to_owned();
+        let keyword = error.kind().keyword().to_owned();
+        let mut path = "vars".to_owned();
+        let mut loc = node.map_or_else(|| t.merged.tree.loc.clone(), |n| n.key_loc.clone());
+        let mut at = node;
+        for segment in pointer.split('/').skip(1) {
+            let segment = segment.replace("~1", "/").replace("~0", "~");
+            let Some(next) = at.and_then(|n| n.lookup([segment.as_str()])) else {
+                break;
+            };
+            path = format!("{path}.{segment}");
+            loc = next.loc.clone();
+            at = Some(next);
+        }
+        f.push(Finding {
+            rule: None,
+            path,
+            loc,
+            message: format!(
+                "{VARS_SCHEMA}: {} (at {}, rule `{keyword}`)",
+                error.masked(),
+                if pointer.is_empty() { "/" } else { &pointer }
+            ),
+            hint: String::new(),
+        });
     }
 }
 

@@ -45,7 +45,9 @@ fn fixture(bucket: &str) -> Fixture {
     .unwrap();
     let project = strata::project::Project::discover(dir.path()).expect("project");
     let loaded = strata::Loaded::load(project).expect("loads");
-    let targets = loaded.targets(&["dev-gcp".into()]).expect("dev-gcp resolves");
+    let targets = loaded
+        .targets(&["dev-gcp".into()])
+        .expect("dev-gcp resolves");
     let renderer = loaded.renderer().expect("templates compile");
     let (charts, errors) = loaded.charts(&targets);
     assert!(errors.is_empty(), "{errors:?}");
@@ -83,15 +85,9 @@ impl Fixture {
     async fn apply(&self) -> Evidence {
         let plan = self.plan().await;
         let mut evidence = empty_evidence(&plan);
-        gcs::execute_with(
-            &self.client,
-            &self.target,
-            &self.docs,
-            &plan,
-            &mut evidence,
-        )
-        .await
-        .expect("execute");
+        gcs::execute_with(&self.client, &self.target, &self.docs, &plan, &mut evidence)
+            .await
+            .expect("execute");
         evidence
     }
 
@@ -111,12 +107,8 @@ impl Fixture {
     }
 
     async fn bucket(&self) -> Value {
-        self.call(
-            reqwest::Method::GET,
-            &format!("/b/{}", self.bucket),
-            None,
-        )
-        .await
+        self.call(reqwest::Method::GET, &format!("/b/{}", self.bucket), None)
+            .await
     }
 
     async fn policy(&self) -> Value {
