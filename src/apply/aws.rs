@@ -35,10 +35,11 @@ pub const TLS_SID: &str = "StrataDenyInsecureTransport";
 /// IAM keeps at most five versions of a managed policy.
 const MAX_POLICY_VERSIONS: usize = 5;
 
-struct Clients {
-    sts: aws_sdk_sts::Client,
-    s3: aws_sdk_s3::Client,
-    iam: aws_sdk_iam::Client,
+pub struct Clients {
+    pub sts: aws_sdk_sts::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub eks: aws_sdk_eks::Client,
 }
 
 async fn clients(target: &Target) -> Clients {
@@ -59,11 +60,12 @@ async fn clients_in(region: aws_config::Region) -> Clients {
         sts: aws_sdk_sts::Client::new(&conf),
         s3: aws_sdk_s3::Client::from_conf(s3_conf),
         iam: aws_sdk_iam::Client::new(&conf),
+        eks: aws_sdk_eks::Client::new(&conf),
     }
 }
 
 /// A failed call, as `s3 bucket NAME: Action: Code: message`.
-fn cloud_error<E>(resource: &str, action: &str, e: &SdkError<E>) -> Error
+pub(crate) fn cloud_error<E>(resource: &str, action: &str, e: &SdkError<E>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -218,6 +220,7 @@ async fn plan_with(c: &Clients, target: &Target, docs: &Documents) -> Result<Pla
             actions.push(plan_policy(c, target, w, doc).await?);
         }
     }
+    actions.extend(super::aws_identity::plan(c, target, &docs.workloads).await?);
     Ok(Plan {
         target: target.name.clone(),
         cloud: Cloud::Aws,
@@ -686,7 +689,20 @@ pub async fn execute(
             .workloads
             .iter()
             .find(|w| policy_of(target, &w.key).0 == action.name);
+        let identity = [
+            super::aws_identity::ROLE,
+            super::aws_identity::OIDC_PROVIDER,
+            super::aws_identity::ASSOCIATION,
+        ];
         let result = match (action.kind.as_str(), bucket, workload) {
+            (kind, _, _) if identity.contains(&kind) => {
+                super::aws_identity::execute(&c, target, &docs.workloads, action)
+                    .await
+                    .map(|fields| {
+                        written = fields;
+                        false
+                    })
+            }
             (BUCKET, Some(b), _) => apply_bucket(&c, target, b, action, &mut written).await,
             (POLICY, _, Some(w)) => match &w.policy {
                 Some(doc) => apply_policy(&c, target, w, doc, action, &mut written).await,

@@ -6,6 +6,7 @@
 //! the target's render into the output folder, then runs helm on it.
 
 pub mod aws;
+pub mod aws_identity;
 pub mod docs;
 pub mod gcs;
 pub mod helm;
