@@ -74,12 +74,12 @@ pub enum Command {
     /// Show a key's final value and every layer that set it.
     Explain {
         target: String,
-        /// Dotted key path, e.g. bucket.lifecycle.glacierAfterDays, or names.bucket.
+        /// Dotted key path, e.g. buckets.data.versioning, releases.app.values.image.tag, or a derived name such as buckets.data.name.
         key: String,
     },
     /// Show what apply would change in the cloud; no writes.
     Plan { target: String },
-    /// Provision the bucket and its access policy, then run helm.
+    /// Converge the buckets, the workloads' policies and identities, then run helm.
     Apply {
         target: String,
         /// Without it, apply only shows the plan.

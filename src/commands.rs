@@ -56,9 +56,11 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
         }
         Command::Man => {
             let cmd = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(cmd)
-                .render(&mut std::io::stdout())
-                .map_err(|e| Error::io("stdout", e))?;
+            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                // `strata man | head`: the reader has gone, which is fine.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => other.map_err(|e| Error::io("stdout", e))?,
+            }
             Ok(exit::OK)
         }
     }
@@ -83,30 +85,25 @@ pub fn render_tree(
     names: &[String],
 ) -> Result<(Loaded, Vec<crate::model::Target>, Tree)> {
     let loaded = timed("load and parse layers", || load(cli))?;
-    let targets = timed("merge, type and validate targets", || loaded.targets(names))?;
+    let (targets, mut errors) = timed("merge, type and validate targets", || {
+        loaded.targets_and_errors(names)
+    })?;
     let renderer = timed("compile templates", || loaded.renderer())?;
-    let (charts, mut errors) = timed("read charts", || loaded.charts(&targets));
+    let (charts, chart_errors) = timed("read charts", || loaded.charts(&targets));
+    errors.extend(chart_errors);
     let tree = match timed("render targets", || {
         render_all(&renderer, &targets, &charts)
     }) {
         Ok(tree) => tree,
         Err(e) => {
-            errors.extend(e.flatten().into_iter().map(clone_error));
-            crate::sort_errors(&mut errors);
-            return Err(Error::from_list(errors).unwrap_err());
+            errors.extend(e.flatten().into_iter().map(Error::duplicate));
+            Tree::new()
         }
     };
+    crate::dedup_errors(&mut errors);
+    crate::sort_errors(&mut errors);
     Error::from_list(errors)?;
     Ok((loaded, targets, tree))
-}
-
-/// Errors are data; a copy for merging two lists.
-fn clone_error(e: &Error) -> Error {
-    match e {
-        Error::Input(l) => Error::Input(l.clone()),
-        Error::Template(t) => Error::Template(t.clone()),
-        other => Error::Usage(other.to_string()),
-    }
 }
 
 fn render(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Result<u8> {
@@ -358,6 +355,8 @@ fn explain(cli: &Cli, out: &Reporter, target_name: &str, key: &str) -> Result<u8
     let target = &targets[0];
     let path: Vec<&str> = key.split('.').filter(|s| !s.is_empty()).collect();
 
+    let scope =
+        crate::model::refs::scope(&target.config, &target.names, &target.layers, target.cloud);
     // Derived names: say what they were built from.
     if let Some(d) = target.names.derivations.iter().find(|d| d.path == key) {
         let inputs: Vec<serde_json::Value> = d
@@ -365,9 +364,17 @@ fn explain(cli: &Cli, out: &Reporter, target_name: &str, key: &str) -> Result<u8
             .iter()
             .map(|input| {
                 let node = target.merged.tree.lookup(input.split('.'));
+                let value = match node {
+                    Some(n) => Some(n.to_json()),
+                    // target.env, a workload's key: not in any layer, but known.
+                    None => input
+                        .split('.')
+                        .try_fold(&scope, |v, seg| v.get(seg))
+                        .cloned(),
+                };
                 json!({
                     "key": input,
-                    "value": node.map(|n| n.to_json()),
+                    "value": value,
                     "setAt": node.map(|n| n.loc.to_string()),
                 })
             })
@@ -385,7 +392,7 @@ fn explain(cli: &Cli, out: &Reporter, target_name: &str, key: &str) -> Result<u8
                         "    {:32} {}  ({})",
                         input["key"].as_str().unwrap_or_default(),
                         input["value"],
-                        input["setAt"].as_str().unwrap_or("not set")
+                        input["setAt"].as_str().unwrap_or(if input["value"].is_null() { "not set" } else { "the target" })
                     ));
                 }
             }

@@ -132,6 +132,18 @@ impl Error {
         }
     }
 
+    /// A copy, for an error kept in two lists (errors with a source keep its text).
+    pub fn duplicate(&self) -> Error {
+        match self {
+            Error::Input(l) => Error::Input(l.clone()),
+            Error::Template(t) => Error::Template(t.clone()),
+            Error::Many(list) => Error::Many(list.iter().map(Error::duplicate).collect()),
+            Error::Usage(u) => Error::Usage(u.clone()),
+            Error::Cloud(c) => Error::Cloud(c.clone()),
+            other => Error::Usage(other.to_string()),
+        }
+    }
+
     /// The errors one by one (a `Many` flattened), for machine-readable output.
     pub fn flatten(&self) -> Vec<&Error> {
         match self {

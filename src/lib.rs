@@ -95,10 +95,20 @@ impl Loaded {
     /// Merges, types and validates the named targets (all when empty), in parallel,
     /// reporting every target's problems together.
     pub fn targets(&self, names: &[String]) -> Result<Vec<Target>> {
+        let (targets, errors) = self.targets_and_errors(names)?;
+        Error::from_list(errors)?;
+        Ok(targets)
+    }
+
+    /// The targets that resolved, and the problems of those that did not (and of the
+    /// layer files), so that the later stages can still check the good ones: one run
+    /// reports everything it can find. Fails outright only on a usage error.
+    pub fn targets_and_errors(&self, names: &[String]) -> Result<(Vec<Target>, Vec<Error>)> {
         let selected = self.select(names)?;
         // Secret literals are looked for in each layer file once (not in every merged
-        // tree), before anything is typed, so no later error can echo a value. A literal
-        // that a later layer overrides is still refused: it is in the repository.
+        // tree). A literal that a later layer overrides is still refused: it is in the
+        // repository. Errors never echo a value under a secret-like key, so the other
+        // stages may go on.
         let mut files: Vec<&String> = selected.iter().flat_map(|t| &t.files).collect();
         files.sort();
         files.dedup();
@@ -109,25 +119,24 @@ impl Loaded {
                 check::secrets::check_secret_literals(&self.layers.files[*f], &allowed).err()
             })
             .collect();
-        dedup_errors(&mut errors);
-        Error::from_list(errors)?;
         let shared = self.layers.shared(&selected);
         let results: Vec<Result<Target>> = selected
             .into_par_iter()
             .map(|t| self.resolve(t, &shared))
             .collect();
         let mut targets = Vec::new();
-        let mut errors = Vec::new();
         for result in results {
             match result {
-                Ok(t) => targets.push(t),
+                Ok(t) => {
+                    errors.extend(t.reference_errors.iter().cloned().map(Error::from));
+                    targets.push(t);
+                }
                 Err(e) => errors.push(e),
             }
         }
         dedup_errors(&mut errors);
         sort_errors(&mut errors);
-        Error::from_list(errors)?;
-        Ok(targets)
+        Ok((targets, errors))
     }
 
     fn resolve(
@@ -271,7 +280,7 @@ mod charts {
 }
 
 /// The same layer line is often wrong for several targets; say it once.
-fn dedup_errors(errors: &mut Vec<Error>) {
+pub fn dedup_errors(errors: &mut Vec<Error>) {
     let mut seen = std::collections::HashSet::new();
     let mut flat = Vec::new();
     for e in errors.drain(..) {
@@ -329,7 +338,13 @@ fn render_one(
 ) -> Result<render::Rendered> {
     let desired = desired::build(target)?;
     let rendered = renderer.render(target, &desired)?;
-    Error::from_list(check::target(target, &desired, &rendered, charts))?;
+    // A value whose reference failed is reported once, as that.
+    let failed: Vec<&config::Loc> = target.reference_errors.iter().map(|l| &l.loc).collect();
+    let errors: Vec<Error> = check::target(target, &desired, &rendered, charts)
+        .into_iter()
+        .filter(|e| !matches!(e, Error::Input(l) if failed.contains(&&l.loc)))
+        .collect();
+    Error::from_list(errors)?;
     Ok(rendered)
 }
 

@@ -57,8 +57,22 @@ impl Reporter {
     /// stdout (a machine reads it), with the text on stderr too.
     pub fn error(&self, error: &Error) {
         let mut err = std::io::stderr().lock();
-        for e in error.flatten() {
+        let all = error.flatten();
+        for e in &all {
             let _ = writeln!(err, "{} {e}", self.paint("1;31", "error:"));
+        }
+        if all.len() > 1 {
+            let files: std::collections::BTreeSet<String> = error_list(error)
+                .into_iter()
+                .filter_map(|r| r.file)
+                .collect();
+            let _ = writeln!(
+                err,
+                "{} errors in {} file{}",
+                all.len(),
+                files.len(),
+                if files.len() == 1 { "" } else { "s" }
+            );
         }
         match self.format {
             Format::Text => {}

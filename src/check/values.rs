@@ -81,14 +81,44 @@ pub(crate) fn check(f: &mut Findings, desired: &Desired, rendered: &Rendered, in
                 continue;
             }
         };
+        let before = f.errors.len();
+        if release.strict_values && (chart.values.is_some() || chart.schema_json.is_some()) {
+            let known = chart.values.clone().unwrap_or(J::Null);
+            let props = chart.schema_json.as_ref();
+            unknown_keys(f, release, &chart.path, &values, Some(&known), props, "");
+        }
+        // Keys reported unknown above are not reported again by the schema.
+        let unknown: Vec<String> = f.errors[before..]
+            .iter()
+            .filter_map(|e| match e {
+                crate::error::Error::Input(l) => Some(l.key_path.clone()),
+                _ => None,
+            })
+            .collect();
         if let Some(schema) = &chart.schema {
             // Helm checks the schema against the chart's defaults with the values over
             // them, not against the values alone.
             let merged = coalesce(chart.values.as_ref(), &values);
             for error in schema.iter_errors(&merged) {
-                let pointer = error.instance_path().as_str().to_owned();
+                let mut pointer = error.instance_path().as_str().to_owned();
                 let keyword = error.kind().keyword().to_owned();
+                if keyword == "additionalProperties" {
+                    // Point at the key that is not allowed, not at its mapping.
+                    let text = error.to_string();
+                    if let Some(key) = text.split('\'').nth(1) {
+                        pointer =
+                            format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"));
+                    }
+                }
                 let (loc, at) = pointer_loc(release, &pointer, keyword == "required");
+                if unknown.contains(&at) {
+                    continue;
+                }
+                let loc = if keyword == "additionalProperties" {
+                    key_loc(release, &pointer).unwrap_or(loc)
+                } else {
+                    loc
+                };
                 let message = error.masked().to_string();
                 f.push(Finding {
                     rule: None,
@@ -102,11 +132,6 @@ pub(crate) fn check(f: &mut Findings, desired: &Desired, rendered: &Rendered, in
                     hint: String::new(),
                 });
             }
-        }
-        if release.strict_values && (chart.values.is_some() || chart.schema_json.is_some()) {
-            let known = chart.values.clone().unwrap_or(J::Null);
-            let props = chart.schema_json.as_ref();
-            unknown_keys(f, release, &chart.path, &values, Some(&known), props, "");
         }
     }
 }

@@ -438,6 +438,9 @@ pub struct Target {
     pub resolved: Node,
     /// Where each resolved reference was written and what it said, by key path.
     pub references: BTreeMap<String, refs::Reference>,
+    /// References that reached nothing (or went round in a cycle): the target is
+    /// invalid, but is still checked for everything else.
+    pub reference_errors: Vec<Located>,
     pub layers: TargetLayers,
     pub merged: Merged,
 }
@@ -519,7 +522,11 @@ pub fn resolve(layers: TargetLayers, merged: Merged) -> Result<Target> {
     }
     Error::from_list(errors)?;
     let names = names::derive(&config, cloud, &layers.env, &layers.name);
-    let (resolved, references) = refs::resolve_target(&config, &names, &layers, &merged, cloud)?;
+    // A reference to nothing is this target's error, but not the end of it: the
+    // reference reads as null, and the later checks still run (they say nothing more
+    // about a value whose reference failed).
+    let (resolved, references, reference_errors) =
+        refs::resolve_target(&config, &names, &layers, &merged, cloud);
     Ok(Target {
         name: layers.name.clone(),
         env: layers.env.clone(),
@@ -528,6 +535,7 @@ pub fn resolve(layers: TargetLayers, merged: Merged) -> Result<Target> {
         names,
         resolved,
         references,
+        reference_errors,
         layers,
         merged,
     })

@@ -166,13 +166,8 @@ pub fn derive(config: &Config, cloud: Cloud, env: &str, _target: &str) -> Names 
                 _ => format!("{project}-{env}-{key}"),
             },
             match cloud {
-                Cloud::Aws => &[
-                    "project.name",
-                    "target.env",
-                    "buckets.<key>",
-                    "aws.accountId",
-                ],
-                Cloud::Gcp => &["gcp.projectId", "buckets.<key>"],
+                Cloud::Aws => &["project.name", "target.env", "aws.accountId"],
+                Cloud::Gcp => &["gcp.projectId"],
             },
         );
         let (url, arn) = match cloud {
@@ -195,7 +190,7 @@ pub fn derive(config: &Config, cloud: Cloud, env: &str, _target: &str) -> Names 
             workload.service_account.as_ref(),
             format!("workloads.{key}.serviceAccount"),
             || format!("{project}-{key}"),
-            &["project.name", "workloads.<key>"],
+            &["project.name"],
         );
         let ns = d.pick(
             format!("workloads.{key}.namespace"),
@@ -221,7 +216,7 @@ pub fn derive(config: &Config, cloud: Cloud, env: &str, _target: &str) -> Names 
                     workload.iam_role.as_ref(),
                     format!("workloads.{key}.iamRole"),
                     || format!("{prefix}-{env}-{key}"),
-                    &["aws.iamPrefix", "target.env", "workloads.<key>"],
+                    &["aws.iamPrefix", "project.name", "target.env"],
                 );
                 let part = partition(&aws.region);
                 names.role_arn = Some(format!("arn:{part}:iam::{}:role/{role}", aws.account_id));
@@ -235,7 +230,7 @@ pub fn derive(config: &Config, cloud: Cloud, env: &str, _target: &str) -> Names 
                     workload.gcp_service_account.as_ref(),
                     format!("workloads.{key}.gcpServiceAccount"),
                     || format!("{project}-{key}"),
-                    &["project.name", "workloads.<key>"],
+                    &["project.name"],
                 );
                 names.gsa_email = Some(format!("{id}@{}.iam.gserviceaccount.com", gcp.project_id));
                 names.gsa_id = Some(id);

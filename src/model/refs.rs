@@ -23,7 +23,7 @@ use serde_json::{Value as J, json};
 use super::names::Names;
 use super::{Cloud, Config};
 use crate::config::{Loc, Merged, Node, TargetLayers, Value};
-use crate::error::{Error, Located, Result};
+use crate::error::Located;
 
 /// The roots a reference may start with.
 pub const ROOTS: &[&str] = &[
@@ -138,7 +138,7 @@ pub fn resolve_target(
     layers: &TargetLayers,
     merged: &Merged,
     cloud: Cloud,
-) -> Result<(Node, BTreeMap<String, Reference>)> {
+) -> (Node, BTreeMap<String, Reference>, Vec<Located>) {
     let scope = scope(config, names, layers, cloud);
     let mut resolver = Resolver {
         scope: &scope,
@@ -164,8 +164,7 @@ pub fn resolve_target(
     let mut errors = std::mem::take(&mut resolver.errors);
     errors.sort_by(|a, b| a.to_string().cmp(&b.to_string()));
     errors.dedup_by(|a, b| a.to_string() == b.to_string());
-    Error::from_list(errors)?;
-    Ok((resolved, resolver.references))
+    (resolved, resolver.references, errors)
 }
 
 /// The concrete key paths a pattern such as `releases.*.values` names in `tree`.
@@ -215,7 +214,7 @@ struct Resolver<'a> {
     stack: Vec<String>,
     steps: usize,
     references: BTreeMap<String, Reference>,
-    errors: Vec<Error>,
+    errors: Vec<Located>,
 }
 
 impl Resolver<'_> {
