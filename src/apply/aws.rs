@@ -322,7 +322,9 @@ async fn plan_bucket(c: &Clients, target: &Target, b: &BucketDoc) -> Result<Acti
     let want = desired_bucket(b);
     let exists = bucket_exists(c, target, b).await?;
     let live = if exists {
-        read_bucket(c, b).await?
+        let live = read_bucket(c, b).await?;
+        super::check_ownership(&target.name, &bucket_resource(b), &live.tags, b.adopt)?;
+        live
     } else {
         BucketState {
             lifecycle: json!([]),

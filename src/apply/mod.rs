@@ -46,6 +46,28 @@ fn prepare(cli: &Cli, name: &str) -> Result<Prepared> {
     })
 }
 
+/// Whether strata may change an existing resource: one tagged (or labelled) by strata
+/// for this target, or one the layers adopt explicitly (`adopt: true`; plan shows the
+/// ownership tags it will add). A resource of another target is never changed.
+pub fn check_ownership(
+    target: &str,
+    resource: &str,
+    tags: &std::collections::BTreeMap<String, String>,
+    adopt: bool,
+) -> Result<()> {
+    let managed = tags.get("managed-by").is_some_and(|v| v == "strata");
+    match tags.get("strata-target") {
+        Some(owner) if managed && owner == target => Ok(()),
+        Some(owner) if managed => Err(Error::Cloud(format!(
+            "{resource} belongs to strata target {owner}, not {target}; strata never changes another target's resources; nothing was written\n  hint: give this target's resource another name"
+        ))),
+        _ if adopt => Ok(()),
+        _ => Err(Error::Cloud(format!(
+            "{resource} exists but strata did not make it (no managed-by=strata / strata-target tags); nothing was written\n  hint: to take it over, set `adopt: true` on the bucket (plan shows what changes), or choose another name"
+        ))),
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -50,7 +50,7 @@ fn parsed(f: &mut Findings, rendered: &Rendered, rel: &str) -> Option<J> {
                 rule: None,
                 path: rel.to_owned(),
                 loc: origin_loc(rendered, &path),
-                message: format!("rendered {rel} is not valid JSON: {e}"),
+                message: format!("rendered {path} is not valid JSON: {e}"),
                 hint: "build JSON with `| to_json` rather than by hand".into(),
             });
             None
@@ -84,8 +84,8 @@ fn bucket(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) 
             path,
             loc,
             message: format!(
-                "rendered {rel} names bucket {}, not `{expected}`",
-                doc["name"]
+                "rendered {}/{rel} names bucket {}, not `{expected}`",
+                t.name, doc["name"]
             ),
             hint: "a document may only describe the bucket it is for".into(),
         });
@@ -190,7 +190,7 @@ fn policy(
                 rule,
                 path,
                 loc,
-                message: format!("{rel} statement {}: {message}", i + 1),
+                message: format!("{full} statement {}: {message}", i + 1),
                 hint: hint.to_owned(),
             });
         };
@@ -265,8 +265,14 @@ fn policy(
             }
         }
         for resource in &resources {
-            if *resource != "*" && !resource.starts_with("arn:") {
-                problem(f, i, None, format!("`{resource}` is not an ARN"), "");
+            if *resource != "*" && !well_formed_arn(resource) {
+                problem(
+                    f,
+                    i,
+                    None,
+                    format!("`{resource}` is not an ARN"),
+                    "arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE, e.g. arn:aws:s3:::my-bucket/*",
+                );
             }
         }
         if effect != "Allow" {
@@ -302,6 +308,20 @@ fn policy(
     }
 }
 
+/// `arn:partition:service:region:account:resource`: six parts, a known partition, a
+/// service, and a resource.
+fn well_formed_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && ["aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b"].contains(&parts[1])
+        && !parts[2].is_empty()
+        && parts[2]
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !parts[5].is_empty()
+}
+
 fn trust(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) {
     let t = f.target;
     let aws = t.aws();
@@ -312,7 +332,7 @@ fn trust(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) {
             rule: None,
             path: path.clone(),
             loc: loc.clone(),
-            message: format!("{rel}: {message}"),
+            message: format!("{}/{rel}: {message}", t.name),
             hint: "a workload's role is assumed by its own service account only".into(),
         });
     };
@@ -415,7 +435,7 @@ fn gcp(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) {
                 rule,
                 path,
                 loc,
-                message: format!("{rel}: {message}"),
+                message: format!("{}/{rel}: {message}", t.name),
                 hint: hint.to_owned(),
             });
         };

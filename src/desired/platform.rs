@@ -47,7 +47,19 @@ pub fn files(target: &Target, desired: &Desired) -> Vec<(String, Vec<J>)> {
                 let mut l = labels("namespace");
                 l["pod-security.kubernetes.io/enforce"] = json!(level);
                 l["pod-security.kubernetes.io/warn"] = json!(level);
-                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": l}})
+                let mut metadata = json!({"name": ns, "labels": l});
+                // The relaxed rules, where the cluster's operators can see them.
+                if !target.config.exceptions.is_empty() {
+                    let rules: Vec<&str> = target
+                        .config
+                        .exceptions
+                        .iter()
+                        .map(|e| e.rule.as_str())
+                        .collect();
+                    metadata["annotations"] =
+                        json!({"strata.dev/policy-exceptions": rules.join(",")});
+                }
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata})
             })
             .collect();
         files.push(("templates/namespaces.yaml".to_owned(), docs));

@@ -86,6 +86,18 @@ pub async fn plan_with(client: &Client, target: &Target, docs: &Documents) -> Re
                 ));
             }
             Some(live) => {
+                let labels: std::collections::BTreeMap<String, String> = live["labels"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                    .collect();
+                super::check_ownership(
+                    &target.name,
+                    &format!("gcs bucket {}", desired.name),
+                    &labels,
+                    doc.adopt,
+                )?;
                 let changes = desired::bucket_changes(&desired, live);
                 actions.push(action(KIND_BUCKET, &desired.name, op(&changes), changes));
                 let policy = read_policy(client, &desired.name).await?;
