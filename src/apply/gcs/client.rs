@@ -35,13 +35,20 @@ enum Auth {
     Provider(Arc<dyn gcp_auth::TokenProvider>),
 }
 
-/// A client of the Cloud Storage JSON API.
+/// A client of the Cloud Storage JSON API (or, from [`Client::iam_from_env`], of the
+/// IAM API: the same transport, another base and scope).
 pub struct Client {
     http: reqwest::Client,
     /// `…/storage/v1`, without a trailing slash.
     base: String,
     auth: Auth,
+    scope: &'static str,
 }
+
+const IAM_BASE: &str = "https://iam.googleapis.com/v1";
+const IAM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+/// gcloud's own override of the IAM endpoint (a base URL; `v1` is added).
+pub const IAM_ENDPOINT_VAR: &str = "CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM";
 
 /// How many times a request is sent at most, and the wait before the first retry.
 pub const ATTEMPTS: u32 = 4;
@@ -116,6 +123,35 @@ impl Client {
             http: http_client()?,
             base: GOOGLE_BASE.to_owned(),
             auth,
+            scope: SCOPE,
+        })
+    }
+
+    /// A client of the IAM API: `CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM` when set (a test
+    /// stand-in), else Google's; credentials as for storage (an emulator of IAM needs a
+    /// token too: set GOOGLE_OAUTH_ACCESS_TOKEN).
+    pub async fn iam_from_env() -> Result<Client> {
+        let non_empty = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let base = match non_empty(IAM_ENDPOINT_VAR) {
+            Some(url) => format!(
+                "{}/v1",
+                url.trim().trim_end_matches('/').trim_end_matches("/v1")
+            ),
+            None => IAM_BASE.to_owned(),
+        };
+        let auth = match non_empty("GOOGLE_OAUTH_ACCESS_TOKEN") {
+            Some(token) => Auth::Token(token.trim().to_owned()),
+            None => Auth::Provider(gcp_auth::provider().await.map_err(|e| {
+                Error::Cloud(format!(
+                    "gcp credentials: no application-default credentials found ({e})\n  hint: run `gcloud auth application-default login`, set GOOGLE_APPLICATION_CREDENTIALS, or set GOOGLE_OAUTH_ACCESS_TOKEN"
+                ))
+            })?),
+        };
+        Ok(Client {
+            http: http_client()?,
+            base,
+            auth,
+            scope: IAM_SCOPE,
         })
     }
 
@@ -125,6 +161,7 @@ impl Client {
             http: http_client()?,
             base: emulator_base(host),
             auth: Auth::Anonymous,
+            scope: SCOPE,
         })
     }
 
@@ -184,7 +221,7 @@ impl Client {
             Auth::Anonymous => {}
             Auth::Token(token) => request = request.bearer_auth(token),
             Auth::Provider(provider) => {
-                let token = provider.token(&[SCOPE]).await.map_err(|e| {
+                let token = provider.token(&[self.scope]).await.map_err(|e| {
                     Failure::Other(Error::Cloud(format!(
                         "{what}: could not get a gcp access token: {e}"
                     )))

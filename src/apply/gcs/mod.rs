@@ -33,6 +33,7 @@
 
 mod client;
 pub mod desired;
+pub mod identity;
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -47,9 +48,11 @@ use crate::model::{Cloud, Target};
 pub const KIND_BUCKET: &str = "gcs_bucket";
 pub const KIND_BUCKET_IAM: &str = "gcs_bucket_iam";
 
-/// Reads the live state of the target's buckets and bindings; writes nothing.
+/// Reads the live state of the target's buckets, bindings and workload identities;
+/// writes nothing.
 pub async fn plan(target: &Target, docs: &Documents) -> Result<Plan> {
-    plan_with(&Client::from_env().await?, target, docs).await
+    let iam = identity_client(docs).await?;
+    plan_full(&Client::from_env().await?, iam.as_ref(), target, docs).await
 }
 
 /// Carries out `plan`, recording each resource's outcome in `evidence` as it goes.
@@ -59,12 +62,42 @@ pub async fn execute(
     plan: &Plan,
     evidence: &mut Evidence,
 ) -> Result<()> {
-    execute_with(&Client::from_env().await?, target, docs, plan, evidence).await
+    let iam = identity_client(docs).await?;
+    execute_full(
+        &Client::from_env().await?,
+        iam.as_ref(),
+        target,
+        docs,
+        plan,
+        evidence,
+    )
+    .await
 }
 
-/// [`plan`] with an explicit client.
+/// The IAM API client, when the target has workloads.
+async fn identity_client(docs: &Documents) -> Result<Option<Client>> {
+    if docs.workloads.iter().any(|w| w.gcp.is_some()) {
+        Ok(Some(Client::iam_from_env().await?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// The storage part of [`plan`] (buckets and their bindings) with an explicit client.
 pub async fn plan_with(client: &Client, target: &Target, docs: &Documents) -> Result<Plan> {
+    plan_full(client, None, target, docs).await
+}
+
+/// [`plan`] with explicit clients: buckets, then (with `iam`) the workloads' service
+/// accounts and Workload Identity bindings, then the buckets' bindings, in apply order.
+pub async fn plan_full(
+    client: &Client,
+    iam: Option<&Client>,
+    target: &Target,
+    docs: &Documents,
+) -> Result<Plan> {
     let mut actions = Vec::new();
+    let mut bindings_actions = Vec::new();
     for doc in &docs.buckets {
         let desired = desired_bucket(doc);
         let bindings = desired::bucket_bindings(&desired.name, &docs.workloads);
@@ -102,7 +135,7 @@ pub async fn plan_with(client: &Client, target: &Target, docs: &Documents) -> Re
                 actions.push(action(KIND_BUCKET, &desired.name, op(&changes), changes));
                 let policy = read_policy(client, &desired.name).await?;
                 let iam_changes = desired::iam_changes(&bindings, &policy);
-                actions.push(action(
+                bindings_actions.push(action(
                     KIND_BUCKET_IAM,
                     &desired.name,
                     op(&iam_changes),
@@ -111,6 +144,10 @@ pub async fn plan_with(client: &Client, target: &Target, docs: &Documents) -> Re
             }
         }
     }
+    if let Some(iam) = iam {
+        actions.extend(identity::plan(iam, target, &docs.workloads).await?);
+    }
+    actions.extend(bindings_actions);
     Ok(Plan {
         target: target.name.clone(),
         cloud: Cloud::Gcp,
@@ -120,11 +157,24 @@ pub async fn plan_with(client: &Client, target: &Target, docs: &Documents) -> Re
     })
 }
 
-/// [`execute`] with an explicit client. The live state is read again and converged to
-/// the desired state, so a stale plan never writes stale values; the plan must be the
-/// target's.
+/// The storage part of [`execute`] with an explicit client.
 pub async fn execute_with(
     client: &Client,
+    target: &Target,
+    docs: &Documents,
+    plan: &Plan,
+    evidence: &mut Evidence,
+) -> Result<()> {
+    execute_full(client, None, target, docs, plan, evidence).await
+}
+
+/// [`execute`] with explicit clients. The live state is read again and converged to
+/// the desired state, so a stale plan never writes stale values; the plan must be the
+/// target's. Order: buckets, service accounts and their Workload Identity bindings,
+/// then the buckets' bindings (which name the accounts).
+pub async fn execute_full(
+    client: &Client,
+    iam: Option<&Client>,
     target: &Target,
     docs: &Documents,
     plan: &Plan,
@@ -138,11 +188,58 @@ pub async fn execute_with(
             plan.cloud.as_str()
         )));
     }
+    let mut existed = Vec::new();
     for doc in &docs.buckets {
         let desired = desired_bucket(doc);
-        let bindings = desired::bucket_bindings(&desired.name, &docs.workloads);
-        let existed = converge_bucket(client, target, &desired, evidence).await?;
-        converge_bindings(client, &desired.name, &bindings, existed, evidence).await?;
+        existed.push(converge_bucket(client, target, &desired, evidence).await?);
+    }
+    if let Some(iam) = iam {
+        for w in &docs.workloads {
+            let Some(email) = w
+                .gcp
+                .as_ref()
+                .and_then(|d| d["serviceAccount"]["email"].as_str())
+            else {
+                continue;
+            };
+            let result = identity::execute(iam, target, w).await;
+            let (account, binding) = match &result {
+                Ok((a, b)) => (a.clone(), b.clone()),
+                Err(_) => (Vec::new(), Vec::new()),
+            };
+            let outcome = |fields: &[String], failed: bool| match (failed, fields.is_empty()) {
+                (true, _) => Outcome::Failed,
+                (false, true) => Outcome::Unchanged,
+                (false, false) => Outcome::Updated,
+            };
+            let created = account.iter().any(|f| f == "accountId");
+            evidence.resources.push(ResourceEvidence {
+                kind: identity::SERVICE_ACCOUNT.into(),
+                name: email.to_owned(),
+                existed: !created,
+                outcome: if created {
+                    Outcome::Created
+                } else {
+                    outcome(&account, result.is_err())
+                },
+                fields: account,
+            });
+            if result.is_ok() {
+                evidence.resources.push(ResourceEvidence {
+                    kind: identity::SERVICE_ACCOUNT_IAM.into(),
+                    name: email.to_owned(),
+                    existed: !created,
+                    outcome: outcome(&binding, false),
+                    fields: binding,
+                });
+            }
+            result?;
+        }
+    }
+    for (doc, existed) in docs.buckets.iter().zip(existed) {
+        let name = desired_bucket(doc).name;
+        let bindings = desired::bucket_bindings(&name, &docs.workloads);
+        converge_bindings(client, &name, &bindings, existed, evidence).await?;
     }
     Ok(())
 }

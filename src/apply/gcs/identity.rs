@@ -1,0 +1,369 @@
+//! GCP: the identity chain from a pod to its buckets, per workload — the Google
+//! service account of the rendered `iam/<w>.gcp.json`, and on it the Workload Identity
+//! binding (`roles/iam.workloadIdentityUser` for
+//! `serviceAccount:<project>.svc.id.goog[<ns>/<ksa>]`). The bucket bindings for the
+//! account are converged with each bucket's IAM policy ([`super`]).
+//!
+//! Through the IAM API (`iam.googleapis.com/v1`, or `CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM`).
+//! A service account carries no labels: strata marks its own in the description
+//! (`managed-by=strata strata-target=<target>`) and never changes another. The IAM
+//! policy is read, only strata's member is added, and it is written back with the etag
+//! it was read with; a 409 (someone else wrote in between) starts again from the read.
+//! A 404 right after a create is IAM's eventual consistency: read again, with backoff.
+//! "Identity Pool does not exist" means Workload Identity is off on the cluster.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::client::Client;
+use crate::apply::docs::WorkloadDocs;
+use crate::apply::plan::{Action, FieldChange, Op};
+use crate::error::{Error, Result};
+use crate::model::Target;
+
+pub const SERVICE_ACCOUNT: &str = "gcp_service_account";
+pub const SERVICE_ACCOUNT_IAM: &str = "gcp_service_account_iam";
+
+const ATTEMPTS: u32 = 6;
+const FIRST_WAIT: Duration = Duration::from_millis(250);
+
+/// The description that marks a service account as this target's.
+pub fn marker(target: &Target) -> String {
+    format!("managed-by=strata strata-target={}", target.name)
+}
+
+fn account_path(project: &str, email: &str) -> String {
+    format!("/projects/{project}/serviceAccounts/{email}")
+}
+
+struct Want {
+    project: String,
+    id: String,
+    email: String,
+    display_name: String,
+    role: String,
+    members: Vec<String>,
+}
+
+fn want(doc: &Value) -> Option<Want> {
+    let sa = &doc["serviceAccount"];
+    Some(Want {
+        project: sa["project"].as_str()?.to_owned(),
+        id: sa["accountId"].as_str()?.to_owned(),
+        email: sa["email"].as_str()?.to_owned(),
+        display_name: sa["displayName"].as_str().unwrap_or_default().to_owned(),
+        role: doc["workloadIdentity"]["role"].as_str()?.to_owned(),
+        members: doc["workloadIdentity"]["members"]
+            .as_array()?
+            .iter()
+            .filter_map(|m| m.as_str().map(str::to_owned))
+            .collect(),
+    })
+}
+
+/// GET the account; `None` when it does not exist.
+async fn read_account(c: &Client, w: &Want) -> Result<Option<Value>> {
+    let what = format!("read gcp service account {}", w.email);
+    let reply = c
+        .send(
+            Method::GET,
+            &account_path(&w.project, &w.email),
+            &[],
+            None,
+            &what,
+        )
+        .await?;
+    match reply.status {
+        404 => Ok(None),
+        _ if reply.ok() => Ok(Some(reply.body)),
+        _ => Err(reply.error(&what)),
+    }
+}
+
+fn foreign(target: &Target, account: &Value, email: &str) -> Option<Error> {
+    let description = account["description"].as_str().unwrap_or_default();
+    (description != marker(target)).then(|| {
+        Error::Cloud(format!(
+            "gcp service account {email} exists and is not strata's for {} (its description is {description:?}, not {:?}); strata changes nothing it does not own\n  hint: set `workloads.<w>.gcpServiceAccount` to another id, or delete the account",
+            target.name,
+            marker(target)
+        ))
+    })
+}
+
+/// The members the policy grants `role` (unconditionally).
+fn members(policy: &Value, role: &str) -> Vec<String> {
+    policy["bindings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b["role"].as_str() == Some(role) && b["condition"].is_null())
+        .flat_map(|b| b["members"].as_array().cloned().unwrap_or_default())
+        .filter_map(|m| m.as_str().map(str::to_owned))
+        .collect()
+}
+
+async fn get_policy(c: &Client, w: &Want) -> Result<Reply2> {
+    let what = format!("read gcp service account iam {}", w.email);
+    let path = format!("{}:getIamPolicy", account_path(&w.project, &w.email));
+    // A new account may not be visible yet: a 404 is read again, with backoff.
+    let mut wait = FIRST_WAIT;
+    for attempt in 1..=ATTEMPTS {
+        let reply = c
+            .send(Method::POST, &path, &[], Some(&json!({})), &what)
+            .await?;
+        match reply.status {
+            404 if attempt < ATTEMPTS => {
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            _ if reply.ok() => {
+                return Ok(Reply2 {
+                    policy: reply.body,
+                    attempts: attempt,
+                });
+            }
+            _ => return Err(reply.error(&what)),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+struct Reply2 {
+    policy: Value,
+    #[allow(dead_code)]
+    attempts: u32,
+}
+
+/// The identity actions of the workloads: per workload its service account, then the
+/// Workload Identity binding on it.
+pub async fn plan(c: &Client, target: &Target, workloads: &[WorkloadDocs]) -> Result<Vec<Action>> {
+    let mut actions = Vec::new();
+    for w in workloads {
+        let Some(doc) = &w.gcp else { continue };
+        if doc["projectBindings"]
+            .as_array()
+            .is_some_and(|b| !b.is_empty())
+        {
+            return Err(Error::Cloud(format!(
+                "workload {}: project-level roles (workloads.{}.roles without `bucket:`) are rendered, but this version of strata does not apply them yet; nothing was written\n  hint: grant them on a bucket (`bucket: KEY`), or outside strata for now",
+                w.key, w.key
+            )));
+        }
+        let Some(want) = want(doc) else {
+            return Err(Error::Cloud(format!(
+                "iam/{}.gcp.json: not a document strata can apply",
+                w.key
+            )));
+        };
+        match read_account(c, &want).await? {
+            None => {
+                actions.push(Action {
+                    kind: SERVICE_ACCOUNT.into(),
+                    name: want.email.clone(),
+                    op: Op::Create,
+                    changes: vec![FieldChange {
+                        field: "accountId".into(),
+                        from: Value::Null,
+                        to: json!(want.id),
+                    }],
+                });
+                actions.push(Action {
+                    kind: SERVICE_ACCOUNT_IAM.into(),
+                    name: want.email.clone(),
+                    op: Op::Create,
+                    changes: vec![FieldChange {
+                        field: format!("bindings.{}", want.role),
+                        from: json!([]),
+                        to: json!(want.members),
+                    }],
+                });
+            }
+            Some(account) => {
+                if let Some(e) = foreign(target, &account, &want.email) {
+                    return Err(e);
+                }
+                let mut changes = Vec::new();
+                if account["displayName"].as_str().unwrap_or_default() != want.display_name {
+                    changes.push(FieldChange {
+                        field: "displayName".into(),
+                        from: account["displayName"].clone(),
+                        to: json!(want.display_name),
+                    });
+                }
+                let op = if changes.is_empty() {
+                    Op::Unchanged
+                } else {
+                    Op::Update
+                };
+                actions.push(Action {
+                    kind: SERVICE_ACCOUNT.into(),
+                    name: want.email.clone(),
+                    op,
+                    changes,
+                });
+                let policy = get_policy(c, &want).await?.policy;
+                let have = members(&policy, &want.role);
+                let missing: Vec<&String> =
+                    want.members.iter().filter(|m| !have.contains(m)).collect();
+                let (op, changes) = if missing.is_empty() {
+                    (Op::Unchanged, Vec::new())
+                } else {
+                    let mut after = have.clone();
+                    after.extend(missing.into_iter().cloned());
+                    (
+                        Op::Update,
+                        vec![FieldChange {
+                            field: format!("bindings.{}", want.role),
+                            from: json!(have),
+                            to: json!(after),
+                        }],
+                    )
+                };
+                actions.push(Action {
+                    kind: SERVICE_ACCOUNT_IAM.into(),
+                    name: want.email.clone(),
+                    op,
+                    changes,
+                });
+            }
+        }
+    }
+    Ok(actions)
+}
+
+/// Converges one workload's account and binding; returns the fields written per
+/// action kind.
+pub async fn execute(
+    c: &Client,
+    target: &Target,
+    w: &WorkloadDocs,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let Some(doc) = &w.gcp else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let want = want(doc).ok_or_else(|| {
+        Error::Cloud(format!(
+            "iam/{}.gcp.json: not a document strata can apply",
+            w.key
+        ))
+    })?;
+    let mut account_fields = Vec::new();
+    match read_account(c, &want).await? {
+        None => {
+            let what = format!("create gcp service account {}", want.email);
+            let body = json!({
+                "accountId": want.id,
+                "serviceAccount": {"displayName": want.display_name, "description": marker(target)},
+            });
+            let reply = c
+                .send(
+                    Method::POST,
+                    &format!("/projects/{}/serviceAccounts", want.project),
+                    &[],
+                    Some(&body),
+                    &what,
+                )
+                .await?;
+            match reply.status {
+                409 => {
+                    // Made meanwhile (a concurrent apply, or an earlier run whose answer
+                    // was lost): it must still be ours.
+                    if let Some(account) = read_account(c, &want).await?
+                        && let Some(e) = foreign(target, &account, &want.email)
+                    {
+                        return Err(e);
+                    }
+                }
+                _ if reply.ok() => account_fields.push("accountId".to_owned()),
+                _ => return Err(reply.error(&what)),
+            }
+        }
+        Some(account) => {
+            if let Some(e) = foreign(target, &account, &want.email) {
+                return Err(e);
+            }
+            if account["displayName"].as_str().unwrap_or_default() != want.display_name {
+                let what = format!("update gcp service account {}", want.email);
+                let body = json!({
+                    "serviceAccount": {"displayName": want.display_name},
+                    "updateMask": "displayName",
+                });
+                let reply = c
+                    .send(
+                        Method::PATCH,
+                        &account_path(&want.project, &want.email),
+                        &[],
+                        Some(&body),
+                        &what,
+                    )
+                    .await?;
+                if !reply.ok() {
+                    return Err(reply.error(&what));
+                }
+                account_fields.push("displayName".to_owned());
+            }
+        }
+    }
+    let binding_fields = bind(c, &want).await?;
+    Ok((account_fields, binding_fields))
+}
+
+/// Adds the Workload Identity members to the account's policy, keeping every other
+/// member and binding; a concurrent change (409) starts again from the read.
+async fn bind(c: &Client, want: &Want) -> Result<Vec<String>> {
+    let what = format!("set gcp service account iam {}", want.email);
+    let path = format!("{}:setIamPolicy", account_path(&want.project, &want.email));
+    for _ in 0..ATTEMPTS {
+        let mut policy = get_policy(c, want).await?.policy;
+        let have = members(&policy, &want.role);
+        if want.members.iter().all(|m| have.contains(m)) {
+            return Ok(Vec::new());
+        }
+        let mut bindings: Vec<Value> = policy["bindings"].as_array().cloned().unwrap_or_default();
+        let existing = bindings
+            .iter_mut()
+            .find(|b| b["role"].as_str() == Some(want.role.as_str()) && b["condition"].is_null());
+        match existing {
+            Some(binding) => {
+                let mut list: Vec<Value> =
+                    binding["members"].as_array().cloned().unwrap_or_default();
+                for m in &want.members {
+                    if !list.iter().any(|x| x.as_str() == Some(m)) {
+                        list.push(json!(m));
+                    }
+                }
+                binding["members"] = Value::Array(list);
+            }
+            None => bindings.push(json!({"role": want.role, "members": want.members})),
+        }
+        policy["bindings"] = Value::Array(bindings);
+        let reply = c
+            .send(
+                Method::POST,
+                &path,
+                &[],
+                Some(&json!({"policy": policy})),
+                &what,
+            )
+            .await?;
+        match reply.status {
+            409 => continue,
+            400 if reply.message().contains("Identity Pool does not exist") => {
+                return Err(Error::Cloud(format!(
+                    "{what}: {}: Workload Identity is not enabled for project {}\n  hint: enable Workload Identity on the GKE cluster (`gcloud container clusters update CLUSTER --workload-pool={}.svc.id.goog`), then apply again",
+                    reply.message(),
+                    want.project,
+                    want.project
+                )));
+            }
+            _ if reply.ok() => return Ok(vec![format!("bindings.{}", want.role)]),
+            _ => return Err(reply.error(&what)),
+        }
+    }
+    Err(Error::Cloud(format!(
+        "{what}: the policy kept changing under strata ({ATTEMPTS} concurrent changes); run apply again"
+    )))
+}
