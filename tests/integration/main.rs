@@ -8,5 +8,6 @@ mod support;
 
 mod aws;
 mod gcs;
+mod identity;
 mod pipeline;
 mod review;
