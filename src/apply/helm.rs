@@ -1,6 +1,7 @@
 //! The helm step of apply: the commands as data (what would run is printable and
 //! testable), and running them as a separate step.
 
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use super::plan::HelmRun;
@@ -46,6 +47,7 @@ impl HelmInstall {
 
 /// The installs for a target rendered into `out`: the platform chart first
 /// (namespaces, service accounts, volumes), then each release in the layers' order.
+/// A missing helm binary is found before any of them runs (see [`check_binary`]).
 pub fn installs(target: &Target, out: &Path, project_root: &Path) -> Result<Vec<HelmInstall>> {
     let project = &target.config.project.name;
     let rendered = out.join(&target.name);
@@ -55,10 +57,20 @@ pub fn installs(target: &Target, out: &Path, project_root: &Path) -> Result<Vec<
             target.name
         )));
     };
+    // The platform chart makes the namespaces (with their Pod Security labels), so its
+    // own release lives in `default`, which every cluster has: one apply works on an
+    // empty cluster, and a re-apply is the same release owning the same namespaces
+    // (`helm --create-namespace` would make them unlabelled, and then refuse to let the
+    // chart adopt them). Without `kube.createNamespace` the namespace exists already.
+    let platform_namespace = if target.config.kube.create_namespace {
+        "default".to_owned()
+    } else {
+        target.names.namespace.clone()
+    };
     let mut installs = vec![HelmInstall {
         release: format!("{project}-platform"),
         chart: rendered.join("platform"),
-        namespace: target.names.namespace.clone(),
+        namespace: platform_namespace,
         kube_context: context.clone(),
         values: None,
         timeout: "5m".to_owned(),
@@ -79,6 +91,24 @@ pub fn installs(target: &Target, out: &Path, project_root: &Path) -> Result<Vec<
     Ok(installs)
 }
 
+/// Fails, naming what was looked for, when the helm binary cannot be run: apply calls
+/// this before any cloud write, so a missing helm never leaves a half-applied target.
+pub fn check_binary() -> Result<()> {
+    let bin = binary();
+    match std::process::Command::new(&bin)
+        .arg("version")
+        .arg("--short")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+    {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Error::Usage(format!(
+            "helm could not be run as `{bin}` ({e}); nothing was written\n  hint: install helm v4 (or set STRATA_HELM to its path), or pass --skip-helm to apply the cloud resources only"
+        ))),
+    }
+}
+
 /// The helm binary: `$STRATA_HELM`, else `helm` on PATH.
 pub fn binary() -> String {
     std::env::var("STRATA_HELM")
@@ -94,7 +124,17 @@ pub fn run(installs: &[HelmInstall], runs: &mut Vec<HelmRun>) -> Result<()> {
         let args = install.argv();
         let mut argv = vec![program.clone()];
         argv.extend(args.iter().cloned());
-        let status = std::process::Command::new(&program).args(&args).status();
+        // helm's own report goes to stderr: stdout is strata's (the evidence, JSON with
+        // --format json), and must stay parseable.
+        let to_stderr = std::io::stderr()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(std::process::Stdio::from)
+            .unwrap_or_else(|_| std::process::Stdio::null());
+        let status = std::process::Command::new(&program)
+            .args(&args)
+            .stdout(to_stderr)
+            .status();
         match status {
             Ok(status) => {
                 runs.push(HelmRun {

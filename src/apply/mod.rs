@@ -114,6 +114,13 @@ pub fn apply_command(
     dir: &Path,
 ) -> Result<u8> {
     let p = prepare(cli, target)?;
+    if approve && !skip_helm {
+        // Everything helm needs is checked before the first cloud write.
+        helm::check_binary()?;
+        if let Some(root) = p.project_root.as_deref() {
+            helm::installs(&p.target, dir, root)?;
+        }
+    }
     let rt = runtime()?;
     let (account, region) = match p.target.cloud {
         Cloud::Aws => (

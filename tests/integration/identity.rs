@@ -278,11 +278,14 @@ fn irsa_chain_is_created_read_back_and_a_second_apply_changes_nothing() {
 #[test]
 fn irsa_without_the_oidc_provider_stops_before_any_write_and_names_the_issuer() {
     let tag = format!("{}", std::process::id());
-    let cluster = format!("idt-noprov-{tag}");
-    let issuer = block_on(create_cluster("eu-west-1", &cluster));
+    // An issuer of its own (no cluster to check it against): no provider exists for it.
+    let issuer = format!(
+        "https://oidc.eks.eu-west-1.amazonaws.com/id/{:032X}",
+        std::process::id() as u128 * 7919
+    );
     let bucket = format!("strata-idt-noprov-{tag}");
     let layer = format!(
-        "aws:\n  accountId: \"{}\"\n  cluster: {cluster}\n  oidcIssuer: {issuer}\n\
+        "aws:\n  accountId: \"{}\"\n  cluster: null\n  oidcIssuer: {issuer}\n\
          buckets:\n  data:\n    name: {bucket}\nworkloads:\n  api:\n    iamRole: idt-noprov-{tag}\n",
         moto::ACCOUNT
     );
@@ -637,4 +640,187 @@ fn gcp_chain_creates_the_account_binds_workload_identity_and_the_bucket() {
         "{again:#}"
     );
     assert_eq!(mutating(&log), writes, "the second apply wrote to IAM");
+}
+
+/// The real helm v4 binary (installed by scripts/test into the venv).
+fn real_helm() -> std::path::PathBuf {
+    let helm = std::env::var_os("STRATA_TEST_HELM")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| support::venv_bin().join("helm"));
+    assert!(
+        helm.exists(),
+        "helm v4 is missing at {}: run scripts/test",
+        helm.display()
+    );
+    helm
+}
+
+#[test]
+fn apply_runs_platform_then_each_release_through_the_real_helm_with_its_exact_argv() {
+    let tag = format!("{}", std::process::id());
+    let issuer = format!(
+        "https://oidc.eks.eu-west-1.amazonaws.com/id/{:032X}",
+        std::process::id() as u128 * 104729
+    );
+    let context = format!("idt-helm-{tag}");
+    let layer = format!(
+        "kube:\n  context: {context}\naws:\n  accountId: \"{}\"\n  cluster: null\n  oidcIssuer: {issuer}\n  createOidcProvider: true\n\
+         buckets:\n  data:\n    name: strata-idt-helm-{tag}\nworkloads:\n  api:\n    iamRole: idt-helm-{tag}\n",
+        moto::ACCOUNT
+    );
+    let dir = project(&[("dev.aws.yaml", layer)]);
+    // A kube API that answers what `helm upgrade --install --dry-run=client` asks.
+    let port = free_port();
+    let kube_log = dir.path().join("kube.jsonl");
+    let args = vec![
+        support::repo_root()
+            .join("tests/standins/fake_kube.py")
+            .display()
+            .to_string(),
+        "--port".into(),
+        port.to_string(),
+        "--log".into(),
+        kube_log.display().to_string(),
+    ];
+    let kube = start_server("python", &args, port, "/version");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- cluster: {{server: \"{kube}\"}}\n  name: c\n\
+             contexts:\n- context: {{cluster: c, user: u}}\n  name: \"{context}\"\nusers:\n- name: u\n  user: {{token: x}}\n"
+        ),
+    )
+    .unwrap();
+    // strata's argv, run by the real helm with --dry-run=client added (so helm renders
+    // both charts for real and installs nothing).
+    let wrapper = dir.path().join("helm-dry-run");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec \"{}\" \"$@\" --dry-run=client\n",
+            real_helm().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = aws_command(dir.path(), None)
+        .args(["--format", "json", "apply", "dev-aws", "--approve"])
+        .env("STRATA_HELM", &wrapper)
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .unwrap();
+    let evidence = json_of(&out, 0);
+    let runs: Vec<(Vec<String>, Value)> = evidence["helm"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["argv"].as_array().unwrap()[1..]
+                    .iter()
+                    .map(|a| a.as_str().unwrap().to_owned())
+                    .collect(),
+                r["exitCode"].clone(),
+            )
+        })
+        .collect();
+    let out_dir = dir.path().join("p/out/dev-aws");
+    let p = dir.path().join("p");
+    assert_eq!(
+        runs,
+        [
+            (
+                [
+                    "upgrade",
+                    "--install",
+                    "lakehouse-platform",
+                    &out_dir.join("platform").display().to_string(),
+                    "--namespace",
+                    "default",
+                    "--kube-context",
+                    &context,
+                    "--wait",
+                    "--rollback-on-failure",
+                    "--timeout",
+                    "5m",
+                ]
+                .map(str::to_owned)
+                .to_vec(),
+                Value::from(0)
+            ),
+            (
+                [
+                    "upgrade",
+                    "--install",
+                    "app",
+                    &p.join("charts/app").display().to_string(),
+                    "--namespace",
+                    "lakehouse",
+                    "--kube-context",
+                    &context,
+                    "--wait",
+                    "--rollback-on-failure",
+                    "--timeout",
+                    "5m",
+                    "--values",
+                    &out_dir
+                        .join("releases/app.values.yaml")
+                        .display()
+                        .to_string(),
+                ]
+                .map(str::to_owned)
+                .to_vec(),
+                Value::from(0)
+            ),
+        ],
+        "{evidence:#}"
+    );
+    // helm asked the (fake) cluster for each release's history, and wrote nothing.
+    let requests = std::fs::read_to_string(&kube_log).unwrap();
+    assert!(
+        requests.contains("/api/v1/namespaces/default/secrets"),
+        "{requests}"
+    );
+    assert!(
+        requests.contains("/api/v1/namespaces/lakehouse/secrets"),
+        "{requests}"
+    );
+    assert!(!requests.contains("\"POST\""), "{requests}");
+}
+
+#[test]
+fn a_missing_helm_is_refused_before_any_cloud_write() {
+    let tag = format!("{}", std::process::id());
+    let bucket = format!("strata-idt-nohelm-{tag}");
+    let layer = format!(
+        "aws:\n  accountId: \"{}\"\n  identity: podIdentity\n  cluster: idt-nohelm-{tag}\nbuckets:\n  data:\n    name: {bucket}\n",
+        moto::ACCOUNT
+    );
+    let dir = project(&[("dev.aws.yaml", layer)]);
+    let out = aws_command(dir.path(), None)
+        .args(["apply", "dev-aws", "--approve"])
+        .env("STRATA_HELM", dir.path().join("no-such-helm"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("helm could not be run") && err.contains("nothing was written"),
+        "{err}"
+    );
+    let exists = block_on(async {
+        moto::s3("eu-west-1")
+            .await
+            .head_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .is_ok()
+    });
+    assert!(!exists, "no bucket may be created when helm is missing");
 }
