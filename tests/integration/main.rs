@@ -7,6 +7,7 @@
 mod support;
 
 mod aws;
+mod environments;
 mod gcs;
 mod pipeline;
 mod review;
