@@ -92,8 +92,14 @@ pub fn render_tree(
 fn render(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Result<u8> {
     let (loaded, targets, tree) = render_tree(cli, names)?;
     output::check_out_dir(dir, loaded.project.root())?;
+    let known: Vec<&str> = loaded
+        .layers
+        .targets
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
     let (files, summary) = timed("write output folder", || {
-        output::write_targets(dir, tree, names)
+        output::write_render(dir, tree, names, &known)
     })?;
     match out.format {
         Format::Json => out.json(&json!({

@@ -9,5 +9,6 @@ mod support;
 mod aws;
 mod environments;
 mod gcs;
+mod out_dir;
 mod pipeline;
 mod review;

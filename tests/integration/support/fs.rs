@@ -1,10 +1,15 @@
 //! File-system helpers for the "nothing lost" tests: a snapshot of a folder tree's
 //! bytes, modes, kinds and modification times (taken without opening anything but
-//! regular files, so a FIFO in the tree cannot block it), and special files.
+//! regular files, so a FIFO in the tree cannot block it), special files, and the
+//! output folder's marker.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
+
+/// The file strata writes into an output folder it made, and what it says.
+pub const MARKER: &str = ".strata-out";
+pub const MARKER_TEXT: &str = "This folder is the output of `strata render`, which replaces everything in it: keep nothing else here.\n";
 
 /// One entry of a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
