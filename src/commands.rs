@@ -20,7 +20,7 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
             out: dir,
             check,
         } => {
-            let dir = in_project(cli, dir);
+            let dir = in_project(cli, dir)?;
             if *check {
                 render_check(cli, out, targets, &dir)
             } else {
@@ -42,7 +42,7 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
             target,
             *approve,
             *skip_helm,
-            &in_project(cli, dir),
+            &in_project(cli, dir)?,
         ),
         Command::Schema => {
             out.json(&schema());
@@ -64,13 +64,26 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
     }
 }
 
-/// A path given on the command line, taken relative to `-C DIR` (as `make -C` does).
-fn in_project(cli: &Cli, path: &Path) -> std::path::PathBuf {
-    if cli.project == Path::new(".") {
+/// A path given on the command line (`--out`), taken relative to the project root (the
+/// folder holding environments/, found upward from `-C DIR`), not to the current folder;
+/// outside any project, relative to `-C DIR`.
+fn in_project(cli: &Cli, path: &Path) -> Result<std::path::PathBuf> {
+    if path.is_absolute() {
+        return Ok(path.to_path_buf());
+    }
+    let base = match Project::discover(&cli.project)? {
+        // Spelled as given when `-C` names the root itself (`out`, not `/abs/out`).
+        Project::Disk(root) if cli.project.canonicalize().is_ok_and(|c| c == root) => {
+            cli.project.clone()
+        }
+        Project::Disk(root) => root,
+        Project::Embedded => cli.project.clone(),
+    };
+    Ok(if base == Path::new(".") {
         path.to_path_buf()
     } else {
-        cli.project.join(path)
-    }
+        base.join(path)
+    })
 }
 
 fn load(cli: &Cli) -> Result<Loaded> {
@@ -133,10 +146,13 @@ fn render_check(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Resu
         || render_tree(cli, names),
         || timed("read output folder", || output::read_targets(dir, names)),
     );
-    let (_, _, tree) = rendered?;
+    let (loaded, _, tree) = rendered?;
     let on_disk = on_disk?;
-    let label = dir
-        .strip_prefix(&cli.project)
+    let label = loaded
+        .project
+        .root()
+        .and_then(|root| dir.strip_prefix(root).ok())
+        .or_else(|| dir.strip_prefix(&cli.project).ok())
         .unwrap_or(dir)
         .display()
         .to_string();

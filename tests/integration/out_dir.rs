@@ -4,7 +4,7 @@
 //! byte-identical, with the same modes and modification times.
 
 use crate::support::fixture::{Fixture, write};
-use crate::support::fs::{MARKER, MARKER_TEXT, assert_same, mkfifo, set_mode, symlink};
+use crate::support::fs::{MARKER, MARKER_TEXT, Snapshot, assert_same, mkfifo, set_mode, symlink};
 use crate::support::text;
 
 const HINT_OWN_FOLDER: &str =
@@ -259,5 +259,64 @@ fn an_empty_folder_is_taken() {
     assert_eq!(
         std::fs::read_to_string(f.path("build").join(MARKER)).unwrap(),
         MARKER_TEXT
+    );
+}
+
+#[test]
+fn out_is_taken_from_the_project_root_wherever_strata_runs() {
+    let f = Fixture::init();
+    let (_, files) = f.counts(&[]);
+    let templates = Snapshot::of(&f.path("templates"));
+    // From inside templates/: the default out/ is the project's, not templates/out.
+    let output = f.run("templates", &["render"]);
+    assert_eq!(text(&output.stderr), "");
+    assert_eq!(
+        f.redact(&text(&output.stdout)),
+        f.rendered_line("[TMP]/p/out", files, 0)
+    );
+    assert!(f.path("out").join("dev-aws/values.yaml").is_file());
+    assert_same(
+        &templates,
+        &Snapshot::of(&f.path("templates")),
+        "templates/",
+    );
+    // A relative --out too.
+    let output = f.run("templates/iam", &["render", "--out", "build"]);
+    assert_eq!(
+        f.redact(&text(&output.stdout)),
+        f.rendered_line("[TMP]/p/build", files, 0)
+    );
+    // -C names a folder inside the project: the same root.
+    let output = crate::support::run_in(f.tmp.path(), &["-C", "p/charts", "render"]);
+    assert_eq!(
+        f.redact(&text(&output.stdout)),
+        f.rendered_line("[TMP]/p/out", 0, files)
+    );
+    // -C the root: paths as given.
+    let output = crate::support::run_in(f.tmp.path(), &["-C", "p", "render", "--out", "o2"]);
+    assert_eq!(
+        f.redact(&text(&output.stdout)),
+        f.rendered_line("p/o2", files, 0)
+    );
+    // An absolute --out stays where it says.
+    let abs = f.tmp.path().join("elsewhere");
+    let output = f.run("templates", &["render", "--out", abs.to_str().unwrap()]);
+    assert_eq!(
+        f.redact(&text(&output.stdout)),
+        f.rendered_line("[TMP]/elsewhere", files, 0)
+    );
+    assert_same(
+        &templates,
+        &Snapshot::of(&f.path("templates")),
+        "templates/",
+    );
+    // And --check compares with the project's out/, named as the project names it.
+    let check = f.run("templates", &["render", "--check"]);
+    assert_eq!(
+        (check.status.code(), text(&check.stdout).as_str()),
+        (
+            Some(0),
+            format!("out: up to date ({files} files)\n").as_str()
+        )
     );
 }
