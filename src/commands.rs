@@ -147,7 +147,6 @@ fn render_check(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Resu
         || timed("read output folder", || output::read_targets(dir, names)),
     );
     let (loaded, _, tree) = rendered?;
-    let on_disk = on_disk?;
     let label = loaded
         .project
         .root()
@@ -156,12 +155,17 @@ fn render_check(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Resu
         .unwrap_or(dir)
         .display()
         .to_string();
+    if !output::check_folder(dir)? {
+        print_missing(out, &label, tree.len());
+        return Ok(exit::DIFFERENCES);
+    }
+    let on_disk = on_disk?;
     let drift = timed("compare", || {
         output::compare(&label, &on_disk, &tree, |path| {
             output::in_targets(names, path)
         })
     });
-    print_drift(out, &label, &drift, tree.len());
+    print_drift(out, &label, &drift, tree.len(), holds_none(&on_disk, &tree));
     Ok(if drift.is_empty() {
         exit::OK
     } else {
@@ -169,12 +173,52 @@ fn render_check(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Resu
     })
 }
 
-fn print_drift(out: &Reporter, label: &str, drift: &[FileDrift], files: usize) {
+/// The rendered targets when the folder holds none of them (a folder of another
+/// project, or a wrong `--out`): said before the diff, which is all additions.
+fn holds_none(on_disk: &std::collections::BTreeMap<String, Vec<u8>>, tree: &Tree) -> Option<usize> {
+    let target = |path: &String| path.split('/').next().unwrap_or_default().to_owned();
+    let rendered: std::collections::BTreeSet<String> = tree.keys().map(target).collect();
+    let present = on_disk.keys().any(|p| rendered.contains(&target(p)));
+    (!present && !rendered.is_empty()).then_some(rendered.len())
+}
+
+/// `render --check` of a folder that does not exist: one line, not a diff of every file.
+fn print_missing(out: &Reporter, label: &str, files: usize) {
+    let message = format!(
+        "{label} does not exist: nothing to compare the {files} rendered files with; create it with `strata render --out {label}`"
+    );
+    match out.format {
+        Format::Json => out.json(&json!({
+            "ok": false,
+            "folder": label,
+            "files": files,
+            "exists": false,
+            "drift": [],
+        })),
+        Format::Github => out.line(format!(
+            "::error title=missing output folder::{}",
+            message.replace('%', "%25")
+        )),
+        Format::Text => out.line(message),
+    }
+}
+
+fn print_drift(
+    out: &Reporter,
+    label: &str,
+    drift: &[FileDrift],
+    files: usize,
+    holds_none: Option<usize>,
+) {
+    let stranger = holds_none.map(|targets| {
+        format!("{label} holds none of the {targets} rendered targets: is it the right folder?")
+    });
     match out.format {
         Format::Json => out.json(&json!({
             "ok": drift.is_empty(),
             "folder": label,
             "files": files,
+            "exists": true,
             "drift": drift,
         })),
         Format::Github => {
@@ -188,6 +232,9 @@ fn print_drift(out: &Reporter, label: &str, drift: &[FileDrift], files: usize) {
                     "### strata: {} file(s) in `{label}` differ from the render\n\n",
                     drift.len()
                 ));
+                if let Some(stranger) = &stranger {
+                    md.push_str(&format!("{stranger}\n\n"));
+                }
                 md.push_str("| target | artifact | change | lines |\n|---|---|---|---|\n");
                 for d in drift {
                     md.push_str(&format!(
@@ -217,6 +264,9 @@ fn print_drift(out: &Reporter, label: &str, drift: &[FileDrift], files: usize) {
             if drift.is_empty() {
                 out.line(format!("{label}: up to date ({files} files)"));
                 return;
+            }
+            if let Some(stranger) = &stranger {
+                out.line(stranger);
             }
             out.line(format!(
                 "{label}: {} file(s) differ from the render",

@@ -89,6 +89,12 @@ fn a_file_where_the_folder_should_be_is_refused_and_left_byte_identical() {
                   folder: a new one, or one strata rendered into before\n";
     f.assert_refused(".", &["render"], stderr);
     f.assert_refused(".", &["render", "prod-gcp"], stderr);
+    f.assert_refused(
+        ".",
+        &["render", "--check"],
+        "error: refusing to compare with out: it is a file, not a folder\n  hint: give the folder \
+         that holds the rendered targets (--out DIR)\n",
+    );
     // A FIFO is not opened (that would block): it is named for what it is.
     mkfifo(&f.path("pipe"));
     f.assert_refused(
@@ -319,4 +325,89 @@ fn out_is_taken_from_the_project_root_wherever_strata_runs() {
             format!("out: up to date ({files} files)\n").as_str()
         )
     );
+}
+
+#[test]
+fn check_against_a_missing_folder_is_one_line_and_creates_nothing() {
+    let f = Fixture::init();
+    let (_, files) = f.counts(&[]);
+    let (_, dev_aws_files) = f.counts(&["dev-aws"]);
+    let before = f.snapshot();
+    let output = f.run(".", &["render", "--check", "--out", "snapshots"]);
+    assert_eq!(
+        (
+            output.status.code(),
+            text(&output.stdout),
+            text(&output.stderr).as_str()
+        ),
+        (
+            Some(1),
+            format!(
+                "snapshots does not exist: nothing to compare the {files} rendered files with; \
+                 create it with `strata render --out snapshots`\n"
+            ),
+            ""
+        )
+    );
+    let named = f.run(".", &["render", "--check", "dev-aws", "--out", "snapshots"]);
+    assert_eq!(
+        (named.status.code(), text(&named.stdout)),
+        (
+            Some(1),
+            format!(
+                "snapshots does not exist: nothing to compare the {dev_aws_files} rendered files \
+                 with; create it with `strata render --out snapshots`\n"
+            ),
+        )
+    );
+    let json = f.run(
+        ".",
+        &[
+            "--format",
+            "json",
+            "render",
+            "--check",
+            "--out",
+            "snapshots",
+        ],
+    );
+    assert_eq!(json.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        doc,
+        serde_json::json!({"ok": false, "folder": "snapshots", "files": files, "exists": false, "drift": []})
+    );
+    assert_same(&before, &f.snapshot(), "render --check");
+}
+
+#[test]
+fn check_against_another_projects_folder_says_so_before_the_diff() {
+    let f = Fixture::init();
+    let (targets, files) = f.counts(&[]);
+    write(&f.path("theirs/web-aws/values.yaml"), "replicas: 2\n");
+    let before = f.snapshot();
+    let output = f.run(".", &["render", "--check", "--out", "theirs"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(text(&output.stderr), "");
+    let stdout = text(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    // Every rendered file is added, theirs is removed.
+    let drift = files + 1;
+    assert_eq!(
+        lines[..2],
+        [
+            format!("theirs holds none of the {targets} rendered targets: is it the right folder?"),
+            format!("theirs: {drift} file(s) differ from the render"),
+        ]
+    );
+    assert!(lines[2].starts_with("  target "), "{}", lines[2]);
+    let table_end = lines.iter().position(|l| l.is_empty()).unwrap();
+    let first_diff = lines.iter().position(|l| l.starts_with("--- ")).unwrap();
+    assert_eq!(
+        (table_end, first_diff),
+        (3 + drift, 4 + drift),
+        "the summary (two lines, the table) comes first, then the diff"
+    );
+    assert!(stdout.contains("--- theirs/web-aws/values.yaml\n+++ /dev/null\n"));
+    assert_same(&before, &f.snapshot(), "render --check");
 }
