@@ -63,10 +63,12 @@ pub fn check_out_dir(out: &Path, project_root: Option<&Path>) -> Result<()> {
     let refuse = |why: String, hint: &str| Err(out_dir_error("render into", out, why, hint));
     const HINT: &str =
         "render into a folder of its own, such as out/ at the project root (the default)";
-    match std::fs::symlink_metadata(out) {
+    // Without a trailing `/`, which would make lstat follow a link.
+    let bare: PathBuf = out.components().collect();
+    match std::fs::symlink_metadata(&bare) {
         Ok(meta) if meta.file_type().is_symlink() => {
             let to =
-                std::fs::read_link(out).map_or_else(|_| "?".into(), |t| t.display().to_string());
+                std::fs::read_link(&bare).map_or_else(|_| "?".into(), |t| t.display().to_string());
             return refuse(
                 format!(
                     "it is a symbolic link (to {to}), which a render would replace with a folder"

@@ -116,6 +116,18 @@ fn a_symbolic_link_as_the_output_folder_is_refused() {
         "error: refusing to render into latest: it is a symbolic link (to out), which a render \
          would replace with a folder\n  hint: give the folder the link points to\n",
     );
+    // A trailing slash does not make it the folder.
+    for args in [
+        &["render", "--out", "latest/"][..],
+        &["render", "dev-aws", "--out", "latest/"],
+    ] {
+        f.assert_refused(
+            ".",
+            args,
+            "error: refusing to render into latest/: it is a symbolic link (to out), which a \
+             render would replace with a folder\n  hint: give the folder the link points to\n",
+        );
+    }
 }
 
 #[test]
