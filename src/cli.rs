@@ -57,7 +57,7 @@ pub enum Command {
     Render {
         /// Targets to render (`prod-aws`); all when none are given.
         targets: Vec<String>,
-        /// Output folder.
+        /// Output folder; a relative one is taken from the project root.
         #[arg(long, default_value = "out", value_name = "DIR")]
         out: PathBuf,
         /// Render in memory and compare with the output folder; exit 1 on drift.
@@ -88,7 +88,8 @@ pub enum Command {
         /// Skip the helm step (cloud resources only).
         #[arg(long)]
         skip_helm: bool,
-        /// Where the rendered artifacts are written before helm runs.
+        /// Where the rendered artifacts are written before helm runs; a relative folder
+        /// is taken from the project root.
         #[arg(long, default_value = "out", value_name = "DIR")]
         out: PathBuf,
     },

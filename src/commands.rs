@@ -20,7 +20,7 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
             out: dir,
             check,
         } => {
-            let dir = in_project(cli, dir);
+            let dir = in_project(cli, dir)?;
             if *check {
                 render_check(cli, out, targets, &dir)
             } else {
@@ -42,7 +42,7 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
             target,
             *approve,
             *skip_helm,
-            &in_project(cli, dir),
+            &in_project(cli, dir)?,
         ),
         Command::Schema => {
             out.json(&schema());
@@ -66,13 +66,26 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
     }
 }
 
-/// A path given on the command line, taken relative to `-C DIR` (as `make -C` does).
-fn in_project(cli: &Cli, path: &Path) -> std::path::PathBuf {
-    if cli.project == Path::new(".") {
+/// A path given on the command line (`--out`), taken relative to the project root (the
+/// folder holding environments/, found upward from `-C DIR`), not to the current folder;
+/// outside any project, relative to `-C DIR`.
+fn in_project(cli: &Cli, path: &Path) -> Result<std::path::PathBuf> {
+    if path.is_absolute() {
+        return Ok(path.to_path_buf());
+    }
+    let base = match Project::discover(&cli.project)? {
+        // Spelled as given when `-C` names the root itself (`out`, not `/abs/out`).
+        Project::Disk(root) if cli.project.canonicalize().is_ok_and(|c| c == root) => {
+            cli.project.clone()
+        }
+        Project::Disk(root) => root,
+        Project::Embedded => cli.project.clone(),
+    };
+    Ok(if base == Path::new(".") {
         path.to_path_buf()
     } else {
-        cli.project.join(path)
-    }
+        base.join(path)
+    })
 }
 
 fn load(cli: &Cli) -> Result<Loaded> {
@@ -109,8 +122,14 @@ pub fn render_tree(
 fn render(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Result<u8> {
     let (loaded, targets, tree) = render_tree(cli, names)?;
     output::check_out_dir(dir, loaded.project.root())?;
+    let known: Vec<&str> = loaded
+        .layers
+        .targets
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
     let (files, summary) = timed("write output folder", || {
-        output::write_targets(dir, tree, names)
+        output::write_render(dir, tree, names, &known)
     })?;
     match out.format {
         Format::Json => out.json(&json!({
@@ -144,19 +163,26 @@ fn render_check(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Resu
         || render_tree(cli, names),
         || timed("read output folder", || output::read_targets(dir, names)),
     );
-    let (_, _, tree) = rendered?;
-    let on_disk = on_disk?;
-    let label = dir
-        .strip_prefix(&cli.project)
+    let (loaded, _, tree) = rendered?;
+    let label = loaded
+        .project
+        .root()
+        .and_then(|root| dir.strip_prefix(root).ok())
+        .or_else(|| dir.strip_prefix(&cli.project).ok())
         .unwrap_or(dir)
         .display()
         .to_string();
+    if !output::check_folder(dir)? {
+        print_missing(out, &label, tree.len());
+        return Ok(exit::DIFFERENCES);
+    }
+    let on_disk = on_disk?;
     let drift = timed("compare", || {
         output::compare(&label, &on_disk, &tree, |path| {
             output::in_targets(names, path)
         })
     });
-    print_drift(out, &label, &drift, tree.len());
+    print_drift(out, &label, &drift, tree.len(), holds_none(&on_disk, &tree));
     Ok(if drift.is_empty() {
         exit::OK
     } else {
@@ -164,12 +190,52 @@ fn render_check(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Resu
     })
 }
 
-fn print_drift(out: &Reporter, label: &str, drift: &[FileDrift], files: usize) {
+/// The rendered targets when the folder holds none of them (a folder of another
+/// project, or a wrong `--out`): said before the diff, which is all additions.
+fn holds_none(on_disk: &std::collections::BTreeMap<String, Vec<u8>>, tree: &Tree) -> Option<usize> {
+    let target = |path: &String| path.split('/').next().unwrap_or_default().to_owned();
+    let rendered: std::collections::BTreeSet<String> = tree.keys().map(target).collect();
+    let present = on_disk.keys().any(|p| rendered.contains(&target(p)));
+    (!present && !rendered.is_empty()).then_some(rendered.len())
+}
+
+/// `render --check` of a folder that does not exist: one line, not a diff of every file.
+fn print_missing(out: &Reporter, label: &str, files: usize) {
+    let message = format!(
+        "{label} does not exist: nothing to compare the {files} rendered files with; create it with `strata render --out {label}`"
+    );
+    match out.format {
+        Format::Json => out.json(&json!({
+            "ok": false,
+            "folder": label,
+            "files": files,
+            "exists": false,
+            "drift": [],
+        })),
+        Format::Github => out.line(format!(
+            "::error title=missing output folder::{}",
+            message.replace('%', "%25")
+        )),
+        Format::Text => out.line(message),
+    }
+}
+
+fn print_drift(
+    out: &Reporter,
+    label: &str,
+    drift: &[FileDrift],
+    files: usize,
+    holds_none: Option<usize>,
+) {
+    let stranger = holds_none.map(|targets| {
+        format!("{label} holds none of the {targets} rendered targets: is it the right folder?")
+    });
     match out.format {
         Format::Json => out.json(&json!({
             "ok": drift.is_empty(),
             "folder": label,
             "files": files,
+            "exists": true,
             "drift": drift,
         })),
         Format::Github => {
@@ -183,6 +249,9 @@ fn print_drift(out: &Reporter, label: &str, drift: &[FileDrift], files: usize) {
                     "### strata: {} file(s) in `{label}` differ from the render\n\n",
                     drift.len()
                 ));
+                if let Some(stranger) = &stranger {
+                    md.push_str(&format!("{stranger}\n\n"));
+                }
                 md.push_str("| target | artifact | change | lines |\n|---|---|---|---|\n");
                 for d in drift {
                     md.push_str(&format!(
@@ -212,6 +281,9 @@ fn print_drift(out: &Reporter, label: &str, drift: &[FileDrift], files: usize) {
             if drift.is_empty() {
                 out.line(format!("{label}: up to date ({files} files)"));
                 return;
+            }
+            if let Some(stranger) = &stranger {
+                out.line(stranger);
             }
             out.line(format!(
                 "{label}: {} file(s) differ from the render",

@@ -105,6 +105,24 @@ pub enum Error {
     /// A cloud API call that failed; the message names the resource and the action.
     #[error("{0}")]
     Cloud(String),
+    /// An entry of the project that is not what strata expects there: a file in
+    /// `environments/` that is not a layer, a FIFO, a link that leaves the project.
+    #[error("{path}: {message}\n  hint: {hint}")]
+    Entry {
+        /// Relative to the project root, e.g. `environments/staging.yml`.
+        path: String,
+        message: String,
+        hint: String,
+    },
+    /// An output folder strata will not write into (or compare with), and why.
+    #[error("refusing to {doing} {}: {why}\n  hint: {hint}", .path.display())]
+    OutDir {
+        /// `render into`, `compare with`.
+        doing: &'static str,
+        path: PathBuf,
+        why: String,
+        hint: String,
+    },
 }
 
 fn join(errors: &[Error]) -> String {

@@ -13,6 +13,11 @@
 //! other targets' folders are not read, linked or touched, so the cost follows what
 //! was named. Each target's folder is replaced atomically; with several named, a run
 //! killed between two swaps leaves some of them new and the rest old.
+//!
+//! Nothing that strata did not write is replaced: a folder is strata's when it holds
+//! the marker [`MARKER`], which the first render writes ([`claim`] decides, before
+//! anything is touched); [`check_out_dir`] refuses the project's own folders and
+//! anything that is not a folder. `render --check` only reads, and skips the marker.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -43,35 +48,224 @@ impl WriteSummary {
 
 const TMP_MARK: &str = ".strata-tmp-";
 
+/// The file that makes a folder strata's output: the first render writes it, and a
+/// render into a folder without it is refused unless the folder is new, empty, or an
+/// older strata's output (only folders of the project's targets), which is adopted.
+pub const MARKER: &str = ".strata-out";
+
+/// What the marker says to whoever opens it.
+const MARKER_TEXT: &str = "This folder is the output of `strata render`, which replaces everything in it: keep nothing else here.\n";
+
 /// Refuses output folders whose replacement would destroy something that is not
-/// rendered output: the project itself or a folder above it, or a repository.
+/// rendered output: a file or a link where the folder should be, the project itself, a
+/// folder above it or one of its source folders, or a repository. Writes nothing.
 pub fn check_out_dir(out: &Path, project_root: Option<&Path>) -> Result<()> {
-    let abs = absolute(out)?;
-    let refuse = |why: String| {
-        Err(Error::Usage(format!(
-            "refusing to use {} as the output folder: {why}\n  hint: pick a folder that holds only rendered targets, e.g. --out out",
-            out.display()
-        )))
-    };
+    let refuse = |why: String, hint: &str| Err(out_dir_error("render into", out, why, hint));
+    const HINT: &str =
+        "render into a folder of its own, such as out/ at the project root (the default)";
+    // Without a trailing `/`, which would make lstat follow a link.
+    let bare: PathBuf = out.components().collect();
+    match std::fs::symlink_metadata(&bare) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            let to =
+                std::fs::read_link(&bare).map_or_else(|_| "?".into(), |t| t.display().to_string());
+            return refuse(
+                format!(
+                    "it is a symbolic link (to {to}), which a render would replace with a folder"
+                ),
+                "give the folder the link points to",
+            );
+        }
+        Ok(meta) if !meta.is_dir() => {
+            return refuse(
+                format!("it is {}, not a folder", describe(&meta.file_type())),
+                "give a folder: a new one, or one strata rendered into before",
+            );
+        }
+        _ => {}
+    }
+    let abs = resolve(out)?;
     if let Some(root) = project_root {
-        let root = absolute(root)?;
+        let root = resolve(root)?;
+        if abs == root {
+            return refuse("it is the project folder".into(), HINT);
+        }
         if root.starts_with(&abs) {
-            return refuse("it contains the project".into());
+            return refuse(
+                format!("it contains the project ({})", root.display()),
+                HINT,
+            );
+        }
+        for source in ["environments", "templates", "charts", ".git"] {
+            if abs.starts_with(root.join(source)) {
+                return refuse(
+                    format!("it is inside the project's {source}/, which holds its sources"),
+                    HINT,
+                );
+            }
         }
     }
+    if abs.components().any(|c| c.as_os_str() == ".git") {
+        return refuse("it is inside a repository's .git folder".into(), HINT);
+    }
     for marker in [".git", "environments", "Cargo.toml"] {
-        if abs.join(marker).exists() {
-            return refuse(format!("it contains {marker}"));
+        if std::fs::symlink_metadata(abs.join(marker)).is_ok() {
+            return refuse(format!("it contains {marker}"), HINT);
         }
     }
     Ok(())
 }
 
-fn absolute(path: &Path) -> Result<PathBuf> {
-    std::path::absolute(path).map_err(|e| Error::io(path, e))
+fn out_dir_error(doing: &'static str, path: &Path, why: String, hint: &str) -> Error {
+    // `.` or `..` says little in a message: name the folder.
+    let path = match path.file_name() {
+        Some(_) => path.to_path_buf(),
+        None => resolve(path).unwrap_or_else(|_| path.to_path_buf()),
+    };
+    Error::OutDir {
+        doing,
+        path,
+        why,
+        hint: hint.to_owned(),
+    }
 }
 
-/// Reads every file below `dir` (relative paths with `/`); an absent folder is empty.
+/// "a file", "a FIFO (named pipe)"…: what a path is, for messages.
+fn describe(file_type: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if file_type.is_socket() {
+            return "a socket";
+        }
+        if file_type.is_block_device() || file_type.is_char_device() {
+            return "a device";
+        }
+    }
+    if file_type.is_dir() {
+        "a folder"
+    } else if file_type.is_symlink() {
+        "a symbolic link"
+    } else {
+        "a file"
+    }
+}
+
+/// The absolute path with every symbolic link and `..` of its existing part resolved
+/// (the rest taken as written), so that no spelling of a folder escapes the checks.
+fn resolve(path: &Path) -> Result<PathBuf> {
+    use std::path::Component;
+    let abs = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
+    let components: Vec<Component> = abs.components().collect();
+    for existing in (1..=components.len()).rev() {
+        let head: PathBuf = components[..existing].iter().collect();
+        let Ok(mut resolved) = head.canonicalize() else {
+            continue;
+        };
+        for component in &components[existing..] {
+            match component {
+                Component::ParentDir => {
+                    resolved.pop();
+                }
+                Component::Normal(name) => resolved.push(name),
+                _ => {}
+            }
+        }
+        return Ok(resolved);
+    }
+    Ok(abs)
+}
+
+/// Whether strata may replace the folder `out`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// It holds the marker.
+    Owned,
+    /// It does not exist, or is empty.
+    New,
+    /// An older strata's output: only folders named after `known` targets.
+    Adopted,
+}
+
+/// Decides whether `out` is strata's to replace (see [`MARKER`]); refuses, naming what
+/// is in the way, when it is not. Writes nothing.
+fn claim(out: &Path, known: &[&str]) -> Result<Claim> {
+    let entries = match std::fs::read_dir(out) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Claim::New),
+        Err(e) => return Err(Error::io(out, e)),
+    };
+    if std::fs::symlink_metadata(out.join(MARKER)).is_ok_and(|m| m.is_file()) {
+        return Ok(Claim::Owned);
+    }
+    let mut strangers = Vec::new();
+    let mut any = false;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(out, e))?;
+        any = true;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if !(is_dir && known.contains(&name.as_str())) {
+            strangers.push(if is_dir { format!("{name}/") } else { name });
+        }
+    }
+    if !any {
+        return Ok(Claim::New);
+    }
+    if strangers.is_empty() {
+        return Ok(Claim::Adopted);
+    }
+    strangers.sort();
+    const SHOWN: usize = 5;
+    let mut list = strangers
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if strangers.len() > SHOWN {
+        list.push_str(&format!(" and {} more", strangers.len() - SHOWN));
+    }
+    Err(out_dir_error(
+        "render into",
+        out,
+        format!(
+            "it is not empty and strata did not make it (it has no {MARKER} file); it holds {list}"
+        ),
+        "a render replaces everything in its folder: give a new or empty one (--out DIR), or move those entries out",
+    ))
+}
+
+/// Writes the marker into `dir` unless it is there.
+fn ensure_marker(dir: &Path) -> Result<()> {
+    let path = dir.join(MARKER);
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+        return Ok(());
+    }
+    std::fs::write(&path, MARKER_TEXT).map_err(|e| Error::io(&path, e))
+}
+
+/// For `render --check`: whether the folder exists (a file there is an error: there
+/// is nothing to compare with).
+pub fn check_folder(dir: &Path) -> Result<bool> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(true),
+        Ok(meta) => Err(out_dir_error(
+            "compare with",
+            dir,
+            format!("it is {}, not a folder", describe(&meta.file_type())),
+            "give the folder that holds the rendered targets (--out DIR)",
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(dir, e)),
+    }
+}
+
+/// Reads every file below `dir` (relative paths with `/`), but the marker; an absent
+/// folder is empty.
 pub fn read_tree(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
     let mut tree = BTreeMap::new();
     if !dir.exists() {
@@ -91,6 +285,7 @@ pub fn read_tree(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
                 .replace('\\', "/");
             (rel, entry.into_path())
         })
+        .filter(|(rel, _)| rel != MARKER)
         .collect();
     let read: Vec<Result<(String, Vec<u8>)>> = paths
         .into_par_iter()
@@ -142,12 +337,13 @@ fn list_files(dir: &Path) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// Replaces `out` with `desired`, atomically.
-pub fn write_tree(out: &Path, desired: &Tree) -> Result<WriteSummary> {
+/// Replaces `out` with `desired` and the marker, atomically. The caller has checked
+/// that the folder is strata's ([`claim`]).
+fn write_tree(out: &Path, desired: &Tree) -> Result<WriteSummary> {
     let (parent, base_name) = parent_and_name(out)?;
     std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
     remove_leftovers(&parent, &base_name);
-    replace(out, &tmp_path(&parent, &base_name, ""), desired)
+    replace(out, &tmp_path(&parent, &base_name, ""), desired, true)
 }
 
 /// The folder that holds `out`, and `out`'s own name.
@@ -172,14 +368,17 @@ fn tmp_path(parent: &Path, base_name: &std::ffi::OsStr, suffix: &str) -> PathBuf
     parent.join(tmp_name)
 }
 
-/// Replaces the folder `dest` with `desired`, building the new one at `tmp` and
-/// swapping the two; a `desired` with no files removes `dest`.
-fn replace(dest: &Path, tmp: &Path, desired: &Tree) -> Result<WriteSummary> {
-    let existing = if dest.exists() {
+/// Replaces the folder `dest` with `desired` (and the marker, with `marked`), building
+/// the new one at `tmp` and swapping the two; a `desired` with no files removes `dest`.
+fn replace(dest: &Path, tmp: &Path, desired: &Tree, marked: bool) -> Result<WriteSummary> {
+    let mut existing = if dest.exists() {
         list_files(dest)
     } else {
         BTreeMap::new()
     };
+    if marked {
+        existing.remove(MARKER);
+    }
     // Which desired files are byte-identical to what is there already?
     let same: Vec<bool> = desired
         .par_iter()
@@ -210,16 +409,25 @@ fn replace(dest: &Path, tmp: &Path, desired: &Tree) -> Result<WriteSummary> {
         return Ok(summary);
     }
     if !summary.changed() && dest.exists() {
+        if marked {
+            ensure_marker(dest)?;
+        }
         return Ok(summary);
     }
-    let result = build_and_swap(dest, tmp, desired, &same);
+    let result = build_and_swap(dest, tmp, desired, &same, marked);
     if result.is_err() {
         let _ = std::fs::remove_dir_all(tmp);
     }
     result.map(|_| summary)
 }
 
-fn build_and_swap(out: &Path, tmp: &Path, desired: &Tree, same: &[bool]) -> Result<()> {
+fn build_and_swap(
+    out: &Path,
+    tmp: &Path,
+    desired: &Tree,
+    same: &[bool],
+    marked: bool,
+) -> Result<()> {
     std::fs::create_dir_all(tmp).map_err(|e| Error::io(tmp, e))?;
     let mut dirs: Vec<PathBuf> = desired
         .keys()
@@ -238,6 +446,9 @@ fn build_and_swap(out: &Path, tmp: &Path, desired: &Tree, same: &[bool]) -> Resu
         }
         std::fs::write(&dest, bytes).map_err(|e| Error::io(&dest, e))
     })?;
+    if marked {
+        ensure_marker(tmp)?;
+    }
     if out.exists() {
         exchange(tmp, out)?;
         // `tmp` now holds the old tree.
@@ -257,15 +468,32 @@ pub fn in_targets(targets: &[String], path: &str) -> bool {
             .any(|t| path.split('/').next() == Some(t.as_str()))
 }
 
-/// Writes the render of `targets` (all when empty) into `out`. With targets named,
-/// only their folders (`out/<target>/`) are replaced, each atomically; the other
-/// targets' folders are not touched, so the cost follows the targets named, not the
-/// size of `out`. Returns the number of files the folder now holds.
+/// [`write_render`] for a caller that knows only the targets it rendered (apply): an
+/// older strata's folder is adopted when it holds no other targets' folders.
 pub fn write_targets(
     out: &Path,
     rendered: Tree,
     targets: &[String],
 ) -> Result<(usize, WriteSummary)> {
+    write_render(out, rendered, targets, &[])
+}
+
+/// Writes the render of `targets` (all when empty) into `out`, once [`claim`] says the
+/// folder is strata's; `known` names every target of the project, the folders an
+/// older strata's output may hold. With targets named, only their folders
+/// (`out/<target>/`) are replaced, each atomically; the other targets' folders are not
+/// touched, so the cost follows the targets named, not the size of `out`. Returns the
+/// number of files the folder now holds.
+pub fn write_render(
+    out: &Path,
+    rendered: Tree,
+    targets: &[String],
+    known: &[&str],
+) -> Result<(usize, WriteSummary)> {
+    let mut adoptable: Vec<&str> = known.to_vec();
+    adoptable.extend(targets.iter().map(String::as_str));
+    adoptable.extend(rendered.keys().filter_map(|p| p.split('/').next()));
+    claim(out, &adoptable)?;
     if targets.is_empty() {
         let summary = write_tree(out, &rendered)?;
         return Ok((rendered.len(), summary));
@@ -288,15 +516,18 @@ pub fn write_targets(
             })
             .collect();
         let tmp = tmp_path(&parent, &base_name, &format!("-{target}"));
-        let one = replace(&out.join(target), &tmp, &files)?;
+        let one = replace(&out.join(target), &tmp, &files, false)?;
         summary.written += one.written;
         summary.unchanged += one.unchanged;
         summary.removed += one.removed;
     }
+    // Last: a run killed before this leaves only target folders, which are adopted.
+    ensure_marker(out)?;
     let total = walkdir::WalkDir::new(out)
         .into_iter()
         .filter_map(|entry| entry.ok())
         .filter(|entry| entry.file_type().is_file())
+        .filter(|entry| entry.depth() != 1 || entry.file_name() != MARKER)
         .count();
     Ok((total, summary))
 }
@@ -716,5 +947,70 @@ mod tests {
         assert!(check_out_dir(&project.join("out"), Some(&project)).is_ok());
         std::fs::create_dir_all(tmp.path().join("repo/.git")).unwrap();
         assert!(check_out_dir(&tmp.path().join("repo"), None).is_err());
+        for source in ["environments", "templates/x", ".git/y"] {
+            assert!(check_out_dir(&project.join(source), Some(&project)).is_err());
+        }
+        std::fs::write(tmp.path().join("file"), "x").unwrap();
+        assert!(check_out_dir(&tmp.path().join("file"), None).is_err());
+    }
+
+    #[test]
+    fn claim_takes_new_empty_marked_and_older_stratas_folders_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = |name: &str| tmp.path().join(name);
+        let claim_of = |name: &str, known: &[&str]| claim(&dir(name), known).ok();
+        assert_eq!(claim_of("absent", &[]), Some(Claim::New));
+        std::fs::create_dir(dir("empty")).unwrap();
+        assert_eq!(claim_of("empty", &[]), Some(Claim::New));
+        std::fs::create_dir_all(dir("old/dev-aws")).unwrap();
+        assert_eq!(claim_of("old", &["dev-aws"]), Some(Claim::Adopted));
+        assert_eq!(claim_of("old", &["prod-aws"]), None);
+        std::fs::write(dir("old/notes.txt"), "mine").unwrap();
+        assert_eq!(claim_of("old", &["dev-aws"]), None);
+        // A file named like a target is not a target's folder.
+        std::fs::create_dir(dir("files")).unwrap();
+        std::fs::write(dir("files/dev-aws"), "mine").unwrap();
+        assert_eq!(claim_of("files", &["dev-aws"]), None);
+        // The marker makes it strata's, whatever else is there.
+        std::fs::write(dir("old").join(MARKER), MARKER_TEXT).unwrap();
+        assert_eq!(claim_of("old", &[]), Some(Claim::Owned));
+        // A folder named like the marker is not one.
+        std::fs::create_dir_all(dir("fake").join(MARKER)).unwrap();
+        assert_eq!(claim_of("fake", &[]), None);
+    }
+
+    #[test]
+    fn resolve_follows_the_links_and_dots_of_the_part_that_exists() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, tmp.path().join("link")).unwrap();
+        let canonical = real.canonicalize().unwrap();
+        assert_eq!(
+            resolve(&tmp.path().join("link/new/../x")).unwrap(),
+            canonical.join("x")
+        );
+        assert_eq!(
+            resolve(&tmp.path().join("link/../real/./y")).unwrap(),
+            canonical.join("y")
+        );
+    }
+
+    #[test]
+    fn the_marker_is_written_with_the_tree_and_not_read_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let (files, _) = write_render(&out, rendered(&[("t/a", "1")]), &[], &[]).unwrap();
+        assert_eq!(files, 1);
+        assert_eq!(
+            std::fs::read_to_string(out.join(MARKER)).unwrap(),
+            MARKER_TEXT
+        );
+        assert_eq!(read_tree(&out).unwrap(), on_disk(&[("t/a", "1")]));
+        // Named targets: the marker is not counted, nor removed.
+        let (files, summary) =
+            write_render(&out, rendered(&[("u/b", "2")]), &["u".to_owned()], &[]).unwrap();
+        assert_eq!((files, summary.removed), (2, 0));
+        assert!(out.join(MARKER).is_file());
     }
 }

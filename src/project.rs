@@ -91,36 +91,45 @@ impl Project {
         }
     }
 
-    /// The files directly inside `dir` (relative paths, sorted), not recursing.
-    pub fn list(&self, dir: &str) -> Result<Vec<String>> {
-        let prefix = format!("{}/", dir.trim_end_matches('/'));
-        let mut names = match self {
-            Project::Disk(root) => {
-                let entries = match std::fs::read_dir(root.join(dir)) {
-                    Ok(entries) => entries,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-                    Err(e) => return Err(Error::io(dir, e)),
-                };
-                let mut names = Vec::new();
-                for entry in entries {
-                    let entry = entry.map_err(|e| Error::io(dir, e))?;
-                    if entry.path().is_file() {
-                        names.push(format!("{prefix}{}", entry.file_name().to_string_lossy()));
+    /// The entries directly inside `dir` (not recursing), sorted by path; `None` when
+    /// `dir` does not exist. Nothing is opened: a FIFO would block a read, so each entry
+    /// is described from its metadata alone, and a symbolic link by where it points.
+    pub fn entries(&self, dir: &str) -> Result<Option<Vec<Entry>>> {
+        let dir = dir.trim_end_matches('/');
+        let mut entries = match self {
+            Project::Disk(root) => match disk_entries(root, dir)? {
+                Some(entries) => entries,
+                None => return Ok(None),
+            },
+            Project::Embedded => {
+                let prefix = format!("{dir}/");
+                let mut entries: Vec<Entry> = Vec::new();
+                for (path, _) in EXAMPLE {
+                    let Some(rest) = path.strip_prefix(&prefix) else {
+                        continue;
+                    };
+                    let (name, kind) = match rest.split_once('/') {
+                        Some((folder, _)) => (folder, Kind::Dir),
+                        None => (rest, Kind::File),
+                    };
+                    let path = format!("{prefix}{name}");
+                    if !entries.iter().any(|e| e.path == path) {
+                        entries.push(Entry {
+                            name: Some(name.to_owned()),
+                            path,
+                            kind,
+                            link: None,
+                        });
                     }
                 }
-                names
+                if entries.is_empty() {
+                    return Ok(None);
+                }
+                entries
             }
-            Project::Embedded => EXAMPLE
-                .iter()
-                .filter_map(|(path, _)| {
-                    path.strip_prefix(&prefix)
-                        .filter(|rest| !rest.contains('/'))
-                        .map(|_| path.to_string())
-                })
-                .collect(),
         };
-        names.sort();
-        Ok(names)
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(Some(entries))
     }
 
     /// Every file below `dir`, recursively, as (path relative to `dir`, bytes), sorted.
@@ -142,6 +151,118 @@ impl Project {
         };
         files.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(files)
+    }
+}
+
+/// One entry of a project folder, described without opening it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Relative to the project root, with `/` (lossy when the name is not UTF-8).
+    pub path: String,
+    /// The file name; `None` when it is not valid UTF-8.
+    pub name: Option<String>,
+    /// What is there; for a symbolic link, what the link leads to.
+    pub kind: Kind,
+    /// Set when the entry is a symbolic link.
+    pub link: Option<Link>,
+}
+
+/// What a folder entry is (after following a link).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Fifo,
+    Socket,
+    BlockDevice,
+    CharDevice,
+    /// A link whose target does not exist.
+    Missing,
+    /// A link that cannot be followed (a loop, no permission): the reason.
+    Unreadable(String),
+}
+
+/// Where a symbolic link points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// The link's text, as `ls -l` shows it.
+    pub to: String,
+    /// Whether it resolves to a path inside the project folder.
+    pub inside: bool,
+}
+
+fn disk_entries(root: &Path, dir: &str) -> Result<Option<Vec<Entry>>> {
+    let read = match std::fs::read_dir(root.join(dir)) {
+        Ok(read) => read,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let canonical_root = root.canonicalize().map_err(|e| Error::io(root, e))?;
+    let mut entries = Vec::new();
+    for entry in read {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let file_name = entry.file_name();
+        let path = format!("{dir}/{}", file_name.to_string_lossy());
+        // The entry's own type (lstat): never opens it.
+        let own = entry.file_type().map_err(|e| Error::io(&path, e))?;
+        let (kind, link) = if own.is_symlink() {
+            let full = entry.path();
+            let to = std::fs::read_link(&full)
+                .map(|t| t.display().to_string())
+                .map_err(|e| Error::io(&path, e))?;
+            // stat follows the link without opening what it finds.
+            match std::fs::metadata(&full) {
+                Ok(meta) => {
+                    let inside = full
+                        .canonicalize()
+                        .is_ok_and(|resolved| resolved.starts_with(&canonical_root));
+                    (kind_of(meta.file_type()), Some(Link { to, inside }))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    (Kind::Missing, Some(Link { to, inside: false }))
+                }
+                Err(e) => (
+                    Kind::Unreadable(e.to_string()),
+                    Some(Link { to, inside: false }),
+                ),
+            }
+        } else {
+            (kind_of(own), None)
+        };
+        entries.push(Entry {
+            path,
+            name: file_name.to_str().map(str::to_owned),
+            kind,
+            link,
+        });
+    }
+    Ok(Some(entries))
+}
+
+#[cfg(unix)]
+fn kind_of(file_type: std::fs::FileType) -> Kind {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_dir() {
+        Kind::Dir
+    } else if file_type.is_file() {
+        Kind::File
+    } else if file_type.is_fifo() {
+        Kind::Fifo
+    } else if file_type.is_socket() {
+        Kind::Socket
+    } else if file_type.is_block_device() {
+        Kind::BlockDevice
+    } else {
+        Kind::CharDevice
+    }
+}
+
+#[cfg(not(unix))]
+fn kind_of(file_type: std::fs::FileType) -> Kind {
+    if file_type.is_dir() {
+        Kind::Dir
+    } else {
+        Kind::File
     }
 }
 

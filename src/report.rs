@@ -123,6 +123,31 @@ pub fn error_list(error: &Error) -> Vec<ErrorRecord> {
                 },
                 hint: t.hint.clone(),
             },
+            Error::Entry {
+                path,
+                message,
+                hint,
+            } => ErrorRecord {
+                file: Some(path.clone()),
+                line: None,
+                column: None,
+                key_path: None,
+                message: message.clone(),
+                hint: Some(hint.clone()),
+            },
+            Error::OutDir {
+                doing,
+                path,
+                why,
+                hint,
+            } => ErrorRecord {
+                file: None,
+                line: None,
+                column: None,
+                key_path: None,
+                message: format!("refusing to {doing} {}: {why}", path.display()),
+                hint: Some(hint.clone()),
+            },
             other => ErrorRecord {
                 file: None,
                 line: None,

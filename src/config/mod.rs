@@ -5,6 +5,7 @@
 //! `<env>.<cloud>.yaml` layers. Each file is parsed once and shared by every target
 //! that uses it; see [`merge`] for the merge rules.
 
+pub mod listing;
 pub mod merge;
 pub mod node;
 
@@ -218,17 +219,20 @@ impl Layers {
     pub fn load(project: &Project) -> Result<Layers> {
         use rayon::prelude::*;
         const BASE: &str = "environments/base.yaml";
+        // Every entry of environments/ is accounted for before any file is read.
+        let listed = listing::layer_files(project)?;
         let mut names = vec![BASE.to_owned()];
         names.extend(
-            project
-                .list("environments/clouds")?
-                .into_iter()
-                .filter(|rel| rel.ends_with(".yaml")),
+            listed
+                .iter()
+                .filter(|rel| rel.starts_with("environments/clouds/"))
+                .cloned(),
         );
         let mut envs = Vec::new();
-        for rel in project.list("environments")? {
+        for rel in listed {
             let Some(stem) = rel
                 .strip_prefix("environments/")
+                .filter(|n| !n.contains('/'))
                 .and_then(|n| n.strip_suffix(".yaml"))
             else {
                 continue;

@@ -7,7 +7,9 @@
 mod support;
 
 mod aws;
+mod environments;
 mod gcs;
 mod identity;
+mod out_dir;
 mod pipeline;
 mod review;

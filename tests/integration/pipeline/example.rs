@@ -101,10 +101,21 @@ pub fn assert_success(output: &Output) {
 }
 
 /// Every entry below `dir` (relative path with `/` → contents; folders map to `None`),
-/// so that two trees compare equal only when they hold exactly the same files.
+/// so that two trees compare equal only when they hold exactly the same files. The
+/// marker strata writes into its output folder is checked here and left out, so that
+/// a rendered folder compares equal to snapshots/ (tests/integration/out_dir.rs pins
+/// when it is written).
 pub fn tree(dir: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
     let mut tree = BTreeMap::new();
     walk(dir, dir, &mut tree);
+    if let Some(marker) = tree.remove(crate::support::fs::MARKER) {
+        assert_eq!(
+            marker.as_deref(),
+            Some(crate::support::fs::MARKER_TEXT.as_bytes()),
+            "{}: the output marker",
+            dir.display()
+        );
+    }
     tree
 }
 

@@ -8,6 +8,8 @@ use std::net::{IpAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod fixture;
+pub mod fs;
 pub mod gcs_emulator;
 
 /// The repository root (where the example project lives).
