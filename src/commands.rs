@@ -101,6 +101,7 @@ pub fn render_tree(
     let (targets, mut errors) = timed("merge, type and validate targets", || {
         loaded.targets_and_errors(names)
     })?;
+    errors.extend(crate::check::across(&targets));
     let renderer = timed("compile templates", || loaded.renderer())?;
     let (charts, chart_errors) = timed("read charts", || loaded.charts(&targets));
     errors.extend(chart_errors);

@@ -159,6 +159,64 @@ pub fn target(
     f.errors
 }
 
+/// Two targets that would make one cloud resource: a bucket name (bucket names are
+/// global on both clouds), an IAM role in one account, a Google service account. Each
+/// error names both places. (Within one target, [`names`] finds the same.)
+pub fn across(targets: &[Target]) -> Vec<Error> {
+    use std::collections::BTreeMap;
+    let mut seen: BTreeMap<(String, String), (String, Loc)> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for t in targets {
+        let mut claims: Vec<(String, String, String)> = Vec::new();
+        for (key, b) in &t.names.buckets {
+            claims.push((
+                format!("{} bucket", t.cloud),
+                b.name.clone(),
+                format!("buckets.{key}"),
+            ));
+        }
+        for (key, w) in &t.names.workloads {
+            if let (Some(role), Some(aws)) = (&w.role, &t.config.aws) {
+                claims.push((
+                    format!("IAM role in account {}", aws.account_id),
+                    role.clone(),
+                    format!("workloads.{key}"),
+                ));
+            }
+            if let Some(email) = &w.gsa_email {
+                claims.push((
+                    "Google service account".to_owned(),
+                    email.clone(),
+                    format!("workloads.{key}"),
+                ));
+            }
+        }
+        for (kind, name, path) in claims {
+            // Where the name was set, when a layer sets it; else the resource's key.
+            let set = ["name", "iamRole", "gcpServiceAccount"]
+                .iter()
+                .find_map(|k| t.merged.tree.lookup(format!("{path}.{k}").split('.')));
+            let loc = set.map_or_else(|| t.key_loc_of(&path), |n| n.loc.clone());
+            match seen.get(&(kind.clone(), name.clone())) {
+                Some((other, other_loc)) if other != &t.name => errors.push(
+                    Located::new(
+                        loc,
+                        path,
+                        format!("{kind} `{name}` of target {} is also the one of target {other} ({other_loc})", t.name),
+                    )
+                    .hint("two targets would overwrite each other's resource: give one of them another name")
+                    .into(),
+                ),
+                Some(_) => {}
+                None => {
+                    seen.insert((kind, name), (t.name.clone(), loc));
+                }
+            }
+        }
+    }
+    errors
+}
+
 fn exceptions(f: &mut Findings) {
     for (i, exception) in f.target.config.exceptions.iter().enumerate() {
         if !RULES.iter().any(|(rule, _)| *rule == exception.rule) {
