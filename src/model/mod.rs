@@ -260,7 +260,7 @@ pub struct Workload {
     /// AWS IAM role (and policy) name. Default `<iamPrefix>-<env>-<workload>`.
     #[serde(default)]
     pub iam_role: Option<String>,
-    /// GCP service account id (6-30 characters). Default `<project>-<workload>`.
+    /// GCP service account id (6-30 characters). Default `<project>-<env>-<workload>`.
     #[serde(default)]
     pub gcp_service_account: Option<String>,
 }

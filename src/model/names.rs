@@ -5,11 +5,11 @@
 //!
 //! | name | convention |
 //! |---|---|
-//! | bucket | aws `<project>-<env>-<key>-<accountId>`, gcp `<projectId>-<key>` (bucket names are global; account and project ids are unique) |
+//! | bucket | aws `<project>-<env>-<key>-<accountId>`, gcp `<projectId>-<env>-<key>` (bucket names are global; account and project ids are unique; two environments may share an account or project) |
 //! | service account | `<project>-<workload>` |
 //! | namespace | `kube.namespace`, else `project.name` |
 //! | IAM role and policy (aws) | `<iamPrefix>-<env>-<workload>` (`iamPrefix` default `project.name`) |
-//! | Google service account (gcp) | `<project>-<workload>`, email `<id>@<projectId>.iam.gserviceaccount.com` |
+//! | Google service account (gcp) | `<project>-<env>-<workload>`, email `<id>@<projectId>.iam.gserviceaccount.com` |
 //! | kube context | aws `arn:<partition>:eks:<region>:<account>:cluster/<cluster>`, gcp `gke_<projectId>_<clusterLocation>_<cluster>` |
 
 use indexmap::IndexMap;
@@ -162,12 +162,12 @@ pub fn derive(config: &Config, cloud: Cloud, env: &str, _target: &str) -> Names 
             format!("buckets.{key}.name"),
             || match (cloud, &config.aws, &config.gcp) {
                 (Cloud::Aws, Some(aws), _) => format!("{project}-{env}-{key}-{}", aws.account_id),
-                (Cloud::Gcp, _, Some(gcp)) => format!("{}-{key}", gcp.project_id),
+                (Cloud::Gcp, _, Some(gcp)) => format!("{}-{env}-{key}", gcp.project_id),
                 _ => format!("{project}-{env}-{key}"),
             },
             match cloud {
                 Cloud::Aws => &["project.name", "target.env", "aws.accountId"],
-                Cloud::Gcp => &["gcp.projectId"],
+                Cloud::Gcp => &["gcp.projectId", "target.env"],
             },
         );
         let (url, arn) = match cloud {
@@ -229,8 +229,8 @@ pub fn derive(config: &Config, cloud: Cloud, env: &str, _target: &str) -> Names 
                     format!("workloads.{key}.gsaId"),
                     workload.gcp_service_account.as_ref(),
                     format!("workloads.{key}.gcpServiceAccount"),
-                    || format!("{project}-{key}"),
-                    &["project.name"],
+                    || format!("{project}-{env}-{key}"),
+                    &["project.name", "target.env"],
                 );
                 names.gsa_email = Some(format!("{id}@{}.iam.gserviceaccount.com", gcp.project_id));
                 names.gsa_id = Some(id);

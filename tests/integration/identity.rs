@@ -560,7 +560,7 @@ fn gcp_chain_creates_the_account_binds_workload_identity_and_the_bucket() {
         ],
         "{first:#}"
     );
-    let email = format!("lakehouse-api@{project_id}.iam.gserviceaccount.com");
+    let email = format!("lakehouse-dev-api@{project_id}.iam.gserviceaccount.com");
     let (account, policy) = block_on(async {
         let http = reqwest::Client::new();
         let account: Value = http

@@ -53,7 +53,10 @@ fn a_folder_strata_did_not_make_is_refused_and_left_as_it_was() {
     f.assert_refused(".", &["render", "--out", "notes"], stderr);
     f.assert_refused(".", &["render", "dev-aws", "--out", "notes"], stderr);
     // Named by a folder that looks like a target's: still not strata's.
-    write(&f.path("looks/dev-aws/values.yaml"), "mine: true\n");
+    write(
+        &f.path("looks/dev-aws/releases/app.values.yaml"),
+        "mine: true\n",
+    );
     write(&f.path("looks/keep.txt"), "mine\n");
     f.assert_refused(
         ".",
@@ -292,7 +295,11 @@ fn out_is_taken_from_the_project_root_wherever_strata_runs() {
         f.redact(&text(&output.stdout)),
         f.rendered_line("[TMP]/p/out", files, 0)
     );
-    assert!(f.path("out").join("dev-aws/values.yaml").is_file());
+    assert!(
+        f.path("out")
+            .join("dev-aws/releases/app.values.yaml")
+            .is_file()
+    );
     assert_same(
         &templates,
         &Snapshot::of(&f.path("templates")),
