@@ -78,9 +78,17 @@ pub enum Command {
         key: String,
     },
     /// Show what apply would change in the cloud; no writes.
-    Plan { target: String },
+    Plan {
+        target: String,
+        /// Also write the plan to FILE, for `strata apply FILE` (which applies exactly it,
+        /// or refuses when anything moved since).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Converge the buckets, the workloads' policies and identities, then run helm.
     Apply {
+        /// A target, or a plan file written by `strata plan TARGET --out FILE` (which
+        /// needs no --approve: the reviewed file is the approval).
         target: String,
         /// Without it, apply only shows the plan.
         #[arg(long)]

@@ -30,7 +30,9 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
         Command::Validate { targets } => validate(cli, out, targets),
         Command::List => list(cli, out),
         Command::Explain { target, key } => explain(cli, out, target, key),
-        Command::Plan { target } => crate::apply::plan_command(cli, out, target),
+        Command::Plan { target, out: file } => {
+            crate::apply::plan_command(cli, out, target, file.as_deref())
+        }
         Command::Apply {
             target,
             approve,

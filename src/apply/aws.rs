@@ -1212,8 +1212,10 @@ mod tests {
 
     #[test]
     fn a_new_bucket_is_compared_with_an_empty_one() {
-        let mut empty = BucketState::default();
-        empty.lifecycle = json!([]);
+        let empty = BucketState {
+            lifecycle: json!([]),
+            ..BucketState::default()
+        };
         let fields: Vec<String> =
             bucket_changes(&empty, &desired_bucket(&example_bucket("dev-aws")))
                 .into_iter()

@@ -11,6 +11,7 @@ pub mod docs;
 pub mod gcs;
 pub mod helm;
 pub mod plan;
+pub mod planfile;
 
 use std::path::Path;
 
@@ -94,10 +95,22 @@ async fn execute(
     }
 }
 
-pub fn plan_command(cli: &Cli, out: &Reporter, target: &str) -> Result<u8> {
+pub fn plan_command(cli: &Cli, out: &Reporter, target: &str, file: Option<&Path>) -> Result<u8> {
     let p = prepare(cli, target)?;
     let plan = runtime()?.block_on(read_plan(&p.target, &p.documents))?;
+    if let Some(file) = file {
+        planfile::PlanFile::new(&plan, &p.tree).write(file)?;
+    }
     print_plan(out, &plan);
+    if let Some(file) = file
+        && out.format != Format::Json
+    {
+        out.line(format!(
+            "plan written to {}; `strata apply {}` applies exactly it",
+            file.display(),
+            file.display()
+        ));
+    }
     Ok(if plan.has_changes() {
         exit::DIFFERENCES
     } else {
@@ -113,6 +126,14 @@ pub fn apply_command(
     skip_helm: bool,
     dir: &Path,
 ) -> Result<u8> {
+    // A plan file is the approval: apply exactly it, or nothing.
+    let (target, approve, reviewed) = if Path::new(target).is_file() {
+        let file = planfile::PlanFile::read(Path::new(target))?;
+        (file.target.clone(), true, Some(file))
+    } else {
+        (target.to_owned(), approve, None)
+    };
+    let target = target.as_str();
     let p = prepare(cli, target)?;
     if approve && !skip_helm {
         // Everything helm needs is checked before the first cloud write.
@@ -150,6 +171,26 @@ pub fn apply_command(
     };
     evidence.account = plan.account.clone();
     evidence.region = plan.region.clone();
+    if let Some(reviewed) = &reviewed {
+        let moved = reviewed.moved(&p.tree, &plan);
+        if !moved.is_empty() {
+            return Err(Error::Usage(format!(
+                "refusing to apply the plan for {}: {} since it was made; nothing was written\n{}\n  hint: review a new plan (`strata plan {} --out FILE`)",
+                reviewed.target,
+                if moved.len() == 1 {
+                    "one thing moved"
+                } else {
+                    "things moved"
+                },
+                moved
+                    .iter()
+                    .map(|m| format!("  - {m}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                reviewed.target
+            )));
+        }
+    }
     if !approve {
         evidence.status = "needs_approval".into();
         match out.format {

@@ -1,13 +1,13 @@
 //! A plan is data: the list of actions apply would take, printable, serializable and
 //! testable without a cloud. Evidence is what an apply actually did.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::model::Cloud;
 
 /// What apply would do to the cloud for one target.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
     pub target: String,
@@ -26,7 +26,7 @@ impl Plan {
 }
 
 /// One resource and what would happen to it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Action {
     /// `s3_bucket`, `iam_policy`, `gcs_bucket`, `gcs_bucket_iam`.
@@ -37,7 +37,7 @@ pub struct Action {
     pub changes: Vec<FieldChange>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Op {
     Create,
@@ -46,7 +46,7 @@ pub enum Op {
 }
 
 /// A field whose live value differs from the desired one.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldChange {
     /// `versioning`, `tags.strata:env`, `lifecycle`, `policy.document`, `bindings.roles/storage.objectUser`…
     pub field: String,
@@ -69,7 +69,7 @@ impl FieldChange {
 }
 
 /// What one apply run did: per resource, and the helm commands it ran.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Evidence {
     pub target: String,
@@ -85,7 +85,7 @@ pub struct Evidence {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceEvidence {
     pub kind: String,
@@ -97,7 +97,7 @@ pub struct ResourceEvidence {
     pub fields: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Created,
@@ -108,7 +108,7 @@ pub enum Outcome {
 }
 
 /// One helm invocation: the exact argv and how it ended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HelmRun {
     pub argv: Vec<String>,

@@ -232,7 +232,7 @@ fn open(known: Option<&J>) -> bool {
     }
 }
 
-fn schema_properties<'a>(schema: Option<&'a J>) -> Option<&'a serde_json::Map<String, J>> {
+fn schema_properties(schema: Option<&J>) -> Option<&serde_json::Map<String, J>> {
     schema
         .and_then(|s| s.get("properties"))
         .and_then(J::as_object)

@@ -162,7 +162,7 @@ pub fn resolve_target(
         }
     }
     let mut errors = std::mem::take(&mut resolver.errors);
-    errors.sort_by(|a, b| a.to_string().cmp(&b.to_string()));
+    errors.sort_by_key(|e| e.to_string());
     errors.dedup_by(|a, b| a.to_string() == b.to_string());
     (resolved, resolver.references, errors)
 }
@@ -427,11 +427,8 @@ impl Resolver<'_> {
     }
 
     fn fail(&mut self, site: &Node, path: &str, message: String, hint: &str) {
-        self.errors.push(
-            Located::new(site.loc.clone(), path, message)
-                .hint(hint)
-                .into(),
-        );
+        self.errors
+            .push(Located::new(site.loc.clone(), path, message).hint(hint));
     }
 }
 
