@@ -86,6 +86,12 @@ impl Project {
         std::fs::write(&path, body).unwrap();
     }
 
+    fn write(&self, rel: &str, text: &str) {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
     fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -1411,4 +1417,323 @@ fn missing_credentials_are_a_readable_error_with_a_hint() {
         !stderr.contains("DispatchFailure"),
         "no Debug dumps: {stderr}"
     );
+}
+
+/// The fixture `tests/fixtures/cloud/two-buckets`: buckets `raw` and `curated` with
+/// different settings, workloads `ingest` and `reporting` with different access.
+#[test]
+fn two_buckets_and_two_workloads_are_applied_from_their_rendered_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        &support::repo_root().join("tests/fixtures/cloud/two-buckets"),
+        dir.path(),
+    );
+    let p = Project {
+        dir,
+        tag: "two".into(),
+    };
+    let raw = format!("strata-it-two-dev-raw-{}", moto::ACCOUNT);
+    let curated = format!("strata-it-two-dev-curated-{}", moto::ACCOUNT);
+    let policy = |w: &str| {
+        format!(
+            "arn:aws:iam::{}:policy/strata-it-two-dev-{w}",
+            moto::ACCOUNT
+        )
+    };
+
+    let proxy = RecordingProxy::start(moto::url());
+    let evidence = p.json_at(&proxy.url, APPLY_DEV, 0);
+    assert_eq!(
+        write_calls(&proxy),
+        [
+            format!("PUT /{raw}/"),
+            format!("PUT /{raw}/?versioning"),
+            format!("PUT /{raw}/?encryption"),
+            format!("PUT /{raw}/?publicAccessBlock"),
+            format!("PUT /{raw}/?lifecycle"),
+            format!("PUT /{raw}/?policy"),
+            format!("PUT /{raw}/?tagging"),
+            format!("PUT /{curated}/"),
+            format!("PUT /{curated}/?encryption"),
+            format!("PUT /{curated}/?lifecycle"),
+            format!("PUT /{curated}/?tagging"),
+            "CreatePolicy".to_owned(),
+            "CreatePolicy".to_owned(),
+        ],
+        "what the server saw the first apply write"
+    );
+    assert_eq!(
+        names(&evidence["resources"]),
+        pairs(&[
+            ("s3_bucket", &raw),
+            ("s3_bucket", &curated),
+            ("iam_policy", "strata-it-two-dev-ingest"),
+            ("iam_policy", "strata-it-two-dev-reporting"),
+        ])
+    );
+    assert_eq!(
+        outcomes(&evidence),
+        pairs(&[
+            ("s3_bucket", "created"),
+            ("s3_bucket", "created"),
+            ("iam_policy", "created"),
+            ("iam_policy", "created"),
+        ])
+    );
+
+    // Each bucket with its own settings, as rendered, and as the layers say.
+    let live_raw = block_on(read_bucket(&raw, "eu-west-1"));
+    live_raw.assert_matches(&p.rendered("dev-aws", "buckets/raw.json"));
+    assert_eq!(live_raw.versioning.as_deref(), Some("Enabled"));
+    assert_eq!(live_raw.public_access_block, Some([Some(true); 4]));
+    assert!(live_raw.tls_statement().is_some());
+    assert_eq!(
+        live_raw.lifecycle,
+        [
+            Rule {
+                id: "strata-0-archive".into(),
+                enabled: true,
+                prefix: None,
+                archive: Some((30, "GLACIER".into())),
+                expire: None,
+                noncurrent: None,
+            },
+            Rule {
+                id: "strata-1-expire".into(),
+                enabled: true,
+                prefix: Some("tmp/".into()),
+                archive: None,
+                expire: Some(7),
+                noncurrent: None,
+            },
+        ]
+    );
+    let common = [
+        ("managed-by", "strata"),
+        ("owner", "it-team"),
+        ("strata-env", "dev"),
+        ("strata-target", "dev-aws"),
+        ("suite", "cloud"),
+    ];
+    let mut want = tag_map(&common);
+    want.insert("tier".into(), "raw".into());
+    assert_eq!(live_raw.tags, want);
+
+    let live_curated = block_on(read_bucket(&curated, "eu-west-1"));
+    live_curated.assert_matches(&p.rendered("dev-aws", "buckets/curated.json"));
+    assert_eq!(live_curated.versioning, None, "never enabled");
+    assert_eq!(live_curated.public_access_block, None);
+    assert_eq!(live_curated.policy, None, "tlsOnly: false writes no policy");
+    assert_eq!(
+        live_curated.lifecycle,
+        [Rule {
+            id: "strata-0-noncurrent".into(),
+            enabled: true,
+            prefix: None,
+            archive: None,
+            expire: None,
+            noncurrent: Some(14),
+        }]
+    );
+    want.insert("tier".into(), "curated".into());
+    assert_eq!(live_curated.tags, want);
+
+    // One managed policy per workload, each exactly its rendered document.
+    for w in ["ingest", "reporting"] {
+        assert_eq!(
+            block_on(policy_document(&policy(w))),
+            p.rendered("dev-aws", &format!("iam/{w}.policy.json")),
+            "{w}"
+        );
+    }
+    let ingest = block_on(policy_document(&policy("ingest")));
+    let resources: Vec<&Value> = ingest["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["Resource"].as_array().unwrap())
+        .collect();
+    assert_eq!(
+        resources,
+        [
+            &json!(format!("arn:aws:s3:::{raw}")),
+            &json!(format!("arn:aws:s3:::{raw}/*"))
+        ],
+        "ingest reaches raw only"
+    );
+    let reporting = block_on(policy_document(&policy("reporting")));
+    assert!(
+        reporting.to_string().contains(&curated) && reporting.to_string().contains(&raw),
+        "{reporting:#}"
+    );
+
+    // The second apply: the server sees reads only.
+    proxy.clear();
+    let again = p.json_at(&proxy.url, APPLY_DEV, 0);
+    assert_eq!(
+        outcomes(&again),
+        pairs(&[
+            ("s3_bucket", "unchanged"),
+            ("s3_bucket", "unchanged"),
+            ("iam_policy", "unchanged"),
+            ("iam_policy", "unchanged"),
+        ])
+    );
+    assert_eq!(
+        write_calls(&proxy),
+        [] as [String; 0],
+        "the second apply wrote"
+    );
+    let heads: Vec<String> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "HEAD")
+        .map(|r| r.path)
+        .collect();
+    assert!(
+        heads == [format!("/{raw}/"), format!("/{curated}/")],
+        "{heads:?}"
+    );
+}
+
+/// A project template replaces strata's policy of workload `api` with one that allows
+/// everything. The rules judge the rendered document, so apply refuses before any call
+/// that writes.
+#[test]
+fn a_hostile_policy_template_is_refused_at_apply_with_no_write() {
+    let p = Project::new("hostile");
+    p.write(
+        "templates/iam/api.policy.json.j2",
+        r#"{% if target.cloud == "aws" %}
+{"Version": "2012-10-17", "Statement": [{"Sid": "Everything", "Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+{% endif %}
+"#,
+    );
+    let proxy = RecordingProxy::start(moto::url());
+    let out = p.run_at(&proxy.url, &["apply", "dev-aws", "--approve"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for needle in [
+        "iam.wildcard-action",
+        "iam.wildcard-resource",
+        "templates/iam/api.policy.json.j2",
+        "allows `s3:*`",
+    ] {
+        assert!(stderr.contains(needle), "{needle} missing from:\n{stderr}");
+    }
+    assert_eq!(write_calls(&proxy), [] as [String; 0], "moto saw a write");
+    assert!(!block_on(bucket_exists(&p.bucket("dev"))));
+    assert!(!block_on(policy_exists(&p.policy_arn("dev"))));
+    assert!(
+        !p.path().join("out/dev-aws").exists(),
+        "nothing of the refused render is written"
+    );
+}
+
+/// S3 keeps one lifecycle configuration per bucket; strata owns the rules whose id
+/// starts with `strata-` and must keep everyone else's.
+#[test]
+fn a_foreign_lifecycle_rule_survives_a_change_of_strata_rules() {
+    use aws_sdk_s3::types::{
+        BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+        LifecycleRuleFilter,
+    };
+    let p = Project::new("lifecycle");
+    p.append(
+        "environments/dev.aws.yaml",
+        "    lifecycle:\n      - {archiveAfterDays: 30}\n",
+    );
+    p.json(APPLY_DEV, 0);
+    let bucket = p.bucket("dev");
+    let team_rule = Rule {
+        id: "team-rule".into(),
+        enabled: true,
+        prefix: Some("logs/".into()),
+        archive: None,
+        expire: Some(3),
+        noncurrent: None,
+    };
+    let live = block_on(async {
+        let s3 = moto::s3("eu-west-1").await;
+        let current = s3
+            .get_bucket_lifecycle_configuration()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap();
+        let mut rules = current.rules().to_vec();
+        rules.push(
+            LifecycleRule::builder()
+                .id("team-rule")
+                .status(ExpirationStatus::Enabled)
+                .filter(LifecycleRuleFilter::builder().prefix("logs/").build())
+                .expiration(LifecycleExpiration::builder().days(3).build())
+                .build()
+                .unwrap(),
+        );
+        s3.put_bucket_lifecycle_configuration()
+            .bucket(&bucket)
+            .lifecycle_configuration(
+                BucketLifecycleConfiguration::builder()
+                    .set_rules(Some(rules))
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        read_bucket(&bucket, "eu-west-1").await
+    });
+    assert_eq!(live.lifecycle.len(), 2, "{:?}", live.lifecycle);
+    // A foreign rule is no drift.
+    let plan = p.json(&["plan", "dev-aws"], 0);
+    assert_eq!(
+        ops(&plan),
+        pairs(&[("s3_bucket", "unchanged"), ("iam_policy", "unchanged")])
+    );
+
+    // strata's rules change: archive later, and expire tmp/.
+    p.edit("environments/dev.aws.yaml", |body| {
+        body.replace(
+            "      - {archiveAfterDays: 30}\n",
+            "      - {archiveAfterDays: 45}\n      - {expireAfterDays: 7, prefix: tmp/}\n",
+        )
+    });
+    let plan = p.json(&["plan", "dev-aws"], 1);
+    assert_eq!(changed_fields(&plan, "s3_bucket"), ["lifecycle"]);
+    let proxy = RecordingProxy::start(moto::url());
+    let evidence = p.json_at(&proxy.url, APPLY_DEV, 0);
+    assert_eq!(evidence["resources"][0]["fields"], json!(["lifecycle"]));
+    assert_eq!(
+        write_calls(&proxy),
+        [format!("PUT /{bucket}/?lifecycle")],
+        "one write of the whole configuration"
+    );
+
+    let live = block_on(read_bucket(&bucket, "eu-west-1"));
+    let mut rules = live.lifecycle.clone();
+    rules.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(
+        rules,
+        [
+            Rule {
+                id: "strata-0-archive".into(),
+                enabled: true,
+                prefix: None,
+                archive: Some((45, "GLACIER".into())),
+                expire: None,
+                noncurrent: None,
+            },
+            Rule {
+                id: "strata-1-expire".into(),
+                enabled: true,
+                prefix: Some("tmp/".into()),
+                archive: None,
+                expire: Some(7),
+                noncurrent: None,
+            },
+            team_rule,
+        ]
+    );
+    p.json(&["plan", "dev-aws"], 0);
 }
