@@ -16,7 +16,9 @@ use strata::model::{Cloud, Target};
 use std::path::Path;
 use std::process::Output;
 
-use crate::support::{FaultyProxy, assert_loopback, copy_dir, gcs_emulator, repo_root, text};
+use crate::support::{
+    FaultyProxy, RecordingProxy, assert_loopback, copy_dir, gcs_emulator, repo_root, text,
+};
 
 const ROLE: &str = "roles/storage.objectUser";
 const FOREIGN: &str = "user:someone-else@example.com";
@@ -34,10 +36,9 @@ struct Fixture {
 /// `dev-gcp` with bucket `bucket`, archive after 30 days, and a client of the emulator.
 fn fixture(bucket: &str) -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
-    copy_dir(
-        &repo_root().join("environments"),
-        &dir.path().join("environments"),
-    );
+    for sub in ["environments", "charts"] {
+        copy_dir(&repo_root().join(sub), &dir.path().join(sub));
+    }
     std::fs::write(
         dir.path().join("environments/dev.gcp.yaml"),
         format!("gcp:\n  location: US\nbuckets:\n  data:\n    name: {bucket}\n    lifecycle:\n      - {{archiveAfterDays: 30}}\n    tags:\n      Team Name: Data&Platform\n"),
@@ -45,7 +46,9 @@ fn fixture(bucket: &str) -> Fixture {
     .unwrap();
     let project = strata::project::Project::discover(dir.path()).expect("project");
     let loaded = strata::Loaded::load(project).expect("loads");
-    let targets = loaded.targets(&["dev-gcp".into()]).expect("dev-gcp resolves");
+    let targets = loaded
+        .targets(&["dev-gcp".into()])
+        .expect("dev-gcp resolves");
     let renderer = loaded.renderer().expect("templates compile");
     let (charts, errors) = loaded.charts(&targets);
     assert!(errors.is_empty(), "{errors:?}");
@@ -83,15 +86,9 @@ impl Fixture {
     async fn apply(&self) -> Evidence {
         let plan = self.plan().await;
         let mut evidence = empty_evidence(&plan);
-        gcs::execute_with(
-            &self.client,
-            &self.target,
-            &self.docs,
-            &plan,
-            &mut evidence,
-        )
-        .await
-        .expect("execute");
+        gcs::execute_with(&self.client, &self.target, &self.docs, &plan, &mut evidence)
+            .await
+            .expect("execute");
         evidence
     }
 
@@ -111,12 +108,8 @@ impl Fixture {
     }
 
     async fn bucket(&self) -> Value {
-        self.call(
-            reqwest::Method::GET,
-            &format!("/b/{}", self.bucket),
-            None,
-        )
-        .await
+        self.call(reqwest::Method::GET, &format!("/b/{}", self.bucket), None)
+            .await
     }
 
     async fn policy(&self) -> Value {
@@ -203,7 +196,22 @@ async fn first_apply_creates_the_bucket_with_every_setting_and_the_binding() {
         (plan.account.as_str(), plan.region.as_str()),
         ("lakehouse-dev-4821", "US")
     );
-    assert!(fields(&plan, "gcs_bucket").contains(&"labels.strata-target".to_owned()));
+    assert_eq!(
+        fields(&plan, "gcs_bucket"),
+        [
+            "versioning",
+            "uniformBucketLevelAccess",
+            "publicAccessPrevention",
+            "lifecycle",
+            "labels.cost-center",
+            "labels.data-classification",
+            "labels.managed-by",
+            "labels.owner",
+            "labels.strata-env",
+            "labels.strata-target",
+            "labels.team_name",
+        ]
+    );
     assert_eq!(
         fields(&plan, "gcs_bucket_iam"),
         [format!("bindings.{ROLE}")]
@@ -240,15 +248,23 @@ async fn first_apply_creates_the_bucket_with_every_setting_and_the_binding() {
         bucket["lifecycle"]["rule"],
         json!([{"action": {"type": "SetStorageClass", "storageClass": "ARCHIVE"}, "condition": {"age": 30}}])
     );
-    let labels = &bucket["labels"];
-    assert_eq!(labels["strata-managed"], "true");
-    assert_eq!(labels["strata-target"], "dev-gcp");
-    assert_eq!(labels["strata-env"], "dev");
-    assert_eq!(labels["cost-center"], "analytics");
-    assert_eq!(labels["data-classification"], "internal");
     assert_eq!(
-        labels["team_name"], "data_platform",
-        "tags are rewritten to GCS label rules"
+        bucket["labels"],
+        json!({
+            "cost-center": "analytics",
+            "data-classification": "internal",
+            "managed-by": "strata",
+            "owner": "data-platform",
+            "strata-env": "dev",
+            "strata-target": "dev-gcp",
+            "team_name": "data_platform",
+        }),
+        "tags are rewritten to GCS label rules (`Team Name: Data&Platform`)"
+    );
+    assert_eq!(bucket["labels"], json!(f.docs.buckets[0].tags));
+    assert_eq!(
+        f.member(),
+        "serviceAccount:lakehouse-api@lakehouse-dev-4821.iam.gserviceaccount.com"
     );
     assert_eq!(members(&f.policy().await, ROLE), [f.member()]);
 }
@@ -381,12 +397,32 @@ async fn a_bucket_made_outside_strata_is_adopted_and_updated() {
         Some(json!({"name": f.bucket})),
     )
     .await;
-    let plan = f.plan().await;
+    // The emulator takes nothing but the name on create: the label comes by PATCH.
+    f.call(
+        reqwest::Method::PATCH,
+        &format!("/b/{}", f.bucket),
+        Some(json!({"labels": {"team": "made-by-hand"}})),
+    )
+    .await;
+    // v2: taking over a bucket strata did not create is what `adopt: true` asks for
+    // (docs/apply.md, Ownership).
+    let mut docs = f.docs.clone();
+    docs.buckets[0].adopt = true;
+    let plan = gcs::plan_with(&f.client, &f.target, &docs)
+        .await
+        .expect("plan");
     assert_eq!(
         ops(&plan),
         [("gcs_bucket", Op::Update), ("gcs_bucket_iam", Op::Update)]
     );
-    let evidence = f.apply().await;
+    assert!(
+        fields(&plan, "gcs_bucket").contains(&"labels.managed-by".to_owned()),
+        "{plan:#?}"
+    );
+    let mut evidence = empty_evidence(&plan);
+    gcs::execute_with(&f.client, &f.target, &docs, &plan, &mut evidence)
+        .await
+        .expect("execute");
     assert_eq!(
         outcomes(&evidence),
         [
@@ -394,7 +430,18 @@ async fn a_bucket_made_outside_strata_is_adopted_and_updated() {
             ("gcs_bucket_iam", true, Outcome::Updated)
         ]
     );
-    assert!(!f.plan().await.has_changes());
+    let bucket = f.bucket().await;
+    assert_eq!(bucket["labels"]["managed-by"], "strata", "adopted: tagged");
+    assert_eq!(
+        bucket["labels"]["team"], "made-by-hand",
+        "its own labels stay"
+    );
+    assert_eq!(bucket["versioning"]["enabled"], true);
+    assert_eq!(members(&f.policy().await, ROLE), [f.member()]);
+    let again = gcs::plan_with(&f.client, &f.target, &docs)
+        .await
+        .expect("plan");
+    assert!(!again.has_changes(), "{again:#?}");
 }
 
 #[tokio::test]
@@ -439,36 +486,76 @@ async fn dropping_the_archive_rule_from_config_clears_the_lifecycle() {
     assert!(!again.has_changes(), "{again:#?}");
 }
 
-/// A copy of the example whose `dev-gcp` uses `bucket` (location `US`).
+/// A copy of the example whose `dev-gcp` uses `bucket` (location `US`), as a user's
+/// project on disk.
 fn cli_project(bucket: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
-    for sub in ["environments", "templates", "charts"] {
+    for sub in ["environments", "charts"] {
         copy_dir(&repo_root().join(sub), &dir.path().join(sub));
     }
     std::fs::write(
         dir.path().join("environments/dev.gcp.yaml"),
-        format!("names:\n  bucket: {bucket}\ngcp:\n  location: US\n"),
+        format!("gcp:\n  location: US\nbuckets:\n  data:\n    name: {bucket}\n"),
     )
     .unwrap();
     dir
 }
 
-/// strata in `dir`, with `STORAGE_EMULATOR_HOST` (set on the child process only) and
-/// no other credentials.
-fn run_cli(dir: &Path, host: &str, args: &[&str]) -> Output {
+/// strata in `dir`, with `STORAGE_EMULATOR_HOST` (set on the child process only) as
+/// its only GCS endpoint, and no other credentials. Every endpoint goes through here.
+fn cli(dir: &Path, host: &str, args: &[&str]) -> std::process::Command {
     assert_loopback(host);
-    crate::support::strata()
-        .arg("-C")
+    let mut cmd = crate::support::strata();
+    cmd.arg("-C")
         .arg(dir)
         .args(args)
         .env("STORAGE_EMULATOR_HOST", host)
-        .env_remove("GOOGLE_OAUTH_ACCESS_TOKEN")
         .env(
             "GOOGLE_APPLICATION_CREDENTIALS",
             dir.join("no-credentials.json"),
         )
-        .output()
-        .expect("strata runs")
+        // Helm never reaches a cluster from these tests.
+        .env("STRATA_HELM", dir.join("no-such-helm"));
+    cmd
+}
+
+fn run_cli(dir: &Path, host: &str, args: &[&str]) -> Output {
+    cli(dir, host, args).output().expect("strata runs")
+}
+
+/// The JSON on stdout of a run that had to exit with `code`.
+fn parse(out: &Output, code: i32) -> Value {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", text(&out.stdout)))
+}
+
+/// (kind, name, outcome) of each resource in JSON evidence.
+fn cli_outcomes(evidence: &Value) -> Vec<(String, String, String)> {
+    evidence["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap().to_owned(),
+                r["name"].as_str().unwrap().to_owned(),
+                r["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn triples(list: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+    list.iter()
+        .map(|(a, b, c)| ((*a).to_owned(), (*b).to_owned(), (*c).to_owned()))
+        .collect()
 }
 
 const APPLY: &[&str] = &[
@@ -484,40 +571,58 @@ const APPLY: &[&str] = &[
 /// endpoint (set on the child process only), plan → apply → plan.
 #[test]
 fn the_cli_plans_and_applies_a_gcp_target_through_storage_emulator_host() {
-    let dir = cli_project("strata-cli-gcs-test");
-    let run = |args: &[&str]| run_cli(dir.path(), gcs_emulator::host(), args);
-    let plan = run(&["--format", "json", "plan", "dev-gcp"]);
-    assert_eq!(
-        plan.status.code(),
-        Some(1),
-        "{}",
-        crate::support::text(&plan.stderr)
+    let bucket = "strata-cli-gcs-test";
+    let dir = cli_project(bucket);
+    let proxy = RecordingProxy::start(gcs_emulator::host());
+    let plan = parse(
+        &run_cli(
+            dir.path(),
+            &proxy.url,
+            &["--format", "json", "plan", "dev-gcp"],
+        ),
+        1,
     );
-    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
     assert_eq!(plan["actions"][0]["op"], "create");
+    assert_eq!(plan["actions"][0]["name"], bucket);
+    assert_eq!(proxy.writes(), [], "plan wrote");
 
-    let apply = run(APPLY);
-    assert_eq!(
-        apply.status.code(),
-        Some(0),
-        "{}",
-        crate::support::text(&apply.stderr)
-    );
-    let evidence: Value = serde_json::from_slice(&apply.stdout).unwrap();
+    let evidence = parse(&run_cli(dir.path(), &proxy.url, APPLY), 0);
     assert_eq!(evidence["status"], "applied");
-    assert_eq!(evidence["resources"][0]["outcome"], "created");
-    assert!(
-        dir.path().join("out/dev-gcp/iam/bindings.json").exists(),
-        "apply writes the render it applied"
+    assert_eq!(
+        cli_outcomes(&evidence),
+        triples(&[
+            ("gcs_bucket", bucket, "created"),
+            ("gcs_bucket_iam", bucket, "created")
+        ])
+    );
+    for rel in ["iam/api.gcp.json", "buckets/data.json"] {
+        assert!(
+            dir.path().join("out/dev-gcp").join(rel).exists(),
+            "apply writes the render it applied: {rel}"
+        );
+    }
+    let writes: Vec<(String, String)> = proxy
+        .writes()
+        .into_iter()
+        .map(|r| (r.method, r.path))
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            ("POST".to_owned(), "/storage/v1/b".to_owned()),
+            // gcp-storage-emulator keeps only the name of a create, so strata patches
+            // the rest right after (see src/apply/gcs/mod.rs); on GCS this PATCH is
+            // not sent.
+            ("PATCH".to_owned(), format!("/storage/v1/b/{bucket}")),
+            ("PUT".to_owned(), format!("/storage/v1/b/{bucket}/iam")),
+        ],
+        "what the server saw"
     );
 
-    let again = run(&["plan", "dev-gcp"]);
-    assert_eq!(
-        again.status.code(),
-        Some(0),
-        "{}",
-        crate::support::text(&again.stdout)
-    );
+    proxy.clear();
+    let again = run_cli(dir.path(), &proxy.url, &["plan", "dev-gcp"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
+    assert_eq!(proxy.writes(), []);
 }
 
 /// A 503 on setIamPolicy is retried; a 500 that lasts stops apply with exit 2, evidence
@@ -534,10 +639,15 @@ fn transient_gcs_errors_are_retried_and_a_lasting_one_stops_apply_with_evidence(
         503,
         Some(2),
     );
-    let out = run_cli(dir.path(), &proxy.url, APPLY);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let evidence: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let evidence = parse(&run_cli(dir.path(), &proxy.url, APPLY), 0);
     assert_eq!(evidence["status"], "applied", "{evidence:#}");
+    assert_eq!(
+        cli_outcomes(&evidence),
+        triples(&[
+            ("gcs_bucket", "strata-cli-gcs-retry", "created"),
+            ("gcs_bucket_iam", "strata-cli-gcs-retry", "created")
+        ])
+    );
     drop(proxy);
     let plan = run_cli(dir.path(), upstream, &["plan", "dev-gcp"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stdout));
@@ -551,36 +661,33 @@ fn transient_gcs_errors_are_retried_and_a_lasting_one_stops_apply_with_evidence(
     );
     let out = run_cli(dir.path(), &proxy.url, APPLY);
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let evidence = parse(&out, 2);
     assert!(
-        stderr.contains("HTTP 500")
+        stderr.contains("set gcs_bucket_iam strata-cli-gcs-fault: HTTP 500")
             && stderr.contains("injected by faulty_proxy")
             && stderr.contains(&format!("(after {} attempts)", gcs::ATTEMPTS)),
         "{stderr}"
     );
-    let evidence: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(evidence["status"], "failed", "{evidence:#}");
-    let outcomes: Vec<(&str, &str)> = evidence["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| (r["kind"].as_str().unwrap(), r["outcome"].as_str().unwrap()))
-        .collect();
     assert_eq!(
-        outcomes,
-        [("gcs_bucket", "created"), ("gcs_bucket_iam", "failed")],
+        cli_outcomes(&evidence),
+        triples(&[
+            ("gcs_bucket", "strata-cli-gcs-fault", "created"),
+            ("gcs_bucket_iam", "strata-cli-gcs-fault", "failed")
+        ]),
         "{evidence:#}"
     );
     drop(proxy);
 
     // The binding is what is missing; the next apply adds it and nothing else.
-    let plan = run_cli(
-        dir.path(),
-        upstream,
-        &["--format", "json", "plan", "dev-gcp"],
+    let plan = parse(
+        &run_cli(
+            dir.path(),
+            upstream,
+            &["--format", "json", "plan", "dev-gcp"],
+        ),
+        1,
     );
-    assert_eq!(plan.status.code(), Some(1), "{}", text(&plan.stderr));
-    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
     let changed: Vec<(&str, &str)> = plan["actions"]
         .as_array()
         .unwrap()
@@ -589,8 +696,14 @@ fn transient_gcs_errors_are_retried_and_a_lasting_one_stops_apply_with_evidence(
         .map(|a| (a["kind"].as_str().unwrap(), a["op"].as_str().unwrap()))
         .collect();
     assert_eq!(changed, [("gcs_bucket_iam", "update")], "{plan:#}");
-    let out = run_cli(dir.path(), upstream, APPLY);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let evidence = parse(&run_cli(dir.path(), upstream, APPLY), 0);
+    assert_eq!(
+        cli_outcomes(&evidence),
+        triples(&[
+            ("gcs_bucket", "strata-cli-gcs-fault", "unchanged"),
+            ("gcs_bucket_iam", "strata-cli-gcs-fault", "updated")
+        ])
+    );
     let plan = run_cli(dir.path(), upstream, &["plan", "dev-gcp"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stdout));
 
