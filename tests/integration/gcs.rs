@@ -558,6 +558,42 @@ fn triples(list: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// A bucket and its IAM policy straight from the emulator (not through strata).
+async fn emulator_get(path: &str) -> reqwest::Response {
+    let base = gcs::emulator_base(gcs_emulator::host());
+    assert_loopback(&base);
+    reqwest::get(format!("{base}{path}"))
+        .await
+        .expect("emulator answers")
+}
+
+/// A successful answer of the emulator, as JSON.
+async fn emulator_json(path: &str) -> Value {
+    let response = emulator_get(path).await;
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+    response.json().await.expect("json")
+}
+
+/// Role → sorted members of a policy's unconditional bindings.
+fn by_role(bindings: &Value) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for b in bindings.as_array().into_iter().flatten() {
+        let members = out
+            .entry(b["role"].as_str().unwrap().to_owned())
+            .or_default();
+        for m in b["members"].as_array().unwrap() {
+            members.push(m.as_str().unwrap().to_owned());
+        }
+        members.sort();
+        members.dedup();
+    }
+    out
+}
+
 const APPLY: &[&str] = &[
     "--format",
     "json",
@@ -716,4 +752,253 @@ fn transient_gcs_errors_are_retried_and_a_lasting_one_stops_apply_with_evidence(
         stderr.contains(&dead) && stderr.contains(&format!("(after {} attempts)", gcs::ATTEMPTS)),
         "{stderr}"
     );
+}
+
+/// The fixture `tests/fixtures/cloud/two-buckets` on gcp: buckets `strata-it-two-raw`
+/// and `strata-it-two-curated` with different settings, each with the bindings both
+/// workloads' rendered documents give it; the second apply writes nothing.
+#[tokio::test]
+async fn two_buckets_and_two_workloads_get_their_settings_and_bindings() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        &repo_root().join("tests/fixtures/cloud/two-buckets"),
+        dir.path(),
+    );
+    let proxy = RecordingProxy::start(gcs_emulator::host());
+    let evidence = parse(&run_cli(dir.path(), &proxy.url, APPLY), 0);
+    let (raw, curated) = ("strata-it-two-raw", "strata-it-two-curated");
+    assert_eq!(
+        cli_outcomes(&evidence),
+        triples(&[
+            ("gcs_bucket", raw, "created"),
+            ("gcs_bucket_iam", raw, "created"),
+            ("gcs_bucket", curated, "created"),
+            ("gcs_bucket_iam", curated, "created"),
+        ])
+    );
+    let rendered = |rel: &str| -> Value {
+        let path = dir.path().join("out/dev-gcp").join(rel);
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+    };
+
+    let live_raw: Value = emulator_json(&format!("/b/{raw}")).await;
+    assert_eq!(live_raw["versioning"]["enabled"], true);
+    assert_eq!(
+        live_raw["iamConfiguration"]["publicAccessPrevention"],
+        "enforced"
+    );
+    assert_eq!(
+        live_raw["iamConfiguration"]["uniformBucketLevelAccess"]["enabled"],
+        true
+    );
+    assert_eq!(
+        live_raw["lifecycle"]["rule"],
+        json!([
+            {"action": {"type": "SetStorageClass", "storageClass": "ARCHIVE"}, "condition": {"age": 30}},
+            {"action": {"type": "Delete"}, "condition": {"age": 7, "matchesPrefix": ["tmp/"]}},
+        ])
+    );
+    let labels = json!({
+        "managed-by": "strata",
+        "owner": "it-team",
+        "strata-env": "dev",
+        "strata-target": "dev-gcp",
+        "suite": "cloud",
+        "tier": "raw",
+    });
+    assert_eq!(live_raw["labels"], labels);
+    assert_eq!(live_raw["labels"], rendered("buckets/raw.json")["tags"]);
+
+    let live_curated: Value = emulator_json(&format!("/b/{curated}")).await;
+    // The emulator leaves `enabled: false` out, as GCS may.
+    assert!(
+        matches!(
+            live_curated["versioning"]["enabled"],
+            Value::Null | Value::Bool(false)
+        ),
+        "{live_curated:#}"
+    );
+    assert_eq!(
+        live_curated["iamConfiguration"]["publicAccessPrevention"],
+        "inherited"
+    );
+    assert_eq!(
+        live_curated["lifecycle"]["rule"],
+        json!([{"action": {"type": "Delete"}, "condition": {"daysSinceNoncurrentTime": 14}}])
+    );
+    assert_eq!(
+        live_curated["labels"],
+        rendered("buckets/curated.json")["tags"]
+    );
+    assert_eq!(live_curated["labels"]["tier"], "curated");
+
+    // Each bucket's policy holds exactly what the two rendered documents grant on it.
+    let sa =
+        |w: &str| format!("serviceAccount:strata-it-two-{w}@strata-it-two.iam.gserviceaccount.com");
+    for (bucket, want) in [
+        (
+            raw,
+            json!([
+                {"role": "roles/storage.objectUser", "members": [sa("ingest")]},
+                {"role": "roles/storage.objectViewer", "members": [sa("reporting")]},
+            ]),
+        ),
+        (
+            curated,
+            json!([{"role": "roles/storage.objectAdmin", "members": [sa("reporting")]}]),
+        ),
+    ] {
+        let from_docs: Vec<Value> = ["ingest", "reporting"]
+            .iter()
+            .flat_map(|w| {
+                rendered(&format!("iam/{w}.gcp.json"))["bucketBindings"]
+                    .as_array()
+                    .unwrap()
+                    .clone()
+            })
+            .filter(|b| b["bucket"] == bucket)
+            .collect();
+        assert_eq!(by_role(&json!(from_docs)), by_role(&want), "{bucket}");
+        let policy: Value = emulator_json(&format!("/b/{bucket}/iam")).await;
+        assert_eq!(
+            by_role(&policy["bindings"]),
+            by_role(&want),
+            "{bucket}: {policy:#}"
+        );
+    }
+
+    proxy.clear();
+    let again = parse(&run_cli(dir.path(), &proxy.url, APPLY), 0);
+    assert_eq!(
+        cli_outcomes(&again),
+        triples(&[
+            ("gcs_bucket", raw, "unchanged"),
+            ("gcs_bucket_iam", raw, "unchanged"),
+            ("gcs_bucket", curated, "unchanged"),
+            ("gcs_bucket_iam", curated, "unchanged"),
+        ])
+    );
+    assert_eq!(proxy.writes(), [], "the second apply wrote");
+    assert!(
+        proxy
+            .requests()
+            .iter()
+            .any(|r| r.path == format!("/storage/v1/b/{curated}/iam")),
+        "{:#?}",
+        proxy.requests()
+    );
+}
+
+/// A project template replaces strata's Google IAM document of workload `api` with one
+/// that makes the bucket world-owned. The rules judge the rendered document, so apply
+/// refuses it before any call that writes.
+#[tokio::test]
+async fn a_hostile_gcp_iam_template_is_refused_at_apply_with_no_write() {
+    let bucket = "strata-it-hostile-gcp";
+    let dir = cli_project(bucket);
+    let template = dir.path().join("templates/iam/api.gcp.json.j2");
+    std::fs::create_dir_all(template.parent().unwrap()).unwrap();
+    std::fs::write(
+        &template,
+        r#"{% if target.cloud == "gcp" %}
+{"serviceAccount": {"accountId": "lakehouse-api", "email": "{{ workloads.api.gsaEmail }}", "project": "{{ gcp.projectId }}", "displayName": "api"},
+ "workloadIdentity": {"role": "roles/iam.workloadIdentityUser", "members": ["serviceAccount:{{ gcp.projectId }}.svc.id.goog[{{ workloads.api.namespace }}/{{ workloads.api.serviceAccount }}]"]},
+ "bucketBindings": [{"bucket": "{{ buckets.data.name }}", "role": "roles/owner", "members": ["allUsers"]}],
+ "projectBindings": []}
+{% endif %}
+"#,
+    )
+    .unwrap();
+    let proxy = RecordingProxy::start(gcs_emulator::host());
+    let out = run_cli(dir.path(), &proxy.url, &["apply", "dev-gcp", "--approve"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for needle in [
+        "gcp.primitive-role",
+        "grants roles/owner to `allUsers`",
+        "templates/iam/api.gcp.json.j2",
+    ] {
+        assert!(stderr.contains(needle), "{needle} missing from:\n{stderr}");
+    }
+    assert_eq!(proxy.writes(), [], "the emulator saw a write");
+    assert_eq!(
+        emulator_get(&format!("/b/{bucket}"))
+            .await
+            .status()
+            .as_u16(),
+        404,
+        "no bucket"
+    );
+    assert_eq!(
+        emulator_get(&format!("/b/{bucket}/iam"))
+            .await
+            .status()
+            .as_u16(),
+        404,
+        "no bucket IAM policy"
+    );
+}
+
+/// The helm step on gcp: the kube context is derived from `gcp.cluster` and
+/// `gcp.clusterLocation` (`gke_<project>_<location>_<cluster>`), unless `kube.context`
+/// says otherwise; the platform release goes first, then `app`.
+#[test]
+fn helm_runs_with_the_gke_context_or_the_one_kube_context_sets() {
+    let bucket = "strata-it-helm-gcp";
+    let dir = cli_project(bucket);
+    let record = dir.path().join("helm-argv.txt");
+    let helm = dir.path().join("fake-helm.sh");
+    std::fs::write(
+        &helm,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\n",
+            record.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let apply = |dir: &Path| {
+        cli(
+            dir,
+            gcs_emulator::host(),
+            &["--format", "json", "apply", "dev-gcp", "--approve"],
+        )
+        .env("STRATA_HELM", &helm)
+        .output()
+        .expect("strata runs")
+    };
+    let out_dir = dir.path().join("out/dev-gcp");
+    let chart = dir.path().canonicalize().unwrap().join("charts/app");
+    let argv = |ctx: &str| {
+        format!(
+            "upgrade --install lakehouse-platform {platform} --namespace lakehouse --kube-context {ctx} --wait --rollback-on-failure --timeout 5m\n\
+             upgrade --install app {chart} --namespace lakehouse --kube-context {ctx} --wait --rollback-on-failure --timeout 5m --values {values}\n",
+            platform = out_dir.join("platform").display(),
+            chart = chart.display(),
+            values = out_dir.join("releases/app.values.yaml").display(),
+        )
+    };
+
+    let evidence = parse(&apply(dir.path()), 0);
+    assert_eq!(evidence["helm"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        std::fs::read_to_string(&record).unwrap(),
+        argv("gke_lakehouse-dev-4821_europe-west1_lakehouse-dev")
+    );
+
+    std::fs::write(&record, "").unwrap();
+    let layer = dir.path().join("environments/dev.gcp.yaml");
+    let mut body = std::fs::read_to_string(&layer).unwrap();
+    body.push_str("kube:\n  context: ci-gke\n");
+    std::fs::write(&layer, body).unwrap();
+    let evidence = parse(&apply(dir.path()), 0);
+    assert_eq!(
+        cli_outcomes(&evidence),
+        triples(&[
+            ("gcs_bucket", bucket, "unchanged"),
+            ("gcs_bucket_iam", bucket, "unchanged")
+        ])
+    );
+    assert_eq!(std::fs::read_to_string(&record).unwrap(), argv("ci-gke"));
 }
