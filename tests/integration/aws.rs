@@ -1,15 +1,22 @@
-//! plan and apply against moto's real server (S3, IAM, STS on 127.0.0.1).
+//! plan and apply against moto's real server (S3, IAM, STS on 127.0.0.1), through the
+//! strata binary.
 //!
-//! Every test works on a copy of the example project whose accountId is moto's and
-//! whose cluster names carry the test's own tag, so bucket and policy names never
-//! collide between tests running in parallel against the one server.
+//! Every test works on a copy of a v2 project whose accountId is moto's. Buckets and IAM
+//! policies are global in the one moto server the tests share, so each test gives its
+//! targets their own names: an `<env>.aws.yaml` layer with `buckets.data.name`, and
+//! `aws.iamPrefix: Lakehouse-<tag>` (policy `Lakehouse-<tag>-<env>-api`).
+//!
+//! Writes are counted by what the server saw: a recording proxy
+//! (`support::RecordingProxy`) sits between strata and moto where a test says
+//! "writes nothing".
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use serde_json::{Value, json};
 
-use crate::support::{self, FaultyProxy, copy_dir, moto, text};
+use crate::support::{self, FaultyProxy, RecordingProxy, copy_dir, moto, text};
 
 struct Project {
     dir: tempfile::TempDir,
@@ -17,7 +24,7 @@ struct Project {
 }
 
 impl Project {
-    /// The example with moto's account everywhere and `-<tag>` after each cluster name.
+    /// The lakehouse example with moto's account and the test's own names.
     fn new(tag: &str) -> Project {
         Self::with_account(tag, moto::ACCOUNT)
     }
@@ -25,35 +32,64 @@ impl Project {
     fn with_account(tag: &str, account: &str) -> Project {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = support::repo_root();
-        for sub in ["environments", "templates", "charts"] {
+        for sub in ["environments", "charts"] {
             copy_dir(&root.join(sub), &dir.path().join(sub));
         }
-        for env in ["dev", "staging", "prod"] {
-            let path = dir.path().join(format!("environments/{env}.yaml"));
-            let body = std::fs::read_to_string(&path).unwrap();
-            let body = body
-                .replace(
-                    &format!("name: lakehouse-{env}\n"),
-                    &format!("name: lakehouse-{env}-{tag}\n"),
-                )
-                .replace(
-                    r#"accountId: "111111111111""#,
-                    &format!(r#"accountId: "{account}""#),
-                )
-                .replace(
-                    r#"accountId: "222222222222""#,
-                    &format!(r#"accountId: "{account}""#),
-                )
-                .replace(
-                    r#"accountId: "333333333333""#,
-                    &format!(r#"accountId: "{account}""#),
-                );
-            std::fs::write(&path, body).unwrap();
-        }
-        Project {
+        let p = Project {
             dir,
             tag: tag.to_owned(),
+        };
+        for (env, example) in [
+            ("dev", "111111111111"),
+            ("staging", "222222222222"),
+            ("prod", "333333333333"),
+        ] {
+            p.edit(&format!("environments/{env}.yaml"), |body| {
+                body.replace(
+                    &format!(r#"accountId: "{example}""#),
+                    &format!(r#"accountId: "{account}""#),
+                )
+            });
+            // prod.aws.yaml exists (region, identity); the others are new.
+            p.append(
+                &format!("environments/{env}.aws.yaml"),
+                &format!("buckets:\n  data:\n    name: {}\n", p.bucket(env)),
+            );
         }
+        p.edit("environments/clouds/aws.yaml", |body| {
+            body.replace(
+                "iamPrefix: Lakehouse\n",
+                &format!("iamPrefix: Lakehouse-{tag}\n"),
+            )
+        });
+        p
+    }
+
+    /// Rewrites a project file; the edit must change it.
+    fn edit(&self, rel: &str, f: impl FnOnce(&str) -> String) {
+        let path = self.path().join(rel);
+        let before = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{rel}: {e}"));
+        let after = f(&before);
+        assert_ne!(before, after, "the edit of {rel} changed nothing");
+        std::fs::write(&path, after).unwrap();
+    }
+
+    /// Appends to a project file, creating it (and its folder) when missing.
+    fn append(&self, rel: &str, text: &str) {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut body = std::fs::read_to_string(&path).unwrap_or_default();
+        if !body.is_empty() && !body.ends_with('\n') {
+            body.push('\n');
+        }
+        body.push_str(text);
+        std::fs::write(&path, body).unwrap();
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
     }
 
     fn path(&self) -> &Path {
@@ -61,27 +97,38 @@ impl Project {
     }
 
     fn bucket(&self, env: &str) -> String {
-        format!("lakehouse-{env}-{}-db-{}", self.tag, moto::ACCOUNT)
+        format!("strata-it-{}-{env}", self.tag)
+    }
+
+    /// The managed policy of workload `api`: `<iamPrefix>-<env>-api`.
+    fn policy_name(&self, env: &str) -> String {
+        format!("Lakehouse-{}-{env}-api", self.tag)
     }
 
     fn policy_arn(&self, env: &str) -> String {
         format!(
-            "arn:aws:iam::{}:policy/Lakehouse_lakehouse_S3_Policy_lakehouse-{env}-{}",
+            "arn:aws:iam::{}:policy/{}",
             moto::ACCOUNT,
-            self.tag
+            self.policy_name(env)
         )
     }
 
+    /// strata against moto.
     fn command(&self, args: &[&str]) -> std::process::Command {
-        let url = moto::url();
-        support::assert_loopback(url);
+        self.command_at(moto::url(), args)
+    }
+
+    /// strata with `endpoint` as its only AWS endpoint, static test credentials and no
+    /// AWS configuration from this machine. Every endpoint goes through here.
+    fn command_at(&self, endpoint: &str, args: &[&str]) -> std::process::Command {
+        support::assert_loopback(endpoint);
         let mut cmd = support::strata();
         cmd.arg("-C")
             .arg(self.path())
             .args(args)
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_ENDPOINT_URL", url)
+            .env("AWS_ENDPOINT_URL", endpoint)
             .env_remove("AWS_SESSION_TOKEN")
             .env_remove("AWS_REGION")
             .env_remove("AWS_DEFAULT_REGION")
@@ -90,7 +137,9 @@ impl Project {
                 "AWS_SHARED_CREDENTIALS_FILE",
                 self.path().join("no-aws-credentials"),
             )
-            .env("AWS_EC2_METADATA_DISABLED", "true");
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            // Helm never reaches a cluster from these tests.
+            .env("STRATA_HELM", self.path().join("no-such-helm"));
         cmd
     }
 
@@ -98,22 +147,50 @@ impl Project {
         self.command(args).output().expect("strata runs")
     }
 
+    fn run_at(&self, endpoint: &str, args: &[&str]) -> Output {
+        self.command_at(endpoint, args)
+            .output()
+            .expect("strata runs")
+    }
+
     /// Runs with `--format json`, expecting `code`; returns the parsed stdout.
     fn json(&self, args: &[&str], code: i32) -> Value {
+        self.json_at(moto::url(), args, code)
+    }
+
+    fn json_at(&self, endpoint: &str, args: &[&str], code: i32) -> Value {
         let mut all = vec!["--format", "json"];
         all.extend_from_slice(args);
-        let out = self.run(&all);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "strata {all:?}\nstdout:\n{}\nstderr:\n{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", text(&out.stdout)))
+        let out = self.run_at(endpoint, &all);
+        parse(&out, &all, code)
+    }
+
+    /// A rendered file of `target` (as `strata render` writes it), parsed as JSON.
+    fn rendered(&self, target: &str, rel: &str) -> Value {
+        let out = self.run(&["render", target, "--out", "rendered"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let path: PathBuf = self.path().join(format!("rendered/{target}/{rel}"));
+        serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| {
+            panic!("{}: {e}", path.display());
+        }))
+        .unwrap()
     }
 }
+
+/// The JSON on stdout of a run that had to exit with `code`.
+fn parse(out: &Output, args: &[&str], code: i32) -> Value {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "strata {args:?}\nstdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", text(&out.stdout)))
+}
+
+const APPLY_DEV: &[&str] = &["apply", "dev-aws", "--approve", "--skip-helm"];
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
@@ -123,6 +200,13 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
+}
+
+/// (kind, outcome) of each resource in the evidence.
 fn outcomes(evidence: &Value) -> Vec<(String, String)> {
     evidence["resources"]
         .as_array()
@@ -137,13 +221,42 @@ fn outcomes(evidence: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// (kind, name) of each resource in the evidence or action in a plan.
+fn names(list: &Value) -> Vec<(String, String)> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap().to_owned(),
+                r["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// (kind, op) of each action of a plan.
+fn ops(plan: &Value) -> Vec<(String, String)> {
+    plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["kind"].as_str().unwrap().to_owned(),
+                a["op"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
 fn changed_fields(plan: &Value, kind: &str) -> Vec<String> {
     let action = plan["actions"]
         .as_array()
         .unwrap()
         .iter()
         .find(|a| a["kind"] == kind)
-        .unwrap();
+        .unwrap_or_else(|| panic!("no {kind} in {plan:#}"));
     action["changes"]
         .as_array()
         .unwrap()
@@ -152,18 +265,114 @@ fn changed_fields(plan: &Value, kind: &str) -> Vec<String> {
         .collect()
 }
 
-/// Everything strata manages on a bucket, read back through the SDK.
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn tag_map(list: &[(&str, &str)]) -> BTreeMap<String, String> {
+    list.iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// One lifecycle rule as S3 holds it, in the terms of a bucket document's entries.
+#[derive(Debug, Clone, PartialEq)]
+struct Rule {
+    id: String,
+    enabled: bool,
+    prefix: Option<String>,
+    archive: Option<(i32, String)>,
+    expire: Option<i32>,
+    noncurrent: Option<i32>,
+}
+
+impl Rule {
+    /// A strata entry of `buckets/<b>.json` (`{id, prefix?, afterDays?, storageClass?,
+    /// expireAfterDays?, noncurrentExpireAfterDays?}`), as S3 should hold it.
+    fn from_doc(entry: &Value) -> Rule {
+        let days = |key: &str| entry[key].as_i64().map(|d| d as i32);
+        Rule {
+            id: entry["id"].as_str().unwrap().to_owned(),
+            enabled: true,
+            prefix: entry["prefix"].as_str().map(str::to_owned),
+            archive: days("afterDays")
+                .map(|d| (d, entry["storageClass"].as_str().unwrap().to_owned())),
+            expire: days("expireAfterDays"),
+            noncurrent: days("noncurrentExpireAfterDays"),
+        }
+    }
+}
+
+/// Everything strata manages on a bucket, read back through the SDK (`None` where S3
+/// answers "not configured").
+#[derive(Debug)]
 struct BucketReadBack {
     location: Option<String>,
     versioning: Option<String>,
     encryption: Option<String>,
-    public_access_block: [Option<bool>; 4],
-    tags: std::collections::BTreeMap<String, String>,
-    policy: Value,
-    lifecycle: Vec<(Option<String>, Option<i32>, Option<String>)>,
+    public_access_block: Option<[Option<bool>; 4]>,
+    tags: BTreeMap<String, String>,
+    policy: Option<Value>,
+    lifecycle: Vec<Rule>,
+}
+
+impl BucketReadBack {
+    /// The statement that denies plain HTTP, when the policy holds one.
+    fn tls_statement(&self) -> Option<Value> {
+        self.policy.as_ref().and_then(|p| {
+            p["Statement"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["Condition"]["Bool"]["aws:SecureTransport"] == "false")
+                .cloned()
+        })
+    }
+
+    /// Compares every managed setting with the rendered `buckets/<b>.json`.
+    fn assert_matches(&self, doc: &Value) {
+        let name = doc["name"].as_str().unwrap();
+        let want_versioning = doc["versioning"].as_bool().unwrap();
+        assert_eq!(
+            self.versioning.as_deref() == Some("Enabled"),
+            want_versioning,
+            "{name}: versioning {:?}",
+            self.versioning
+        );
+        assert_eq!(
+            self.encryption.as_deref(),
+            Some(doc["encryption"].as_str().unwrap()),
+            "{name}: encryption"
+        );
+        let pab = doc["publicAccessBlock"]
+            .as_bool()
+            .unwrap()
+            .then_some([Some(true); 4]);
+        assert_eq!(self.public_access_block, pab, "{name}: public access block");
+        assert_eq!(
+            self.tls_statement().is_some(),
+            doc["tlsOnly"].as_bool().unwrap(),
+            "{name}: tlsOnly, policy {:?}",
+            self.policy
+        );
+        let tags: BTreeMap<String, String> = serde_json::from_value(doc["tags"].clone()).unwrap();
+        assert_eq!(self.tags, tags, "{name}: tags");
+        let rules: Vec<Rule> = doc["lifecycle"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(Rule::from_doc)
+            .collect();
+        let mut live = self.lifecycle.clone();
+        live.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut rules = rules;
+        rules.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(live, rules, "{name}: lifecycle");
+    }
 }
 
 async fn read_bucket(bucket: &str, region: &str) -> BucketReadBack {
+    use aws_sdk_s3::error::ProvideErrorMetadata;
     let s3 = moto::s3(region).await;
     let location = s3
         .get_bucket_location()
@@ -177,21 +386,44 @@ async fn read_bucket(bucket: &str, region: &str) -> BucketReadBack {
         .send()
         .await
         .unwrap();
-    let encryption = s3
-        .get_bucket_encryption()
-        .bucket(bucket)
-        .send()
-        .await
-        .unwrap();
-    let pab = s3
-        .get_public_access_block()
-        .bucket(bucket)
-        .send()
-        .await
-        .unwrap();
-    let pab = pab.public_access_block_configuration().unwrap();
-    let tags = s3.get_bucket_tagging().bucket(bucket).send().await.unwrap();
-    let policy = s3.get_bucket_policy().bucket(bucket).send().await.unwrap();
+    let encryption = s3.get_bucket_encryption().bucket(bucket).send().await.ok();
+    let public_access_block = match s3.get_public_access_block().bucket(bucket).send().await {
+        Ok(out) => {
+            let pab = out.public_access_block_configuration().unwrap();
+            Some([
+                pab.block_public_acls(),
+                pab.ignore_public_acls(),
+                pab.block_public_policy(),
+                pab.restrict_public_buckets(),
+            ])
+        }
+        Err(e) => {
+            assert_eq!(
+                e.code(),
+                Some("NoSuchPublicAccessBlockConfiguration"),
+                "{e:?}"
+            );
+            None
+        }
+    };
+    let tags = match s3.get_bucket_tagging().bucket(bucket).send().await {
+        Ok(out) => out
+            .tag_set()
+            .iter()
+            .map(|t| (t.key().to_owned(), t.value().to_owned()))
+            .collect(),
+        Err(e) => {
+            assert_eq!(e.code(), Some("NoSuchTagSet"), "{e:?}");
+            BTreeMap::new()
+        }
+    };
+    let policy = match s3.get_bucket_policy().bucket(bucket).send().await {
+        Ok(out) => Some(serde_json::from_str(out.policy().unwrap()).unwrap()),
+        Err(e) => {
+            assert_eq!(e.code(), Some("NoSuchBucketPolicy"), "{e:?}");
+            None
+        }
+    };
     let lifecycle = match s3
         .get_bucket_lifecycle_configuration()
         .bucket(bucket)
@@ -203,15 +435,31 @@ async fn read_bucket(bucket: &str, region: &str) -> BucketReadBack {
             .iter()
             .map(|r| {
                 let t = r.transitions().first();
-                (
-                    r.id().map(str::to_owned),
-                    t.and_then(|t| t.days()),
-                    t.and_then(|t| t.storage_class())
-                        .map(|s| s.as_str().to_owned()),
-                )
+                Rule {
+                    id: r.id().unwrap_or_default().to_owned(),
+                    enabled: r.status().as_str() == "Enabled",
+                    prefix: r
+                        .filter()
+                        .and_then(|f| f.prefix())
+                        .filter(|p| !p.is_empty())
+                        .map(str::to_owned),
+                    archive: t.map(|t| {
+                        (
+                            t.days().unwrap(),
+                            t.storage_class().unwrap().as_str().to_owned(),
+                        )
+                    }),
+                    expire: r.expiration().and_then(|e| e.days()),
+                    noncurrent: r
+                        .noncurrent_version_expiration()
+                        .and_then(|e| e.noncurrent_days()),
+                }
             })
             .collect(),
-        Err(_) => Vec::new(),
+        Err(e) => {
+            assert_eq!(e.code(), Some("NoSuchLifecycleConfiguration"), "{e:?}");
+            Vec::new()
+        }
     };
     BucketReadBack {
         location: location
@@ -220,27 +468,55 @@ async fn read_bucket(bucket: &str, region: &str) -> BucketReadBack {
             .filter(|l| !l.is_empty()),
         versioning: versioning.status().map(|s| s.as_str().to_owned()),
         encryption: encryption
-            .server_side_encryption_configuration()
+            .as_ref()
+            .and_then(|e| e.server_side_encryption_configuration())
             .and_then(|c| c.rules().first())
             .and_then(|r| r.apply_server_side_encryption_by_default())
             .map(|d| d.sse_algorithm().as_str().to_owned()),
-        public_access_block: [
-            pab.block_public_acls(),
-            pab.ignore_public_acls(),
-            pab.block_public_policy(),
-            pab.restrict_public_buckets(),
-        ],
-        tags: tags
-            .tag_set()
-            .iter()
-            .map(|t| (t.key().to_owned(), t.value().to_owned()))
-            .collect(),
-        policy: serde_json::from_str(policy.policy().unwrap()).unwrap(),
+        public_access_block,
+        tags,
+        policy,
         lifecycle,
     }
 }
 
-async fn default_policy_document(arn: &str) -> Value {
+async fn bucket_exists(bucket: &str) -> bool {
+    moto::s3("us-east-1")
+        .await
+        .head_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .is_ok()
+}
+
+/// IAM answers policy documents URL-encoded (RFC 3986); moto may not. Decoded here
+/// without strata's own helper, so a bug there cannot hide.
+fn decode_document(raw: &str) -> Value {
+    if let Ok(doc) = serde_json::from_str(raw) {
+        return doc;
+    }
+    let bytes = raw.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(b) = raw
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+            i += 1;
+        }
+    }
+    serde_json::from_slice(&out).unwrap_or_else(|e| panic!("policy document {raw}: {e}"))
+}
+
+/// The default version's document of a managed policy, and the policy's tags.
+async fn live_policy(arn: &str) -> (Value, BTreeMap<String, String>) {
     let iam = moto::iam().await;
     let policy = iam.get_policy().policy_arn(arn).send().await.unwrap();
     let version = policy
@@ -256,77 +532,186 @@ async fn default_policy_document(arn: &str) -> Value {
         .send()
         .await
         .unwrap();
-    strata::apply::aws::parse_document(doc.policy_version().unwrap().document().unwrap())
+    let tags = iam
+        .list_policy_tags()
+        .policy_arn(arn)
+        .send()
+        .await
+        .unwrap()
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+        .collect();
+    (
+        decode_document(doc.policy_version().unwrap().document().unwrap()),
+        tags,
+    )
 }
 
-fn rendered_policy(project: &Project, target: &str) -> Value {
-    let out = project.run(&["render", target, "--out", "rendered"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let path: PathBuf = project
-        .path()
-        .join(format!("rendered/{target}/iam/policy.json"));
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+async fn policy_document(arn: &str) -> Value {
+    live_policy(arn).await.0
+}
+
+async fn policy_exists(arn: &str) -> bool {
+    moto::iam()
+        .await
+        .get_policy()
+        .policy_arn(arn)
+        .send()
+        .await
+        .is_ok()
+}
+
+/// The tags strata puts on every resource of the example's `<env>-aws` target.
+fn lakehouse_tags(env: &str, classification: &str) -> BTreeMap<String, String> {
+    tag_map(&[
+        ("cost-center", "analytics"),
+        ("data-classification", classification),
+        ("managed-by", "strata"),
+        ("owner", "data-platform"),
+        ("strata-env", env),
+        ("strata-target", &format!("{env}-aws")),
+    ])
+}
+
+/// The writes the server saw, each as `METHOD /path?query` (S3) or the action (IAM).
+fn write_calls(proxy: &RecordingProxy) -> Vec<String> {
+    proxy
+        .writes()
+        .into_iter()
+        .map(|r| match r.action {
+            Some(action) => action,
+            None if r.query.is_empty() => format!("{} {}", r.method, r.path),
+            None => format!("{} {}?{}", r.method, r.path, r.query),
+        })
+        .collect()
 }
 
 #[test]
 fn first_apply_creates_everything_and_the_second_writes_nothing() {
     let p = Project::new("first");
-    let plan = p.json(&["plan", "dev-aws"], 1);
+    let bucket = p.bucket("dev");
+    let proxy = RecordingProxy::start(moto::url());
+    let plan = p.json_at(&proxy.url, &["plan", "dev-aws"], 1);
     assert_eq!(plan["account"], moto::ACCOUNT);
     assert_eq!(plan["region"], "eu-west-1");
-    assert!(
-        plan["actions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|a| a["op"] == "create"),
-        "{plan:#}"
+    assert_eq!(
+        names(&plan["actions"]),
+        pairs(&[
+            ("s3_bucket", &bucket),
+            ("iam_policy", "Lakehouse-first-dev-api")
+        ])
     );
+    assert_eq!(
+        ops(&plan),
+        pairs(&[("s3_bucket", "create"), ("iam_policy", "create")])
+    );
+    assert_eq!(
+        changed_fields(&plan, "iam_policy"),
+        strings(&[
+            "document",
+            "tags.cost-center",
+            "tags.managed-by",
+            "tags.owner",
+            "tags.strata-env",
+            "tags.strata-target"
+        ])
+    );
+    assert_eq!(write_calls(&proxy), [] as [String; 0], "plan wrote");
+    assert!(!proxy.requests().is_empty(), "plan went through the proxy");
+    assert!(!block_on(bucket_exists(&bucket)));
 
-    let evidence = p.json(&["apply", "dev-aws", "--approve", "--skip-helm"], 0);
+    let evidence = p.json_at(&proxy.url, APPLY_DEV, 0);
+    assert_eq!(
+        write_calls(&proxy),
+        [
+            format!("PUT /{bucket}/"),
+            format!("PUT /{bucket}/?versioning"),
+            format!("PUT /{bucket}/?encryption"),
+            format!("PUT /{bucket}/?publicAccessBlock"),
+            format!("PUT /{bucket}/?policy"),
+            format!("PUT /{bucket}/?tagging"),
+            "CreatePolicy".to_owned(),
+        ],
+        "what the server saw the first apply write"
+    );
     assert_eq!(evidence["status"], "applied");
     assert_eq!(evidence["account"], moto::ACCOUNT);
     assert_eq!(evidence["region"], "eu-west-1");
     assert_eq!(
         outcomes(&evidence),
-        [
-            ("s3_bucket".into(), "created".into()),
-            ("iam_policy".into(), "created".into())
-        ]
+        pairs(&[("s3_bucket", "created"), ("iam_policy", "created")])
+    );
+    assert_eq!(
+        names(&evidence["resources"]),
+        pairs(&[
+            ("s3_bucket", &bucket),
+            ("iam_policy", "Lakehouse-first-dev-api")
+        ])
     );
     assert_eq!(evidence["resources"][0]["existed"], false);
+    assert_eq!(evidence["resources"][1]["existed"], false);
+    assert_eq!(
+        evidence["resources"][0]["fields"],
+        json!([
+            "bucket",
+            "versioning",
+            "encryption",
+            "publicAccessBlock",
+            "tlsOnly",
+            "tags.cost-center",
+            "tags.data-classification",
+            "tags.managed-by",
+            "tags.owner",
+            "tags.strata-env",
+            "tags.strata-target"
+        ])
+    );
 
-    let bucket = p.bucket("dev");
     let live = block_on(read_bucket(&bucket, "eu-west-1"));
     assert_eq!(live.location.as_deref(), Some("eu-west-1"));
     assert_eq!(live.versioning.as_deref(), Some("Enabled"));
     assert_eq!(live.encryption.as_deref(), Some("AES256"));
-    assert_eq!(live.public_access_block, [Some(true); 4]);
-    let expected_tags: std::collections::BTreeMap<String, String> = [
-        ("cost-center", "analytics"),
-        ("data-classification", "internal"),
-        ("strata:env", "dev"),
-        ("strata:managed", "true"),
-        ("strata:target", "dev-aws"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    assert_eq!(live.tags, expected_tags);
-    let tls = &live.policy["Statement"][0];
-    assert_eq!(tls["Effect"], "Deny");
-    assert_eq!(tls["Condition"]["Bool"]["aws:SecureTransport"], "false");
-    assert!(live.lifecycle.is_empty(), "dev has no archive rule");
-    let doc = block_on(default_policy_document(&p.policy_arn("dev")));
-    assert_eq!(doc, rendered_policy(&p, "dev-aws"));
+    assert_eq!(live.public_access_block, Some([Some(true); 4]));
+    assert_eq!(live.tags, lakehouse_tags("dev", "internal"));
+    assert_eq!(
+        live.policy,
+        Some(json!({"Version": "2012-10-17", "Statement": [{
+            "Sid": "StrataDenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }]}))
+    );
+    assert_eq!(live.lifecycle, [], "dev has no lifecycle rule");
+    live.assert_matches(&p.rendered("dev-aws", "buckets/data.json"));
 
-    let again = p.json(&["apply", "dev-aws", "--approve", "--skip-helm"], 0);
+    let (doc, tags) = block_on(live_policy(&p.policy_arn("dev")));
+    assert_eq!(doc, p.rendered("dev-aws", "iam/api.policy.json"));
+    assert_eq!(
+        doc["Statement"][0]["Resource"],
+        json!([format!("arn:aws:s3:::{bucket}")]),
+        "the policy is about this test's bucket"
+    );
+    assert_eq!(
+        tags,
+        tag_map(&[
+            ("cost-center", "analytics"),
+            ("managed-by", "strata"),
+            ("owner", "data-platform"),
+            ("strata-env", "dev"),
+            ("strata-target", "dev-aws"),
+        ])
+    );
+
+    // The second apply, through the proxy: reads only.
+    proxy.clear();
+    let again = p.json_at(&proxy.url, APPLY_DEV, 0);
     assert_eq!(
         outcomes(&again),
-        [
-            ("s3_bucket".into(), "unchanged".into()),
-            ("iam_policy".into(), "unchanged".into())
-        ]
+        pairs(&[("s3_bucket", "unchanged"), ("iam_policy", "unchanged")])
     );
     assert!(
         again["resources"]
@@ -335,13 +720,23 @@ fn first_apply_creates_everything_and_the_second_writes_nothing() {
             .iter()
             .all(|r| r["existed"] == true && r["fields"] == json!([]))
     );
-    let plan = p.json(&["plan", "dev-aws"], 0);
+    assert_eq!(
+        write_calls(&proxy),
+        [] as [String; 0],
+        "the second apply wrote"
+    );
     assert!(
-        plan["actions"]
-            .as_array()
-            .unwrap()
+        proxy
+            .requests()
             .iter()
-            .all(|a| a["op"] == "unchanged")
+            .any(|r| r.method == "HEAD" && r.path == format!("/{bucket}/")),
+        "the second apply read the bucket through the proxy: {:#?}",
+        proxy.requests()
+    );
+    let plan = p.json(&["plan", "dev-aws"], 0);
+    assert_eq!(
+        ops(&plan),
+        pairs(&[("s3_bucket", "unchanged"), ("iam_policy", "unchanged")])
     );
 }
 
@@ -357,21 +752,27 @@ fn us_east_1_bucket_has_no_location_constraint_and_gets_the_archive_rule() {
     );
     assert_eq!(
         live.lifecycle,
-        [(
-            Some("strata-archive".to_owned()),
-            Some(90),
-            Some("GLACIER".to_owned())
-        )]
+        [Rule {
+            id: "strata-0-archive".into(),
+            enabled: true,
+            prefix: None,
+            archive: Some((90, "GLACIER".into())),
+            expire: None,
+            noncurrent: None,
+        }]
     );
+    assert_eq!(live.tags, lakehouse_tags("prod", "confidential"));
+    live.assert_matches(&p.rendered("prod-aws", "buckets/data.json"));
+    let doc = block_on(policy_document(&p.policy_arn("prod")));
+    assert_eq!(doc, p.rendered("prod-aws", "iam/api.policy.json"));
+    // prod requires SSE: the policy denies unencrypted uploads.
+    assert_eq!(doc["Statement"][2]["Sid"], "DenyUnencryptedUploadsData");
+    assert_eq!(doc["Statement"][2]["Effect"], "Deny");
+    let plan = p.json(&["plan", "prod-aws"], 0);
     assert_eq!(
-        live.tags.get("data-classification").map(String::as_str),
-        Some("confidential")
+        ops(&plan),
+        pairs(&[("s3_bucket", "unchanged"), ("iam_policy", "unchanged")])
     );
-    assert_eq!(
-        block_on(default_policy_document(&p.policy_arn("prod"))),
-        rendered_policy(&p, "prod-aws")
-    );
-    p.json(&["plan", "prod-aws"], 0);
 }
 
 #[test]
@@ -393,14 +794,26 @@ fn drift_shows_in_plan_and_apply_puts_it_back() {
             .send()
             .await
             .unwrap();
+        // One of strata's tags stays right; one foreign tag appears.
         let kept = Tag::builder()
-            .key("strata:managed")
-            .value("true")
+            .key("managed-by")
+            .value("strata")
+            .build()
+            .unwrap();
+        let foreign = Tag::builder()
+            .key("team-note")
+            .value("kept")
             .build()
             .unwrap();
         s3.put_bucket_tagging()
             .bucket(&bucket)
-            .tagging(Tagging::builder().tag_set(kept).build().unwrap())
+            .tagging(
+                Tagging::builder()
+                    .tag_set(kept)
+                    .tag_set(foreign)
+                    .build()
+                    .unwrap(),
+            )
             .send()
             .await
             .unwrap();
@@ -431,33 +844,40 @@ fn drift_shows_in_plan_and_apply_puts_it_back() {
             .unwrap();
     });
     let plan = p.json(&["plan", "prod-aws"], 1);
-    let fields = changed_fields(&plan, "s3_bucket");
-    for f in [
-        "versioning",
-        "publicAccessBlock",
-        "lifecycle",
-        "tlsOnly",
-        "tags.strata:env",
-        "tags.strata:target",
-        "tags.cost-center",
-    ] {
-        assert!(
-            fields.contains(&f.to_owned()),
-            "{f} missing from {fields:?}"
-        );
-    }
-    assert!(!fields.contains(&"tags.strata:managed".to_owned()));
-    assert_eq!(changed_fields(&plan, "iam_policy"), ["document"]);
-    let versioning = plan["actions"][0]["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["field"] == "versioning")
-        .unwrap();
     assert_eq!(
-        (&versioning["from"], &versioning["to"]),
-        (&json!(false), &json!(true))
+        ops(&plan),
+        pairs(&[("s3_bucket", "update"), ("iam_policy", "update")])
     );
+    assert_eq!(
+        changed_fields(&plan, "s3_bucket"),
+        strings(&[
+            "versioning",
+            "publicAccessBlock",
+            "lifecycle",
+            "tlsOnly",
+            "tags.cost-center",
+            "tags.data-classification",
+            "tags.owner",
+            "tags.strata-env",
+            "tags.strata-target",
+        ]),
+        "managed-by is still right, team-note is not strata's"
+    );
+    assert_eq!(changed_fields(&plan, "iam_policy"), ["document"]);
+    let changes = plan["actions"][0]["changes"].as_array().unwrap();
+    let change = |field: &str| {
+        let c = changes.iter().find(|c| c["field"] == field).unwrap();
+        (c["from"].clone(), c["to"].clone())
+    };
+    assert_eq!(change("versioning"), (json!(false), json!(true)));
+    assert_eq!(
+        change("lifecycle"),
+        (
+            json!([]),
+            json!([{"id": "strata-0-archive", "afterDays": 90, "storageClass": "GLACIER"}])
+        )
+    );
+    assert_eq!(change("tags.strata-env"), (Value::Null, json!("prod")));
 
     let text_plan = p.run(&["plan", "prod-aws"]);
     assert_eq!(text_plan.status.code(), Some(1));
@@ -470,35 +890,36 @@ fn drift_shows_in_plan_and_apply_puts_it_back() {
     let evidence = p.json(&["apply", "prod-aws", "--approve", "--skip-helm"], 0);
     assert_eq!(
         outcomes(&evidence),
-        [
-            ("s3_bucket".into(), "updated".into()),
-            ("iam_policy".into(), "updated".into())
-        ]
+        pairs(&[("s3_bucket", "updated"), ("iam_policy", "updated")])
     );
     assert_eq!(evidence["resources"][1]["fields"], json!(["document"]));
     let live = block_on(read_bucket(&bucket, "us-east-1"));
-    assert_eq!(live.versioning.as_deref(), Some("Enabled"));
+    live.assert_matches_with_foreign_tag(&p.rendered("prod-aws", "buckets/data.json"));
     assert_eq!(
-        live.tags.get("strata:env").map(String::as_str),
-        Some("prod")
-    );
-    assert_eq!(live.public_access_block, [Some(true); 4]);
-    assert_eq!(live.lifecycle.len(), 1);
-    assert_eq!(
-        block_on(default_policy_document(&arn)),
-        rendered_policy(&p, "prod-aws")
+        block_on(policy_document(&arn)),
+        p.rendered("prod-aws", "iam/api.policy.json")
     );
     p.json(&["plan", "prod-aws"], 0);
+}
+
+impl BucketReadBack {
+    /// [`Self::assert_matches`], with the drift test's foreign tag still there.
+    fn assert_matches_with_foreign_tag(mut self, doc: &Value) {
+        assert_eq!(
+            self.tags.remove("team-note").as_deref(),
+            Some("kept"),
+            "tags strata does not manage stay"
+        );
+        self.assert_matches(doc);
+    }
 }
 
 #[test]
 fn wrong_account_stops_before_anything_is_read_or_written() {
     let p = Project::with_account("wrongacct", "999999999999");
-    for args in [
-        &["plan", "dev-aws"][..],
-        &["apply", "dev-aws", "--approve", "--skip-helm"],
-    ] {
-        let out = p.run(args);
+    let proxy = RecordingProxy::start(moto::url());
+    for args in [&["plan", "dev-aws"][..], APPLY_DEV] {
+        let out = p.run_at(&proxy.url, args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = text(&out.stderr);
         assert!(
@@ -507,7 +928,7 @@ fn wrong_account_stops_before_anything_is_read_or_written() {
             "{err}"
         );
     }
-    let evidence = p.json(&["apply", "dev-aws", "--approve", "--skip-helm"], 2);
+    let evidence = p.json_at(&proxy.url, APPLY_DEV, 2);
     assert_eq!(evidence["status"], "failed");
     assert_eq!(evidence["resources"], json!([]));
     assert!(
@@ -516,39 +937,42 @@ fn wrong_account_stops_before_anything_is_read_or_written() {
             .unwrap()
             .contains("belong to account 123456789012")
     );
-    let bucket = "lakehouse-dev-wrongacct-db-999999999999";
-    let head = block_on(async {
-        moto::s3("eu-west-1")
-            .await
-            .head_bucket()
-            .bucket(bucket)
-            .send()
-            .await
-    });
-    assert!(head.is_err(), "nothing may be created");
+    // What the server saw: the identity check, and nothing else.
+    let actions: Vec<Option<String>> = proxy.requests().into_iter().map(|r| r.action).collect();
+    assert!(
+        !actions.is_empty()
+            && actions
+                .iter()
+                .all(|a| a.as_deref() == Some("GetCallerIdentity")),
+        "{:#?}",
+        proxy.requests()
+    );
+    assert!(!block_on(bucket_exists(&p.bucket("dev"))));
 }
 
 #[test]
 fn apply_without_approve_only_shows_the_plan() {
     let p = Project::new("noapprove");
-    let out = p.json(&["apply", "staging-aws"], 0);
+    let proxy = RecordingProxy::start(moto::url());
+    let out = p.json_at(&proxy.url, &["apply", "staging-aws"], 0);
     assert_eq!(out["status"], "needs_approval");
-    assert_eq!(out["plan"]["actions"][0]["op"], "create");
-    let head = block_on(async {
-        moto::s3("eu-west-1")
-            .await
-            .head_bucket()
-            .bucket(p.bucket("staging"))
-            .send()
-            .await
-    });
-    assert!(head.is_err(), "nothing may be created without --approve");
+    assert_eq!(
+        ops(&out["plan"]),
+        pairs(&[("s3_bucket", "create"), ("iam_policy", "create")])
+    );
+    assert_eq!(
+        write_calls(&proxy),
+        [] as [String; 0],
+        "nothing may be written without --approve"
+    );
+    assert!(!block_on(bucket_exists(&p.bucket("staging"))));
+    assert!(!block_on(policy_exists(&p.policy_arn("staging"))));
 }
 
 #[test]
 fn policy_version_limit_prunes_the_oldest_non_default_version() {
     let p = Project::new("versions");
-    p.json(&["apply", "dev-aws", "--approve", "--skip-helm"], 0);
+    p.json(APPLY_DEV, 0);
     let arn = p.policy_arn("dev");
     // Four more versions (five in all, IAM's limit); the last one, edited, is default.
     block_on(async {
@@ -566,8 +990,11 @@ fn policy_version_limit_prunes_the_oldest_non_default_version() {
     });
     let plan = p.json(&["plan", "dev-aws"], 1);
     assert_eq!(changed_fields(&plan, "iam_policy"), ["document"]);
-    let evidence = p.json(&["apply", "dev-aws", "--approve", "--skip-helm"], 0);
-    assert_eq!(evidence["resources"][1]["outcome"], "updated");
+    let evidence = p.json(APPLY_DEV, 0);
+    assert_eq!(
+        outcomes(&evidence),
+        pairs(&[("s3_bucket", "unchanged"), ("iam_policy", "updated")])
+    );
     let versions = block_on(async {
         let out = moto::iam()
             .await
@@ -576,22 +1003,28 @@ fn policy_version_limit_prunes_the_oldest_non_default_version() {
             .send()
             .await
             .unwrap();
-        let mut ids: Vec<String> = out
+        let mut ids: Vec<(String, bool)> = out
             .versions()
             .iter()
-            .map(|v| v.version_id().unwrap().to_owned())
+            .map(|v| (v.version_id().unwrap().to_owned(), v.is_default_version()))
             .collect();
         ids.sort();
         ids
     });
     assert_eq!(
         versions,
-        ["v2", "v3", "v4", "v5", "v6"],
-        "v1, the oldest non-default, is pruned"
+        [
+            ("v2".to_owned(), false),
+            ("v3".to_owned(), false),
+            ("v4".to_owned(), false),
+            ("v5".to_owned(), false),
+            ("v6".to_owned(), true)
+        ],
+        "v1, the oldest non-default, is pruned; the new one is default"
     );
     assert_eq!(
-        block_on(default_policy_document(&arn)),
-        rendered_policy(&p, "dev-aws")
+        block_on(policy_document(&arn)),
+        p.rendered("dev-aws", "iam/api.policy.json")
     );
 }
 
@@ -606,29 +1039,24 @@ fn two_applies_at_once_both_finish_with_one_state() {
         "--approve",
         "--skip-helm",
     ];
-    let a = p
-        .command(&args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let b = p
-        .command(&args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let spawn = || {
+        p.command(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
     for child in [a, b] {
         let out = child.wait_with_output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}\n{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
+        let evidence = parse(&out, &args, 0);
+        assert_eq!(evidence["status"], "applied");
     }
-    p.json(&["plan", "staging-aws"], 0);
+    let plan = p.json(&["plan", "staging-aws"], 0);
+    assert_eq!(
+        ops(&plan),
+        pairs(&[("s3_bucket", "unchanged"), ("iam_policy", "unchanged")])
+    );
     let versions = block_on(async {
         moto::iam()
             .await
@@ -643,9 +1071,9 @@ fn two_applies_at_once_both_finish_with_one_state() {
     assert_eq!(versions, 1);
 }
 
-#[test]
-fn helm_runs_both_charts_with_the_exact_argv_after_the_cloud_step() {
-    let p = Project::new("helm");
+/// A stand-in for helm that records its argv and, for `upgrade --install`, renders the
+/// chart with Helm's own engine (tests/py/helm_render.py) into `rendered-<release>.yaml`.
+fn fake_helm(p: &Project) -> (PathBuf, PathBuf) {
     let venv = support::venv_bin();
     let record = p.path().join("helm-argv.txt");
     let helm = p.path().join("fake-helm.sh");
@@ -653,10 +1081,9 @@ fn helm_runs_both_charts_with_the_exact_argv_after_the_cloud_step() {
     std::fs::write(&empty, "{}\n").unwrap();
     let script = format!(
         r#"#!/bin/sh
-# Records its argv; for `upgrade --install` renders the chart with Helm's engine.
 printf '%s\n' "$*" >> '{record}'
 [ "$1" = upgrade ] && [ "$2" = --install ] || exit 0
-chart="$4"; values='{empty}'; ns=""
+release="$3"; chart="$4"; values='{empty}'; ns=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --values) values="$2"; shift ;;
@@ -664,7 +1091,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-exec '{python}' '{render}' "$chart" "$values" "$ns" "$(dirname '{record}')/rendered-$(basename "$chart").yaml"
+exec '{python}' '{render}' "$chart" "$values" "$ns" "$(dirname '{record}')/rendered-$release.yaml" --release "$release"
 "#,
         record = record.display(),
         empty = empty.display(),
@@ -676,34 +1103,42 @@ exec '{python}' '{render}' "$chart" "$values" "$ns" "$(dirname '{record}')/rende
     std::fs::write(&helm, script).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (helm, record)
+}
 
+#[test]
+fn helm_runs_the_platform_chart_then_each_release_with_the_exact_argv_after_the_cloud_step() {
+    let p = Project::new("helm");
+    // The release's own timeout reaches its install; the platform keeps 5m.
+    p.append(
+        "environments/dev.aws.yaml",
+        "releases:\n  app:\n    timeout: 10m\n",
+    );
+    let (helm, record) = fake_helm(&p);
     let out = p
         .command(&["--format", "json", "apply", "dev-aws", "--approve"])
         .env("STRATA_HELM", &helm)
         .output()
         .unwrap();
+    let evidence = parse(&out, &["apply"], 0);
     assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
+        outcomes(&evidence),
+        pairs(&[("s3_bucket", "created"), ("iam_policy", "created")])
     );
-    let evidence: Value = serde_json::from_slice(&out.stdout).unwrap();
     let root = p.path().canonicalize().unwrap();
     let out_dir = p.path().join("out/dev-aws");
     let ctx = format!(
-        "arn:aws:eks:eu-west-1:{}:cluster/lakehouse-dev-helm",
+        "arn:aws:eks:eu-west-1:{}:cluster/lakehouse-dev",
         moto::ACCOUNT
     );
     let platform = format!(
-        "upgrade --install lakehouse-platform {} --namespace lakehouse --kube-context {ctx} --wait --atomic",
+        "upgrade --install lakehouse-platform {} --namespace lakehouse --kube-context {ctx} --wait --rollback-on-failure --timeout 5m",
         out_dir.join("platform").display()
     );
     let app = format!(
-        "upgrade --install lakehouse {} --namespace lakehouse --kube-context {ctx} --wait --atomic --values {}",
+        "upgrade --install app {} --namespace lakehouse --kube-context {ctx} --wait --rollback-on-failure --timeout 10m --values {}",
         root.join("charts/app").display(),
-        out_dir.join("values.yaml").display()
+        out_dir.join("releases/app.values.yaml").display()
     );
     assert_eq!(
         std::fs::read_to_string(&record).unwrap(),
@@ -711,37 +1146,54 @@ exec '{python}' '{render}' "$chart" "$values" "$ns" "$(dirname '{record}')/rende
     );
     let runs = evidence["helm"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
-    assert!(runs.iter().all(|r| r["exitCode"] == 0));
-    assert_eq!(runs[1]["argv"][0], helm.display().to_string());
+    assert!(runs.iter().all(|r| r["exitCode"] == 0), "{runs:#?}");
+    let argv = |i: usize| -> String {
+        let list: Vec<&str> = runs[i]["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        list.join(" ")
+    };
+    assert_eq!(argv(0), format!("{} {platform}", helm.display()));
+    assert_eq!(argv(1), format!("{} {app}", helm.display()));
+    // Helm's engine rendered both charts from what strata wrote before running helm.
+    let platform_yaml =
+        std::fs::read_to_string(p.path().join("rendered-lakehouse-platform.yaml")).unwrap();
     assert!(
-        p.path().join("rendered-platform.yaml").exists()
-            && p.path().join("rendered-app.yaml").exists()
+        platform_yaml.contains("name: lakehouse-api")
+            && platform_yaml.contains(&format!(
+                "eks.amazonaws.com/role-arn: arn:aws:iam::{}:role/Lakehouse-helm-dev-api",
+                moto::ACCOUNT
+            )),
+        "{platform_yaml}"
     );
+    let app_yaml = std::fs::read_to_string(p.path().join("rendered-app.yaml")).unwrap();
+    assert!(app_yaml.contains(&p.bucket("dev")), "{app_yaml}");
 }
 
 #[test]
 fn missing_helm_is_a_clear_error_after_the_cloud_step() {
     let p = Project::new("nohelm");
+    // command() points STRATA_HELM at a file that does not exist.
     let out = p
         .command(&["--format", "json", "apply", "dev-aws", "--approve"])
-        .env("STRATA_HELM", p.path().join("no-such-helm"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let evidence: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let evidence = parse(&out, &["apply"], 2);
     assert_eq!(evidence["status"], "failed");
     assert_eq!(
         outcomes(&evidence),
-        [
-            ("s3_bucket".into(), "created".into()),
-            ("iam_policy".into(), "created".into())
-        ]
+        pairs(&[("s3_bucket", "created"), ("iam_policy", "created")])
     );
     assert_eq!(evidence["helm"][0]["exitCode"], Value::Null);
+    assert_eq!(evidence["helm"].as_array().unwrap().len(), 1);
+    let stderr = text(&out.stderr);
     assert!(
-        text(&out.stderr).contains("--skip-helm"),
-        "{}",
-        text(&out.stderr)
+        stderr.contains("helm release lakehouse-platform: could not run")
+            && stderr.contains("--skip-helm"),
+        "{stderr}"
     );
 }
 
@@ -799,16 +1251,8 @@ fn forbidding_endpoint() -> String {
 fn bucket_of_another_account_is_reported_as_such() {
     let p = Project::new("foreign");
     let url = forbidding_endpoint();
-    support::assert_loopback(&url);
-    for args in [
-        &["plan", "dev-aws"][..],
-        &["apply", "dev-aws", "--approve", "--skip-helm"],
-    ] {
-        let out = p
-            .command(args)
-            .env("AWS_ENDPOINT_URL", &url)
-            .output()
-            .unwrap();
+    for args in [&["plan", "dev-aws"][..], APPLY_DEV] {
+        let out = p.run_at(&url, args);
         assert_eq!(
             out.status.code(),
             Some(2),
@@ -832,49 +1276,62 @@ fn a_failure_partway_exits_2_with_evidence_and_the_next_apply_converges() {
     let bucket = p.bucket("dev");
     // Every PutBucketTagging fails with 500, after the SDK's own retries.
     let proxy = FaultyProxy::start(moto::url(), &format!("PUT /{bucket}/?tagging"), 500, None);
-    let out = p
-        .command(&[
-            "--format",
-            "json",
-            "apply",
-            "dev-aws",
-            "--approve",
-            "--skip-helm",
-        ])
-        .env("AWS_ENDPOINT_URL", &proxy.url)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    let evidence: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = p.run_at(
+        &proxy.url,
+        &["--format", "json", "apply", "dev-aws", "--approve"],
+    );
+    let evidence = parse(&out, &["apply"], 2);
     assert_eq!(evidence["status"], "failed");
-    let bucket_record = &evidence["resources"][0];
-    assert_eq!(bucket_record["kind"], "s3_bucket");
-    assert_eq!(bucket_record["outcome"], "failed", "{evidence:#}");
-    assert!(
-        bucket_record["fields"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|f| f == "versioning"),
-        "what was written before the failure is listed: {evidence:#}"
+    assert_eq!(
+        outcomes(&evidence),
+        pairs(&[("s3_bucket", "failed")]),
+        "the policy is not attempted after the bucket failed"
+    );
+    assert_eq!(
+        evidence["resources"][0]["fields"],
+        json!([
+            "bucket",
+            "versioning",
+            "encryption",
+            "publicAccessBlock",
+            "tlsOnly"
+        ]),
+        "what was written before the failure is listed"
+    );
+    assert_eq!(
+        evidence["helm"],
+        json!([]),
+        "helm does not run after a failure"
     );
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains(&bucket) && stderr.to_lowercase().contains("tagging"),
+        stderr.contains(&format!("s3 bucket {bucket}: PutBucketTagging:")),
         "{stderr}"
     );
     drop(proxy);
 
     // The cloud is half-done, and says so; the next apply finishes the job.
     let plan = p.json(&["plan", "dev-aws"], 1);
-    assert!(
-        changed_fields(&plan, "s3_bucket")
-            .iter()
-            .any(|f| f.starts_with("tags")),
-        "{plan:#}"
+    assert_eq!(
+        ops(&plan),
+        pairs(&[("s3_bucket", "update"), ("iam_policy", "create")])
     );
-    let evidence = p.json(&["apply", "dev-aws", "--approve", "--skip-helm"], 0);
-    assert_eq!(evidence["status"], "applied");
+    assert_eq!(
+        changed_fields(&plan, "s3_bucket"),
+        strings(&[
+            "tags.cost-center",
+            "tags.data-classification",
+            "tags.managed-by",
+            "tags.owner",
+            "tags.strata-env",
+            "tags.strata-target"
+        ])
+    );
+    let evidence = p.json(APPLY_DEV, 0);
+    assert_eq!(
+        outcomes(&evidence),
+        pairs(&[("s3_bucket", "updated"), ("iam_policy", "created")])
+    );
     p.json(&["plan", "dev-aws"], 0);
 }
 
@@ -883,80 +1340,61 @@ fn throttling_is_retried_by_the_sdk_and_a_stopped_server_is_a_clear_error() {
     let p = Project::new("throttle");
     // Two throttled CreatePolicy answers: the SDK's standard retries absorb them.
     let proxy = FaultyProxy::start(moto::url(), "Action=CreatePolicy", 400, Some(2));
-    let out = p
-        .command(&[
-            "--format",
-            "json",
-            "apply",
-            "dev-aws",
-            "--approve",
-            "--skip-helm",
-        ])
-        .env("AWS_ENDPOINT_URL", &proxy.url)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let evidence: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let evidence = p.json_at(&proxy.url, APPLY_DEV, 0);
     assert_eq!(
         outcomes(&evidence),
-        [
-            ("s3_bucket".into(), "created".into()),
-            ("iam_policy".into(), "created".into())
-        ]
+        pairs(&[("s3_bucket", "created"), ("iam_policy", "created")])
     );
     drop(proxy);
 
     // Throttled for good: after the SDK's retries, a clear error naming the policy and
     // the action, and evidence that the bucket was done.
     let proxy = FaultyProxy::start(moto::url(), "Action=CreatePolicy", 400, None);
-    let out = p
-        .command(&[
+    let out = p.run_at(
+        &proxy.url,
+        &[
             "--format",
             "json",
             "apply",
             "staging-aws",
             "--approve",
             "--skip-helm",
-        ])
-        .env("AWS_ENDPOINT_URL", &proxy.url)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        ],
+    );
+    let evidence = parse(&out, &["apply staging-aws"], 2);
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("CreatePolicy") && stderr.contains("Throttling"),
+        stderr.contains(&format!(
+            "iam policy {}: CreatePolicy: Throttling",
+            p.policy_arn("staging")
+        )),
         "{stderr}"
     );
-    let evidence: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
-        evidence["resources"][0]["outcome"], "created",
+        outcomes(&evidence),
+        pairs(&[("s3_bucket", "created"), ("iam_policy", "failed")]),
         "{evidence:#}"
     );
     drop(proxy);
 
     // Nothing listens on this port any more: exit 2, nothing claimed as done.
     let dead = format!("http://127.0.0.1:{}", support::free_port());
-    support::assert_loopback(&dead);
-    let out = p
-        .command(&[
+    let out = p.run_at(
+        &dead,
+        &[
             "--format",
             "json",
             "apply",
             "prod-aws",
             "--approve",
             "--skip-helm",
-        ])
-        .env("AWS_ENDPOINT_URL", &dead)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let evidence: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(evidence["status"], "failed");
-    assert!(
-        evidence["resources"].as_array().unwrap().is_empty(),
-        "{evidence:#}"
+        ],
     );
-    assert!(!text(&out.stderr).is_empty());
+    let evidence = parse(&out, &["apply prod-aws"], 2);
+    assert_eq!(evidence["status"], "failed");
+    assert_eq!(evidence["resources"], json!([]), "{evidence:#}");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("sts: GetCallerIdentity:"), "{stderr}");
 }
 
 #[test]
@@ -979,4 +1417,323 @@ fn missing_credentials_are_a_readable_error_with_a_hint() {
         !stderr.contains("DispatchFailure"),
         "no Debug dumps: {stderr}"
     );
+}
+
+/// The fixture `tests/fixtures/cloud/two-buckets`: buckets `raw` and `curated` with
+/// different settings, workloads `ingest` and `reporting` with different access.
+#[test]
+fn two_buckets_and_two_workloads_are_applied_from_their_rendered_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        &support::repo_root().join("tests/fixtures/cloud/two-buckets"),
+        dir.path(),
+    );
+    let p = Project {
+        dir,
+        tag: "two".into(),
+    };
+    let raw = format!("strata-it-two-dev-raw-{}", moto::ACCOUNT);
+    let curated = format!("strata-it-two-dev-curated-{}", moto::ACCOUNT);
+    let policy = |w: &str| {
+        format!(
+            "arn:aws:iam::{}:policy/strata-it-two-dev-{w}",
+            moto::ACCOUNT
+        )
+    };
+
+    let proxy = RecordingProxy::start(moto::url());
+    let evidence = p.json_at(&proxy.url, APPLY_DEV, 0);
+    assert_eq!(
+        write_calls(&proxy),
+        [
+            format!("PUT /{raw}/"),
+            format!("PUT /{raw}/?versioning"),
+            format!("PUT /{raw}/?encryption"),
+            format!("PUT /{raw}/?publicAccessBlock"),
+            format!("PUT /{raw}/?lifecycle"),
+            format!("PUT /{raw}/?policy"),
+            format!("PUT /{raw}/?tagging"),
+            format!("PUT /{curated}/"),
+            format!("PUT /{curated}/?encryption"),
+            format!("PUT /{curated}/?lifecycle"),
+            format!("PUT /{curated}/?tagging"),
+            "CreatePolicy".to_owned(),
+            "CreatePolicy".to_owned(),
+        ],
+        "what the server saw the first apply write"
+    );
+    assert_eq!(
+        names(&evidence["resources"]),
+        pairs(&[
+            ("s3_bucket", &raw),
+            ("s3_bucket", &curated),
+            ("iam_policy", "strata-it-two-dev-ingest"),
+            ("iam_policy", "strata-it-two-dev-reporting"),
+        ])
+    );
+    assert_eq!(
+        outcomes(&evidence),
+        pairs(&[
+            ("s3_bucket", "created"),
+            ("s3_bucket", "created"),
+            ("iam_policy", "created"),
+            ("iam_policy", "created"),
+        ])
+    );
+
+    // Each bucket with its own settings, as rendered, and as the layers say.
+    let live_raw = block_on(read_bucket(&raw, "eu-west-1"));
+    live_raw.assert_matches(&p.rendered("dev-aws", "buckets/raw.json"));
+    assert_eq!(live_raw.versioning.as_deref(), Some("Enabled"));
+    assert_eq!(live_raw.public_access_block, Some([Some(true); 4]));
+    assert!(live_raw.tls_statement().is_some());
+    assert_eq!(
+        live_raw.lifecycle,
+        [
+            Rule {
+                id: "strata-0-archive".into(),
+                enabled: true,
+                prefix: None,
+                archive: Some((30, "GLACIER".into())),
+                expire: None,
+                noncurrent: None,
+            },
+            Rule {
+                id: "strata-1-expire".into(),
+                enabled: true,
+                prefix: Some("tmp/".into()),
+                archive: None,
+                expire: Some(7),
+                noncurrent: None,
+            },
+        ]
+    );
+    let common = [
+        ("managed-by", "strata"),
+        ("owner", "it-team"),
+        ("strata-env", "dev"),
+        ("strata-target", "dev-aws"),
+        ("suite", "cloud"),
+    ];
+    let mut want = tag_map(&common);
+    want.insert("tier".into(), "raw".into());
+    assert_eq!(live_raw.tags, want);
+
+    let live_curated = block_on(read_bucket(&curated, "eu-west-1"));
+    live_curated.assert_matches(&p.rendered("dev-aws", "buckets/curated.json"));
+    assert_eq!(live_curated.versioning, None, "never enabled");
+    assert_eq!(live_curated.public_access_block, None);
+    assert_eq!(live_curated.policy, None, "tlsOnly: false writes no policy");
+    assert_eq!(
+        live_curated.lifecycle,
+        [Rule {
+            id: "strata-0-noncurrent".into(),
+            enabled: true,
+            prefix: None,
+            archive: None,
+            expire: None,
+            noncurrent: Some(14),
+        }]
+    );
+    want.insert("tier".into(), "curated".into());
+    assert_eq!(live_curated.tags, want);
+
+    // One managed policy per workload, each exactly its rendered document.
+    for w in ["ingest", "reporting"] {
+        assert_eq!(
+            block_on(policy_document(&policy(w))),
+            p.rendered("dev-aws", &format!("iam/{w}.policy.json")),
+            "{w}"
+        );
+    }
+    let ingest = block_on(policy_document(&policy("ingest")));
+    let resources: Vec<&Value> = ingest["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["Resource"].as_array().unwrap())
+        .collect();
+    assert_eq!(
+        resources,
+        [
+            &json!(format!("arn:aws:s3:::{raw}")),
+            &json!(format!("arn:aws:s3:::{raw}/*"))
+        ],
+        "ingest reaches raw only"
+    );
+    let reporting = block_on(policy_document(&policy("reporting")));
+    assert!(
+        reporting.to_string().contains(&curated) && reporting.to_string().contains(&raw),
+        "{reporting:#}"
+    );
+
+    // The second apply: the server sees reads only.
+    proxy.clear();
+    let again = p.json_at(&proxy.url, APPLY_DEV, 0);
+    assert_eq!(
+        outcomes(&again),
+        pairs(&[
+            ("s3_bucket", "unchanged"),
+            ("s3_bucket", "unchanged"),
+            ("iam_policy", "unchanged"),
+            ("iam_policy", "unchanged"),
+        ])
+    );
+    assert_eq!(
+        write_calls(&proxy),
+        [] as [String; 0],
+        "the second apply wrote"
+    );
+    let heads: Vec<String> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "HEAD")
+        .map(|r| r.path)
+        .collect();
+    assert!(
+        heads == [format!("/{raw}/"), format!("/{curated}/")],
+        "{heads:?}"
+    );
+}
+
+/// A project template replaces strata's policy of workload `api` with one that allows
+/// everything. The rules judge the rendered document, so apply refuses before any call
+/// that writes.
+#[test]
+fn a_hostile_policy_template_is_refused_at_apply_with_no_write() {
+    let p = Project::new("hostile");
+    p.write(
+        "templates/iam/api.policy.json.j2",
+        r#"{% if target.cloud == "aws" %}
+{"Version": "2012-10-17", "Statement": [{"Sid": "Everything", "Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+{% endif %}
+"#,
+    );
+    let proxy = RecordingProxy::start(moto::url());
+    let out = p.run_at(&proxy.url, &["apply", "dev-aws", "--approve"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for needle in [
+        "iam.wildcard-action",
+        "iam.wildcard-resource",
+        "templates/iam/api.policy.json.j2",
+        "allows `s3:*`",
+    ] {
+        assert!(stderr.contains(needle), "{needle} missing from:\n{stderr}");
+    }
+    assert_eq!(write_calls(&proxy), [] as [String; 0], "moto saw a write");
+    assert!(!block_on(bucket_exists(&p.bucket("dev"))));
+    assert!(!block_on(policy_exists(&p.policy_arn("dev"))));
+    assert!(
+        !p.path().join("out/dev-aws").exists(),
+        "nothing of the refused render is written"
+    );
+}
+
+/// S3 keeps one lifecycle configuration per bucket; strata owns the rules whose id
+/// starts with `strata-` and must keep everyone else's.
+#[test]
+fn a_foreign_lifecycle_rule_survives_a_change_of_strata_rules() {
+    use aws_sdk_s3::types::{
+        BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+        LifecycleRuleFilter,
+    };
+    let p = Project::new("lifecycle");
+    p.append(
+        "environments/dev.aws.yaml",
+        "    lifecycle:\n      - {archiveAfterDays: 30}\n",
+    );
+    p.json(APPLY_DEV, 0);
+    let bucket = p.bucket("dev");
+    let team_rule = Rule {
+        id: "team-rule".into(),
+        enabled: true,
+        prefix: Some("logs/".into()),
+        archive: None,
+        expire: Some(3),
+        noncurrent: None,
+    };
+    let live = block_on(async {
+        let s3 = moto::s3("eu-west-1").await;
+        let current = s3
+            .get_bucket_lifecycle_configuration()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap();
+        let mut rules = current.rules().to_vec();
+        rules.push(
+            LifecycleRule::builder()
+                .id("team-rule")
+                .status(ExpirationStatus::Enabled)
+                .filter(LifecycleRuleFilter::builder().prefix("logs/").build())
+                .expiration(LifecycleExpiration::builder().days(3).build())
+                .build()
+                .unwrap(),
+        );
+        s3.put_bucket_lifecycle_configuration()
+            .bucket(&bucket)
+            .lifecycle_configuration(
+                BucketLifecycleConfiguration::builder()
+                    .set_rules(Some(rules))
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        read_bucket(&bucket, "eu-west-1").await
+    });
+    assert_eq!(live.lifecycle.len(), 2, "{:?}", live.lifecycle);
+    // A foreign rule is no drift.
+    let plan = p.json(&["plan", "dev-aws"], 0);
+    assert_eq!(
+        ops(&plan),
+        pairs(&[("s3_bucket", "unchanged"), ("iam_policy", "unchanged")])
+    );
+
+    // strata's rules change: archive later, and expire tmp/.
+    p.edit("environments/dev.aws.yaml", |body| {
+        body.replace(
+            "      - {archiveAfterDays: 30}\n",
+            "      - {archiveAfterDays: 45}\n      - {expireAfterDays: 7, prefix: tmp/}\n",
+        )
+    });
+    let plan = p.json(&["plan", "dev-aws"], 1);
+    assert_eq!(changed_fields(&plan, "s3_bucket"), ["lifecycle"]);
+    let proxy = RecordingProxy::start(moto::url());
+    let evidence = p.json_at(&proxy.url, APPLY_DEV, 0);
+    assert_eq!(evidence["resources"][0]["fields"], json!(["lifecycle"]));
+    assert_eq!(
+        write_calls(&proxy),
+        [format!("PUT /{bucket}/?lifecycle")],
+        "one write of the whole configuration"
+    );
+
+    let live = block_on(read_bucket(&bucket, "eu-west-1"));
+    let mut rules = live.lifecycle.clone();
+    rules.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(
+        rules,
+        [
+            Rule {
+                id: "strata-0-archive".into(),
+                enabled: true,
+                prefix: None,
+                archive: Some((45, "GLACIER".into())),
+                expire: None,
+                noncurrent: None,
+            },
+            Rule {
+                id: "strata-1-expire".into(),
+                enabled: true,
+                prefix: Some("tmp/".into()),
+                archive: None,
+                expire: Some(7),
+                noncurrent: None,
+            },
+            team_rule,
+        ]
+    );
+    p.json(&["plan", "dev-aws"], 0);
 }

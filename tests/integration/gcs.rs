@@ -16,7 +16,9 @@ use strata::model::{Cloud, Target};
 use std::path::Path;
 use std::process::Output;
 
-use crate::support::{FaultyProxy, assert_loopback, copy_dir, gcs_emulator, repo_root, text};
+use crate::support::{
+    FaultyProxy, RecordingProxy, assert_loopback, copy_dir, gcs_emulator, repo_root, text,
+};
 
 const ROLE: &str = "roles/storage.objectUser";
 const FOREIGN: &str = "user:someone-else@example.com";
@@ -34,10 +36,9 @@ struct Fixture {
 /// `dev-gcp` with bucket `bucket`, archive after 30 days, and a client of the emulator.
 fn fixture(bucket: &str) -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
-    copy_dir(
-        &repo_root().join("environments"),
-        &dir.path().join("environments"),
-    );
+    for sub in ["environments", "charts"] {
+        copy_dir(&repo_root().join(sub), &dir.path().join(sub));
+    }
     std::fs::write(
         dir.path().join("environments/dev.gcp.yaml"),
         format!("gcp:\n  location: US\nbuckets:\n  data:\n    name: {bucket}\n    lifecycle:\n      - {{archiveAfterDays: 30}}\n    tags:\n      Team Name: Data&Platform\n"),
@@ -195,7 +196,22 @@ async fn first_apply_creates_the_bucket_with_every_setting_and_the_binding() {
         (plan.account.as_str(), plan.region.as_str()),
         ("lakehouse-dev-4821", "US")
     );
-    assert!(fields(&plan, "gcs_bucket").contains(&"labels.strata-target".to_owned()));
+    assert_eq!(
+        fields(&plan, "gcs_bucket"),
+        [
+            "versioning",
+            "uniformBucketLevelAccess",
+            "publicAccessPrevention",
+            "lifecycle",
+            "labels.cost-center",
+            "labels.data-classification",
+            "labels.managed-by",
+            "labels.owner",
+            "labels.strata-env",
+            "labels.strata-target",
+            "labels.team_name",
+        ]
+    );
     assert_eq!(
         fields(&plan, "gcs_bucket_iam"),
         [format!("bindings.{ROLE}")]
@@ -232,15 +248,23 @@ async fn first_apply_creates_the_bucket_with_every_setting_and_the_binding() {
         bucket["lifecycle"]["rule"],
         json!([{"action": {"type": "SetStorageClass", "storageClass": "ARCHIVE"}, "condition": {"age": 30}}])
     );
-    let labels = &bucket["labels"];
-    assert_eq!(labels["strata-managed"], "true");
-    assert_eq!(labels["strata-target"], "dev-gcp");
-    assert_eq!(labels["strata-env"], "dev");
-    assert_eq!(labels["cost-center"], "analytics");
-    assert_eq!(labels["data-classification"], "internal");
     assert_eq!(
-        labels["team_name"], "data_platform",
-        "tags are rewritten to GCS label rules"
+        bucket["labels"],
+        json!({
+            "cost-center": "analytics",
+            "data-classification": "internal",
+            "managed-by": "strata",
+            "owner": "data-platform",
+            "strata-env": "dev",
+            "strata-target": "dev-gcp",
+            "team_name": "data_platform",
+        }),
+        "tags are rewritten to GCS label rules (`Team Name: Data&Platform`)"
+    );
+    assert_eq!(bucket["labels"], json!(f.docs.buckets[0].tags));
+    assert_eq!(
+        f.member(),
+        "serviceAccount:lakehouse-api@lakehouse-dev-4821.iam.gserviceaccount.com"
     );
     assert_eq!(members(&f.policy().await, ROLE), [f.member()]);
 }
@@ -373,12 +397,32 @@ async fn a_bucket_made_outside_strata_is_adopted_and_updated() {
         Some(json!({"name": f.bucket})),
     )
     .await;
-    let plan = f.plan().await;
+    // The emulator takes nothing but the name on create: the label comes by PATCH.
+    f.call(
+        reqwest::Method::PATCH,
+        &format!("/b/{}", f.bucket),
+        Some(json!({"labels": {"team": "made-by-hand"}})),
+    )
+    .await;
+    // v2: taking over a bucket strata did not create is what `adopt: true` asks for
+    // (docs/apply.md, Ownership).
+    let mut docs = f.docs.clone();
+    docs.buckets[0].adopt = true;
+    let plan = gcs::plan_with(&f.client, &f.target, &docs)
+        .await
+        .expect("plan");
     assert_eq!(
         ops(&plan),
         [("gcs_bucket", Op::Update), ("gcs_bucket_iam", Op::Update)]
     );
-    let evidence = f.apply().await;
+    assert!(
+        fields(&plan, "gcs_bucket").contains(&"labels.managed-by".to_owned()),
+        "{plan:#?}"
+    );
+    let mut evidence = empty_evidence(&plan);
+    gcs::execute_with(&f.client, &f.target, &docs, &plan, &mut evidence)
+        .await
+        .expect("execute");
     assert_eq!(
         outcomes(&evidence),
         [
@@ -386,7 +430,18 @@ async fn a_bucket_made_outside_strata_is_adopted_and_updated() {
             ("gcs_bucket_iam", true, Outcome::Updated)
         ]
     );
-    assert!(!f.plan().await.has_changes());
+    let bucket = f.bucket().await;
+    assert_eq!(bucket["labels"]["managed-by"], "strata", "adopted: tagged");
+    assert_eq!(
+        bucket["labels"]["team"], "made-by-hand",
+        "its own labels stay"
+    );
+    assert_eq!(bucket["versioning"]["enabled"], true);
+    assert_eq!(members(&f.policy().await, ROLE), [f.member()]);
+    let again = gcs::plan_with(&f.client, &f.target, &docs)
+        .await
+        .expect("plan");
+    assert!(!again.has_changes(), "{again:#?}");
 }
 
 #[tokio::test]
@@ -431,36 +486,112 @@ async fn dropping_the_archive_rule_from_config_clears_the_lifecycle() {
     assert!(!again.has_changes(), "{again:#?}");
 }
 
-/// A copy of the example whose `dev-gcp` uses `bucket` (location `US`).
+/// A copy of the example whose `dev-gcp` uses `bucket` (location `US`), as a user's
+/// project on disk.
 fn cli_project(bucket: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
-    for sub in ["environments", "templates", "charts"] {
+    for sub in ["environments", "charts"] {
         copy_dir(&repo_root().join(sub), &dir.path().join(sub));
     }
     std::fs::write(
         dir.path().join("environments/dev.gcp.yaml"),
-        format!("names:\n  bucket: {bucket}\ngcp:\n  location: US\n"),
+        format!("gcp:\n  location: US\nbuckets:\n  data:\n    name: {bucket}\n"),
     )
     .unwrap();
     dir
 }
 
-/// strata in `dir`, with `STORAGE_EMULATOR_HOST` (set on the child process only) and
-/// no other credentials.
-fn run_cli(dir: &Path, host: &str, args: &[&str]) -> Output {
+/// strata in `dir`, with `STORAGE_EMULATOR_HOST` (set on the child process only) as
+/// its only GCS endpoint, and no other credentials. Every endpoint goes through here.
+fn cli(dir: &Path, host: &str, args: &[&str]) -> std::process::Command {
     assert_loopback(host);
-    crate::support::strata()
-        .arg("-C")
+    let mut cmd = crate::support::strata();
+    cmd.arg("-C")
         .arg(dir)
         .args(args)
         .env("STORAGE_EMULATOR_HOST", host)
-        .env_remove("GOOGLE_OAUTH_ACCESS_TOKEN")
         .env(
             "GOOGLE_APPLICATION_CREDENTIALS",
             dir.join("no-credentials.json"),
         )
-        .output()
-        .expect("strata runs")
+        // Helm never reaches a cluster from these tests.
+        .env("STRATA_HELM", dir.join("no-such-helm"));
+    cmd
+}
+
+fn run_cli(dir: &Path, host: &str, args: &[&str]) -> Output {
+    cli(dir, host, args).output().expect("strata runs")
+}
+
+/// The JSON on stdout of a run that had to exit with `code`.
+fn parse(out: &Output, code: i32) -> Value {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", text(&out.stdout)))
+}
+
+/// (kind, name, outcome) of each resource in JSON evidence.
+fn cli_outcomes(evidence: &Value) -> Vec<(String, String, String)> {
+    evidence["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap().to_owned(),
+                r["name"].as_str().unwrap().to_owned(),
+                r["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn triples(list: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+    list.iter()
+        .map(|(a, b, c)| ((*a).to_owned(), (*b).to_owned(), (*c).to_owned()))
+        .collect()
+}
+
+/// A bucket and its IAM policy straight from the emulator (not through strata).
+async fn emulator_get(path: &str) -> reqwest::Response {
+    let base = gcs::emulator_base(gcs_emulator::host());
+    assert_loopback(&base);
+    reqwest::get(format!("{base}{path}"))
+        .await
+        .expect("emulator answers")
+}
+
+/// A successful answer of the emulator, as JSON.
+async fn emulator_json(path: &str) -> Value {
+    let response = emulator_get(path).await;
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+    response.json().await.expect("json")
+}
+
+/// Role → sorted members of a policy's unconditional bindings.
+fn by_role(bindings: &Value) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for b in bindings.as_array().into_iter().flatten() {
+        let members = out
+            .entry(b["role"].as_str().unwrap().to_owned())
+            .or_default();
+        for m in b["members"].as_array().unwrap() {
+            members.push(m.as_str().unwrap().to_owned());
+        }
+        members.sort();
+        members.dedup();
+    }
+    out
 }
 
 const APPLY: &[&str] = &[
@@ -476,40 +607,58 @@ const APPLY: &[&str] = &[
 /// endpoint (set on the child process only), plan → apply → plan.
 #[test]
 fn the_cli_plans_and_applies_a_gcp_target_through_storage_emulator_host() {
-    let dir = cli_project("strata-cli-gcs-test");
-    let run = |args: &[&str]| run_cli(dir.path(), gcs_emulator::host(), args);
-    let plan = run(&["--format", "json", "plan", "dev-gcp"]);
-    assert_eq!(
-        plan.status.code(),
-        Some(1),
-        "{}",
-        crate::support::text(&plan.stderr)
+    let bucket = "strata-cli-gcs-test";
+    let dir = cli_project(bucket);
+    let proxy = RecordingProxy::start(gcs_emulator::host());
+    let plan = parse(
+        &run_cli(
+            dir.path(),
+            &proxy.url,
+            &["--format", "json", "plan", "dev-gcp"],
+        ),
+        1,
     );
-    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
     assert_eq!(plan["actions"][0]["op"], "create");
+    assert_eq!(plan["actions"][0]["name"], bucket);
+    assert_eq!(proxy.writes(), [], "plan wrote");
 
-    let apply = run(APPLY);
-    assert_eq!(
-        apply.status.code(),
-        Some(0),
-        "{}",
-        crate::support::text(&apply.stderr)
-    );
-    let evidence: Value = serde_json::from_slice(&apply.stdout).unwrap();
+    let evidence = parse(&run_cli(dir.path(), &proxy.url, APPLY), 0);
     assert_eq!(evidence["status"], "applied");
-    assert_eq!(evidence["resources"][0]["outcome"], "created");
-    assert!(
-        dir.path().join("out/dev-gcp/iam/bindings.json").exists(),
-        "apply writes the render it applied"
+    assert_eq!(
+        cli_outcomes(&evidence),
+        triples(&[
+            ("gcs_bucket", bucket, "created"),
+            ("gcs_bucket_iam", bucket, "created")
+        ])
+    );
+    for rel in ["iam/api.gcp.json", "buckets/data.json"] {
+        assert!(
+            dir.path().join("out/dev-gcp").join(rel).exists(),
+            "apply writes the render it applied: {rel}"
+        );
+    }
+    let writes: Vec<(String, String)> = proxy
+        .writes()
+        .into_iter()
+        .map(|r| (r.method, r.path))
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            ("POST".to_owned(), "/storage/v1/b".to_owned()),
+            // gcp-storage-emulator keeps only the name of a create, so strata patches
+            // the rest right after (see src/apply/gcs/mod.rs); on GCS this PATCH is
+            // not sent.
+            ("PATCH".to_owned(), format!("/storage/v1/b/{bucket}")),
+            ("PUT".to_owned(), format!("/storage/v1/b/{bucket}/iam")),
+        ],
+        "what the server saw"
     );
 
-    let again = run(&["plan", "dev-gcp"]);
-    assert_eq!(
-        again.status.code(),
-        Some(0),
-        "{}",
-        crate::support::text(&again.stdout)
-    );
+    proxy.clear();
+    let again = run_cli(dir.path(), &proxy.url, &["plan", "dev-gcp"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
+    assert_eq!(proxy.writes(), []);
 }
 
 /// A 503 on setIamPolicy is retried; a 500 that lasts stops apply with exit 2, evidence
@@ -526,10 +675,15 @@ fn transient_gcs_errors_are_retried_and_a_lasting_one_stops_apply_with_evidence(
         503,
         Some(2),
     );
-    let out = run_cli(dir.path(), &proxy.url, APPLY);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let evidence: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let evidence = parse(&run_cli(dir.path(), &proxy.url, APPLY), 0);
     assert_eq!(evidence["status"], "applied", "{evidence:#}");
+    assert_eq!(
+        cli_outcomes(&evidence),
+        triples(&[
+            ("gcs_bucket", "strata-cli-gcs-retry", "created"),
+            ("gcs_bucket_iam", "strata-cli-gcs-retry", "created")
+        ])
+    );
     drop(proxy);
     let plan = run_cli(dir.path(), upstream, &["plan", "dev-gcp"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stdout));
@@ -543,36 +697,33 @@ fn transient_gcs_errors_are_retried_and_a_lasting_one_stops_apply_with_evidence(
     );
     let out = run_cli(dir.path(), &proxy.url, APPLY);
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let evidence = parse(&out, 2);
     assert!(
-        stderr.contains("HTTP 500")
+        stderr.contains("set gcs_bucket_iam strata-cli-gcs-fault: HTTP 500")
             && stderr.contains("injected by faulty_proxy")
             && stderr.contains(&format!("(after {} attempts)", gcs::ATTEMPTS)),
         "{stderr}"
     );
-    let evidence: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(evidence["status"], "failed", "{evidence:#}");
-    let outcomes: Vec<(&str, &str)> = evidence["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| (r["kind"].as_str().unwrap(), r["outcome"].as_str().unwrap()))
-        .collect();
     assert_eq!(
-        outcomes,
-        [("gcs_bucket", "created"), ("gcs_bucket_iam", "failed")],
+        cli_outcomes(&evidence),
+        triples(&[
+            ("gcs_bucket", "strata-cli-gcs-fault", "created"),
+            ("gcs_bucket_iam", "strata-cli-gcs-fault", "failed")
+        ]),
         "{evidence:#}"
     );
     drop(proxy);
 
     // The binding is what is missing; the next apply adds it and nothing else.
-    let plan = run_cli(
-        dir.path(),
-        upstream,
-        &["--format", "json", "plan", "dev-gcp"],
+    let plan = parse(
+        &run_cli(
+            dir.path(),
+            upstream,
+            &["--format", "json", "plan", "dev-gcp"],
+        ),
+        1,
     );
-    assert_eq!(plan.status.code(), Some(1), "{}", text(&plan.stderr));
-    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
     let changed: Vec<(&str, &str)> = plan["actions"]
         .as_array()
         .unwrap()
@@ -581,8 +732,14 @@ fn transient_gcs_errors_are_retried_and_a_lasting_one_stops_apply_with_evidence(
         .map(|a| (a["kind"].as_str().unwrap(), a["op"].as_str().unwrap()))
         .collect();
     assert_eq!(changed, [("gcs_bucket_iam", "update")], "{plan:#}");
-    let out = run_cli(dir.path(), upstream, APPLY);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let evidence = parse(&run_cli(dir.path(), upstream, APPLY), 0);
+    assert_eq!(
+        cli_outcomes(&evidence),
+        triples(&[
+            ("gcs_bucket", "strata-cli-gcs-fault", "unchanged"),
+            ("gcs_bucket_iam", "strata-cli-gcs-fault", "updated")
+        ])
+    );
     let plan = run_cli(dir.path(), upstream, &["plan", "dev-gcp"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stdout));
 
@@ -595,4 +752,253 @@ fn transient_gcs_errors_are_retried_and_a_lasting_one_stops_apply_with_evidence(
         stderr.contains(&dead) && stderr.contains(&format!("(after {} attempts)", gcs::ATTEMPTS)),
         "{stderr}"
     );
+}
+
+/// The fixture `tests/fixtures/cloud/two-buckets` on gcp: buckets `strata-it-two-raw`
+/// and `strata-it-two-curated` with different settings, each with the bindings both
+/// workloads' rendered documents give it; the second apply writes nothing.
+#[tokio::test]
+async fn two_buckets_and_two_workloads_get_their_settings_and_bindings() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        &repo_root().join("tests/fixtures/cloud/two-buckets"),
+        dir.path(),
+    );
+    let proxy = RecordingProxy::start(gcs_emulator::host());
+    let evidence = parse(&run_cli(dir.path(), &proxy.url, APPLY), 0);
+    let (raw, curated) = ("strata-it-two-raw", "strata-it-two-curated");
+    assert_eq!(
+        cli_outcomes(&evidence),
+        triples(&[
+            ("gcs_bucket", raw, "created"),
+            ("gcs_bucket_iam", raw, "created"),
+            ("gcs_bucket", curated, "created"),
+            ("gcs_bucket_iam", curated, "created"),
+        ])
+    );
+    let rendered = |rel: &str| -> Value {
+        let path = dir.path().join("out/dev-gcp").join(rel);
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+    };
+
+    let live_raw: Value = emulator_json(&format!("/b/{raw}")).await;
+    assert_eq!(live_raw["versioning"]["enabled"], true);
+    assert_eq!(
+        live_raw["iamConfiguration"]["publicAccessPrevention"],
+        "enforced"
+    );
+    assert_eq!(
+        live_raw["iamConfiguration"]["uniformBucketLevelAccess"]["enabled"],
+        true
+    );
+    assert_eq!(
+        live_raw["lifecycle"]["rule"],
+        json!([
+            {"action": {"type": "SetStorageClass", "storageClass": "ARCHIVE"}, "condition": {"age": 30}},
+            {"action": {"type": "Delete"}, "condition": {"age": 7, "matchesPrefix": ["tmp/"]}},
+        ])
+    );
+    let labels = json!({
+        "managed-by": "strata",
+        "owner": "it-team",
+        "strata-env": "dev",
+        "strata-target": "dev-gcp",
+        "suite": "cloud",
+        "tier": "raw",
+    });
+    assert_eq!(live_raw["labels"], labels);
+    assert_eq!(live_raw["labels"], rendered("buckets/raw.json")["tags"]);
+
+    let live_curated: Value = emulator_json(&format!("/b/{curated}")).await;
+    // The emulator leaves `enabled: false` out, as GCS may.
+    assert!(
+        matches!(
+            live_curated["versioning"]["enabled"],
+            Value::Null | Value::Bool(false)
+        ),
+        "{live_curated:#}"
+    );
+    assert_eq!(
+        live_curated["iamConfiguration"]["publicAccessPrevention"],
+        "inherited"
+    );
+    assert_eq!(
+        live_curated["lifecycle"]["rule"],
+        json!([{"action": {"type": "Delete"}, "condition": {"daysSinceNoncurrentTime": 14}}])
+    );
+    assert_eq!(
+        live_curated["labels"],
+        rendered("buckets/curated.json")["tags"]
+    );
+    assert_eq!(live_curated["labels"]["tier"], "curated");
+
+    // Each bucket's policy holds exactly what the two rendered documents grant on it.
+    let sa =
+        |w: &str| format!("serviceAccount:strata-it-two-{w}@strata-it-two.iam.gserviceaccount.com");
+    for (bucket, want) in [
+        (
+            raw,
+            json!([
+                {"role": "roles/storage.objectUser", "members": [sa("ingest")]},
+                {"role": "roles/storage.objectViewer", "members": [sa("reporting")]},
+            ]),
+        ),
+        (
+            curated,
+            json!([{"role": "roles/storage.objectAdmin", "members": [sa("reporting")]}]),
+        ),
+    ] {
+        let from_docs: Vec<Value> = ["ingest", "reporting"]
+            .iter()
+            .flat_map(|w| {
+                rendered(&format!("iam/{w}.gcp.json"))["bucketBindings"]
+                    .as_array()
+                    .unwrap()
+                    .clone()
+            })
+            .filter(|b| b["bucket"] == bucket)
+            .collect();
+        assert_eq!(by_role(&json!(from_docs)), by_role(&want), "{bucket}");
+        let policy: Value = emulator_json(&format!("/b/{bucket}/iam")).await;
+        assert_eq!(
+            by_role(&policy["bindings"]),
+            by_role(&want),
+            "{bucket}: {policy:#}"
+        );
+    }
+
+    proxy.clear();
+    let again = parse(&run_cli(dir.path(), &proxy.url, APPLY), 0);
+    assert_eq!(
+        cli_outcomes(&again),
+        triples(&[
+            ("gcs_bucket", raw, "unchanged"),
+            ("gcs_bucket_iam", raw, "unchanged"),
+            ("gcs_bucket", curated, "unchanged"),
+            ("gcs_bucket_iam", curated, "unchanged"),
+        ])
+    );
+    assert_eq!(proxy.writes(), [], "the second apply wrote");
+    assert!(
+        proxy
+            .requests()
+            .iter()
+            .any(|r| r.path == format!("/storage/v1/b/{curated}/iam")),
+        "{:#?}",
+        proxy.requests()
+    );
+}
+
+/// A project template replaces strata's Google IAM document of workload `api` with one
+/// that makes the bucket world-owned. The rules judge the rendered document, so apply
+/// refuses it before any call that writes.
+#[tokio::test]
+async fn a_hostile_gcp_iam_template_is_refused_at_apply_with_no_write() {
+    let bucket = "strata-it-hostile-gcp";
+    let dir = cli_project(bucket);
+    let template = dir.path().join("templates/iam/api.gcp.json.j2");
+    std::fs::create_dir_all(template.parent().unwrap()).unwrap();
+    std::fs::write(
+        &template,
+        r#"{% if target.cloud == "gcp" %}
+{"serviceAccount": {"accountId": "lakehouse-api", "email": "{{ workloads.api.gsaEmail }}", "project": "{{ gcp.projectId }}", "displayName": "api"},
+ "workloadIdentity": {"role": "roles/iam.workloadIdentityUser", "members": ["serviceAccount:{{ gcp.projectId }}.svc.id.goog[{{ workloads.api.namespace }}/{{ workloads.api.serviceAccount }}]"]},
+ "bucketBindings": [{"bucket": "{{ buckets.data.name }}", "role": "roles/owner", "members": ["allUsers"]}],
+ "projectBindings": []}
+{% endif %}
+"#,
+    )
+    .unwrap();
+    let proxy = RecordingProxy::start(gcs_emulator::host());
+    let out = run_cli(dir.path(), &proxy.url, &["apply", "dev-gcp", "--approve"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for needle in [
+        "gcp.primitive-role",
+        "grants roles/owner to `allUsers`",
+        "templates/iam/api.gcp.json.j2",
+    ] {
+        assert!(stderr.contains(needle), "{needle} missing from:\n{stderr}");
+    }
+    assert_eq!(proxy.writes(), [], "the emulator saw a write");
+    assert_eq!(
+        emulator_get(&format!("/b/{bucket}"))
+            .await
+            .status()
+            .as_u16(),
+        404,
+        "no bucket"
+    );
+    assert_eq!(
+        emulator_get(&format!("/b/{bucket}/iam"))
+            .await
+            .status()
+            .as_u16(),
+        404,
+        "no bucket IAM policy"
+    );
+}
+
+/// The helm step on gcp: the kube context is derived from `gcp.cluster` and
+/// `gcp.clusterLocation` (`gke_<project>_<location>_<cluster>`), unless `kube.context`
+/// says otherwise; the platform release goes first, then `app`.
+#[test]
+fn helm_runs_with_the_gke_context_or_the_one_kube_context_sets() {
+    let bucket = "strata-it-helm-gcp";
+    let dir = cli_project(bucket);
+    let record = dir.path().join("helm-argv.txt");
+    let helm = dir.path().join("fake-helm.sh");
+    std::fs::write(
+        &helm,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\n",
+            record.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let apply = |dir: &Path| {
+        cli(
+            dir,
+            gcs_emulator::host(),
+            &["--format", "json", "apply", "dev-gcp", "--approve"],
+        )
+        .env("STRATA_HELM", &helm)
+        .output()
+        .expect("strata runs")
+    };
+    let out_dir = dir.path().join("out/dev-gcp");
+    let chart = dir.path().canonicalize().unwrap().join("charts/app");
+    let argv = |ctx: &str| {
+        format!(
+            "upgrade --install lakehouse-platform {platform} --namespace lakehouse --kube-context {ctx} --wait --rollback-on-failure --timeout 5m\n\
+             upgrade --install app {chart} --namespace lakehouse --kube-context {ctx} --wait --rollback-on-failure --timeout 5m --values {values}\n",
+            platform = out_dir.join("platform").display(),
+            chart = chart.display(),
+            values = out_dir.join("releases/app.values.yaml").display(),
+        )
+    };
+
+    let evidence = parse(&apply(dir.path()), 0);
+    assert_eq!(evidence["helm"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        std::fs::read_to_string(&record).unwrap(),
+        argv("gke_lakehouse-dev-4821_europe-west1_lakehouse-dev")
+    );
+
+    std::fs::write(&record, "").unwrap();
+    let layer = dir.path().join("environments/dev.gcp.yaml");
+    let mut body = std::fs::read_to_string(&layer).unwrap();
+    body.push_str("kube:\n  context: ci-gke\n");
+    std::fs::write(&layer, body).unwrap();
+    let evidence = parse(&apply(dir.path()), 0);
+    assert_eq!(
+        cli_outcomes(&evidence),
+        triples(&[
+            ("gcs_bucket", bucket, "unchanged"),
+            ("gcs_bucket_iam", bucket, "unchanged")
+        ])
+    );
+    assert_eq!(std::fs::read_to_string(&record).unwrap(), argv("ci-gke"));
 }

@@ -19,16 +19,32 @@ pub fn repo_root() -> PathBuf {
 
 /// A `Command` for the strata binary built for this test run, with a clean
 /// environment for the variables strata reads.
+///
+/// Besides the endpoints a test sets itself, nothing from the machine may send the
+/// binary elsewhere: per-service AWS endpoints (`AWS_ENDPOINT_URL_S3`, …) override
+/// `AWS_ENDPOINT_URL`, `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` makes the SDK ignore it,
+/// and an HTTP proxy would carry loopback requests off the machine.
 pub fn strata() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
     for var in [
         "NO_COLOR",
         "AWS_PROFILE",
         "AWS_ENDPOINT_URL",
+        "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
         "STORAGE_EMULATOR_HOST",
+        "GOOGLE_OAUTH_ACCESS_TOKEN",
         "STRATA_HELM",
     ] {
         cmd.env_remove(var);
+    }
+    for (var, _) in std::env::vars_os() {
+        let name = var.to_string_lossy();
+        let upper = name.to_ascii_uppercase();
+        if upper.starts_with("AWS_ENDPOINT_URL_")
+            || ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"].contains(&upper.as_str())
+        {
+            cmd.env_remove(&var);
+        }
     }
     cmd
 }
@@ -221,6 +237,90 @@ impl FaultyProxy {
 }
 
 impl Drop for FaultyProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request as [`RecordingProxy`] forwarded it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    /// The query protocol's `Action` (IAM, STS), when the body has one.
+    pub action: Option<String>,
+    pub status: u16,
+}
+
+impl Recorded {
+    /// Whether the request asks the server to change something: an IAM/STS action
+    /// other than Get/List/Describe…, or any S3 / GCS request that is not GET or HEAD
+    /// (GCS reads a bucket's IAM policy with GET).
+    pub fn is_write(&self) -> bool {
+        match &self.action {
+            Some(action) => !["Get", "List", "Describe", "Simulate"]
+                .iter()
+                .any(|read| action.starts_with(read)),
+            None => !matches!(self.method.as_str(), "GET" | "HEAD"),
+        }
+    }
+}
+
+/// tests/integration/support/recording_proxy.py in front of an emulator at `upstream`:
+/// forwards every request unchanged and logs it, so a test can count what the server
+/// saw. Each test starts its own, so the log holds that test's requests only.
+pub struct RecordingProxy {
+    child: std::process::Child,
+    log: tempfile::NamedTempFile,
+    pub url: String,
+}
+
+impl RecordingProxy {
+    pub fn start(upstream: &str) -> RecordingProxy {
+        assert_loopback(upstream);
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        assert_loopback(&url);
+        let log = tempfile::NamedTempFile::new().expect("proxy log");
+        let child = Command::new(venv_bin().join("python"))
+            .arg(repo_root().join("tests/integration/support/recording_proxy.py"))
+            .arg(port.to_string())
+            .arg(upstream)
+            .arg(log.path())
+            .spawn()
+            .expect("recording proxy starts");
+        wait_until(&format!("recording proxy on {url}"), 20, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        RecordingProxy { child, log, url }
+    }
+
+    /// Every request forwarded so far, in order.
+    pub fn requests(&self) -> Vec<Recorded> {
+        std::fs::read_to_string(self.log.path())
+            .expect("proxy log")
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a proxy log line"))
+            .collect()
+    }
+
+    /// The requests that ask for a change (see [`Recorded::is_write`]).
+    pub fn writes(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(Recorded::is_write)
+            .collect()
+    }
+
+    /// Forgets what was logged so far.
+    pub fn clear(&self) {
+        std::fs::write(self.log.path(), "").expect("proxy log");
+    }
+}
+
+impl Drop for RecordingProxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
