@@ -90,6 +90,61 @@ fn bucket(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) 
             hint: "a document may only describe the bucket it is for".into(),
         });
     }
+    // What apply converges must be this target's bucket, where the target is, owned by
+    // strata, with lifecycle rules strata can recognise as its own.
+    let (place_key, place_want) = match t.cloud {
+        Cloud::Aws => ("region", t.aws().region.clone()),
+        Cloud::Gcp => ("location", t.gcp().location.clone()),
+    };
+    let wrong = |f: &mut Findings, message: String| {
+        let (path, loc) = place(f, rendered, rel, &format!("buckets.{key}"));
+        f.push(Finding {
+            rule: None,
+            path,
+            loc,
+            message: format!("rendered {}/{rel}: {message}", t.name),
+            hint:
+                "a template that replaces a bucket document must keep what strata needs to apply it"
+                    .into(),
+        });
+    };
+    if doc[place_key].as_str() != Some(place_want.as_str()) {
+        wrong(
+            f,
+            format!(
+                "{place_key} is {}, the target's is {place_want}",
+                doc[place_key]
+            ),
+        );
+    }
+    let tags = &doc["tags"];
+    let target_tag = crate::desired::buckets::label_value(&t.name);
+    let owned = tags["managed-by"] == "strata"
+        && (tags["strata-target"] == t.name.as_str()
+            || tags["strata-target"] == target_tag.as_str());
+    if !owned {
+        wrong(
+            f,
+            format!(
+                "tags must carry managed-by=strata and strata-target={} (strata's ownership)",
+                t.name
+            ),
+        );
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for rule in doc["lifecycle"].as_array().into_iter().flatten() {
+        let id = rule["id"].as_str().unwrap_or_default();
+        if !id.starts_with(crate::desired::buckets::RULE_PREFIX) {
+            wrong(
+                f,
+                format!(
+                    "lifecycle rule id {id:?} does not start with `strata-`; apply would never recognise it as its own"
+                ),
+            );
+        } else if !ids.insert(id.to_owned()) {
+            wrong(f, format!("lifecycle rule id {id:?} appears twice"));
+        }
+    }
     if !t.is_production() {
         return;
     }

@@ -112,7 +112,11 @@ impl<'a> Findings<'a> {
                 format!("{hint}; {add}")
             };
         }
-        let mut e = Located::new(f.loc, f.path, f.message);
+        let message = match f.rule {
+            Some(rule) => format!("{} [{rule}]", f.message),
+            None => f.message,
+        };
+        let mut e = Located::new(f.loc, f.path, message);
         if !hint.is_empty() {
             e = e.hint(hint);
         }

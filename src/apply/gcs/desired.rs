@@ -88,7 +88,15 @@ pub fn bucket_bindings(bucket: &str, workloads: &[crate::apply::docs::WorkloadDo
         .filter(|b| b["bucket"].as_str() == Some(bucket))
         .map(|b| json!({"role": b["role"], "members": b["members"]}))
         .collect();
-    json!({"bindings": bindings})
+    // Every workload's account is strata's, whether it has a role here or not (a
+    // workload whose access to this bucket was removed loses it).
+    let owned: BTreeSet<String> = workloads
+        .iter()
+        .filter_map(|w| w.gcp.as_ref())
+        .filter_map(|doc| doc["serviceAccount"]["email"].as_str())
+        .map(|email| format!("serviceAccount:{email}"))
+        .collect();
+    json!({"bindings": bindings, "owned": owned})
 }
 
 /// The body of the create request: every managed setting.
@@ -229,17 +237,39 @@ fn members_by_role(doc: &Value) -> BTreeMap<String, BTreeSet<String>> {
     roles
 }
 
-/// Per role of the rendered bindings with members missing live: `bindings.<role>`
-/// from the live members to the live members plus the missing ones.
+/// The members strata owns on a bucket (its workloads' service accounts), as the
+/// rendered bindings list them under `owned`: a role it no longer grants one of them
+/// is taken back. Everyone else's members are never touched.
+fn owned_members(rendered: &Value) -> BTreeSet<String> {
+    rendered["owned"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Per role whose members must change: the rendered members added, and strata's own
+/// members that the render no longer grants that role removed. `bindings.<role>` from
+/// the live members to what they become.
 pub fn iam_changes(rendered: &Value, live_policy: &Value) -> Vec<FieldChange> {
     let live = members_by_role(live_policy);
+    let want = members_by_role(rendered);
+    let owned = owned_members(rendered);
+    let roles: BTreeSet<&String> = live.keys().chain(want.keys()).collect();
     let mut changes = Vec::new();
-    for (role, wanted) in members_by_role(rendered) {
-        let have = live.get(&role).cloned().unwrap_or_default();
-        if wanted.is_subset(&have) {
+    for role in roles {
+        let have = live.get(role).cloned().unwrap_or_default();
+        let wanted = want.get(role).cloned().unwrap_or_default();
+        let after: BTreeSet<String> = have
+            .iter()
+            .filter(|m| !owned.contains(*m) || wanted.contains(*m))
+            .chain(wanted.iter())
+            .cloned()
+            .collect();
+        if after == have {
             continue;
         }
-        let after: BTreeSet<String> = have.union(&wanted).cloned().collect();
         changes.push(FieldChange {
             field: format!("bindings.{role}"),
             from: json!(have),
@@ -250,14 +280,35 @@ pub fn iam_changes(rendered: &Value, live_policy: &Value) -> Vec<FieldChange> {
 }
 
 /// The live policy with the rendered members added (to the role's first unconditional
-/// binding, or a new binding), everything else kept, the etag included.
+/// binding, or a new binding) and strata's members it no longer grants removed (a
+/// binding left empty goes), everything else kept, the etag included.
 pub fn merged_policy(rendered: &Value, live_policy: &Value) -> Value {
     let mut policy = live_policy.clone();
     if !policy.is_object() {
         policy = json!({});
     }
+    let want = members_by_role(rendered);
+    let owned = owned_members(rendered);
     let mut bindings: Vec<Value> = policy["bindings"].as_array().cloned().unwrap_or_default();
-    for (role, wanted) in members_by_role(rendered) {
+    for binding in bindings.iter_mut().filter(|b| b["condition"].is_null()) {
+        let role = binding["role"].as_str().unwrap_or_default().to_owned();
+        let wanted = want.get(&role).cloned().unwrap_or_default();
+        let members: Vec<Value> = binding["members"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| {
+                m.as_str()
+                    .is_none_or(|m| !owned.contains(m) || wanted.contains(m))
+            })
+            .collect();
+        binding["members"] = Value::Array(members);
+    }
+    bindings.retain(|b| {
+        !b["condition"].is_null() || b["members"].as_array().is_some_and(|m| !m.is_empty())
+    });
+    for (role, wanted) in want {
         let existing = bindings
             .iter_mut()
             .find(|b| b["role"].as_str() == Some(role.as_str()) && b["condition"].is_null());
@@ -326,6 +377,43 @@ mod tests {
             body["labels"],
             json!({"strata-managed": "true", "team": "x"})
         );
+    }
+
+    #[test]
+    fn a_role_no_longer_granted_is_taken_back_from_strata_s_members_only() {
+        let me = "serviceAccount:app@p.iam.gserviceaccount.com";
+        let rendered = json!({"bindings": [{"role": "roles/storage.objectViewer", "members": [me]}], "owned": [me]});
+        let live = json!({"etag": "E", "bindings": [
+            {"role": "roles/storage.objectUser", "members": [me, "user:someone@example.com"]},
+            {"role": "roles/storage.objectAdmin", "members": [me]},
+        ]});
+        let fields: Vec<(String, Value)> = iam_changes(&rendered, &live)
+            .into_iter()
+            .map(|c| (c.field, c.to))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("bindings.roles/storage.objectAdmin".to_owned(), json!([])),
+                (
+                    "bindings.roles/storage.objectUser".to_owned(),
+                    json!(["user:someone@example.com"])
+                ),
+                (
+                    "bindings.roles/storage.objectViewer".to_owned(),
+                    json!([me])
+                ),
+            ]
+        );
+        let merged = merged_policy(&rendered, &live);
+        assert_eq!(
+            merged["bindings"],
+            json!([
+                {"role": "roles/storage.objectUser", "members": ["user:someone@example.com"]},
+                {"role": "roles/storage.objectViewer", "members": [me]},
+            ])
+        );
+        assert!(iam_changes(&rendered, &merged).is_empty());
     }
 
     #[test]
