@@ -208,9 +208,15 @@ fn json_bytes(value: &serde_json::Value) -> Arc<[u8]> {
 }
 
 /// YAML of a value: block style, keys in the order written, strings quoted where YAML
-/// would read them as something else.
+/// would read them as something else. Sequences are indented under their key, and a
+/// long one-line string stays on one line (not folded with `>-`): the style yamllint's
+/// defaults ask for, and the subset `yaml_check::simple` reads.
 pub fn yaml_text(value: &serde_json::Value) -> String {
-    serde_saphyr::to_string(value).unwrap_or_default()
+    let options = serde_saphyr::ser_options! {
+        compact_list_indent: false,
+        folded_wrap_chars: usize::MAX,
+    };
+    serde_saphyr::to_string_with_options(value, options).unwrap_or_default()
 }
 
 fn yaml_documents(docs: &[serde_json::Value]) -> String {

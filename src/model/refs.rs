@@ -145,6 +145,7 @@ pub fn resolve_target(
         tree: &merged.tree,
         memo: HashMap::new(),
         stack: Vec::new(),
+        failed: Default::default(),
         steps: 0,
         references: BTreeMap::new(),
         errors: Vec::new(),
@@ -212,6 +213,9 @@ struct Resolver<'a> {
     memo: HashMap<String, Node>,
     /// The free-form paths being resolved, to find cycles.
     stack: Vec<String>,
+    /// Free-form paths whose resolution failed (the error is reported once; what
+    /// refers to them gets nothing, not a null to complain about).
+    failed: std::collections::HashSet<String>,
     steps: usize,
     references: BTreeMap<String, Reference>,
     errors: Vec<Located>,
@@ -320,6 +324,9 @@ impl Resolver<'_> {
             relocate(&mut out, site);
             return Some(out);
         }
+        if self.failed.contains(target) {
+            return None;
+        }
         if let Some(at) = self.stack.iter().position(|p| p == target) {
             let mut chain: Vec<String> = self.stack[at..].to_vec();
             chain.push(target.to_owned());
@@ -337,8 +344,13 @@ impl Resolver<'_> {
             return None;
         };
         self.stack.push(target.to_owned());
+        let errors = self.errors.len();
         let resolved = self.node(&found, target);
         self.stack.pop();
+        if self.errors.len() > errors {
+            self.failed.insert(target.to_owned());
+            return None;
+        }
         self.memo.insert(target.to_owned(), resolved.clone());
         let mut out = resolved;
         relocate(&mut out, site);

@@ -6,27 +6,38 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use super::example::{Copy, files, tree};
+use super::example::{Copy, LAKEHOUSE, assert_same_tree, files, tree};
 use crate::support::text;
 
 #[test]
 fn a_successful_render_removes_stale_files() {
     let copy = Copy::new();
     copy.render_ok();
-    std::fs::write(copy.out().join("dev-aws/stale.yaml"), "old: true\n").unwrap();
+    // A release and a workload that the layers no longer have, and a whole target.
+    std::fs::write(
+        copy.out().join("dev-aws/releases/old.values.yaml"),
+        "old: true\n",
+    )
+    .unwrap();
+    std::fs::write(copy.out().join("dev-aws/iam/batch.policy.json"), "{}\n").unwrap();
     std::fs::create_dir_all(copy.out().join("gone-target/iam")).unwrap();
-    std::fs::write(copy.out().join("gone-target/iam/policy.json"), "{}\n").unwrap();
+    std::fs::write(copy.out().join("gone-target/iam/api.policy.json"), "{}\n").unwrap();
     let output = copy.render_ok();
+    let n = LAKEHOUSE.files;
     assert!(
-        text(&output.stdout).contains("(0 written, 48 unchanged, 2 removed)"),
+        text(&output.stdout).contains(&format!(
+            ": {n} files (0 written, {n} unchanged, 3 removed)"
+        )),
         "{}",
         text(&output.stdout)
     );
-    assert!(!copy.out().join("dev-aws/stale.yaml").exists());
+    assert!(!copy.out().join("dev-aws/releases/old.values.yaml").exists());
+    assert!(!copy.out().join("dev-aws/iam/batch.policy.json").exists());
     assert!(!copy.out().join("gone-target").exists());
-    assert!(
-        tree(&copy.out()) == tree(&copy.path("snapshots")),
-        "out/ is exactly the render"
+    assert_same_tree(
+        &tree(&copy.out()),
+        &tree(&copy.path("snapshots")),
+        "out/ is exactly the render",
     );
 }
 
@@ -49,19 +60,24 @@ fn rendering_named_targets_keeps_the_other_targets_files() {
     let output = copy.strata(&["render", "dev-aws", "--out", out.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     // Only the named target's folder is replaced (the cost follows the targets named):
-    // its stale file goes, and the other folders are the very same directories.
+    // its stale file goes, and the other folders are the very same directories. The
+    // count is of the whole folder (the render and extra.txt); written are the env file
+    // and the release values that take the env by `!ref`, of dev-aws's 9 files.
     assert!(
-        text(&output.stdout).contains("49 files (2 written, 6 unchanged, 1 removed)"),
+        text(&output.stdout).contains(&format!(
+            ": {} files (2 written, 7 unchanged, 1 removed)",
+            LAKEHOUSE.files + 1
+        )),
         "{}",
         text(&output.stdout)
     );
     assert!(!out.join("dev-aws/stale.txt").exists());
     assert_ne!(inode("dev-aws"), replaced, "dev-aws is swapped in whole");
     assert_eq!(inode("dev-gcp"), untouched, "dev-gcp is not rebuilt");
-    let app_env = |target: &str| std::fs::read_to_string(out.join(target).join("app.env")).unwrap();
-    assert!(app_env("dev-aws").contains("LOG_LEVEL=trace\n"));
+    let env = |target: &str| std::fs::read_to_string(out.join(target).join("env/api.env")).unwrap();
+    assert!(env("dev-aws").contains("LOG_LEVEL=trace\n"));
     assert!(
-        app_env("dev-gcp").contains("LOG_LEVEL=debug\n"),
+        env("dev-gcp").contains("LOG_LEVEL=debug\n"),
         "dev-gcp was not named, so it is not re-rendered"
     );
     assert_eq!(
@@ -70,7 +86,7 @@ fn rendering_named_targets_keeps_the_other_targets_files() {
     );
     for target in ["prod-aws", "prod-gcp", "staging-aws", "staging-gcp"] {
         assert!(
-            out.join(target).join("values.yaml").exists(),
+            out.join(target).join("releases/app.values.yaml").exists(),
             "{target} kept"
         );
     }
@@ -84,9 +100,13 @@ fn grow(project: &Path, count: usize) {
         std::fs::write(
             project.join(format!("environments/{env}.yaml")),
             format!(
-                "clouds: [aws, gcp]\ncluster:\n  name: lakehouse-{env}\naws:\n  accountId: \"{:012}\"\n\
-                 gcp:\n  projectId: lakehouse-{env}\ningress:\n  host: {env}.example.com\n",
-                100_000_000_000u64 + i as u64
+                "clouds: [aws, gcp]\n\
+                 aws:\n  accountId: \"{:012}\"\n  cluster: lakehouse-{env}\n  \
+                 oidcIssuer: https://oidc.eks.eu-west-1.amazonaws.com/id/{:032X}\n\
+                 gcp:\n  projectId: lakehouse-{env}\n  cluster: lakehouse-{env}\n\
+                 dns:\n  domain: {env}.example.com\n  hosts:\n    app: lakehouse.{env}.example.com\n",
+                100_000_000_000u64 + i as u64,
+                i
             ),
         )
         .unwrap();
@@ -127,9 +147,10 @@ fn a_killed_render_leaves_the_old_tree_or_the_new_one_never_a_mix() {
             .find(|l| l.trim_start().starts_with("LOG_LEVEL:"))
             .unwrap()
             .to_owned();
+        let indent = &line[..line.len() - line.trim_start().len()];
         std::fs::write(
             &base,
-            text.replacen(&line, &format!("    LOG_LEVEL: {level}"), 1),
+            text.replacen(&line, &format!("{indent}LOG_LEVEL: {level}"), 1),
         )
         .unwrap();
     };
@@ -146,11 +167,8 @@ fn a_killed_render_leaves_the_old_tree_or_the_new_one_never_a_mix() {
         assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
         trees.push(tree(&dir));
     }
-    assert!(
-        files(&trees[0]).len() > 2800,
-        "{} files",
-        files(&trees[0]).len()
-    );
+    // 200 more environments of 9 (aws) + 8 (gcp) files each.
+    assert_eq!(files(&trees[0]).len(), 200 * 17 + LAKEHOUSE.files);
     assert!(trees[0] != trees[1]);
 
     set_level("info");
@@ -210,10 +228,10 @@ fn a_killed_render_leaves_the_old_tree_or_the_new_one_never_a_mix() {
     );
 
     // A run that finishes removes what killed runs left, including foreign leftovers.
-    std::fs::create_dir_all(copy.root().join(".out.strata-tmp-999999/dev-aws")).unwrap();
+    std::fs::create_dir_all(copy.root().join(".out.strata-tmp-999999/dev-aws/releases")).unwrap();
     std::fs::write(
         copy.root()
-            .join(".out.strata-tmp-999999/dev-aws/values.yaml"),
+            .join(".out.strata-tmp-999999/dev-aws/releases/app.values.yaml"),
         "half: written\n",
     )
     .unwrap();

@@ -1,23 +1,35 @@
-//! Every mistake a user can make fails the render with exit 2, an exact message on
-//! stderr (snapshotted), and the output folder exactly as it was.
+//! Every mistake a user can make fails with exit 2, an exact message on stderr
+//! (snapshotted), and the output folder exactly as it was.
 //!
-//! Each case is a folder in `tests/fixtures/errors/`: `case.yaml` says how to break a
-//! copy of the example project (replace text in a file, append to one, copy a file of
-//! the case folder in, delete a file, or add a symbolic link).
+//! Each case is a folder in `tests/fixtures/errors/`: `case.yaml` names the bundled
+//! example to copy (default: the lakehouse), the command (`render`, the default, or
+//! `validate`), and how to break the copy: replace text in a file, append to a file
+//! (creating it), copy a file of the case folder in, delete a file, or add a symbolic
+//! link.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::example::{Copy, files, mtimes, snapshot_settings, tree};
+use super::example::{Copy, EXAMPLES, files, mtimes, snapshot_settings, tree};
 use crate::support::text;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Case {
     about: String,
+    /// Which bundled example the case breaks (default `lakehouse`).
+    #[serde(default)]
+    example: Option<String>,
+    /// `render` (default) or `validate`.
+    #[serde(default)]
+    command: Option<String>,
     edits: Vec<Edit>,
+    /// How many errors the run must report (each `error:` line), when the case is
+    /// about reporting several at once.
+    #[serde(default)]
+    errors: Option<usize>,
     /// Text the error output must never contain (secret values).
     #[serde(default)]
     must_not_contain: Vec<String>,
@@ -38,51 +50,68 @@ struct Edit {
 
 impl Edit {
     fn apply(&self, copy: &Copy, case_dir: &Path) {
+        let parent = |rel: &str| {
+            std::fs::create_dir_all(copy.path(rel).parent().unwrap()).unwrap();
+        };
         match self {
             Edit {
                 file: Some(file),
                 replace: Some(needle),
                 with: Some(with),
+                append: None,
+                copy: None,
                 ..
             } => copy.replace(file, needle, with),
             Edit {
                 file: Some(file),
                 append: Some(more),
+                replace: None,
+                copy: None,
                 ..
-            } => {
-                let path = copy.path(file);
-                let mut text = std::fs::read_to_string(&path).unwrap();
-                text.push_str(more);
-                std::fs::write(path, text).unwrap();
-            }
+            } => copy.append(file, more),
             Edit {
                 file: Some(file),
                 copy: Some(from),
+                replace: None,
+                append: None,
                 ..
             } => {
-                std::fs::copy(case_dir.join(from), copy.path(file)).unwrap();
+                parent(file);
+                std::fs::copy(case_dir.join(from), copy.path(file))
+                    .unwrap_or_else(|e| panic!("{from}: {e}"));
             }
             Edit {
-                delete: Some(file), ..
+                delete: Some(file),
+                file: None,
+                ..
             } => std::fs::remove_file(copy.path(file)).unwrap(),
             Edit {
                 symlink: Some(link),
                 to: Some(to),
+                file: None,
                 ..
-            } => std::os::unix::fs::symlink(to, copy.path(link)).unwrap(),
+            } => {
+                parent(link);
+                std::os::unix::fs::symlink(to, copy.path(link)).unwrap()
+            }
             _ => panic!(
-                "an edit needs file+replace+with, file+append, file+copy, delete, or symlink+to"
+                "an edit is file+replace+with, file+append, file+copy, delete, or symlink+to"
             ),
         }
     }
 }
 
-/// Renders a good copy, breaks it as the case says, renders again, and returns the
-/// redacted stderr after checking the exit code and that `out/` did not change.
+/// Renders a good copy, breaks it as the case says, runs the command again, and returns
+/// the redacted stderr after checking the exit code and that `out/` did not change.
 fn run_case(case_file: &Path) -> (Case, String) {
     let case: Case =
         serde_saphyr::from_str(&std::fs::read_to_string(case_file).unwrap()).expect("case.yaml");
-    let copy = Copy::new();
+    let name = case.example.as_deref().unwrap_or("lakehouse");
+    let example = EXAMPLES
+        .iter()
+        .find(|e| e.name == name)
+        .unwrap_or_else(|| panic!("{}: no example `{name}`", case_file.display()));
+    let copy = Copy::of(example);
     // Something outside the project for links to point at.
     std::fs::write(copy.tmp.path().join("outside.yaml"), "stolen: true\n").unwrap();
     copy.render_ok();
@@ -94,7 +123,11 @@ fn run_case(case_file: &Path) -> (Case, String) {
     }
     let out = copy.out();
     let started = Instant::now();
-    let output = copy.strata(&["render", "--out", out.to_str().unwrap()]);
+    let output = match case.command.as_deref().unwrap_or("render") {
+        "render" => copy.strata(&["render", "--out", out.to_str().unwrap()]),
+        "validate" => copy.strata(&["validate"]),
+        other => panic!("{}: unknown command `{other}`", case_file.display()),
+    };
     let elapsed = started.elapsed();
     let stderr = copy.redact(&text(&output.stderr));
 
@@ -137,6 +170,39 @@ fn run_case(case_file: &Path) -> (Case, String) {
         .filter(|n| n.starts_with('.'))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(
+        !case.edits.is_empty(),
+        "{}: a case breaks something",
+        case.about
+    );
+    // Every run reads top to bottom: errors sorted by file, line and column.
+    let places: Vec<(String, u32, u32)> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("error: "))
+        .map(|rest| {
+            let mut parts = rest.splitn(4, ':');
+            let file = parts.next().unwrap_or_default().to_owned();
+            let mut number = || {
+                parts
+                    .next()
+                    .and_then(|p| p.parse::<u32>().ok())
+                    .unwrap_or(0)
+            };
+            let line = number();
+            let col = number();
+            (file, line, col)
+        })
+        .collect();
+    let mut sorted = places.clone();
+    sorted.sort();
+    assert_eq!(
+        places, sorted,
+        "{}: errors out of order:\n{stderr}",
+        case.about
+    );
+    if let Some(count) = case.errors {
+        assert_eq!(places.len(), count, "{}:\n{stderr}", case.about);
+    }
     for secret in &case.must_not_contain {
         assert!(
             !stderr.contains(secret.as_str()),
@@ -187,8 +253,8 @@ fn a_named_exception_lets_production_turn_a_rule_off() {
     let copy = Copy::new();
     copy.replace(
         "environments/prod.yaml",
-        "  allowDelete: false",
-        "  allowDelete: false\n  versioning: false",
+        "    requireSse: true",
+        "    requireSse: true\n    versioning: false",
     );
     let violation = copy.strata(&["validate"]);
     assert_eq!(
@@ -197,24 +263,45 @@ fn a_named_exception_lets_production_turn_a_rule_off() {
         "{}",
         text(&violation.stderr)
     );
-    assert!(text(&violation.stderr).contains("prod.versioning"));
+    assert!(
+        text(&violation.stderr).contains(
+            "environments/prod.yaml:23:17: buckets.data.versioning: production policy `prod.versioning`"
+        ),
+        "{}",
+        text(&violation.stderr)
+    );
 
-    let mut prod = std::fs::read_to_string(copy.path("environments/prod.yaml")).unwrap();
-    prod.push_str("\nexceptions:\n  - rule: prod.versioning\n    reason: the archive bucket is written once and copied to tape nightly\n");
-    std::fs::write(copy.path("environments/prod.yaml"), prod).unwrap();
+    // An exception for another bucket's key does not cover this one.
+    copy.append(
+        "environments/prod.yaml",
+        "\nexceptions:\n  - rule: prod.versioning\n    path: buckets.scratch.versioning\n    reason: the archive bucket is written once and copied to tape nightly\n",
+    );
+    let still = copy.strata(&["validate"]);
+    assert_eq!(still.status.code(), Some(2), "{}", text(&still.stderr));
+    assert!(text(&still.stderr).contains("prod.versioning"));
+
+    copy.replace(
+        "environments/prod.yaml",
+        "path: buckets.scratch.versioning",
+        "path: buckets.data.versioning",
+    );
     let output = copy.render_ok();
     assert_eq!(text(&output.stderr), "");
     for target in ["prod-aws", "prod-gcp"] {
-        let values = std::fs::read_to_string(copy.out().join(target).join("values.yaml")).unwrap();
+        let bucket =
+            std::fs::read_to_string(copy.out().join(target).join("buckets/data.json")).unwrap();
         assert!(
-            values
-                .contains("# policy exception prod.versioning: the archive bucket is written once"),
-            "{target}: the exception is recorded in the output:\n{values}"
+            bucket.contains("\"versioning\": false"),
+            "{target}: the exception lets the setting through:\n{bucket}"
         );
     }
-    // Staging and dev are not production: no exception needed or recorded.
-    let staging = std::fs::read_to_string(copy.out().join("staging-aws/values.yaml")).unwrap();
-    assert!(!staging.contains("policy exception"));
+    // Staging is not production: the same setting needs no exception there.
+    copy.replace(
+        "environments/staging.yaml",
+        "    requireSse: true",
+        "    requireSse: true\n    versioning: false",
+    );
+    copy.render_ok();
 }
 
 #[test]
@@ -224,21 +311,48 @@ fn a_secret_literal_is_refused_even_when_a_later_layer_overrides_it() {
     // still in the repository, so strata refuses, pointing at base.yaml, not showing it.
     copy.replace(
         "environments/base.yaml",
-        "  env:\n    LOG_LEVEL: info",
-        "  env:\n    LOG_LEVEL: info\n    SMTP_PASSWORD: tr0ub4dor-and-3",
+        "      LOG_LEVEL: info",
+        "      LOG_LEVEL: info\n      SMTP_PASSWORD: tr0ub4dor-and-3",
     );
-    let mut layer = std::fs::read_to_string(copy.path("environments/prod.aws.yaml")).unwrap();
-    layer.push_str("\napp:\n  env:\n    SMTP_PASSWORD: null\n");
-    std::fs::write(copy.path("environments/prod.aws.yaml"), layer).unwrap();
+    copy.append(
+        "environments/prod.aws.yaml",
+        "\nworkloads:\n  api:\n    env:\n      SMTP_PASSWORD: null\n",
+    );
     let out = copy.strata(&["validate", "prod-aws"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
-    assert!(
-        stderr.contains("environments/base.yaml:") && stderr.contains("app.env.SMTP_PASSWORD"),
+    assert_eq!(
+        stderr.lines().next().unwrap_or_default(),
+        "error: environments/base.yaml:40:22: workloads.api.env.SMTP_PASSWORD: a secret-like key holds a literal string (value not shown)",
         "{stderr}"
     );
     assert!(
         !stderr.contains("tr0ub4dor"),
         "the value must never be printed: {stderr}"
     );
+}
+
+#[test]
+fn a_secret_literal_exception_with_its_path_lets_exactly_that_key_through() {
+    let copy = Copy::new();
+    copy.replace(
+        "environments/base.yaml",
+        "      LOG_LEVEL: info",
+        "      LOG_LEVEL: info\n      TOKEN_AUDIENCE: lakehouse-api",
+    );
+    let refused = copy.strata(&["validate"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("workloads.api.env.TOKEN_AUDIENCE: a secret-like key"),
+        "{}",
+        text(&refused.stderr)
+    );
+    copy.replace(
+        "environments/base.yaml",
+        "\nexceptions:\n",
+        "\nexceptions:\n  - rule: secret-literal\n    path: workloads.api.env.TOKEN_AUDIENCE\n    reason: the audience the tokens are issued for, a public name\n",
+    );
+    copy.render_ok();
+    let env = std::fs::read_to_string(copy.out().join("dev-aws/env/api.env")).unwrap();
+    assert!(env.contains("TOKEN_AUDIENCE=lakehouse-api\n"), "{env}");
 }
