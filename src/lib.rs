@@ -112,11 +112,26 @@ impl Loaded {
         let mut files: Vec<&String> = selected.iter().flat_map(|t| &t.files).collect();
         files.sort();
         files.dedup();
-        let allowed = self.secret_exceptions();
+        // A literal passes only where every target that reads its file excepts it.
+        let allowed: std::collections::HashMap<&String, Vec<String>> = files
+            .iter()
+            .map(|f| {
+                let mut users = selected.iter().filter(|t| t.files.contains(f));
+                let first = users
+                    .next()
+                    .map(|t| self.secret_exceptions(t))
+                    .unwrap_or_default();
+                let common = users.fold(first, |acc, t| {
+                    let theirs = self.secret_exceptions(t);
+                    acc.into_iter().filter(|p| theirs.contains(p)).collect()
+                });
+                (*f, common)
+            })
+            .collect();
         let mut errors: Vec<Error> = files
             .par_iter()
             .filter_map(|f| {
-                check::secrets::check_secret_literals(&self.layers.files[*f], &allowed).err()
+                check::secrets::check_secret_literals(&self.layers.files[*f], &allowed[f]).err()
             })
             .collect();
         let shared = self.layers.shared(&selected);
@@ -148,13 +163,20 @@ impl Loaded {
         model::resolve(layers.clone(), merged)
     }
 
-    /// The key paths that `exceptions` entries of rule `secret-literal` name, in any
-    /// layer: the literal check runs on each file before targets are typed.
-    fn secret_exceptions(&self) -> Vec<String> {
+    /// The key paths that the `exceptions` of rule `secret-literal` name for one target:
+    /// the list of its last layer that has one (lists replace). The literal check runs
+    /// on each file before targets are typed, so this reads the layers themselves.
+    fn secret_exceptions(&self, target: &config::TargetLayers) -> Vec<String> {
         let mut paths = Vec::new();
-        for layer in self.layers.files.values() {
-            let Some(config::Value::Seq(items)) = layer.get("exceptions").map(|n| &n.value) else {
-                continue;
+        let last = target.files.iter().rev().find_map(|f| {
+            self.layers
+                .files
+                .get(f)
+                .and_then(|layer| layer.get("exceptions"))
+        });
+        if let Some(list) = last {
+            let config::Value::Seq(items) = &list.value else {
+                return paths;
             };
             for item in items {
                 let text = |k: &str| match item.get(k).map(|n| &n.value) {

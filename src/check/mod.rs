@@ -239,6 +239,29 @@ fn exceptions(f: &mut Findings) {
                 &hint,
             );
         }
+        if let Some(path) = &exception.path {
+            // The key itself, or (for a setting left at its default) the mapping it would
+            // be in: an exception for nothing hides a typo.
+            let segments: Vec<&str> = path.split('.').collect();
+            let tree = &f.target.merged.tree;
+            let defaulted = exception.rule.starts_with("prod.")
+                && segments.len() > 1
+                && tree
+                    .lookup(segments[..segments.len() - 1].iter().copied())
+                    .is_some();
+            let exists = tree.lookup(segments.iter().copied()).is_some() || defaulted;
+            if !exists {
+                f.at(
+                    None,
+                    &format!("exceptions.{i}.path"),
+                    format!(
+                        "`{path}` names no key of target {}: this exception relaxes nothing",
+                        f.target.name
+                    ),
+                    "check the spelling against the layers (`strata explain TARGET PATH`)",
+                );
+            }
+        }
         if exception.reason.trim().len() < 10 {
             f.at(
                 None,
