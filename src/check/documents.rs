@@ -102,7 +102,7 @@ fn bucket(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) 
             rule: None,
             path,
             loc,
-            message: format!("rendered {}/{rel}: {message}", t.name),
+            message: format!("rendered {rel}: {message}"),
             hint:
                 "a template that replaces a bucket document must keep what strata needs to apply it"
                     .into(),
@@ -245,7 +245,7 @@ fn policy(
                 rule,
                 path,
                 loc,
-                message: format!("{full} statement {}: {message}", i + 1),
+                message: format!("{rel} statement {}: {message}", i + 1),
                 hint: hint.to_owned(),
             });
         };
@@ -387,7 +387,7 @@ fn trust(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) {
             rule: None,
             path: path.clone(),
             loc: loc.clone(),
-            message: format!("{}/{rel}: {message}", t.name),
+            message: format!("{rel}: {message}"),
             hint: "a workload's role is assumed by its own service account only".into(),
         });
     };
@@ -490,7 +490,7 @@ fn gcp(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) {
                 rule,
                 path,
                 loc,
-                message: format!("{}/{rel}: {message}", t.name),
+                message: format!("{rel}: {message}"),
                 hint: hint.to_owned(),
             });
         };

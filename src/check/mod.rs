@@ -163,13 +163,51 @@ pub fn target(
     f.errors
 }
 
+/// An exception whose `path` names a key of no target that reads it hides a typo.
+/// (Per target it would be wrong: an exception in base.yaml may name a key only prod has.)
+fn exceptions_that_name_nothing(targets: &[Target]) -> Vec<Error> {
+    use std::collections::BTreeMap;
+    let mut seen: BTreeMap<Loc, (String, bool)> = BTreeMap::new();
+    for t in targets {
+        for (i, exception) in t.config.exceptions.iter().enumerate() {
+            let Some(path) = &exception.path else {
+                continue;
+            };
+            let loc = t.loc_of(&format!("exceptions.{i}.path"));
+            let segments: Vec<&str> = path.split('.').collect();
+            let tree = &t.merged.tree;
+            // A production setting left at its default is in no layer: its bucket is.
+            let defaulted = exception.rule.starts_with("prod.")
+                && segments.len() > 1
+                && tree
+                    .lookup(segments[..segments.len() - 1].iter().copied())
+                    .is_some();
+            let exists = tree.lookup(segments.iter().copied()).is_some() || defaulted;
+            let entry = seen.entry(loc).or_insert((path.clone(), false));
+            entry.1 |= exists;
+        }
+    }
+    seen.into_iter()
+        .filter(|(_, (_, exists))| !exists)
+        .map(|(loc, (path, _))| {
+            Located::new(
+                loc,
+                "exceptions",
+                format!("`{path}` names no key of any target: this exception relaxes nothing"),
+            )
+            .hint("check the spelling against the layers (`strata explain TARGET PATH`)")
+            .into()
+        })
+        .collect()
+}
+
 /// Two targets that would make one cloud resource: a bucket name (bucket names are
 /// global on both clouds), an IAM role in one account, a Google service account. Each
 /// error names both places. (Within one target, [`names`] finds the same.)
 pub fn across(targets: &[Target]) -> Vec<Error> {
     use std::collections::BTreeMap;
     let mut seen: BTreeMap<(String, String), (String, Loc)> = BTreeMap::new();
-    let mut errors = Vec::new();
+    let mut errors = exceptions_that_name_nothing(targets);
     for t in targets {
         let mut claims: Vec<(String, String, String)> = Vec::new();
         for (key, b) in &t.names.buckets {
@@ -238,29 +276,6 @@ fn exceptions(f: &mut Findings) {
                 format!("unknown rule `{}`", exception.rule),
                 &hint,
             );
-        }
-        if let Some(path) = &exception.path {
-            // The key itself, or (for a setting left at its default) the mapping it would
-            // be in: an exception for nothing hides a typo.
-            let segments: Vec<&str> = path.split('.').collect();
-            let tree = &f.target.merged.tree;
-            let defaulted = exception.rule.starts_with("prod.")
-                && segments.len() > 1
-                && tree
-                    .lookup(segments[..segments.len() - 1].iter().copied())
-                    .is_some();
-            let exists = tree.lookup(segments.iter().copied()).is_some() || defaulted;
-            if !exists {
-                f.at(
-                    None,
-                    &format!("exceptions.{i}.path"),
-                    format!(
-                        "`{path}` names no key of target {}: this exception relaxes nothing",
-                        f.target.name
-                    ),
-                    "check the spelling against the layers (`strata explain TARGET PATH`)",
-                );
-            }
         }
         if exception.reason.trim().len() < 10 {
             f.at(

@@ -429,8 +429,7 @@ impl<'de> Deserializer<'de> for &'de Node {
 }
 
 /// What typing says of a reference in a strata-owned key.
-pub const REFS_NOT_HERE: &str =
-    "references (!ref, !sub) are resolved only in releases.<r>.values, workloads.<w>.env and vars";
+pub const REFS_NOT_HERE: &str = "references (!ref, !sub) are resolved only in releases.<r>.values, workloads.<w>.env, workloads.<w>.statements and vars";
 
 struct Items<'de>(std::slice::Iter<'de, Node>);
 

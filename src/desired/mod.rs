@@ -266,6 +266,10 @@ fn env_vars(
         Value::Map(entries) => {
             for (name, value) in entries {
                 let text = match &value.value {
+                    // Its reference failed, and says so.
+                    Value::Null if target.reference_errors.iter().any(|l| l.loc == value.loc) => {
+                        continue;
+                    }
                     Value::Str(s) => s.clone(),
                     Value::Int(i) => i.to_string(),
                     Value::Float(f) => f.to_string(),

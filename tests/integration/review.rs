@@ -105,7 +105,7 @@ fn explain_derived_name_as_json() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(doc["value"], "lakehouse-prod-4821-data");
+    assert_eq!(doc["value"], "lakehouse-prod-4821-prod-data");
     assert_eq!(doc["derived"], true);
     assert_eq!(doc["rule"], "convention");
     let inputs: Vec<&str> = doc["inputs"]
@@ -114,7 +114,7 @@ fn explain_derived_name_as_json() {
         .iter()
         .map(|i| i["key"].as_str().unwrap())
         .collect();
-    assert_eq!(inputs, ["gcp.projectId", "buckets.<key>"], "{doc:#}");
+    assert_eq!(inputs, ["gcp.projectId", "target.env"], "{doc:#}");
     assert_eq!(doc["inputs"][0]["setAt"], "environments/prod.yaml:12:14");
 }
 

@@ -271,14 +271,20 @@ fn a_named_exception_lets_production_turn_a_rule_off() {
         text(&violation.stderr)
     );
 
-    // An exception for another bucket's key does not cover this one.
+    // An exception for another bucket's key does not cover this one. (Lists replace:
+    // prod's list must repeat base's exception for the TLS secret's name.)
     copy.append(
         "environments/prod.yaml",
-        "\nexceptions:\n  - rule: prod.versioning\n    path: buckets.scratch.versioning\n    reason: the archive bucket is written once and copied to tape nightly\n",
+        "\nexceptions:\n  - rule: prod.versioning\n    path: buckets.scratch.versioning\n    reason: the archive bucket is written once and copied to tape nightly\n  - rule: secret-literal\n    path: releases.app.values.ingress.tlsSecretName\n    reason: the name of the Secret that holds the certificate, not a secret\n",
     );
     let still = copy.strata(&["validate"]);
     assert_eq!(still.status.code(), Some(2), "{}", text(&still.stderr));
     assert!(text(&still.stderr).contains("prod.versioning"));
+    assert!(
+        text(&still.stderr).contains("`buckets.scratch.versioning` names no key of any target"),
+        "{}",
+        text(&still.stderr)
+    );
 
     copy.replace(
         "environments/prod.yaml",
