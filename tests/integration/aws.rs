@@ -1251,7 +1251,7 @@ fn drift_shows_in_plan_and_apply_puts_it_back() {
     assert_eq!(evidence["resources"][1]["fields"], json!(["document"]));
     assert_eq!(evidence["resources"][2]["fields"], json!(["attach"]));
     let (_, attached, _) = block_on(live_role(&p.policy_name("prod"))).expect("role");
-    assert_eq!(attached, [arn.clone()]);
+    assert_eq!(attached, std::slice::from_ref(&arn));
     assert_eq!(
         p.pod_identity().writes(),
         eks_writes,
