@@ -2,25 +2,50 @@
 //! strata binary.
 //!
 //! Every test works on a copy of a v2 project whose accountId is moto's. Buckets and IAM
-//! policies are global in the one moto server the tests share, so each test gives its
-//! targets their own names: an `<env>.aws.yaml` layer with `buckets.data.name`, and
-//! `aws.iamPrefix: Lakehouse-<tag>` (policy `Lakehouse-<tag>-<env>-api`).
+//! policies and roles are global in the one moto server the tests share, so each test
+//! gives its targets their own names: an `<env>.aws.yaml` layer with
+//! `buckets.data.name`, and `aws.iamPrefix: Lakehouse-<tag>` (policy and role
+//! `Lakehouse-<tag>-<env>-api`).
+//!
+//! The identity chain (apply's step after buckets and policies) runs in every test, set
+//! up so that it is the same on every run, whatever else runs in the process:
+//! - dev and staging use IRSA, as the example says, with an OIDC issuer of the test's
+//!   own (`issuer`): the layer sets `aws.oidcIssuer` to it, the test makes the account's
+//!   IAM OIDC provider for it first (as `eksctl utils associate-iam-oidc-provider`
+//!   would; `aws.createOidcProvider` stays unset, so `iam_oidc_provider` is always
+//!   `unchanged`), and EKS DescribeCluster of `lakehouse-dev` / `lakehouse-staging`
+//!   answers it (`eks_clusters`). moto cannot: it gives every cluster of a region one
+//!   issuer, whose provider identity.rs's IRSA test creates and counts;
+//! - prod uses EKS Pod Identity, as the example says, through the stand-in
+//!   `tests/standins/eks_pod_identity.py` (moto has no Pod Identity API), one per test,
+//!   where cluster `lakehouse-prod` exists and roles are checked in moto.
 //!
 //! Writes are counted by what the server saw: a recording proxy
 //! (`support::RecordingProxy`) sits between strata and moto where a test says
-//! "writes nothing".
+//! "writes nothing", and the stand-ins log every request.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{Value, json};
 
+use crate::support::standins::Standin;
 use crate::support::{self, FaultyProxy, RecordingProxy, copy_dir, moto, text};
+
+/// The environments whose targets use IRSA, and their clusters (the example's).
+const IRSA: [(&str, &str); 2] = [("dev", "lakehouse-dev"), ("staging", "lakehouse-staging")];
 
 struct Project {
     dir: tempfile::TempDir,
     tag: String,
+    /// EKS DescribeCluster for the IRSA targets' clusters, when the project has any.
+    clusters: Option<Eks>,
+    /// The targets whose EKS calls go to the Pod Identity stand-in, and its clusters.
+    pod_identity_targets: &'static [&'static str],
+    pod_identity_clusters: &'static [&'static str],
+    pod_identity: OnceLock<Standin>,
 }
 
 impl Project {
@@ -35,9 +60,17 @@ impl Project {
         for sub in ["environments", "charts"] {
             copy_dir(&root.join(sub), &dir.path().join(sub));
         }
+        let clusters = IRSA
+            .iter()
+            .map(|(env, cluster)| ((*cluster).to_owned(), issuer(tag, env)))
+            .collect();
         let p = Project {
             dir,
             tag: tag.to_owned(),
+            clusters: Some(eks_clusters(clusters)),
+            pod_identity_targets: &["prod-aws"],
+            pod_identity_clusters: &["lakehouse-prod"],
+            pod_identity: OnceLock::new(),
         };
         for (env, example) in [
             ("dev", "111111111111"),
@@ -50,10 +83,16 @@ impl Project {
                     &format!(r#"accountId: "{account}""#),
                 )
             });
-            // prod.aws.yaml exists (region, identity); the others are new.
+            // prod.aws.yaml exists (region, identity); the others are new. The bucket
+            // comes last: tests append its settings.
+            let irsa = if IRSA.iter().any(|(e, _)| *e == env) {
+                format!("aws:\n  oidcIssuer: {}\n", issuer(tag, env))
+            } else {
+                String::new()
+            };
             p.append(
                 &format!("environments/{env}.aws.yaml"),
-                &format!("buckets:\n  data:\n    name: {}\n", p.bucket(env)),
+                &format!("{irsa}buckets:\n  data:\n    name: {}\n", p.bucket(env)),
             );
         }
         p.edit("environments/clouds/aws.yaml", |body| {
@@ -62,7 +101,29 @@ impl Project {
                 &format!("iamPrefix: Lakehouse-{tag}\n"),
             )
         });
+        if account == moto::ACCOUNT {
+            for (env, _) in IRSA {
+                block_on(create_oidc_provider(&issuer(tag, env)));
+            }
+        }
         p
+    }
+
+    /// `tests/fixtures/cloud/<name>`, whose dev-aws uses EKS Pod Identity on `cluster`.
+    fn fixture(name: &str, tag: &str, cluster: &'static [&'static str]) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(
+            &support::repo_root().join("tests/fixtures/cloud").join(name),
+            dir.path(),
+        );
+        Project {
+            dir,
+            tag: tag.to_owned(),
+            clusters: None,
+            pod_identity_targets: &["dev-aws"],
+            pod_identity_clusters: cluster,
+            pod_identity: OnceLock::new(),
+        }
     }
 
     /// Rewrites a project file; the edit must change it.
@@ -100,7 +161,7 @@ impl Project {
         format!("strata-it-{}-{env}", self.tag)
     }
 
-    /// The managed policy of workload `api`: `<iamPrefix>-<env>-api`.
+    /// The managed policy of workload `api`, and its role: `<iamPrefix>-<env>-api`.
     fn policy_name(&self, env: &str) -> String {
         format!("Lakehouse-{}-{env}-api", self.tag)
     }
@@ -113,13 +174,48 @@ impl Project {
         )
     }
 
+    fn role_arn(&self, env: &str) -> String {
+        format!(
+            "arn:aws:iam::{}:role/{}",
+            moto::ACCOUNT,
+            self.policy_name(env)
+        )
+    }
+
+    /// The IAM OIDC provider of an IRSA environment's cluster.
+    fn provider_arn(&self, env: &str) -> String {
+        let issuer = issuer(&self.tag, env);
+        format!(
+            "arn:aws:iam::{}:oidc-provider/{}",
+            moto::ACCOUNT,
+            issuer.trim_start_matches("https://")
+        )
+    }
+
+    /// The Pod Identity stand-in, started on first use.
+    fn pod_identity(&self) -> &Standin {
+        self.pod_identity
+            .get_or_init(|| Standin::eks_pod_identity(moto::url(), self.pod_identity_clusters))
+    }
+
+    /// The EKS endpoint of a command: the Pod Identity stand-in for its targets, the
+    /// DescribeCluster stand-in for the IRSA ones.
+    fn eks_endpoint(&self, args: &[&str]) -> Option<String> {
+        if args.iter().any(|a| self.pod_identity_targets.contains(a)) {
+            Some(self.pod_identity().url.clone())
+        } else {
+            self.clusters.as_ref().map(|eks| eks.url.clone())
+        }
+    }
+
     /// strata against moto.
     fn command(&self, args: &[&str]) -> std::process::Command {
         self.command_at(moto::url(), args)
     }
 
-    /// strata with `endpoint` as its only AWS endpoint, static test credentials and no
-    /// AWS configuration from this machine. Every endpoint goes through here.
+    /// strata with `endpoint` as its only AWS endpoint (EKS aside, see the module doc),
+    /// static test credentials and no AWS configuration from this machine. Every
+    /// endpoint goes through here.
     fn command_at(&self, endpoint: &str, args: &[&str]) -> std::process::Command {
         support::assert_loopback(endpoint);
         let mut cmd = support::strata();
@@ -140,6 +236,10 @@ impl Project {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             // Helm never reaches a cluster from these tests.
             .env("STRATA_HELM", self.path().join("no-such-helm"));
+        if let Some(eks) = self.eks_endpoint(args) {
+            support::assert_loopback(&eks);
+            cmd.env("AWS_ENDPOINT_URL_EKS", eks);
+        }
         cmd
     }
 
@@ -175,6 +275,34 @@ impl Project {
         }))
         .unwrap()
     }
+}
+
+/// An OIDC issuer of this test's own for `env`: no other test makes or counts an IAM
+/// OIDC provider for it.
+fn issuer(tag: &str, env: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let half = |salt: &str| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        ("strata-aws-it", tag, env, salt).hash(&mut h);
+        h.finish()
+    };
+    format!(
+        "https://oidc.eks.eu-west-1.amazonaws.com/id/{:016X}{:016X}",
+        half("a"),
+        half("b")
+    )
+}
+
+/// The account's IAM OIDC provider for `issuer`, made outside strata (as eksctl does).
+async fn create_oidc_provider(issuer: &str) {
+    moto::iam()
+        .await
+        .create_open_id_connect_provider()
+        .url(issuer)
+        .client_id_list("sts.amazonaws.com")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("moto creates the OIDC provider for {issuer}: {e:?}"));
 }
 
 /// The JSON on stdout of a run that had to exit with `code`.
@@ -562,6 +690,91 @@ async fn policy_exists(arn: &str) -> bool {
         .is_ok()
 }
 
+/// A role as IAM holds it: its trust document (decoded here, see [`decode_document`]),
+/// the ARNs of its attached policies and its tags; `None` when there is no such role.
+async fn live_role(name: &str) -> Option<(Value, Vec<String>, BTreeMap<String, String>)> {
+    let iam = moto::iam().await;
+    let role = iam.get_role().role_name(name).send().await.ok()?;
+    let trust = decode_document(role.role().unwrap().assume_role_policy_document().unwrap());
+    let attached = iam
+        .list_attached_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .unwrap()
+        .attached_policies()
+        .iter()
+        .map(|p| p.policy_arn().unwrap().to_owned())
+        .collect();
+    let tags = iam
+        .list_role_tags()
+        .role_name(name)
+        .send()
+        .await
+        .unwrap()
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+        .collect();
+    Some((trust, attached, tags))
+}
+
+/// The tags strata puts on the IAM policies and roles of the example's `<env>-aws`.
+fn iam_tags(env: &str) -> BTreeMap<String, String> {
+    tag_map(&[
+        ("cost-center", "analytics"),
+        ("managed-by", "strata"),
+        ("owner", "data-platform"),
+        ("strata-env", env),
+        ("strata-target", &format!("{env}-aws")),
+    ])
+}
+
+/// The fields a role's plan sets when it creates it: the trust policy, the workload's
+/// policy attached, the ownership tags.
+const ROLE_CREATE_FIELDS: &[&str] = &[
+    "trust",
+    "attach",
+    "tags.cost-center",
+    "tags.managed-by",
+    "tags.owner",
+    "tags.strata-env",
+    "tags.strata-target",
+];
+
+/// The fields the evidence lists for a created role, in the order they were written:
+/// CreateRole (trust and tags), then AttachRolePolicy.
+const ROLE_CREATED_FIELDS: &[&str] = &[
+    "trust",
+    "tags.cost-center",
+    "tags.managed-by",
+    "tags.owner",
+    "tags.strata-env",
+    "tags.strata-target",
+    "attach",
+];
+
+/// The Pod Identity associations the stand-in holds: (cluster, namespace, service
+/// account, role ARN).
+fn associations(standin: &Standin) -> Vec<(String, String, String, String)> {
+    let mut list: Vec<_> = standin.state()["associations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let s = |k: &str| a[k].as_str().unwrap().to_owned();
+            (
+                s("clusterName"),
+                s("namespace"),
+                s("serviceAccount"),
+                s("roleArn"),
+            )
+        })
+        .collect();
+    list.sort();
+    list
+}
+
 /// The tags strata puts on every resource of the example's `<env>-aws` target.
 fn lakehouse_tags(env: &str, classification: &str) -> BTreeMap<String, String> {
     tag_map(&[
@@ -591,6 +804,7 @@ fn write_calls(proxy: &RecordingProxy) -> Vec<String> {
 fn first_apply_creates_everything_and_the_second_writes_nothing() {
     let p = Project::new("first");
     let bucket = p.bucket("dev");
+    let role = p.policy_name("dev");
     let proxy = RecordingProxy::start(moto::url());
     let plan = p.json_at(&proxy.url, &["plan", "dev-aws"], 1);
     assert_eq!(plan["account"], moto::ACCOUNT);
@@ -599,12 +813,19 @@ fn first_apply_creates_everything_and_the_second_writes_nothing() {
         names(&plan["actions"]),
         pairs(&[
             ("s3_bucket", &bucket),
-            ("iam_policy", "Lakehouse-first-dev-api")
+            ("iam_policy", "Lakehouse-first-dev-api"),
+            ("iam_oidc_provider", &p.provider_arn("dev")),
+            ("iam_role", "Lakehouse-first-dev-api"),
         ])
     );
     assert_eq!(
         ops(&plan),
-        pairs(&[("s3_bucket", "create"), ("iam_policy", "create")])
+        pairs(&[
+            ("s3_bucket", "create"),
+            ("iam_policy", "create"),
+            ("iam_oidc_provider", "unchanged"),
+            ("iam_role", "create"),
+        ])
     );
     assert_eq!(
         changed_fields(&plan, "iam_policy"),
@@ -617,9 +838,20 @@ fn first_apply_creates_everything_and_the_second_writes_nothing() {
             "tags.strata-target"
         ])
     );
+    assert_eq!(
+        changed_fields(&plan, "iam_role"),
+        strings(ROLE_CREATE_FIELDS)
+    );
     assert_eq!(write_calls(&proxy), [] as [String; 0], "plan wrote");
     assert!(!proxy.requests().is_empty(), "plan went through the proxy");
     assert!(!block_on(bucket_exists(&bucket)));
+    assert!(block_on(live_role(&role)).is_none());
+    // IRSA: plan read the cluster's issuer.
+    let eks = p.clusters.as_ref().unwrap();
+    assert_eq!(
+        *eks.seen.lock().unwrap(),
+        ["GET /clusters/lakehouse-dev HTTP/1.1"]
+    );
 
     let evidence = p.json_at(&proxy.url, APPLY_DEV, 0);
     assert_eq!(
@@ -632,6 +864,8 @@ fn first_apply_creates_everything_and_the_second_writes_nothing() {
             format!("PUT /{bucket}/?policy"),
             format!("PUT /{bucket}/?tagging"),
             "CreatePolicy".to_owned(),
+            "CreateRole".to_owned(),
+            "AttachRolePolicy".to_owned(),
         ],
         "what the server saw the first apply write"
     );
@@ -640,17 +874,29 @@ fn first_apply_creates_everything_and_the_second_writes_nothing() {
     assert_eq!(evidence["region"], "eu-west-1");
     assert_eq!(
         outcomes(&evidence),
-        pairs(&[("s3_bucket", "created"), ("iam_policy", "created")])
+        pairs(&[
+            ("s3_bucket", "created"),
+            ("iam_policy", "created"),
+            ("iam_oidc_provider", "unchanged"),
+            ("iam_role", "created"),
+        ])
     );
     assert_eq!(
         names(&evidence["resources"]),
         pairs(&[
             ("s3_bucket", &bucket),
-            ("iam_policy", "Lakehouse-first-dev-api")
+            ("iam_policy", "Lakehouse-first-dev-api"),
+            ("iam_oidc_provider", &p.provider_arn("dev")),
+            ("iam_role", "Lakehouse-first-dev-api"),
         ])
     );
-    assert_eq!(evidence["resources"][0]["existed"], false);
-    assert_eq!(evidence["resources"][1]["existed"], false);
+    let existed: Vec<&Value> = evidence["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["existed"])
+        .collect();
+    assert_eq!(existed, [false, false, true, false]);
     assert_eq!(
         evidence["resources"][0]["fields"],
         json!([
@@ -666,6 +912,11 @@ fn first_apply_creates_everything_and_the_second_writes_nothing() {
             "tags.strata-env",
             "tags.strata-target"
         ])
+    );
+    assert_eq!(evidence["resources"][2]["fields"], json!([]));
+    assert_eq!(
+        evidence["resources"][3]["fields"],
+        json!(ROLE_CREATED_FIELDS)
     );
 
     let live = block_on(read_bucket(&bucket, "eu-west-1"));
@@ -695,23 +946,35 @@ fn first_apply_creates_everything_and_the_second_writes_nothing() {
         json!([format!("arn:aws:s3:::{bucket}")]),
         "the policy is about this test's bucket"
     );
+    assert_eq!(tags, iam_tags("dev"));
+
+    // The role: the rendered trust policy (IRSA: this cluster's provider, this
+    // service account), the workload's policy attached, the same tags.
+    let (trust, attached, tags) = block_on(live_role(&role)).expect("the role exists");
+    assert_eq!(trust, p.rendered("dev-aws", "iam/api.trust.json"));
     assert_eq!(
-        tags,
-        tag_map(&[
-            ("cost-center", "analytics"),
-            ("managed-by", "strata"),
-            ("owner", "data-platform"),
-            ("strata-env", "dev"),
-            ("strata-target", "dev-aws"),
-        ])
+        trust["Statement"][0]["Principal"]["Federated"],
+        p.provider_arn("dev")
     );
+    let host = issuer("first", "dev").replace("https://", "");
+    assert_eq!(
+        trust["Statement"][0]["Condition"]["StringEquals"][format!("{host}:sub")],
+        "system:serviceaccount:lakehouse:lakehouse-api"
+    );
+    assert_eq!(attached, [p.policy_arn("dev")]);
+    assert_eq!(tags, iam_tags("dev"));
 
     // The second apply, through the proxy: reads only.
     proxy.clear();
     let again = p.json_at(&proxy.url, APPLY_DEV, 0);
     assert_eq!(
         outcomes(&again),
-        pairs(&[("s3_bucket", "unchanged"), ("iam_policy", "unchanged")])
+        pairs(&[
+            ("s3_bucket", "unchanged"),
+            ("iam_policy", "unchanged"),
+            ("iam_oidc_provider", "unchanged"),
+            ("iam_role", "unchanged"),
+        ])
     );
     assert!(
         again["resources"]
@@ -733,10 +996,23 @@ fn first_apply_creates_everything_and_the_second_writes_nothing() {
         "the second apply read the bucket through the proxy: {:#?}",
         proxy.requests()
     );
+    assert!(
+        proxy
+            .requests()
+            .iter()
+            .any(|r| r.action.as_deref() == Some("GetRole")),
+        "the second apply read the role through the proxy: {:#?}",
+        proxy.requests()
+    );
     let plan = p.json(&["plan", "dev-aws"], 0);
     assert_eq!(
         ops(&plan),
-        pairs(&[("s3_bucket", "unchanged"), ("iam_policy", "unchanged")])
+        pairs(&[
+            ("s3_bucket", "unchanged"),
+            ("iam_policy", "unchanged"),
+            ("iam_oidc_provider", "unchanged"),
+            ("iam_role", "unchanged"),
+        ])
     );
 }
 
@@ -745,6 +1021,45 @@ fn us_east_1_bucket_has_no_location_constraint_and_gets_the_archive_rule() {
     let p = Project::new("useast");
     let evidence = p.json(&["apply", "prod-aws", "--approve", "--skip-helm"], 0);
     assert_eq!(evidence["region"], "us-east-1");
+    // prod uses EKS Pod Identity: the role, then its association (in the stand-in).
+    assert_eq!(
+        outcomes(&evidence),
+        pairs(&[
+            ("s3_bucket", "created"),
+            ("iam_policy", "created"),
+            ("iam_role", "created"),
+            ("eks_pod_identity_association", "created"),
+        ])
+    );
+    assert_eq!(
+        names(&evidence["resources"])[3],
+        (
+            "eks_pod_identity_association".to_owned(),
+            "lakehouse-prod/lakehouse/lakehouse-api".to_owned()
+        )
+    );
+    assert_eq!(evidence["resources"][3]["fields"], json!(["roleArn"]));
+    assert_eq!(
+        p.pod_identity().writes(),
+        ["CreatePodIdentityAssociation /clusters/lakehouse-prod/pod-identity-associations"]
+    );
+    assert_eq!(
+        associations(p.pod_identity()),
+        [(
+            "lakehouse-prod".to_owned(),
+            "lakehouse".to_owned(),
+            "lakehouse-api".to_owned(),
+            p.role_arn("prod")
+        )]
+    );
+    let (trust, attached, tags) = block_on(live_role(&p.policy_name("prod"))).expect("role");
+    assert_eq!(trust, p.rendered("prod-aws", "iam/api.trust.json"));
+    assert_eq!(
+        trust["Statement"][0]["Principal"],
+        json!({"Service": "pods.eks.amazonaws.com"})
+    );
+    assert_eq!(attached, [p.policy_arn("prod")]);
+    assert_eq!(tags, iam_tags("prod"));
     let live = block_on(read_bucket(&p.bucket("prod"), "us-east-1"));
     assert_eq!(
         live.location, None,
@@ -771,8 +1086,14 @@ fn us_east_1_bucket_has_no_location_constraint_and_gets_the_archive_rule() {
     let plan = p.json(&["plan", "prod-aws"], 0);
     assert_eq!(
         ops(&plan),
-        pairs(&[("s3_bucket", "unchanged"), ("iam_policy", "unchanged")])
+        pairs(&[
+            ("s3_bucket", "unchanged"),
+            ("iam_policy", "unchanged"),
+            ("iam_role", "unchanged"),
+            ("eks_pod_identity_association", "unchanged"),
+        ])
     );
+    assert_eq!(p.pod_identity().writes().len(), 1, "plan wrote to EKS");
 }
 
 #[test]
@@ -794,10 +1115,16 @@ fn drift_shows_in_plan_and_apply_puts_it_back() {
             .send()
             .await
             .unwrap();
-        // One of strata's tags stays right; one foreign tag appears.
-        let kept = Tag::builder()
+        // strata's ownership tags stay right (without them the bucket is not strata's
+        // to change, docs/apply.md, Ownership); the others go, a foreign tag appears.
+        let managed = Tag::builder()
             .key("managed-by")
             .value("strata")
+            .build()
+            .unwrap();
+        let owner = Tag::builder()
+            .key("strata-target")
+            .value("prod-aws")
             .build()
             .unwrap();
         let foreign = Tag::builder()
@@ -809,7 +1136,8 @@ fn drift_shows_in_plan_and_apply_puts_it_back() {
             .bucket(&bucket)
             .tagging(
                 Tagging::builder()
-                    .tag_set(kept)
+                    .tag_set(managed)
+                    .tag_set(owner)
                     .tag_set(foreign)
                     .build()
                     .unwrap(),
@@ -842,11 +1170,27 @@ fn drift_shows_in_plan_and_apply_puts_it_back() {
             .send()
             .await
             .unwrap();
+        // And someone detaches the policy from the role.
+        moto::iam()
+            .await
+            .detach_role_policy()
+            .role_name(p.policy_name("prod"))
+            .policy_arn(&arn)
+            .send()
+            .await
+            .unwrap();
     });
+    let eks_writes = p.pod_identity().writes();
+    assert_eq!(eks_writes.len(), 1, "the first apply associated the role");
     let plan = p.json(&["plan", "prod-aws"], 1);
     assert_eq!(
         ops(&plan),
-        pairs(&[("s3_bucket", "update"), ("iam_policy", "update")])
+        pairs(&[
+            ("s3_bucket", "update"),
+            ("iam_policy", "update"),
+            ("iam_role", "update"),
+            ("eks_pod_identity_association", "unchanged"),
+        ])
     );
     assert_eq!(
         changed_fields(&plan, "s3_bucket"),
@@ -859,11 +1203,18 @@ fn drift_shows_in_plan_and_apply_puts_it_back() {
             "tags.data-classification",
             "tags.owner",
             "tags.strata-env",
-            "tags.strata-target",
         ]),
-        "managed-by is still right, team-note is not strata's"
+        "managed-by and strata-target are still right, team-note is not strata's"
     );
     assert_eq!(changed_fields(&plan, "iam_policy"), ["document"]);
+    assert_eq!(changed_fields(&plan, "iam_role"), ["attach"]);
+    assert_eq!(
+        (
+            &plan["actions"][2]["changes"][0]["from"],
+            &plan["actions"][2]["changes"][0]["to"]
+        ),
+        (&json!([]), &json!(arn))
+    );
     let changes = plan["actions"][0]["changes"].as_array().unwrap();
     let change = |field: &str| {
         let c = changes.iter().find(|c| c["field"] == field).unwrap();
@@ -890,9 +1241,22 @@ fn drift_shows_in_plan_and_apply_puts_it_back() {
     let evidence = p.json(&["apply", "prod-aws", "--approve", "--skip-helm"], 0);
     assert_eq!(
         outcomes(&evidence),
-        pairs(&[("s3_bucket", "updated"), ("iam_policy", "updated")])
+        pairs(&[
+            ("s3_bucket", "updated"),
+            ("iam_policy", "updated"),
+            ("iam_role", "updated"),
+            ("eks_pod_identity_association", "unchanged"),
+        ])
     );
     assert_eq!(evidence["resources"][1]["fields"], json!(["document"]));
+    assert_eq!(evidence["resources"][2]["fields"], json!(["attach"]));
+    let (_, attached, _) = block_on(live_role(&p.policy_name("prod"))).expect("role");
+    assert_eq!(attached, std::slice::from_ref(&arn));
+    assert_eq!(
+        p.pod_identity().writes(),
+        eks_writes,
+        "the association stood"
+    );
     let live = block_on(read_bucket(&bucket, "us-east-1"));
     live.assert_matches_with_foreign_tag(&p.rendered("prod-aws", "buckets/data.json"));
     assert_eq!(
@@ -958,7 +1322,12 @@ fn apply_without_approve_only_shows_the_plan() {
     assert_eq!(out["status"], "needs_approval");
     assert_eq!(
         ops(&out["plan"]),
-        pairs(&[("s3_bucket", "create"), ("iam_policy", "create")])
+        pairs(&[
+            ("s3_bucket", "create"),
+            ("iam_policy", "create"),
+            ("iam_oidc_provider", "unchanged"),
+            ("iam_role", "create"),
+        ])
     );
     assert_eq!(
         write_calls(&proxy),
@@ -967,6 +1336,7 @@ fn apply_without_approve_only_shows_the_plan() {
     );
     assert!(!block_on(bucket_exists(&p.bucket("staging"))));
     assert!(!block_on(policy_exists(&p.policy_arn("staging"))));
+    assert!(block_on(live_role(&p.policy_name("staging"))).is_none());
 }
 
 #[test]
@@ -993,7 +1363,12 @@ fn policy_version_limit_prunes_the_oldest_non_default_version() {
     let evidence = p.json(APPLY_DEV, 0);
     assert_eq!(
         outcomes(&evidence),
-        pairs(&[("s3_bucket", "unchanged"), ("iam_policy", "updated")])
+        pairs(&[
+            ("s3_bucket", "unchanged"),
+            ("iam_policy", "updated"),
+            ("iam_oidc_provider", "unchanged"),
+            ("iam_role", "unchanged"),
+        ])
     );
     let versions = block_on(async {
         let out = moto::iam()
@@ -1055,8 +1430,18 @@ fn two_applies_at_once_both_finish_with_one_state() {
     let plan = p.json(&["plan", "staging-aws"], 0);
     assert_eq!(
         ops(&plan),
-        pairs(&[("s3_bucket", "unchanged"), ("iam_policy", "unchanged")])
+        pairs(&[
+            ("s3_bucket", "unchanged"),
+            ("iam_policy", "unchanged"),
+            ("iam_oidc_provider", "unchanged"),
+            ("iam_role", "unchanged"),
+        ])
     );
+    // One role, with the policy attached once and the rendered trust policy.
+    let (trust, attached, tags) = block_on(live_role(&p.policy_name("staging"))).expect("role");
+    assert_eq!(trust, p.rendered("staging-aws", "iam/api.trust.json"));
+    assert_eq!(attached, [p.policy_arn("staging")]);
+    assert_eq!(tags, iam_tags("staging"));
     let versions = block_on(async {
         moto::iam()
             .await
@@ -1123,7 +1508,12 @@ fn helm_runs_the_platform_chart_then_each_release_with_the_exact_argv_after_the_
     let evidence = parse(&out, &["apply"], 0);
     assert_eq!(
         outcomes(&evidence),
-        pairs(&[("s3_bucket", "created"), ("iam_policy", "created")])
+        pairs(&[
+            ("s3_bucket", "created"),
+            ("iam_policy", "created"),
+            ("iam_oidc_provider", "unchanged"),
+            ("iam_role", "created"),
+        ])
     );
     let root = p.path().canonicalize().unwrap();
     let out_dir = p.path().join("out/dev-aws");
@@ -1131,8 +1521,10 @@ fn helm_runs_the_platform_chart_then_each_release_with_the_exact_argv_after_the_
         "arn:aws:eks:eu-west-1:{}:cluster/lakehouse-dev",
         moto::ACCOUNT
     );
+    // The platform chart makes the (labelled) namespaces, so its release lives in
+    // `default` (kube.createNamespace is true by default).
     let platform = format!(
-        "upgrade --install lakehouse-platform {} --namespace lakehouse --kube-context {ctx} --wait --rollback-on-failure --timeout 5m",
+        "upgrade --install lakehouse-platform {} --namespace default --kube-context {ctx} --wait --rollback-on-failure --timeout 5m",
         out_dir.join("platform").display()
     );
     let app = format!(
@@ -1140,9 +1532,11 @@ fn helm_runs_the_platform_chart_then_each_release_with_the_exact_argv_after_the_
         root.join("charts/app").display(),
         out_dir.join("releases/app.values.yaml").display()
     );
+    // Before any cloud write, apply made sure helm runs (`version --short`); the
+    // installs came after the cloud step.
     assert_eq!(
         std::fs::read_to_string(&record).unwrap(),
-        format!("{platform}\n{app}\n")
+        format!("version --short\n{platform}\n{app}\n")
     );
     let runs = evidence["helm"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
@@ -1173,37 +1567,50 @@ fn helm_runs_the_platform_chart_then_each_release_with_the_exact_argv_after_the_
     assert!(app_yaml.contains(&p.bucket("dev")), "{app_yaml}");
 }
 
+/// A missing helm is found before the first cloud call: nothing is read or written,
+/// so no target is left half-applied (the cloud done, helm not).
 #[test]
-fn missing_helm_is_a_clear_error_after_the_cloud_step() {
+fn missing_helm_is_refused_before_any_cloud_write() {
     let p = Project::new("nohelm");
-    // command() points STRATA_HELM at a file that does not exist.
-    let out = p
-        .command(&["--format", "json", "apply", "dev-aws", "--approve"])
-        .output()
-        .unwrap();
-    let evidence = parse(&out, &["apply"], 2);
-    assert_eq!(evidence["status"], "failed");
-    assert_eq!(
-        outcomes(&evidence),
-        pairs(&[("s3_bucket", "created"), ("iam_policy", "created")])
+    let proxy = RecordingProxy::start(moto::url());
+    // command_at() points STRATA_HELM at a file that does not exist.
+    let out = p.run_at(
+        &proxy.url,
+        &["--format", "json", "apply", "dev-aws", "--approve"],
     );
-    assert_eq!(evidence["helm"][0]["exitCode"], Value::Null);
-    assert_eq!(evidence["helm"].as_array().unwrap().len(), 1);
     let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "error: helm could not be run as `{}` (No such file or directory (os error 2)); nothing was written\n  \
+             hint: install helm v4 (or set STRATA_HELM to its path), or pass --skip-helm to apply the cloud resources only\n",
+            p.path().join("no-such-helm").display()
+        )
+    );
+    assert_eq!(
+        proxy.requests(),
+        [],
+        "not even the account check: helm is checked first"
+    );
+    assert!(p.clusters.as_ref().unwrap().seen.lock().unwrap().is_empty());
+    assert!(!block_on(bucket_exists(&p.bucket("dev"))));
+    assert!(!block_on(policy_exists(&p.policy_arn("dev"))));
+    assert!(block_on(live_role(&p.policy_name("dev"))).is_none());
     assert!(
-        stderr.contains("helm release lakehouse-platform: could not run")
-            && stderr.contains("--skip-helm"),
-        "{stderr}"
+        !p.path().join("out/dev-aws").exists(),
+        "nothing of the render is written either"
     );
 }
 
-/// moto answers HeadBucket with 200 for a bucket of another account (and ignores
-/// ExpectedBucketOwner), so the 403 that real S3 gives is served here by a minimal
-/// loopback stand-in: STS says account 123456789012, every HEAD is 403 Forbidden.
-fn forbidding_endpoint() -> String {
+/// A minimal HTTP server on 127.0.0.1 for what moto does not serve: `answer` gets the
+/// request line and gives the whole response; each connection gets one answer and is
+/// closed. Returns the server's URL.
+fn loopback_server(answer: impl Fn(&str) -> String + Send + 'static) -> String {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    support::assert_loopback(&url);
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let mut reader = BufReader::new(stream);
@@ -1225,26 +1632,80 @@ fn forbidding_endpoint() -> String {
             }
             let mut body = vec![0; length];
             let _ = reader.read_exact(&mut body);
-            let response = if first.starts_with("HEAD") {
-                "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    .to_owned()
-            } else {
-                let xml = format!(
-                    "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult>\
-                     <Arn>arn:aws:iam::{0}:user/test</Arn><UserId>TEST</UserId><Account>{0}</Account></GetCallerIdentityResult>\
-                     <ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></GetCallerIdentityResponse>",
-                    moto::ACCOUNT
-                );
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
-                    xml.len()
-                )
-            };
+            let response = answer(first.trim_end());
             let mut stream = reader.into_inner();
             let _ = stream.write_all(response.as_bytes());
         }
     });
     url
+}
+
+/// An HTTP response with a body and `Connection: close`.
+fn http_response(status: &str, headers: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// EKS as the IRSA targets need it: DescribeCluster answers each of `clusters` (name →
+/// OIDC issuer), anything else is EKS's ResourceNotFoundException. `seen` holds the
+/// request lines, in order.
+struct Eks {
+    url: String,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+fn eks_clusters(clusters: BTreeMap<String, String>) -> Eks {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let url = loopback_server(move |request| {
+        log.lock().unwrap().push(request.to_owned());
+        let name = request
+            .strip_prefix("GET /clusters/")
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap_or_default();
+        match clusters.get(name) {
+            Some(issuer) => {
+                let body = json!({"cluster": {
+                    "name": name,
+                    "arn": format!("arn:aws:eks:eu-west-1:{}:cluster/{name}", moto::ACCOUNT),
+                    "status": "ACTIVE",
+                    "identity": {"oidc": {"issuer": issuer}},
+                }});
+                http_response(
+                    "200 OK",
+                    "Content-Type: application/json\r\n",
+                    &body.to_string(),
+                )
+            }
+            None => http_response(
+                "404 Not Found",
+                "Content-Type: application/json\r\nx-amzn-ErrorType: ResourceNotFoundException\r\n",
+                &json!({"message": format!("No cluster found for name: {name}.")}).to_string(),
+            ),
+        }
+    });
+    Eks { url, seen }
+}
+
+/// moto answers HeadBucket with 200 for a bucket of another account (and ignores
+/// ExpectedBucketOwner), so the 403 that real S3 gives is served here by a minimal
+/// loopback stand-in: STS says account 123456789012, every HEAD is 403 Forbidden.
+fn forbidding_endpoint() -> String {
+    loopback_server(|request| {
+        if request.starts_with("HEAD") {
+            http_response("403 Forbidden", "", "")
+        } else {
+            let xml = format!(
+                "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult>\
+                 <Arn>arn:aws:iam::{0}:user/test</Arn><UserId>TEST</UserId><Account>{0}</Account></GetCallerIdentityResult>\
+                 <ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></GetCallerIdentityResponse>",
+                moto::ACCOUNT
+            );
+            http_response("200 OK", "Content-Type: text/xml\r\n", &xml)
+        }
+    })
 }
 
 #[test]
@@ -1274,18 +1735,24 @@ fn bucket_of_another_account_is_reported_as_such() {
 fn a_failure_partway_exits_2_with_evidence_and_the_next_apply_converges() {
     let p = Project::new("partway");
     let bucket = p.bucket("dev");
+    // A helm that runs, so that apply gets past its helm check to the cloud step.
+    let (helm, record) = fake_helm(&p);
     // Every PutBucketTagging fails with 500, after the SDK's own retries.
     let proxy = FaultyProxy::start(moto::url(), &format!("PUT /{bucket}/?tagging"), 500, None);
-    let out = p.run_at(
-        &proxy.url,
-        &["--format", "json", "apply", "dev-aws", "--approve"],
-    );
+    let out = p
+        .command_at(
+            &proxy.url,
+            &["--format", "json", "apply", "dev-aws", "--approve"],
+        )
+        .env("STRATA_HELM", &helm)
+        .output()
+        .unwrap();
     let evidence = parse(&out, &["apply"], 2);
     assert_eq!(evidence["status"], "failed");
     assert_eq!(
         outcomes(&evidence),
         pairs(&[("s3_bucket", "failed")]),
-        "the policy is not attempted after the bucket failed"
+        "the policy and the identity chain are not attempted after the bucket failed"
     );
     assert_eq!(
         evidence["resources"][0]["fields"],
@@ -1303,6 +1770,11 @@ fn a_failure_partway_exits_2_with_evidence_and_the_next_apply_converges() {
         json!([]),
         "helm does not run after a failure"
     );
+    assert_eq!(
+        std::fs::read_to_string(&record).unwrap(),
+        "version --short\n",
+        "helm was checked before the cloud step, and not run after it failed"
+    );
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains(&format!("s3 bucket {bucket}: PutBucketTagging:")),
@@ -1310,11 +1782,29 @@ fn a_failure_partway_exits_2_with_evidence_and_the_next_apply_converges() {
     );
     drop(proxy);
 
-    // The cloud is half-done, and says so; the next apply finishes the job.
+    // The cloud is half-done, and says so. The bucket never got strata's ownership
+    // tags, so strata cannot tell it from one someone else made: the next plan
+    // refuses it, writing nothing, and names the way out.
+    let out = p.run(&["plan", "dev-aws"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "s3 bucket {bucket} exists but strata did not make it (no managed-by=strata / strata-target tags); nothing was written"
+        )) && stderr.contains("set `adopt: true` on the bucket"),
+        "{stderr}"
+    );
+    // Taking it over, the next apply finishes the job.
+    p.append("environments/dev.aws.yaml", "    adopt: true\n");
     let plan = p.json(&["plan", "dev-aws"], 1);
     assert_eq!(
         ops(&plan),
-        pairs(&[("s3_bucket", "update"), ("iam_policy", "create")])
+        pairs(&[
+            ("s3_bucket", "update"),
+            ("iam_policy", "create"),
+            ("iam_oidc_provider", "unchanged"),
+            ("iam_role", "create"),
+        ])
     );
     assert_eq!(
         changed_fields(&plan, "s3_bucket"),
@@ -1330,9 +1820,16 @@ fn a_failure_partway_exits_2_with_evidence_and_the_next_apply_converges() {
     let evidence = p.json(APPLY_DEV, 0);
     assert_eq!(
         outcomes(&evidence),
-        pairs(&[("s3_bucket", "updated"), ("iam_policy", "created")])
+        pairs(&[
+            ("s3_bucket", "updated"),
+            ("iam_policy", "created"),
+            ("iam_oidc_provider", "unchanged"),
+            ("iam_role", "created"),
+        ])
     );
     p.json(&["plan", "dev-aws"], 0);
+    block_on(read_bucket(&bucket, "eu-west-1"))
+        .assert_matches(&p.rendered("dev-aws", "buckets/data.json"));
 }
 
 #[test]
@@ -1343,7 +1840,12 @@ fn throttling_is_retried_by_the_sdk_and_a_stopped_server_is_a_clear_error() {
     let evidence = p.json_at(&proxy.url, APPLY_DEV, 0);
     assert_eq!(
         outcomes(&evidence),
-        pairs(&[("s3_bucket", "created"), ("iam_policy", "created")])
+        pairs(&[
+            ("s3_bucket", "created"),
+            ("iam_policy", "created"),
+            ("iam_oidc_provider", "unchanged"),
+            ("iam_role", "created"),
+        ])
     );
     drop(proxy);
 
@@ -1374,6 +1876,10 @@ fn throttling_is_retried_by_the_sdk_and_a_stopped_server_is_a_clear_error() {
         outcomes(&evidence),
         pairs(&[("s3_bucket", "created"), ("iam_policy", "failed")]),
         "{evidence:#}"
+    );
+    assert!(
+        block_on(live_role(&p.policy_name("staging"))).is_none(),
+        "no role after its policy failed"
     );
     drop(proxy);
 
@@ -1420,18 +1926,11 @@ fn missing_credentials_are_a_readable_error_with_a_hint() {
 }
 
 /// The fixture `tests/fixtures/cloud/two-buckets`: buckets `raw` and `curated` with
-/// different settings, workloads `ingest` and `reporting` with different access.
+/// different settings, workloads `ingest` and `reporting` with different access, each
+/// with its role and its EKS Pod Identity association on cluster `strata-it`.
 #[test]
 fn two_buckets_and_two_workloads_are_applied_from_their_rendered_documents() {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(
-        &support::repo_root().join("tests/fixtures/cloud/two-buckets"),
-        dir.path(),
-    );
-    let p = Project {
-        dir,
-        tag: "two".into(),
-    };
+    let p = Project::fixture("two-buckets", "two", &["strata-it"]);
     let raw = format!("strata-it-two-dev-raw-{}", moto::ACCOUNT);
     let curated = format!("strata-it-two-dev-curated-{}", moto::ACCOUNT);
     let policy = |w: &str| {
@@ -1459,8 +1958,21 @@ fn two_buckets_and_two_workloads_are_applied_from_their_rendered_documents() {
             format!("PUT /{curated}/?tagging"),
             "CreatePolicy".to_owned(),
             "CreatePolicy".to_owned(),
+            "CreateRole".to_owned(),
+            "AttachRolePolicy".to_owned(),
+            "CreateRole".to_owned(),
+            "AttachRolePolicy".to_owned(),
         ],
         "what the server saw the first apply write"
+    );
+    let associations_path = "/clusters/strata-it/pod-identity-associations";
+    assert_eq!(
+        p.pod_identity().writes(),
+        [
+            format!("CreatePodIdentityAssociation {associations_path}"),
+            format!("CreatePodIdentityAssociation {associations_path}"),
+        ],
+        "what EKS saw the first apply write"
     );
     assert_eq!(
         names(&evidence["resources"]),
@@ -1469,6 +1981,16 @@ fn two_buckets_and_two_workloads_are_applied_from_their_rendered_documents() {
             ("s3_bucket", &curated),
             ("iam_policy", "strata-it-two-dev-ingest"),
             ("iam_policy", "strata-it-two-dev-reporting"),
+            ("iam_role", "strata-it-two-dev-ingest"),
+            (
+                "eks_pod_identity_association",
+                "strata-it/strata-it-two/strata-it-two-ingest"
+            ),
+            ("iam_role", "strata-it-two-dev-reporting"),
+            (
+                "eks_pod_identity_association",
+                "strata-it/strata-it-two/strata-it-two-reporting"
+            ),
         ])
     );
     assert_eq!(
@@ -1478,6 +2000,10 @@ fn two_buckets_and_two_workloads_are_applied_from_their_rendered_documents() {
             ("s3_bucket", "created"),
             ("iam_policy", "created"),
             ("iam_policy", "created"),
+            ("iam_role", "created"),
+            ("eks_pod_identity_association", "created"),
+            ("iam_role", "created"),
+            ("eks_pod_identity_association", "created"),
         ])
     );
 
@@ -1567,7 +2093,29 @@ fn two_buckets_and_two_workloads_are_applied_from_their_rendered_documents() {
         "{reporting:#}"
     );
 
-    // The second apply: the server sees reads only.
+    // One role per workload: the rendered trust policy, its own policy attached; and
+    // one association per workload's service account, to its own role.
+    let mut want_associations = Vec::new();
+    for w in ["ingest", "reporting"] {
+        let name = format!("strata-it-two-dev-{w}");
+        let (trust, attached, tags) = block_on(live_role(&name)).expect("role");
+        assert_eq!(
+            trust,
+            p.rendered("dev-aws", &format!("iam/{w}.trust.json")),
+            "{w}"
+        );
+        assert_eq!(attached, [policy(w)], "{w}");
+        assert_eq!(tags["strata-target"], "dev-aws", "{w}");
+        want_associations.push((
+            "strata-it".to_owned(),
+            "strata-it-two".to_owned(),
+            format!("strata-it-two-{w}"),
+            format!("arn:aws:iam::{}:role/{name}", moto::ACCOUNT),
+        ));
+    }
+    assert_eq!(associations(p.pod_identity()), want_associations);
+
+    // The second apply: the servers see reads only.
     proxy.clear();
     let again = p.json_at(&proxy.url, APPLY_DEV, 0);
     assert_eq!(
@@ -1577,12 +2125,21 @@ fn two_buckets_and_two_workloads_are_applied_from_their_rendered_documents() {
             ("s3_bucket", "unchanged"),
             ("iam_policy", "unchanged"),
             ("iam_policy", "unchanged"),
+            ("iam_role", "unchanged"),
+            ("eks_pod_identity_association", "unchanged"),
+            ("iam_role", "unchanged"),
+            ("eks_pod_identity_association", "unchanged"),
         ])
     );
     assert_eq!(
         write_calls(&proxy),
         [] as [String; 0],
         "the second apply wrote"
+    );
+    assert_eq!(
+        p.pod_identity().writes().len(),
+        2,
+        "the second apply wrote to EKS"
     );
     let heads: Vec<String> = proxy
         .requests()
@@ -1689,7 +2246,12 @@ fn a_foreign_lifecycle_rule_survives_a_change_of_strata_rules() {
     let plan = p.json(&["plan", "dev-aws"], 0);
     assert_eq!(
         ops(&plan),
-        pairs(&[("s3_bucket", "unchanged"), ("iam_policy", "unchanged")])
+        pairs(&[
+            ("s3_bucket", "unchanged"),
+            ("iam_policy", "unchanged"),
+            ("iam_oidc_provider", "unchanged"),
+            ("iam_role", "unchanged"),
+        ])
     );
 
     // strata's rules change: archive later, and expire tmp/.

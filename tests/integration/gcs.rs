@@ -6,6 +6,12 @@
 //! whatever the create asked for).
 //!
 //! What the emulator cannot show is listed in `src/apply/gcs/mod.rs`'s module doc.
+//!
+//! The library tests call the storage entry points (`gcs::plan_with`/`execute_with`:
+//! buckets and their bindings only). The CLI tests run the whole apply, the workloads'
+//! Google service accounts and Workload Identity bindings included, against the IAM
+//! stand-in `tests/standins/gcp_iam.py` (one per project), and list what it saw
+//! written as exactly as what the emulator saw.
 
 use serde_json::{Value, json};
 use strata::apply::docs::Documents;
@@ -16,11 +22,16 @@ use strata::model::{Cloud, Target};
 use std::path::Path;
 use std::process::Output;
 
+use crate::support::standins::Standin;
 use crate::support::{
     FaultyProxy, RecordingProxy, assert_loopback, copy_dir, gcs_emulator, repo_root, text,
 };
 
 const ROLE: &str = "roles/storage.objectUser";
+/// The example's dev-gcp project, and its workload's Google service account
+/// (`<project>-<env>-<workload>`).
+const PROJECT: &str = "lakehouse-dev-4821";
+const GSA: &str = "lakehouse-dev-api@lakehouse-dev-4821.iam.gserviceaccount.com";
 const FOREIGN: &str = "user:someone-else@example.com";
 
 struct Fixture {
@@ -262,10 +273,7 @@ async fn first_apply_creates_the_bucket_with_every_setting_and_the_binding() {
         "tags are rewritten to GCS label rules (`Team Name: Data&Platform`)"
     );
     assert_eq!(bucket["labels"], json!(f.docs.buckets[0].tags));
-    assert_eq!(
-        f.member(),
-        "serviceAccount:lakehouse-api@lakehouse-dev-4821.iam.gserviceaccount.com"
-    );
+    assert_eq!(f.member(), format!("serviceAccount:{GSA}"));
     assert_eq!(members(&f.policy().await, ROLE), [f.member()]);
 }
 
@@ -486,9 +494,22 @@ async fn dropping_the_archive_rule_from_config_clears_the_lifecycle() {
     assert!(!again.has_changes(), "{again:#?}");
 }
 
-/// A copy of the example whose `dev-gcp` uses `bucket` (location `US`), as a user's
-/// project on disk.
-fn cli_project(bucket: &str) -> tempfile::TempDir {
+/// A project on disk, as a user's, with its own Google IAM stand-in: service account
+/// names follow the project (the example's are the same in every test), so each
+/// project's accounts live in a server of its own.
+struct CliProject {
+    dir: tempfile::TempDir,
+    iam: Standin,
+}
+
+impl CliProject {
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A copy of the example whose `dev-gcp` uses `bucket` (location `US`).
+fn cli_project(bucket: &str) -> CliProject {
     let dir = tempfile::tempdir().expect("temp dir");
     for sub in ["environments", "charts"] {
         copy_dir(&repo_root().join(sub), &dir.path().join(sub));
@@ -498,29 +519,37 @@ fn cli_project(bucket: &str) -> tempfile::TempDir {
         format!("gcp:\n  location: US\nbuckets:\n  data:\n    name: {bucket}\n"),
     )
     .unwrap();
-    dir
+    CliProject {
+        dir,
+        iam: Standin::gcp_iam(PROJECT),
+    }
 }
 
-/// strata in `dir`, with `STORAGE_EMULATOR_HOST` (set on the child process only) as
-/// its only GCS endpoint, and no other credentials. Every endpoint goes through here.
-fn cli(dir: &Path, host: &str, args: &[&str]) -> std::process::Command {
+/// strata in `p`, with `STORAGE_EMULATOR_HOST` (set on the child process only) as its
+/// only GCS endpoint, the project's IAM stand-in as its only Google IAM endpoint (with
+/// a token it takes: the stand-in wants one, and checks nothing else), and no other
+/// credentials. Every endpoint goes through here.
+fn cli(p: &CliProject, host: &str, args: &[&str]) -> std::process::Command {
     assert_loopback(host);
+    assert_loopback(&p.iam.url);
     let mut cmd = crate::support::strata();
     cmd.arg("-C")
-        .arg(dir)
+        .arg(p.path())
         .args(args)
         .env("STORAGE_EMULATOR_HOST", host)
+        .env("CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM", &p.iam.url)
+        .env("GOOGLE_OAUTH_ACCESS_TOKEN", "test-token")
         .env(
             "GOOGLE_APPLICATION_CREDENTIALS",
-            dir.join("no-credentials.json"),
+            p.path().join("no-credentials.json"),
         )
         // Helm never reaches a cluster from these tests.
-        .env("STRATA_HELM", dir.join("no-such-helm"));
+        .env("STRATA_HELM", p.path().join("no-such-helm"));
     cmd
 }
 
-fn run_cli(dir: &Path, host: &str, args: &[&str]) -> Output {
-    cli(dir, host, args).output().expect("strata runs")
+fn run_cli(p: &CliProject, host: &str, args: &[&str]) -> Output {
+    cli(p, host, args).output().expect("strata runs")
 }
 
 /// The JSON on stdout of a run that had to exit with `code`.
@@ -611,23 +640,46 @@ fn the_cli_plans_and_applies_a_gcp_target_through_storage_emulator_host() {
     let dir = cli_project(bucket);
     let proxy = RecordingProxy::start(gcs_emulator::host());
     let plan = parse(
-        &run_cli(
-            dir.path(),
-            &proxy.url,
-            &["--format", "json", "plan", "dev-gcp"],
-        ),
+        &run_cli(&dir, &proxy.url, &["--format", "json", "plan", "dev-gcp"]),
         1,
     );
     assert_eq!(plan["actions"][0]["op"], "create");
     assert_eq!(plan["actions"][0]["name"], bucket);
+    // Every resource apply will make, once. Sorted: for a new bucket the plan lists its
+    // binding next to it, before the service accounts that apply makes first.
+    let mut actions: Vec<(String, String, String)> = plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let s = |k: &str| a[k].as_str().unwrap().to_owned();
+            (s("kind"), s("name"), s("op"))
+        })
+        .collect();
+    actions.sort();
+    assert_eq!(
+        actions,
+        triples(&[
+            ("gcp_service_account", GSA, "create"),
+            ("gcp_service_account_iam", GSA, "create"),
+            ("gcs_bucket", bucket, "create"),
+            ("gcs_bucket_iam", bucket, "create"),
+        ])
+    );
     assert_eq!(proxy.writes(), [], "plan wrote");
+    assert_eq!(dir.iam.writes(), [] as [String; 0], "plan wrote to IAM");
+    assert!(!dir.iam.requests().is_empty(), "plan read the account");
 
-    let evidence = parse(&run_cli(dir.path(), &proxy.url, APPLY), 0);
+    let evidence = parse(&run_cli(&dir, &proxy.url, APPLY), 0);
     assert_eq!(evidence["status"], "applied");
+    // Buckets, then the service account and its Workload Identity binding, then the
+    // bucket's binding, which names the account.
     assert_eq!(
         cli_outcomes(&evidence),
         triples(&[
             ("gcs_bucket", bucket, "created"),
+            ("gcp_service_account", GSA, "created"),
+            ("gcp_service_account_iam", GSA, "updated"),
             ("gcs_bucket_iam", bucket, "created")
         ])
     );
@@ -652,13 +704,37 @@ fn the_cli_plans_and_applies_a_gcp_target_through_storage_emulator_host() {
             ("PATCH".to_owned(), format!("/storage/v1/b/{bucket}")),
             ("PUT".to_owned(), format!("/storage/v1/b/{bucket}/iam")),
         ],
-        "what the server saw"
+        "what the storage server saw"
     );
+    assert_eq!(
+        dir.iam.writes(),
+        [
+            format!("create /v1/projects/{PROJECT}/serviceAccounts"),
+            format!("setIamPolicy /v1/projects/{PROJECT}/serviceAccounts/{GSA}:setIamPolicy"),
+        ],
+        "what the IAM server saw"
+    );
+    // The account as IAM holds it: strata's, bound to the workload's KSA.
+    let state = dir.iam.state();
+    let accounts: Vec<(&str, &str)> = state["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["email"].as_str().unwrap(),
+                a["description"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(accounts, [(GSA, "managed-by=strata strata-target=dev-gcp")]);
 
     proxy.clear();
-    let again = run_cli(dir.path(), &proxy.url, &["plan", "dev-gcp"]);
+    let iam_writes = dir.iam.writes();
+    let again = run_cli(&dir, &proxy.url, &["plan", "dev-gcp"]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
     assert_eq!(proxy.writes(), []);
+    assert_eq!(dir.iam.writes(), iam_writes);
 }
 
 /// A 503 on setIamPolicy is retried; a 500 that lasts stops apply with exit 2, evidence
@@ -675,17 +751,19 @@ fn transient_gcs_errors_are_retried_and_a_lasting_one_stops_apply_with_evidence(
         503,
         Some(2),
     );
-    let evidence = parse(&run_cli(dir.path(), &proxy.url, APPLY), 0);
+    let evidence = parse(&run_cli(&dir, &proxy.url, APPLY), 0);
     assert_eq!(evidence["status"], "applied", "{evidence:#}");
     assert_eq!(
         cli_outcomes(&evidence),
         triples(&[
             ("gcs_bucket", "strata-cli-gcs-retry", "created"),
+            ("gcp_service_account", GSA, "created"),
+            ("gcp_service_account_iam", GSA, "updated"),
             ("gcs_bucket_iam", "strata-cli-gcs-retry", "created")
         ])
     );
     drop(proxy);
-    let plan = run_cli(dir.path(), upstream, &["plan", "dev-gcp"]);
+    let plan = run_cli(&dir, upstream, &["plan", "dev-gcp"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stdout));
 
     let dir = cli_project("strata-cli-gcs-fault");
@@ -695,7 +773,7 @@ fn transient_gcs_errors_are_retried_and_a_lasting_one_stops_apply_with_evidence(
         500,
         None,
     );
-    let out = run_cli(dir.path(), &proxy.url, APPLY);
+    let out = run_cli(&dir, &proxy.url, APPLY);
     let stderr = text(&out.stderr);
     let evidence = parse(&out, 2);
     assert!(
@@ -709,6 +787,8 @@ fn transient_gcs_errors_are_retried_and_a_lasting_one_stops_apply_with_evidence(
         cli_outcomes(&evidence),
         triples(&[
             ("gcs_bucket", "strata-cli-gcs-fault", "created"),
+            ("gcp_service_account", GSA, "created"),
+            ("gcp_service_account_iam", GSA, "updated"),
             ("gcs_bucket_iam", "strata-cli-gcs-fault", "failed")
         ]),
         "{evidence:#}"
@@ -717,11 +797,7 @@ fn transient_gcs_errors_are_retried_and_a_lasting_one_stops_apply_with_evidence(
 
     // The binding is what is missing; the next apply adds it and nothing else.
     let plan = parse(
-        &run_cli(
-            dir.path(),
-            upstream,
-            &["--format", "json", "plan", "dev-gcp"],
-        ),
+        &run_cli(&dir, upstream, &["--format", "json", "plan", "dev-gcp"]),
         1,
     );
     let changed: Vec<(&str, &str)> = plan["actions"]
@@ -732,20 +808,24 @@ fn transient_gcs_errors_are_retried_and_a_lasting_one_stops_apply_with_evidence(
         .map(|a| (a["kind"].as_str().unwrap(), a["op"].as_str().unwrap()))
         .collect();
     assert_eq!(changed, [("gcs_bucket_iam", "update")], "{plan:#}");
-    let evidence = parse(&run_cli(dir.path(), upstream, APPLY), 0);
+    let iam_writes = dir.iam.writes();
+    let evidence = parse(&run_cli(&dir, upstream, APPLY), 0);
     assert_eq!(
         cli_outcomes(&evidence),
         triples(&[
             ("gcs_bucket", "strata-cli-gcs-fault", "unchanged"),
+            ("gcp_service_account", GSA, "unchanged"),
+            ("gcp_service_account_iam", GSA, "unchanged"),
             ("gcs_bucket_iam", "strata-cli-gcs-fault", "updated")
         ])
     );
-    let plan = run_cli(dir.path(), upstream, &["plan", "dev-gcp"]);
+    assert_eq!(dir.iam.writes(), iam_writes, "the account was done already");
+    let plan = run_cli(&dir, upstream, &["plan", "dev-gcp"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stdout));
 
     // Nothing listens: the connection is tried again, then a clear error, exit 2.
     let dead = format!("127.0.0.1:{}", crate::support::free_port());
-    let plan = run_cli(dir.path(), &dead, &["plan", "dev-gcp"]);
+    let plan = run_cli(&dir, &dead, &["plan", "dev-gcp"]);
     let stderr = text(&plan.stderr);
     assert_eq!(plan.status.code(), Some(2), "{stderr}");
     assert!(
@@ -754,27 +834,53 @@ fn transient_gcs_errors_are_retried_and_a_lasting_one_stops_apply_with_evidence(
     );
 }
 
-/// The fixture `tests/fixtures/cloud/two-buckets` on gcp: buckets `strata-it-two-raw`
-/// and `strata-it-two-curated` with different settings, each with the bindings both
-/// workloads' rendered documents give it; the second apply writes nothing.
+/// The fixture `tests/fixtures/cloud/two-buckets` on gcp: buckets
+/// `strata-it-two-dev-raw` and `strata-it-two-dev-curated` with different settings,
+/// each with the bindings both workloads' rendered documents give it, to the workloads'
+/// service accounts (`strata-it-two-dev-<workload>`), each bound to its Kubernetes
+/// service account; the second apply writes nothing.
 #[tokio::test]
 async fn two_buckets_and_two_workloads_get_their_settings_and_bindings() {
+    let project = "strata-it-two";
     let dir = tempfile::tempdir().unwrap();
     copy_dir(
         &repo_root().join("tests/fixtures/cloud/two-buckets"),
         dir.path(),
     );
+    let dir = CliProject {
+        dir,
+        iam: Standin::gcp_iam(project),
+    };
     let proxy = RecordingProxy::start(gcs_emulator::host());
-    let evidence = parse(&run_cli(dir.path(), &proxy.url, APPLY), 0);
-    let (raw, curated) = ("strata-it-two-raw", "strata-it-two-curated");
+    let evidence = parse(&run_cli(&dir, &proxy.url, APPLY), 0);
+    let (raw, curated) = ("strata-it-two-dev-raw", "strata-it-two-dev-curated");
+    let email = |w: &str| format!("strata-it-two-dev-{w}@{project}.iam.gserviceaccount.com");
+    let (ingest, reporting) = (email("ingest"), email("reporting"));
+    // Buckets, then each workload's account and its Workload Identity binding, then
+    // the buckets' bindings (which name the accounts).
     assert_eq!(
         cli_outcomes(&evidence),
         triples(&[
             ("gcs_bucket", raw, "created"),
-            ("gcs_bucket_iam", raw, "created"),
             ("gcs_bucket", curated, "created"),
+            ("gcp_service_account", &ingest, "created"),
+            ("gcp_service_account_iam", &ingest, "updated"),
+            ("gcp_service_account", &reporting, "created"),
+            ("gcp_service_account_iam", &reporting, "updated"),
+            ("gcs_bucket_iam", raw, "created"),
             ("gcs_bucket_iam", curated, "created"),
         ])
+    );
+    let accounts = format!("/v1/projects/{project}/serviceAccounts");
+    assert_eq!(
+        dir.iam.writes(),
+        [
+            format!("create {accounts}"),
+            format!("setIamPolicy {accounts}/{ingest}:setIamPolicy"),
+            format!("create {accounts}"),
+            format!("setIamPolicy {accounts}/{reporting}:setIamPolicy"),
+        ],
+        "what the IAM server saw the first apply write"
     );
     let rendered = |rel: &str| -> Value {
         let path = dir.path().join("out/dev-gcp").join(rel);
@@ -833,8 +939,7 @@ async fn two_buckets_and_two_workloads_get_their_settings_and_bindings() {
     assert_eq!(live_curated["labels"]["tier"], "curated");
 
     // Each bucket's policy holds exactly what the two rendered documents grant on it.
-    let sa =
-        |w: &str| format!("serviceAccount:strata-it-two-{w}@strata-it-two.iam.gserviceaccount.com");
+    let sa = |w: &str| format!("serviceAccount:{}", email(w));
     for (bucket, want) in [
         (
             raw,
@@ -867,18 +972,78 @@ async fn two_buckets_and_two_workloads_get_their_settings_and_bindings() {
         );
     }
 
+    // Each account as IAM holds it (read through the API, not through strata): strata's,
+    // and bound to its workload's Kubernetes service account, as rendered.
+    let http = reqwest::Client::new();
+    for w in ["ingest", "reporting"] {
+        let doc = rendered(&format!("iam/{w}.gcp.json"));
+        let base = format!(
+            "{}/v1/projects/{project}/serviceAccounts/{}",
+            dir.iam.url,
+            email(w)
+        );
+        let account: Value = http
+            .get(&base)
+            .bearer_auth("t")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            (&account["email"], &account["description"]),
+            (
+                &json!(email(w)),
+                &json!("managed-by=strata strata-target=dev-gcp")
+            ),
+            "{account:#}"
+        );
+        let policy: Value = http
+            .post(format!("{base}:getIamPolicy"))
+            .bearer_auth("t")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            policy["bindings"],
+            json!([{"role": "roles/iam.workloadIdentityUser",
+                "members": [format!("serviceAccount:{project}.svc.id.goog[strata-it-two/strata-it-two-{w}]")]}]),
+            "{w}: {policy:#}"
+        );
+        assert_eq!(
+            by_role(&policy["bindings"]),
+            by_role(&json!([doc["workloadIdentity"]])),
+            "{w}: as rendered"
+        );
+    }
+
     proxy.clear();
-    let again = parse(&run_cli(dir.path(), &proxy.url, APPLY), 0);
+    let iam_writes = dir.iam.writes();
+    let again = parse(&run_cli(&dir, &proxy.url, APPLY), 0);
     assert_eq!(
         cli_outcomes(&again),
         triples(&[
             ("gcs_bucket", raw, "unchanged"),
-            ("gcs_bucket_iam", raw, "unchanged"),
             ("gcs_bucket", curated, "unchanged"),
+            ("gcp_service_account", &ingest, "unchanged"),
+            ("gcp_service_account_iam", &ingest, "unchanged"),
+            ("gcp_service_account", &reporting, "unchanged"),
+            ("gcp_service_account_iam", &reporting, "unchanged"),
+            ("gcs_bucket_iam", raw, "unchanged"),
             ("gcs_bucket_iam", curated, "unchanged"),
         ])
     );
     assert_eq!(proxy.writes(), [], "the second apply wrote");
+    assert_eq!(
+        dir.iam.writes(),
+        iam_writes,
+        "the second apply wrote to IAM"
+    );
     assert!(
         proxy
             .requests()
@@ -910,7 +1075,7 @@ async fn a_hostile_gcp_iam_template_is_refused_at_apply_with_no_write() {
     )
     .unwrap();
     let proxy = RecordingProxy::start(gcs_emulator::host());
-    let out = run_cli(dir.path(), &proxy.url, &["apply", "dev-gcp", "--approve"]);
+    let out = run_cli(&dir, &proxy.url, &["apply", "dev-gcp", "--approve"]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     for needle in [
@@ -921,6 +1086,11 @@ async fn a_hostile_gcp_iam_template_is_refused_at_apply_with_no_write() {
         assert!(stderr.contains(needle), "{needle} missing from:\n{stderr}");
     }
     assert_eq!(proxy.writes(), [], "the emulator saw a write");
+    assert_eq!(
+        dir.iam.requests(),
+        [] as [Value; 0],
+        "IAM saw a request: the render is refused before any call"
+    );
     assert_eq!(
         emulator_get(&format!("/b/{bucket}"))
             .await
@@ -958,7 +1128,7 @@ fn helm_runs_with_the_gke_context_or_the_one_kube_context_sets() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let apply = |dir: &Path| {
+    let apply = |dir: &CliProject| {
         cli(
             dir,
             gcs_emulator::host(),
@@ -970,9 +1140,13 @@ fn helm_runs_with_the_gke_context_or_the_one_kube_context_sets() {
     };
     let out_dir = dir.path().join("out/dev-gcp");
     let chart = dir.path().canonicalize().unwrap().join("charts/app");
+    // Before any cloud write apply makes sure helm runs (`version --short`); then the
+    // platform chart, whose release lives in `default` (it makes the labelled
+    // namespaces: kube.createNamespace is true by default), then `app`.
     let argv = |ctx: &str| {
         format!(
-            "upgrade --install lakehouse-platform {platform} --namespace lakehouse --kube-context {ctx} --wait --rollback-on-failure --timeout 5m\n\
+            "version --short\n\
+             upgrade --install lakehouse-platform {platform} --namespace default --kube-context {ctx} --wait --rollback-on-failure --timeout 5m\n\
              upgrade --install app {chart} --namespace lakehouse --kube-context {ctx} --wait --rollback-on-failure --timeout 5m --values {values}\n",
             platform = out_dir.join("platform").display(),
             chart = chart.display(),
@@ -980,7 +1154,7 @@ fn helm_runs_with_the_gke_context_or_the_one_kube_context_sets() {
         )
     };
 
-    let evidence = parse(&apply(dir.path()), 0);
+    let evidence = parse(&apply(&dir), 0);
     assert_eq!(evidence["helm"].as_array().unwrap().len(), 2);
     assert_eq!(
         std::fs::read_to_string(&record).unwrap(),
@@ -992,11 +1166,13 @@ fn helm_runs_with_the_gke_context_or_the_one_kube_context_sets() {
     let mut body = std::fs::read_to_string(&layer).unwrap();
     body.push_str("kube:\n  context: ci-gke\n");
     std::fs::write(&layer, body).unwrap();
-    let evidence = parse(&apply(dir.path()), 0);
+    let evidence = parse(&apply(&dir), 0);
     assert_eq!(
         cli_outcomes(&evidence),
         triples(&[
             ("gcs_bucket", bucket, "unchanged"),
+            ("gcp_service_account", GSA, "unchanged"),
+            ("gcp_service_account_iam", GSA, "unchanged"),
             ("gcs_bucket_iam", bucket, "unchanged")
         ])
     );

@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 pub mod fixture;
 pub mod fs;
 pub mod gcs_emulator;
+pub mod standins;
 
 /// The repository root (where the example project lives).
 pub fn repo_root() -> PathBuf {
@@ -23,7 +24,8 @@ pub fn repo_root() -> PathBuf {
 /// Besides the endpoints a test sets itself, nothing from the machine may send the
 /// binary elsewhere: per-service AWS endpoints (`AWS_ENDPOINT_URL_S3`, …) override
 /// `AWS_ENDPOINT_URL`, `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` makes the SDK ignore it,
-/// and an HTTP proxy would carry loopback requests off the machine.
+/// `CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM` chooses the Google IAM endpoint, and an HTTP
+/// proxy would carry loopback requests off the machine.
 pub fn strata() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
     for var in [
@@ -33,6 +35,7 @@ pub fn strata() -> Command {
         "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
         "STORAGE_EMULATOR_HOST",
         "GOOGLE_OAUTH_ACCESS_TOKEN",
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM",
         "STRATA_HELM",
     ] {
         cmd.env_remove(var);
