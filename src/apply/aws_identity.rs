@@ -412,21 +412,29 @@ pub async fn execute(
             }
             let issuer = target.aws().oidc_issuer.clone().unwrap_or_default();
             let tags = desired_tags(target);
-            c.iam
+            let created = c
+                .iam
                 .create_open_id_connect_provider()
                 .url(&issuer)
                 .client_id_list("sts.amazonaws.com")
                 .set_tags(Some(iam_tags(&tags, &action.name)?))
                 .send()
-                .await
-                .map_err(|e| {
-                    cloud_error(
-                        &format!("iam oidc provider {issuer}"),
-                        "CreateOpenIDConnectProvider",
-                        &e,
-                    )
-                })?;
-            Ok(vec!["url".into()])
+                .await;
+            match created {
+                Ok(_) => Ok(vec!["url".into()]),
+                // Another apply made it meanwhile: it exists, which is all this needs.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_entity_already_exists_exception()) =>
+                {
+                    Ok(Vec::new())
+                }
+                Err(e) => Err(cloud_error(
+                    &format!("iam oidc provider {issuer}"),
+                    "CreateOpenIDConnectProvider",
+                    &e,
+                )),
+            }
         }
         ROLE => {
             let w = workloads

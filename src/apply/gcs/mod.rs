@@ -111,7 +111,7 @@ pub async fn plan_full(
                     desired::create_changes(&desired),
                 ));
                 let changes = desired::iam_changes(&bindings, &json!({}));
-                actions.push(action(
+                bindings_actions.push(action(
                     KIND_BUCKET_IAM,
                     &desired.name,
                     op_create(&changes),
