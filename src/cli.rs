@@ -6,10 +6,20 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// What `strata --version` prints after the name: the package version and the git
+/// revision it was built from (`0.1.0 (abc1234)`, or `(unknown revision)` when built
+/// outside git; see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("STRATA_REVISION"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "strata",
-    version,
+    version = VERSION,
     about = "Layered environment config → reviewable deployment artifacts, then apply them.",
     after_help = "Exit codes: 0 ok, 1 differences found (render --check, plan), 2 error."
 )]
