@@ -115,6 +115,11 @@ pub enum Command {
     },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page (roff), or write one page per command into a folder.
+    Man {
+        /// Write strata.1 and strata-<command>.1 for every command into DIR (made if
+        /// missing; relative to the current folder) instead of printing strata.1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }

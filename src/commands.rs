@@ -54,16 +54,61 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
             clap_complete::generate(*shell, &mut cmd, "strata", &mut std::io::stdout());
             Ok(exit::OK)
         }
-        Command::Man => {
-            let cmd = <Cli as clap::CommandFactory>::command();
-            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+        Command::Man { dir: None } => {
+            match clap_mangen::Man::new(man_command()).render(&mut std::io::stdout()) {
                 // `strata man | head`: the reader has gone, which is fine.
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
                 other => other.map_err(|e| Error::io("stdout", e))?,
             }
             Ok(exit::OK)
         }
+        Command::Man { dir: Some(dir) } => man_pages(out, dir),
     }
+}
+
+/// The command the man pages describe: without clap's `help` subcommand, which has
+/// no page of its own, so that the main page lists only pages that exist.
+fn man_command() -> clap::Command {
+    let mut cmd = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
+    cmd.build();
+    cmd
+}
+
+/// `strata man --dir DIR`: strata.1 and strata-<command>.1 for every command listed
+/// on strata.1 (see [`man_command`]).
+fn man_pages(out: &Reporter, dir: &Path) -> Result<u8> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let cmd = man_command();
+    let mut pages = vec![clap_mangen::Man::new(cmd.clone())];
+    pages.extend(
+        cmd.get_subcommands()
+            .filter(|sub| !sub.is_hide_set())
+            // A command's page names strata's version as the main page does.
+            .map(|sub| {
+                clap_mangen::Man::new(sub.clone()).source(format!("strata {}", crate::cli::VERSION))
+            }),
+    );
+    let mut written = Vec::new();
+    for page in pages {
+        let path = dir.join(page.get_filename());
+        let mut roff = Vec::new();
+        page.render(&mut roff)
+            .and_then(|()| std::fs::write(&path, roff))
+            .map_err(|e| Error::io(&path, e))?;
+        written.push(page.get_filename());
+    }
+    match out.format {
+        Format::Json => {
+            out.json(&json!({"ok": true, "dir": dir.display().to_string(), "pages": written}))
+        }
+        _ => out.line(format!(
+            "wrote {} man pages into {}: {}",
+            written.len(),
+            dir.display(),
+            written.join(" ")
+        )),
+    }
+    Ok(exit::OK)
 }
 
 /// A path given on the command line (`--out`), taken relative to the project root (the
