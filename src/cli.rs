@@ -52,6 +52,9 @@ pub enum Format {
     Json,
     /// GitHub Actions annotations and a markdown summary.
     Github,
+    /// The pull-request review summary of `render --check`, also appended to
+    /// $GITHUB_STEP_SUMMARY when that is set; other commands print their text output.
+    Markdown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -8,9 +8,9 @@ use serde_json::json;
 use crate::cli::{Cli, Command, Format};
 use crate::config::{Value, merge::join_path};
 use crate::error::{Error, Result};
-use crate::output::{self, DriftStatus, FileDrift, Tree};
+use crate::output::{self, Tree};
 use crate::project::Project;
-use crate::report::Reporter;
+use crate::report::{self, Reporter, status_word};
 use crate::{Loaded, exit, render_all, timed};
 
 pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
@@ -20,11 +20,20 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
             out: dir,
             check,
         } => {
-            let dir = in_project(cli, dir)?;
             if *check {
-                render_check(cli, out, targets, &dir)
+                if out.format == Format::Github {
+                    out.annotate_from(&project_from_cwd(cli));
+                }
+                let checked =
+                    in_project(cli, dir).and_then(|dir| render_check(cli, out, targets, &dir));
+                if let (Err(e), Format::Markdown) = (&checked, out.format) {
+                    // The review summary says why there is no verdict; the text goes
+                    // to stderr as for every error.
+                    out.markdown(&report::errors_markdown(e));
+                }
+                checked
             } else {
-                render(cli, out, targets, &dir)
+                render(cli, out, targets, &in_project(cli, dir)?)
             }
         }
         Command::Validate { targets } => validate(cli, out, targets),
@@ -109,6 +118,37 @@ fn man_pages(out: &Reporter, dir: &Path) -> Result<u8> {
         )),
     }
     Ok(exit::OK)
+}
+
+/// The project root as seen from the current folder (`infra`, or `.`), for GitHub
+/// annotations, which name files from the workspace root.
+fn project_from_cwd(cli: &Cli) -> String {
+    match Project::discover(&cli.project) {
+        Ok(Project::Disk(root)) => from_cwd(&root),
+        _ => ".".to_owned(),
+    }
+}
+
+/// `path` relative to the current folder when it is below it (`.` for the folder
+/// itself), without `./`; as it is otherwise.
+fn from_cwd(path: &Path) -> String {
+    let path: std::path::PathBuf = path
+        .components()
+        .filter(|c| *c != std::path::Component::CurDir)
+        .collect();
+    let relative = if path.is_absolute() {
+        std::env::current_dir()
+            .and_then(|cwd| cwd.canonicalize())
+            .ok()
+            .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
+    } else {
+        Some(path.clone())
+    };
+    match relative {
+        Some(rel) if rel.as_os_str().is_empty() => ".".to_owned(),
+        Some(rel) => rel.display().to_string(),
+        None => path.display().to_string(),
+    }
 }
 
 /// A path given on the command line (`--out`), taken relative to the project root (the
@@ -221,13 +261,32 @@ fn render_check(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Resu
         print_missing(out, &label, tree.len());
         return Ok(exit::DIFFERENCES);
     }
+    // How to call strata again for this project, in the notes of a review summary.
+    let strata = if cli.project == Path::new(".") {
+        "strata".to_owned()
+    } else {
+        format!("strata -C {}", cli.project.display())
+    };
     let on_disk = on_disk?;
     let drift = timed("compare", || {
         output::compare(&label, &on_disk, &tree, |path| {
             output::in_targets(names, path)
         })
     });
-    print_drift(out, &label, &drift, tree.len(), holds_none(&on_disk, &tree));
+    print_drift(
+        out,
+        &DriftReport {
+            review: report::DriftReview {
+                label: &label,
+                drift: &drift,
+                files: tree.len(),
+                holds_none: holds_none(&on_disk, &tree),
+                strata: &strata,
+                targets: names,
+            },
+            folder: from_cwd(dir),
+        },
+    );
     Ok(if drift.is_empty() {
         exit::OK
     } else {
@@ -261,17 +320,26 @@ fn print_missing(out: &Reporter, label: &str, files: usize) {
             "::error title=missing output folder::{}",
             message.replace('%', "%25")
         )),
+        Format::Markdown => out.markdown(&format!("❌ strata: {message}")),
         Format::Text => out.line(message),
     }
 }
 
-fn print_drift(
-    out: &Reporter,
-    label: &str,
-    drift: &[FileDrift],
-    files: usize,
-    holds_none: Option<usize>,
-) {
+/// What `render --check` found, for [`print_drift`].
+struct DriftReport<'a> {
+    review: report::DriftReview<'a>,
+    /// The folder as seen from the current folder, for annotations' `file=`.
+    folder: String,
+}
+
+fn print_drift(out: &Reporter, report: &DriftReport) {
+    let report::DriftReview {
+        label,
+        drift,
+        files,
+        holds_none,
+        ..
+    } = report.review;
     let stranger = holds_none.map(|targets| {
         format!("{label} holds none of the {targets} rendered targets: is it the right folder?")
     });
@@ -310,18 +378,20 @@ fn print_drift(
                 }
                 md.push_str("\n<details><summary>diff</summary>\n\n```diff\n");
                 for d in drift {
-                    md.push_str(&d.diff);
+                    // The job log and summary are read by more people than the repository.
+                    md.push_str(&report::masked_diff(&d.diff));
                 }
                 md.push_str("```\n</details>\n");
                 for d in drift {
                     out.line(format!(
-                        "::error file={label}/{},title=stale artifact::{} is stale; run `strata render --out {label}` and commit the result",
-                        d.path, d.path
+                        "::error file={}/{},title=stale artifact::{} is stale; run `strata render --out {label}` and commit the result",
+                        report.folder, d.path, d.path
                     ));
                 }
             }
             out.line(md);
         }
+        Format::Markdown => out.markdown(&report::drift_markdown(&report.review)),
         Format::Text => {
             if drift.is_empty() {
                 out.line(format!("{label}: up to date ({files} files)"));
@@ -381,14 +451,6 @@ fn print_drift(
                 out.line(text.trim_end());
             }
         }
-    }
-}
-
-fn status_word(status: DriftStatus) -> &'static str {
-    match status {
-        DriftStatus::Added => "added",
-        DriftStatus::Removed => "removed",
-        DriftStatus::Changed => "changed",
     }
 }
 
