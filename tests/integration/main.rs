@@ -12,4 +12,5 @@ mod gcs;
 mod identity;
 mod out_dir;
 mod pipeline;
+mod pr;
 mod review;
