@@ -6,10 +6,20 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// What `strata --version` prints after the name: the package version and the git
+/// revision it was built from (`0.1.0 (abc1234)`, or `(unknown revision)` when built
+/// outside git; see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("STRATA_REVISION"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "strata",
-    version,
+    version = VERSION,
     about = "Layered environment config → reviewable deployment artifacts, then apply them.",
     after_help = "Exit codes: 0 ok, 1 differences found (render --check, plan), 2 error."
 )]
@@ -42,6 +52,9 @@ pub enum Format {
     Json,
     /// GitHub Actions annotations and a markdown summary.
     Github,
+    /// The pull-request review summary of `render --check`, also appended to
+    /// $GITHUB_STEP_SUMMARY when that is set; other commands print their text output.
+    Markdown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -113,6 +126,11 @@ pub enum Command {
     },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page (roff), or write one page per command into a folder.
+    Man {
+        /// Write strata.1 and strata-<command>.1 for every command into DIR (made if
+        /// missing; relative to the current folder) instead of printing strata.1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }

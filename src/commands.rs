@@ -8,9 +8,9 @@ use serde_json::json;
 use crate::cli::{Cli, Command, Format};
 use crate::config::{Value, merge::join_path};
 use crate::error::{Error, Result};
-use crate::output::{self, DriftStatus, FileDrift, Tree};
+use crate::output::{self, Tree};
 use crate::project::Project;
-use crate::report::Reporter;
+use crate::report::{self, Reporter, status_word};
 use crate::{Loaded, exit, render_all, timed};
 
 pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
@@ -20,11 +20,20 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
             out: dir,
             check,
         } => {
-            let dir = in_project(cli, dir)?;
             if *check {
-                render_check(cli, out, targets, &dir)
+                if out.format == Format::Github {
+                    out.annotate_from(&project_from_cwd(cli));
+                }
+                let checked =
+                    in_project(cli, dir).and_then(|dir| render_check(cli, out, targets, &dir));
+                if let (Err(e), Format::Markdown) = (&checked, out.format) {
+                    // The review summary says why there is no verdict; the text goes
+                    // to stderr as for every error.
+                    out.markdown(&report::errors_markdown(e));
+                }
+                checked
             } else {
-                render(cli, out, targets, &dir)
+                render(cli, out, targets, &in_project(cli, dir)?)
             }
         }
         Command::Validate { targets } => validate(cli, out, targets),
@@ -56,15 +65,91 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
             clap_complete::generate(*shell, &mut cmd, "strata", &mut std::io::stdout());
             Ok(exit::OK)
         }
-        Command::Man => {
-            let cmd = <Cli as clap::CommandFactory>::command();
-            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+        Command::Man { dir: None } => {
+            match clap_mangen::Man::new(man_command()).render(&mut std::io::stdout()) {
                 // `strata man | head`: the reader has gone, which is fine.
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
                 other => other.map_err(|e| Error::io("stdout", e))?,
             }
             Ok(exit::OK)
         }
+        Command::Man { dir: Some(dir) } => man_pages(out, dir),
+    }
+}
+
+/// The command the man pages describe: without clap's `help` subcommand, which has
+/// no page of its own, so that the main page lists only pages that exist.
+fn man_command() -> clap::Command {
+    let mut cmd = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
+    cmd.build();
+    cmd
+}
+
+/// `strata man --dir DIR`: strata.1 and strata-<command>.1 for every command listed
+/// on strata.1 (see [`man_command`]).
+fn man_pages(out: &Reporter, dir: &Path) -> Result<u8> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let cmd = man_command();
+    let mut pages = vec![clap_mangen::Man::new(cmd.clone())];
+    pages.extend(
+        cmd.get_subcommands()
+            .filter(|sub| !sub.is_hide_set())
+            // A command's page names strata's version as the main page does.
+            .map(|sub| {
+                clap_mangen::Man::new(sub.clone()).source(format!("strata {}", crate::cli::VERSION))
+            }),
+    );
+    let mut written = Vec::new();
+    for page in pages {
+        let path = dir.join(page.get_filename());
+        let mut roff = Vec::new();
+        page.render(&mut roff)
+            .and_then(|()| std::fs::write(&path, roff))
+            .map_err(|e| Error::io(&path, e))?;
+        written.push(page.get_filename());
+    }
+    match out.format {
+        Format::Json => {
+            out.json(&json!({"ok": true, "dir": dir.display().to_string(), "pages": written}))
+        }
+        _ => out.line(format!(
+            "wrote {} man pages into {}: {}",
+            written.len(),
+            dir.display(),
+            written.join(" ")
+        )),
+    }
+    Ok(exit::OK)
+}
+
+/// The project root as seen from the current folder (`infra`, or `.`), for GitHub
+/// annotations, which name files from the workspace root.
+fn project_from_cwd(cli: &Cli) -> String {
+    match Project::discover(&cli.project) {
+        Ok(Project::Disk(root)) => from_cwd(&root),
+        _ => ".".to_owned(),
+    }
+}
+
+/// `path` relative to the current folder when it is below it (`.` for the folder
+/// itself), without `./`; as it is otherwise.
+fn from_cwd(path: &Path) -> String {
+    let path: std::path::PathBuf = path
+        .components()
+        .filter(|c| *c != std::path::Component::CurDir)
+        .collect();
+    let relative = if path.is_absolute() {
+        std::env::current_dir()
+            .and_then(|cwd| cwd.canonicalize())
+            .ok()
+            .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
+    } else {
+        Some(path.clone())
+    };
+    match relative {
+        Some(rel) if rel.as_os_str().is_empty() => ".".to_owned(),
+        Some(rel) => rel.display().to_string(),
+        None => path.display().to_string(),
     }
 }
 
@@ -179,13 +264,32 @@ fn render_check(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Resu
         print_missing(out, &label, tree.len());
         return Ok(exit::DIFFERENCES);
     }
+    // How to call strata again for this project, in the notes of a review summary.
+    let strata = if cli.project == Path::new(".") {
+        "strata".to_owned()
+    } else {
+        format!("strata -C {}", cli.project.display())
+    };
     let on_disk = on_disk?;
     let drift = timed("compare", || {
         output::compare(&label, &on_disk, &tree, |path| {
             output::in_targets(names, path)
         })
     });
-    print_drift(out, &label, &drift, tree.len(), holds_none(&on_disk, &tree));
+    print_drift(
+        out,
+        &DriftReport {
+            review: report::DriftReview {
+                label: &label,
+                drift: &drift,
+                files: tree.len(),
+                holds_none: holds_none(&on_disk, &tree),
+                strata: &strata,
+                targets: names,
+            },
+            folder: from_cwd(dir),
+        },
+    );
     Ok(if drift.is_empty() {
         exit::OK
     } else {
@@ -219,17 +323,26 @@ fn print_missing(out: &Reporter, label: &str, files: usize) {
             "::error title=missing output folder::{}",
             message.replace('%', "%25")
         )),
+        Format::Markdown => out.markdown(&format!("❌ strata: {message}")),
         Format::Text => out.line(message),
     }
 }
 
-fn print_drift(
-    out: &Reporter,
-    label: &str,
-    drift: &[FileDrift],
-    files: usize,
-    holds_none: Option<usize>,
-) {
+/// What `render --check` found, for [`print_drift`].
+struct DriftReport<'a> {
+    review: report::DriftReview<'a>,
+    /// The folder as seen from the current folder, for annotations' `file=`.
+    folder: String,
+}
+
+fn print_drift(out: &Reporter, report: &DriftReport) {
+    let report::DriftReview {
+        label,
+        drift,
+        files,
+        holds_none,
+        ..
+    } = report.review;
     let stranger = holds_none.map(|targets| {
         format!("{label} holds none of the {targets} rendered targets: is it the right folder?")
     });
@@ -268,18 +381,20 @@ fn print_drift(
                 }
                 md.push_str("\n<details><summary>diff</summary>\n\n```diff\n");
                 for d in drift {
-                    md.push_str(&d.diff);
+                    // The job log and summary are read by more people than the repository.
+                    md.push_str(&report::masked_diff(&d.diff));
                 }
                 md.push_str("```\n</details>\n");
                 for d in drift {
                     out.line(format!(
-                        "::error file={label}/{},title=stale artifact::{} is stale; run `strata render --out {label}` and commit the result",
-                        d.path, d.path
+                        "::error file={}/{},title=stale artifact::{} is stale; run `strata render --out {label}` and commit the result",
+                        report.folder, d.path, d.path
                     ));
                 }
             }
             out.line(md);
         }
+        Format::Markdown => out.markdown(&report::drift_markdown(&report.review)),
         Format::Text => {
             if drift.is_empty() {
                 out.line(format!("{label}: up to date ({files} files)"));
@@ -339,14 +454,6 @@ fn print_drift(
                 out.line(text.trim_end());
             }
         }
-    }
-}
-
-fn status_word(status: DriftStatus) -> &'static str {
-    match status {
-        DriftStatus::Added => "added",
-        DriftStatus::Removed => "removed",
-        DriftStatus::Changed => "changed",
     }
 }
 

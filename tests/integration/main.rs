@@ -13,4 +13,5 @@ mod identity;
 mod out_dir;
 mod pipeline;
 mod planfile;
+mod pr;
 mod review;
