@@ -988,7 +988,7 @@ async fn write_bucket_tags(
     Ok(())
 }
 
-fn iam_tags(
+pub(crate) fn iam_tags(
     tags: &BTreeMap<String, String>,
     resource: &str,
 ) -> Result<Vec<aws_sdk_iam::types::Tag>> {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use aws_sdk_iam::error::ProvideErrorMetadata;
 use serde_json::{Value, json};
 
-use super::aws::{Clients, cloud_error, desired_tags, parse_document, same_document};
+use super::aws::{Clients, cloud_error, desired_tags, iam_tags, parse_document, same_document};
 use super::docs::WorkloadDocs;
 use super::plan::{Action, FieldChange, Op};
 use crate::desired::iam::issuer_host_path;
@@ -383,16 +383,6 @@ async fn plan_association(c: &Clients, target: &Target, workload: &str) -> Resul
         op,
         changes,
     })
-}
-
-fn iam_tags(
-    tags: &BTreeMap<String, String>,
-    resource: &str,
-) -> Result<Vec<aws_sdk_iam::types::Tag>> {
-    tags.iter()
-        .map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build())
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Cloud(format!("{resource}: tags: {e}")))
 }
 
 /// Carries out one identity action; returns the fields written (empty: nothing).

@@ -33,27 +33,8 @@ fn project(extra: &[(&str, String)]) -> tempfile::TempDir {
 }
 
 fn aws_command(dir: &Path, eks: Option<&str>) -> std::process::Command {
-    let url = moto::url();
-    assert_loopback(url);
-    let mut cmd = support::strata();
-    cmd.arg("-C")
-        .arg(dir.join("p"))
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_ENDPOINT_URL", url)
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_REGION")
-        .env_remove("AWS_DEFAULT_REGION")
-        .env_remove("AWS_ENDPOINT_URL_EKS")
-        .env_remove("AWS_ENDPOINT_URL_IAM")
-        .env_remove("AWS_ENDPOINT_URL_S3")
-        .env_remove("AWS_ENDPOINT_URL_STS")
-        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            dir.join("no-aws-credentials"),
-        )
-        .env("AWS_EC2_METADATA_DISABLED", "true");
+    let mut cmd = moto::command(dir);
+    cmd.arg("-C").arg(dir.join("p"));
     if let Some(eks) = eks {
         assert_loopback(eks);
         cmd.env("AWS_ENDPOINT_URL_EKS", eks);

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{self, assert_loopback, moto, text};
+use crate::support::{self, moto, text};
 
 /// The lakehouse with dev-aws on moto: its own bucket and role names, IRSA with an
 /// issuer of its own (the OIDC provider made by strata), no cluster.
@@ -36,26 +36,11 @@ fn project(tag: &str) -> tempfile::TempDir {
 }
 
 fn strata(dir: &Path, args: &[&str]) -> std::process::Output {
-    let url = moto::url();
-    assert_loopback(url);
-    support::strata()
+    moto::command(dir)
         .current_dir(dir)
         .arg("-C")
         .arg(dir.join("p"))
         .args(args)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_ENDPOINT_URL", url)
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_REGION")
-        .env_remove("AWS_DEFAULT_REGION")
-        .env_remove("AWS_ENDPOINT_URL_EKS")
-        .env_remove("AWS_ENDPOINT_URL_IAM")
-        .env_remove("AWS_ENDPOINT_URL_S3")
-        .env_remove("AWS_ENDPOINT_URL_STS")
-        .env("AWS_CONFIG_FILE", dir.join("none"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("none"))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .expect("strata runs")
 }

@@ -52,3 +52,29 @@ pub async fn s3(region: &str) -> aws_sdk_s3::Client {
 pub async fn iam() -> aws_sdk_iam::Client {
     aws_sdk_iam::Client::new(&sdk_config("us-east-1").await)
 }
+
+/// strata run against this moto (and nothing else): moto's test credentials, every
+/// per-service endpoint and profile setting cleared, files of `dir` standing in for the
+/// AWS config files (there are none).
+pub fn command(dir: &std::path::Path) -> std::process::Command {
+    let url = url();
+    assert_loopback(url);
+    let mut cmd = super::strata();
+    cmd.env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_ENDPOINT_URL", url)
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env_remove("AWS_ENDPOINT_URL_EKS")
+        .env_remove("AWS_ENDPOINT_URL_IAM")
+        .env_remove("AWS_ENDPOINT_URL_S3")
+        .env_remove("AWS_ENDPOINT_URL_STS")
+        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    cmd
+}
