@@ -207,6 +207,13 @@ pub fn render_tree(
     Ok((loaded, targets, tree))
 }
 
+/// Leaves a command's large data to the end of the process instead of freeing it
+/// node by node: at 1000 targets the frees of the merged trees were a tenth of a
+/// render. Only for data a command holds until it returns.
+fn leave<T>(data: T) {
+    std::mem::forget(data);
+}
+
 fn render(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Result<u8> {
     let (loaded, targets, tree) = render_tree(cli, names)?;
     output::check_out_dir(dir, loaded.project.root())?;
@@ -242,6 +249,7 @@ fn render(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Result<u8>
             summary.removed
         )),
     }
+    leave((loaded, targets));
     Ok(exit::OK)
 }
 
@@ -251,7 +259,8 @@ fn render_check(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Resu
         || render_tree(cli, names),
         || timed("read output folder", || output::read_targets(dir, names)),
     );
-    let (loaded, _, tree) = rendered?;
+    let (loaded, targets, tree) = rendered?;
+    leave(targets);
     let label = loaded
         .project
         .root()
@@ -290,11 +299,9 @@ fn render_check(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Resu
             folder: from_cwd(dir),
         },
     );
-    Ok(if drift.is_empty() {
-        exit::OK
-    } else {
-        exit::DIFFERENCES
-    })
+    let clean = drift.is_empty();
+    leave((tree, on_disk, drift));
+    Ok(if clean { exit::OK } else { exit::DIFFERENCES })
 }
 
 /// The rendered targets when the folder holds none of them (a folder of another
@@ -473,6 +480,7 @@ fn validate(cli: &Cli, out: &Reporter, names: &[String]) -> Result<u8> {
             tree.len()
         )),
     }
+    leave((loaded, targets, tree));
     Ok(exit::OK)
 }
 
@@ -629,7 +637,9 @@ fn explain(cli: &Cli, out: &Reporter, target_name: &str, key: &str) -> Result<u8
             }
         }
     }
-    let final_node = target.resolved.lookup(path.iter().copied());
+    let final_node = target
+        .resolved
+        .materialize(&target.merged.tree, &path.join("."));
     let Some(final_node) = final_node else {
         let mut all = Vec::new();
         collect_paths(&target.merged.tree, "", &mut all);

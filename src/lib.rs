@@ -359,7 +359,7 @@ fn render_one(
     charts: &check::Inputs,
 ) -> Result<render::Rendered> {
     let desired = desired::build(target)?;
-    let rendered = renderer.render(target, &desired)?;
+    let mut rendered = renderer.render(target, &desired)?;
     // A value whose reference failed is reported once, as that.
     let failed: Vec<&config::Loc> = target.reference_errors.iter().map(|l| &l.loc).collect();
     let errors: Vec<Error> = check::target(target, &desired, &rendered, charts)
@@ -367,6 +367,9 @@ fn render_one(
         .filter(|e| !matches!(e, Error::Input(l) if failed.contains(&&l.loc)))
         .collect();
     Error::from_list(errors)?;
+    // Checked: the data the values files were written from is not needed any more
+    // (kept, it would be held for every target at once).
+    rendered.values.clear();
     Ok(rendered)
 }
 

@@ -113,8 +113,11 @@ impl Renderer {
     /// artifacts replaces it; the checks judge whatever was rendered).
     pub fn render(&self, target: &Target, desired: &Desired) -> Result<Rendered> {
         let mut rendered = Rendered::default();
-        for (out, bytes, loc) in builtin(target, desired) {
-            rendered.insert(&target.name, out, bytes, Origin::Strata(loc));
+        for (out, bytes, loc, values) in builtin(target, desired) {
+            let path = rendered.insert(&target.name, out, bytes, Origin::Strata(loc));
+            if let Some(values) = values {
+                rendered.values.insert(path, values);
+            }
         }
         if self.outputs.is_empty() {
             return Ok(rendered);
@@ -172,13 +175,21 @@ pub enum Origin {
 pub struct Rendered {
     pub artifacts: BTreeMap<String, Arc<[u8]>>,
     pub origins: BTreeMap<String, Origin>,
+    /// The data a release values file strata wrote itself was serialized from, by the
+    /// artifact's path, so that the checks need not parse the YAML back: [`yaml_text`]
+    /// round-trips (a test holds it). A template that replaces the file removes its
+    /// entry, and the checks parse what the template rendered.
+    pub values: BTreeMap<String, Arc<serde_json::Value>>,
 }
 
 impl Rendered {
-    fn insert(&mut self, target: &str, out: String, bytes: Arc<[u8]>, origin: Origin) {
+    /// Adds an artifact; returns its path relative to the output folder.
+    fn insert(&mut self, target: &str, out: String, bytes: Arc<[u8]>, origin: Origin) -> String {
         let path = format!("{target}/{out}");
+        self.values.remove(&path);
         self.artifacts.insert(path.clone(), bytes);
-        self.origins.insert(path, origin);
+        self.origins.insert(path.clone(), origin);
+        path
     }
 
     /// The artifact at `rel` (relative to the target's folder), parsed as JSON.
@@ -223,8 +234,12 @@ fn yaml_documents(docs: &[serde_json::Value]) -> String {
     docs.iter().map(yaml_text).collect::<Vec<_>>().join("---\n")
 }
 
-/// strata's own artifacts: (path under the target's folder, bytes, where declared).
-fn builtin(target: &Target, desired: &Desired) -> Vec<(String, Arc<[u8]>, Loc)> {
+/// One of strata's own artifacts: its path under the target's folder, its bytes, where
+/// it was declared and, for release values, the data the YAML was written from.
+type Builtin = (String, Arc<[u8]>, Loc, Option<Arc<serde_json::Value>>);
+
+/// strata's own artifacts.
+fn builtin(target: &Target, desired: &Desired) -> Vec<Builtin> {
     let mut out = Vec::new();
     for release in &desired.releases {
         let mut text = header(
@@ -233,15 +248,19 @@ fn builtin(target: &Target, desired: &Desired) -> Vec<(String, Arc<[u8]>, Loc)> 
             target,
         );
         let values = release.values.to_json();
-        if values.as_object().is_some_and(|m| !m.is_empty()) {
+        let values = if values.as_object().is_some_and(|m| !m.is_empty()) {
             text.push_str(&yaml_text(&values));
+            values
         } else {
+            // What the YAML below reads as: an empty mapping (a null reads as one too).
             text.push_str("{}\n");
-        }
+            serde_json::Value::Object(Default::default())
+        };
         out.push((
             format!("releases/{}.values.yaml", release.key),
             Arc::from(text.into_bytes()),
             release.values_loc.clone(),
+            Some(Arc::new(values)),
         ));
     }
     for (path, docs) in crate::desired::platform::files(target, desired) {
@@ -251,6 +270,7 @@ fn builtin(target: &Target, desired: &Desired) -> Vec<(String, Arc<[u8]>, Loc)> 
             format!("platform/{path}"),
             Arc::from(text.into_bytes()),
             target.merged.tree.loc.clone(),
+            None,
         ));
     }
     for w in &desired.workloads {
@@ -259,6 +279,7 @@ fn builtin(target: &Target, desired: &Desired) -> Vec<(String, Arc<[u8]>, Loc)> 
                 format!("iam/{}.policy.json", w.key),
                 json_bytes(policy),
                 w.loc.clone(),
+                None,
             ));
         }
         if let Some(trust) = &w.trust {
@@ -266,6 +287,7 @@ fn builtin(target: &Target, desired: &Desired) -> Vec<(String, Arc<[u8]>, Loc)> 
                 format!("iam/{}.trust.json", w.key),
                 json_bytes(trust),
                 w.loc.clone(),
+                None,
             ));
         }
         if let Some(gcp) = &w.gcp {
@@ -273,6 +295,7 @@ fn builtin(target: &Target, desired: &Desired) -> Vec<(String, Arc<[u8]>, Loc)> 
                 format!("iam/{}.gcp.json", w.key),
                 json_bytes(gcp),
                 w.loc.clone(),
+                None,
             ));
         }
         let mut text = header("#", &format!("Environment of workload {}", w.key), target);
@@ -292,6 +315,7 @@ fn builtin(target: &Target, desired: &Desired) -> Vec<(String, Arc<[u8]>, Loc)> 
             format!("env/{}.env", w.key),
             Arc::from(text.into_bytes()),
             w.loc.clone(),
+            None,
         ));
     }
     for b in &desired.buckets {
@@ -299,6 +323,7 @@ fn builtin(target: &Target, desired: &Desired) -> Vec<(String, Arc<[u8]>, Loc)> 
             format!("buckets/{}.json", b.key),
             json_bytes(&b.document),
             b.loc.clone(),
+            None,
         ));
     }
     out
@@ -518,4 +543,76 @@ fn quote(value: &Value) -> std::result::Result<String, minijinja::Error> {
         .unwrap_or_else(|| value.to_string());
     serde_json::to_string(&text)
         .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{Value as J, json};
+
+    /// What the checks rely on when they read `Rendered::values` instead of parsing the
+    /// file: the YAML [`yaml_text`] writes reads back as the same data.
+    fn round_trips(value: &J) -> std::result::Result<(), String> {
+        let text = yaml_text(value);
+        let back: J = serde_saphyr::from_str(&text).map_err(|e| format!("{e}\n{text}"))?;
+        if &back == value {
+            Ok(())
+        } else {
+            Err(format!(
+                "{value} was written as\n{text}and read back as {back}"
+            ))
+        }
+    }
+
+    #[test]
+    fn values_that_yaml_could_misread_round_trip() {
+        let tricky = json!({
+            "bools": ["yes", "no", "on", "off", "true", "False", "y", "n", "~", "null", "Null"],
+            "numbers": ["1", "1.0", "0x1f", "0o17", "1e3", ".5", "+1", "-0", ".inf", ".nan", "1_000", "012"],
+            "real": [0, -1, 1.5, 1e300, 9007199254740993_i64, true, false, null],
+            "text": ["", " ", "a: b", "- x", "# no", "{a}", "[1]", "*alias", "&anchor", "!tag",
+                     "%x", "@x", "`x", "'q'", "\"q\"", "multi\nline", "trailing\n", "tab\tin",
+                     "ünïcödé", "key: value # comment", "{{ .Values.x }}", "${HOME}", "|", ">"],
+            "a key: with colon": {"- dash": 1, "": 2, "null": 3, "1": 4},
+            "empty": {"map": {}, "list": []},
+            "nested": [[1, [2, {"k": [3]}]], {"x": null}],
+        });
+        round_trips(&tricky).unwrap();
+    }
+
+    fn scalar() -> impl Strategy<Value = J> {
+        prop_oneof![
+            Just(J::Null),
+            any::<bool>().prop_map(J::Bool),
+            any::<i64>().prop_map(|i| json!(i)),
+            (-1e6f64..1e6).prop_map(|f| json!(f)),
+            "[ -~\\n\\tü]{0,12}".prop_map(J::String),
+            prop::sample::select(vec![
+                "yes", "No", "ON", "~", "null", "1e3", "0x10", ".5", "-", "? x", ": y", "#", "'",
+                "\"", "\\", "a #b", "a: b", "[", "{", "!!str", "<<", "=", "---", "...",
+            ])
+            .prop_map(|s| J::String(s.to_owned())),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = J> {
+        scalar().prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(J::Array),
+                prop::collection::vec(("[ -~]{0,8}", inner), 0..5)
+                    .prop_map(|entries| J::Object(entries.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn any_values_round_trip_through_the_yaml_strata_writes(entries in prop::collection::vec(("[a-zA-Z0-9 ._:-]{1,10}", value()), 1..6)) {
+            let values = J::Object(entries.into_iter().collect());
+            prop_assert!(round_trips(&values).is_ok(), "{}", round_trips(&values).unwrap_err());
+        }
+    }
 }

@@ -579,7 +579,7 @@ async fn apply_association(c: &Clients, target: &Target, workload: &str) -> Resu
             Ok(vec!["roleArn".into()])
         }
         None => {
-            retry(&transient, || {
+            let created = retry(&transient, || {
                 c.eks
                     .create_pod_identity_association()
                     .cluster_name(&cluster)
@@ -589,9 +589,34 @@ async fn apply_association(c: &Clients, target: &Target, workload: &str) -> Resu
                     .set_tags(Some(tags.clone()))
                     .send()
             })
-            .await
-            .map_err(|e| cloud_error(&resource, "CreatePodIdentityAssociation", &e))?;
-            Ok(vec!["roleArn".into()])
+            .await;
+            match created {
+                Ok(_) => Ok(vec!["roleArn".into()]),
+                // Another apply created it between the read and the create: read what
+                // it made, and converge that (its role may be another's).
+                Err(e) if e.code() == Some("ResourceInUseException") => {
+                    match read_association(c, target, workload).await? {
+                        Some((_, live)) if live == role_arn => Ok(Vec::new()),
+                        Some((id, _)) => {
+                            retry(&transient, || {
+                                c.eks
+                                    .update_pod_identity_association()
+                                    .cluster_name(&cluster)
+                                    .association_id(&id)
+                                    .role_arn(&role_arn)
+                                    .send()
+                            })
+                            .await
+                            .map_err(|e| {
+                                cloud_error(&resource, "UpdatePodIdentityAssociation", &e)
+                            })?;
+                            Ok(vec!["roleArn".into()])
+                        }
+                        None => Err(cloud_error(&resource, "CreatePodIdentityAssociation", &e)),
+                    }
+                }
+                Err(e) => Err(cloud_error(&resource, "CreatePodIdentityAssociation", &e)),
+            }
         }
     }
 }

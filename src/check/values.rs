@@ -64,28 +64,40 @@ pub(crate) fn check(f: &mut Findings, desired: &Desired, rendered: &Rendered, in
         let Some(bytes) = rendered.artifacts.get(&full) else {
             continue;
         };
-        let values: J = match std::str::from_utf8(bytes)
-            .map_err(|e| e.to_string())
-            .and_then(|text| serde_saphyr::from_str::<J>(text).map_err(|e| e.to_string()))
-        {
-            Ok(J::Null) => J::Object(Default::default()),
-            Ok(v) => v,
-            Err(e) => {
-                f.push(Finding {
-                    rule: None,
-                    path: format!("releases.{}.values", release.key),
-                    loc: origin_loc(rendered, &full),
-                    message: format!("rendered {rel} is not valid YAML: {e}"),
-                    hint: String::new(),
-                });
-                continue;
-            }
+        // strata's own file: the data it was written from (it round-trips); a
+        // template's: what it rendered, parsed.
+        let parsed;
+        let values: &J = if let Some(values) = rendered.values.get(&full) {
+            values
+        } else {
+            parsed = match parse_values(bytes) {
+                Ok(v) => v,
+                Err(e) => {
+                    f.push(Finding {
+                        rule: None,
+                        path: format!("releases.{}.values", release.key),
+                        loc: origin_loc(rendered, &full),
+                        message: format!("rendered {rel} is not valid YAML: {e}"),
+                        hint: String::new(),
+                    });
+                    continue;
+                }
+            };
+            &parsed
         };
         let before = f.errors.len();
         if release.strict_values && (chart.values.is_some() || chart.schema_json.is_some()) {
-            let known = chart.values.clone().unwrap_or(J::Null);
+            let known = chart.values.as_ref().unwrap_or(&J::Null);
             let props = chart.schema_json.as_ref();
-            unknown_keys(f, release, &chart.path, &values, Some(&known), props, "");
+            unknown_keys(
+                f,
+                release,
+                &chart.path,
+                values,
+                Some(known),
+                props,
+                &mut String::new(),
+            );
         }
         // Keys reported unknown above are not reported again by the schema.
         let unknown: Vec<String> = f.errors[before..]
@@ -98,7 +110,7 @@ pub(crate) fn check(f: &mut Findings, desired: &Desired, rendered: &Rendered, in
         if let Some(schema) = &chart.schema {
             // Helm checks the schema against the chart's defaults with the values over
             // them, not against the values alone.
-            let merged = coalesce(chart.values.as_ref(), &values);
+            let merged = coalesce(chart.values.as_ref(), values);
             for error in schema.iter_errors(&merged) {
                 let mut pointer = error.instance_path().as_str().to_owned();
                 let keyword = error.kind().keyword().to_owned();
@@ -133,6 +145,16 @@ pub(crate) fn check(f: &mut Findings, desired: &Desired, rendered: &Rendered, in
                 });
             }
         }
+    }
+}
+
+/// A values file a template rendered, as data (empty reads as an empty mapping, as
+/// helm reads it).
+fn parse_values(bytes: &[u8]) -> Result<J, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+    match serde_saphyr::from_str::<J>(text).map_err(|e| e.to_string())? {
+        J::Null => Ok(J::Object(Default::default())),
+        v => Ok(v),
     }
 }
 
@@ -179,14 +201,23 @@ fn vars(f: &mut Findings, inputs: &Inputs) {
 pub fn coalesce(defaults: Option<&J>, values: &J) -> J {
     match (defaults, values) {
         (Some(J::Object(d)), J::Object(v)) => {
-            let mut out = d.clone();
-            for (key, value) in v {
-                if value.is_null() {
-                    out.remove(key);
-                    continue;
+            // Each default copied once: merged where the values have the key too.
+            let mut out = serde_json::Map::with_capacity(d.len() + v.len());
+            for (key, default) in d {
+                match v.get(key) {
+                    None => {
+                        out.insert(key.clone(), default.clone());
+                    }
+                    Some(J::Null) => {}
+                    Some(value) => {
+                        out.insert(key.clone(), coalesce(Some(default), value));
+                    }
                 }
-                let merged = coalesce(d.get(key), value);
-                out.insert(key.clone(), merged);
+            }
+            for (key, value) in v {
+                if !value.is_null() && !d.contains_key(key) {
+                    out.insert(key.clone(), value.clone());
+                }
             }
             J::Object(out)
         }
@@ -248,6 +279,8 @@ fn schema_open(schema: Option<&J>) -> bool {
     })
 }
 
+/// The keys of `values` (at JSON pointer `path`, a buffer restored on return) that
+/// neither the chart's values.yaml (`known`) nor its schema declares.
 fn unknown_keys(
     f: &mut Findings,
     release: &ReleaseSpec,
@@ -255,7 +288,7 @@ fn unknown_keys(
     values: &J,
     known: Option<&J>,
     schema: Option<&J>,
-    path: &str,
+    path: &mut String,
 ) {
     let J::Object(map) = values else { return };
     let known_map = known.and_then(J::as_object);
@@ -270,7 +303,14 @@ fn unknown_keys(
         if path.is_empty() && key == "global" {
             continue;
         }
-        let child_path = format!("{path}/{}", key.replace('~', "~0").replace('/', "~1"));
+        let len = path.len();
+        path.push('/');
+        if key.contains(['~', '/']) {
+            path.push_str(&key.replace('~', "~0").replace('/', "~1"));
+        } else {
+            path.push_str(key);
+        }
+        let child_path: &str = path;
         let in_values = known_map.and_then(|m| m.get(key));
         let in_schema = props.and_then(|p| p.get(key));
         if in_values.is_none() && in_schema.is_none() {
@@ -292,9 +332,9 @@ fn unknown_keys(
                     format!("keys {chart}/values.yaml has here: {}", c.join(", "))
                 }
             };
-            let (loc, at) = pointer_loc(release, &child_path, false);
+            let (loc, at) = pointer_loc(release, child_path, false);
             // Point at the key, not its value.
-            let loc = key_loc(release, &child_path).unwrap_or(loc);
+            let loc = key_loc(release, child_path).unwrap_or(loc);
             f.push(Finding {
                 rule: None,
                 path: at,
@@ -302,9 +342,11 @@ fn unknown_keys(
                 message: format!("`{key}` is not a value of {chart} (values.yaml has no such key)"),
                 hint: format!("{hint}; `strictValues: false` on the release accepts keys the chart does not declare"),
             });
+            path.truncate(len);
             continue;
         }
-        unknown_keys(f, release, chart, value, in_values, in_schema, &child_path);
+        unknown_keys(f, release, chart, value, in_values, in_schema, path);
+        path.truncate(len);
     }
 }
 

@@ -434,8 +434,9 @@ pub struct Target {
     pub config: Config,
     /// The derived names of buckets and workloads, and the kube context and namespace.
     pub names: names::Names,
-    /// The merged tree with every reference resolved (what explain and templates see).
-    pub resolved: Node,
+    /// The free-form subtrees with their references resolved (what explain and
+    /// templates see); read through [`Target::resolved_at`].
+    pub resolved: refs::Resolved,
     /// Where each resolved reference was written and what it said, by key path.
     pub references: BTreeMap<String, refs::Reference>,
     /// References that reached nothing (or went round in a cycle): the target is
@@ -489,9 +490,9 @@ impl Target {
     }
 
     /// The resolved free-form subtree at `path` (e.g. `releases.app.values`).
+    /// Any other path reads the merged tree.
     pub fn resolved_at(&self, path: &str) -> Option<&Node> {
-        self.resolved
-            .lookup(path.split('.').filter(|s| !s.is_empty()))
+        self.resolved.lookup(&self.merged.tree, path)
     }
 
     pub fn is_production(&self) -> bool {

@@ -130,15 +130,16 @@ fn strip_nulls(value: &mut J) {
     }
 }
 
-/// Resolves every reference of a target: the merged tree with its free-form parts
-/// resolved, and each reference as written.
+/// Resolves every reference of a target: the free-form subtrees that hold a reference,
+/// resolved (by their key path, e.g. `releases.app.values`; the others read as they
+/// were merged), and each reference as written.
 pub fn resolve_target(
     config: &Config,
     names: &Names,
     layers: &TargetLayers,
     merged: &Merged,
     cloud: Cloud,
-) -> (Node, BTreeMap<String, Reference>, Vec<Located>) {
+) -> (Resolved, BTreeMap<String, Reference>, Vec<Located>) {
     let scope = scope(config, names, layers, cloud);
     let mut resolver = Resolver {
         scope: &scope,
@@ -150,22 +151,91 @@ pub fn resolve_target(
         references: BTreeMap::new(),
         errors: Vec::new(),
     };
-    let mut resolved = merged.tree.clone();
+    // Only what holds a reference is copied; the rest is read from the merged tree.
+    let mut resolved = Resolved::default();
     for pattern in FREE_FORM {
         for path in expand(&merged.tree, pattern) {
             let Some(node) = merged.tree.lookup(path.split('.')) else {
                 continue;
             };
-            let out = resolver.node(node, &path);
-            if let Some(slot) = lookup_mut(&mut resolved, &path) {
-                *slot = out;
+            if !has_references(node) {
+                continue;
             }
+            let mut copy = node.clone();
+            let mut at = path.clone();
+            resolver.in_place(&mut copy, &mut at);
+            resolved.subtrees.insert(path, copy);
         }
     }
     let mut errors = std::mem::take(&mut resolver.errors);
     errors.sort_by_key(|e| e.to_string());
     errors.dedup_by(|a, b| a.to_string() == b.to_string());
     (resolved, resolver.references, errors)
+}
+
+/// The free-form subtrees of a target that held references, resolved, by key path.
+#[derive(Debug, Clone, Default)]
+pub struct Resolved {
+    subtrees: BTreeMap<String, Node>,
+}
+
+impl Resolved {
+    /// The node at `path` with references resolved: from a resolved subtree that holds
+    /// `path`, else from `tree` (the merged tree, where nothing needed resolving).
+    pub fn lookup<'a>(&'a self, tree: &'a Node, path: &str) -> Option<&'a Node> {
+        for (prefix, node) in &self.subtrees {
+            if path == prefix {
+                return Some(node);
+            }
+            if let Some(rest) = path.strip_prefix(prefix.as_str())
+                && let Some(rest) = rest.strip_prefix('.')
+            {
+                return node.lookup(rest.split('.').filter(|s| !s.is_empty()));
+            }
+        }
+        tree.lookup(path.split('.').filter(|s| !s.is_empty()))
+    }
+
+    /// A copy of the node at `path` with every reference below it resolved, also when
+    /// `path` holds several resolved subtrees (`releases`, or the whole tree at `""`).
+    pub fn materialize(&self, tree: &Node, path: &str) -> Option<Node> {
+        let mut node = self.lookup(tree, path)?.clone();
+        for (prefix, resolved) in &self.subtrees {
+            let rest = if path.is_empty() {
+                Some(prefix.as_str())
+            } else {
+                prefix
+                    .strip_prefix(path)
+                    .and_then(|rest| rest.strip_prefix('.'))
+            };
+            if let Some(slot) = rest.and_then(|rest| lookup_path_mut(&mut node, rest)) {
+                *slot = resolved.clone();
+            }
+        }
+        Some(node)
+    }
+}
+
+fn lookup_path_mut<'a>(node: &'a mut Node, path: &str) -> Option<&'a mut Node> {
+    let mut node = node;
+    for segment in path.split('.') {
+        node = match &mut node.value {
+            Value::Map(entries) => entries.get_mut(segment)?,
+            Value::Seq(items) => items.get_mut(segment.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(node)
+}
+
+/// Whether `node` holds a `!ref` or `!sub` anywhere.
+fn has_references(node: &Node) -> bool {
+    match &node.value {
+        Value::Ref(_) | Value::Sub(_) => true,
+        Value::Map(entries) => entries.values().any(has_references),
+        Value::Seq(items) => items.iter().any(has_references),
+        _ => false,
+    }
 }
 
 /// The concrete key paths a pattern such as `releases.*.values` names in `tree`.
@@ -193,17 +263,6 @@ fn expand(tree: &Node, pattern: &str) -> Vec<String> {
     paths.into_iter().map(|(p, _)| p).collect()
 }
 
-fn lookup_mut<'a>(node: &'a mut Node, path: &str) -> Option<&'a mut Node> {
-    let mut node = node;
-    for segment in path.split('.') {
-        node = match &mut node.value {
-            Value::Map(m) => m.get_mut(segment)?,
-            _ => return None,
-        };
-    }
-    Some(node)
-}
-
 struct Resolver<'a> {
     scope: &'a J,
     /// The merged tree: `vars` and each workload's `env` are read from it (and
@@ -223,6 +282,31 @@ struct Resolver<'a> {
 
 impl Resolver<'_> {
     /// `node` (at key path `path`) with every reference in it resolved.
+    /// Replaces every reference in `node` (at key path `path`) by its value.
+    fn in_place(&mut self, node: &mut Node, path: &mut String) {
+        let len = path.len();
+        match &mut node.value {
+            Value::Ref(_) | Value::Sub(_) => *node = self.node(node, path),
+            Value::Map(entries) => {
+                for (key, value) in entries.iter_mut() {
+                    path.push('.');
+                    path.push_str(key);
+                    self.in_place(value, path);
+                    path.truncate(len);
+                }
+            }
+            Value::Seq(items) => {
+                for (i, value) in items.iter_mut().enumerate() {
+                    use std::fmt::Write;
+                    let _ = write!(path, ".{i}");
+                    self.in_place(value, path);
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn node(&mut self, node: &Node, path: &str) -> Node {
         match &node.value {
             Value::Ref(target) => {

@@ -468,6 +468,69 @@ fn pod_identity_chain_is_associated_and_a_second_apply_changes_nothing() {
     assert_eq!(mutating(&log), writes, "the second apply wrote to EKS");
 }
 
+/// Another apply creates the association between this one's read and its create: EKS
+/// answers ResourceInUseException. The stand-in's `after` fault makes exactly that
+/// (the create happens, the answer is the conflict): apply reads again, finds the
+/// association with its role, and says so; no second association, no second create.
+#[test]
+fn a_lost_race_to_create_the_association_converges_without_a_second_one() {
+    let tag = format!("{}", std::process::id());
+    let cluster = format!("idt-race-{tag}");
+    block_on(create_cluster("us-east-1", &cluster));
+    let eks = support::standins::Standin::eks_pod_identity(moto::url(), &[]);
+    eks.fault(serde_json::json!({
+        "op": "CreatePodIdentityAssociation",
+        "status": 409,
+        "error": "ResourceInUseException",
+        "after": true,
+    }));
+    let role = format!("idt-race-api-{tag}");
+    let dir = project(&[(
+        "prod.aws.yaml",
+        format!(
+            "aws:\n  region: us-east-1\n  identity: podIdentity\n  accountId: \"{}\"\n  cluster: {cluster}\n\
+             buckets:\n  data:\n    name: strata-idt-race-{tag}\nworkloads:\n  api:\n    iamRole: {role}\n",
+            moto::ACCOUNT
+        ),
+    )]);
+    let evidence = json_of(
+        &aws_command(dir.path(), Some(&eks.url))
+            .args([
+                "--format",
+                "json",
+                "apply",
+                "prod-aws",
+                "--approve",
+                "--skip-helm",
+            ])
+            .output()
+            .unwrap(),
+        0,
+    );
+    let association = outcomes(&evidence)
+        .into_iter()
+        .find(|(kind, _)| kind == "eks_pod_identity_association")
+        .map(|(_, outcome)| outcome);
+    assert_eq!(association.as_deref(), Some("unchanged"), "{evidence:#}");
+    let creates: Vec<String> = eks
+        .writes()
+        .into_iter()
+        .filter(|w| w.starts_with("CreatePodIdentityAssociation"))
+        .collect();
+    assert_eq!(creates.len(), 1, "{creates:?}");
+    let state = eks.state();
+    let held: Vec<&Value> = state["associations"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    assert_eq!(held.len(), 1, "{state:#}");
+    assert_eq!(
+        held[0]["roleArn"],
+        format!("arn:aws:iam::{}:role/{role}", moto::ACCOUNT),
+        "{state:#}"
+    );
+}
+
 fn iam_standin(
     project: &str,
     not_yet_reads: u32,

@@ -104,18 +104,31 @@ impl Standin {
 
     /// The state the stand-in holds (associations; accounts and policies).
     pub fn state(&self) -> Value {
+        self.control("GET", "state", None)
+    }
+
+    /// Adds a fault rule (see tests/standins/README.md, "Control endpoints").
+    pub fn fault(&self, rule: Value) {
+        self.control("POST", "faults", Some(rule));
+    }
+
+    /// A request to a control endpoint `/__standin/<what>`; its JSON answer.
+    fn control(&self, method: &str, what: &str, body: Option<Value>) -> Value {
         let port: u16 = self.url.rsplit(':').next().unwrap().parse().unwrap();
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("stand-in");
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
         write!(
             stream,
-            "GET /__standin/state HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+            "{method} /__standin/{what} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
         )
         .unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
         let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("stand-in state ({e}): {body}"))
+        serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("stand-in {method} {what} ({e}): {body}"))
     }
 }
 
