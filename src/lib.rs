@@ -32,6 +32,7 @@ pub mod render;
 pub mod report;
 pub mod suggest;
 pub mod yaml_check;
+pub mod yaml_emit;
 
 use rayon::prelude::*;
 

@@ -223,6 +223,9 @@ fn json_bytes(value: &serde_json::Value) -> Arc<[u8]> {
 /// long one-line string stays on one line (not folded with `>-`): the style yamllint's
 /// defaults ask for, and the subset `yaml_check::simple` reads.
 pub fn yaml_text(value: &serde_json::Value) -> String {
+    if let Some(text) = crate::yaml_emit::emit(value) {
+        return text;
+    }
     let options = serde_saphyr::ser_options! {
         compact_list_indent: false,
         folded_wrap_chars: usize::MAX,
