@@ -26,6 +26,8 @@ use super::plan::{Action, Evidence, FieldChange, Op, Outcome, Plan, ResourceEvid
 use crate::error::{Error, Result};
 use crate::model::{Cloud, Target, partition};
 
+pub mod destroy;
+
 pub const BUCKET: &str = "s3_bucket";
 pub const POLICY: &str = "iam_policy";
 /// The id prefix of the lifecycle rules strata owns in a bucket's configuration.
@@ -42,7 +44,7 @@ pub struct Clients {
     pub eks: aws_sdk_eks::Client,
 }
 
-async fn clients(target: &Target) -> Clients {
+pub(crate) async fn clients(target: &Target) -> Clients {
     let region = aws_config::Region::new(target.aws().region.clone());
     clients_in(region).await
 }

@@ -7,9 +7,11 @@
 
 pub mod aws;
 pub mod aws_identity;
+pub mod destroy;
 pub mod docs;
 pub mod gcs;
 pub mod helm;
+pub mod lock;
 pub mod plan;
 pub mod planfile;
 
@@ -205,6 +207,11 @@ pub fn apply_command(
         }
         return Ok(exit::OK);
     }
+    // One apply or destroy of a target at a time (see lock.rs).
+    let held = match rt.block_on(lock::acquire(&p.target, &p.documents, "apply")) {
+        Ok(held) => held,
+        Err(e) => return Ok(failed(out, &mut evidence, &e)),
+    };
     let result = rt
         .block_on(execute(&p.target, &p.documents, &plan, &mut evidence))
         .and_then(|()| write_render(&p, dir))
@@ -215,6 +222,8 @@ pub fn apply_command(
                 run_helm(&p, dir, &mut evidence)
             }
         });
+    let released = rt.block_on(lock::release(held));
+    let result = result.and(released);
     match result {
         Ok(()) => {
             print_evidence(out, &evidence);
@@ -307,7 +316,7 @@ fn print_plan(out: &Reporter, plan: &Plan) {
 }
 
 /// `plan prod-aws (aws account 123456789012, eu-west-1)`; on GCP, `project …`.
-fn heading(verb: &str, target: &str, cloud: Cloud, id: &str, region: &str) -> String {
+pub(crate) fn heading(verb: &str, target: &str, cloud: Cloud, id: &str, region: &str) -> String {
     let scope = match cloud {
         Cloud::Aws => "account",
         Cloud::Gcp => "project",
