@@ -74,7 +74,18 @@ where
     let detail = match (e.code(), e.message()) {
         (Some(code), Some(message)) => format!("{code}: {message}"),
         (Some(code), None) => code.to_owned(),
-        _ => error_chain(e),
+        _ => match e.raw_response() {
+            // No error code to show (an empty or non-XML body): the status says most.
+            Some(raw) => format!(
+                "HTTP {}: {}",
+                raw.status().as_u16(),
+                String::from_utf8_lossy(raw.body().bytes().unwrap_or_default())
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
+            ),
+            None => error_chain(e),
+        },
     };
     let hint = if detail.contains("credentials") {
         "\n  hint: give strata AWS credentials (AWS_PROFILE, `aws sso login`, or AWS_ACCESS_KEY_ID and \

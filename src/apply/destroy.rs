@@ -292,9 +292,10 @@ pub fn destroy_command(
         helm: Vec::new(),
         error: None,
     };
-    let mut held = match rt.block_on(lock::acquire(&p.target, &p.documents, "destroy")) {
-        Ok(held) => held,
-        Err(e) => return Err(e),
+    let mut held = if plan.has_deletions() {
+        rt.block_on(lock::acquire(&p.target, &p.documents, "destroy"))?
+    } else {
+        None
     };
     let result = run_helm(&p.target, &releases, &mut evidence).and_then(|()| {
         rt.block_on(execute(

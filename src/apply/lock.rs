@@ -1,24 +1,29 @@
 //! The apply lock: one apply or destroy of a target at a time.
 //!
-//! The lock is an object, [`KEY`], in the target's first bucket, created only if it
-//! does not exist: on S3 a PutObject with `If-None-Match: *` (S3 answers 412 when the
-//! key exists; moto 5.1 does too), on GCS an upload with `ifGenerationMatch=0` (412
-//! likewise), after a read of the key (which is what catches a held lock on
-//! gcp-storage-emulator, which ignores the precondition). Its content says who holds it
-//! (user, host, pid, command) and since when. A second run refuses at once, naming the
-//! holder; `STRATA_LOCK_WAIT=SECONDS` makes it wait up to that long first. A lock older
-//! than [`STALE_AFTER`] is reported as stale with the command that removes it (strata
-//! never breaks a lock itself). The lock is deleted at the end of the run, by the
-//! version (S3) or generation (GCS) it was written with, so it leaves nothing behind in
-//! a versioned bucket.
+//! A lock is something only one run can create, holding who made it (user, host, pid,
+//! command) and since when:
+//! - AWS: an IAM managed policy `strata-lock-<first bucket>` (path `/strata-lock/`)
+//!   that grants nothing and is never attached. IAM refuses a second CreatePolicy of a
+//!   name (EntityAlreadyExists), which is the lock; the description holds the holder.
+//!   Not an object in the bucket with `If-None-Match: *`: strata's deny-insecure-transport
+//!   bucket policy makes moto (which ignores policy conditions) refuse every object write
+//!   over its plain-HTTP endpoint, and a target without buckets could not be locked.
+//! - GCP: an object [`KEY`] in the target's first bucket, uploaded with
+//!   `ifGenerationMatch=0` (GCS answers 412 when it exists), after a read of the key
+//!   (which is what catches a held lock on gcp-storage-emulator, which ignores the
+//!   precondition). A GCP target without buckets, or whose first bucket does not exist
+//!   yet (its first apply), runs without a lock.
 //!
-//! No lock is taken when the first bucket does not exist yet (the first apply of a
-//! target, which creates it) or the target has no buckets: the evidence says so.
-//! Destroy releases the lock before it deletes buckets.
+//! A run takes the lock only when it will write (a plan with changes, a destroy with
+//! deletions), so a converged re-apply still writes nothing. A second run refuses at
+//! once, naming the holder; `STRATA_LOCK_WAIT=SECONDS` makes it wait up to that long
+//! first. A lock older than [`STALE_AFTER`] is reported as stale with the command that
+//! removes it (strata never breaks a lock itself). The lock is removed at the end of
+//! the run, whether it succeeded or not; destroy removes a GCS lock before it deletes
+//! the buckets.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_s3::primitives::ByteStream;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -34,24 +39,15 @@ pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 
 /// A lock this run holds.
 pub enum Held {
-    S3 {
+    Iam {
         clients: Box<super::aws::Clients>,
-        bucket: String,
-        version: Option<String>,
+        arn: String,
     },
     Gcs {
         client: Client,
         bucket: String,
         generation: Option<String>,
     },
-}
-
-impl Held {
-    pub fn bucket(&self) -> &str {
-        match self {
-            Held::S3 { bucket, .. } | Held::Gcs { bucket, .. } => bucket,
-        }
-    }
 }
 
 fn now() -> u64 {
@@ -143,14 +139,14 @@ fn wait_budget() -> Duration {
 /// Takes the target's lock, waiting up to `STRATA_LOCK_WAIT` for a holder; `None`
 /// when there is no bucket to hold it (see the module doc).
 pub async fn acquire(target: &Target, docs: &Documents, command: &str) -> Result<Option<Held>> {
-    let Some(bucket) = docs.buckets.first() else {
-        return Ok(None);
-    };
     let deadline = std::time::Instant::now() + wait_budget();
     loop {
         let attempt = match target.cloud {
-            Cloud::Aws => acquire_s3(target, &bucket.name, command).await,
-            Cloud::Gcp => acquire_gcs(target, &bucket.name, command).await,
+            Cloud::Aws => acquire_iam(target, docs, command).await,
+            Cloud::Gcp => match docs.buckets.first() {
+                Some(bucket) => acquire_gcs(target, &bucket.name, command).await,
+                None => Ok(None),
+            },
         };
         match attempt {
             Err(Attempt::Held(e)) if std::time::Instant::now() < deadline => {
@@ -168,56 +164,71 @@ enum Attempt {
     Failed(Error),
 }
 
-async fn acquire_s3(
+/// The IAM policy that is the lock of an AWS target, named after the deployment: its
+/// first bucket (bucket names are global), else its first role, else project and target.
+pub fn iam_lock_name(target: &Target, docs: &Documents) -> String {
+    let base = docs
+        .buckets
+        .first()
+        .map(|b| b.name.clone())
+        .or_else(|| target.names.workloads.values().find_map(|w| w.role.clone()))
+        .unwrap_or_else(|| format!("{}-{}", target.config.project.name, target.name));
+    format!("strata-lock-{base}")
+}
+
+/// A managed policy that grants nothing and is never attached: IAM makes a name unique
+/// at create, which is the lock; the description says who holds it.
+const LOCK_DOCUMENT: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"StrataApplyLock","Effect":"Deny","Action":"iam:GetPolicy","Resource":"arn:aws:iam::*:policy/strata-lock/nothing"}]}"#;
+
+async fn acquire_iam(
     target: &Target,
-    bucket: &str,
+    docs: &Documents,
     command: &str,
 ) -> std::result::Result<Option<Held>, Attempt> {
     let clients = super::aws::clients(target).await;
-    let location = format!("s3://{bucket}/{KEY}");
-    let exists = clients.s3.head_bucket().bucket(bucket).send().await;
-    if exists.is_err() {
-        return Ok(None);
-    }
-    let body = content(target, command).to_string();
-    let put = clients
-        .s3
-        .put_object()
-        .bucket(bucket)
-        .key(KEY)
-        .if_none_match("*")
-        .content_type("application/json")
-        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
-        .body(ByteStream::from(body.into_bytes()))
+    let name = iam_lock_name(target, docs);
+    let aws = target.aws();
+    let arn = format!(
+        "arn:{}:iam::{}:policy/strata-lock/{name}",
+        crate::model::partition(&aws.region),
+        aws.account_id
+    );
+    let created = clients
+        .iam
+        .create_policy()
+        .policy_name(&name)
+        .path("/strata-lock/")
+        .policy_document(LOCK_DOCUMENT)
+        .description(content(target, command).to_string())
         .send()
         .await;
-    match put {
-        Ok(out) => Ok(Some(Held::S3 {
-            version: out.version_id().map(str::to_owned),
+    match created {
+        Ok(_) => Ok(Some(Held::Iam {
             clients: Box::new(clients),
-            bucket: bucket.to_owned(),
+            arn,
         })),
-        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
-            let holder = match clients.s3.get_object().bucket(bucket).key(KEY).send().await {
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_entity_already_exists_exception()) =>
+        {
+            let holder = match clients.iam.get_policy().policy_arn(&arn).send().await {
                 Ok(out) => out
-                    .body
-                    .collect()
-                    .await
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(&b.into_bytes()).ok())
+                    .policy()
+                    .and_then(|p| p.description())
+                    .and_then(|d| serde_json::from_str(d).ok())
                     .unwrap_or(Value::Null),
                 Err(_) => Value::Null,
             };
             Err(Attempt::Held(held_error(
                 &target.name,
-                &location,
-                &format!("aws s3api delete-object --bucket {bucket} --key {KEY}"),
+                &format!("the IAM policy {arn}"),
+                &format!("aws iam delete-policy --policy-arn {arn}"),
                 &holder,
             )))
         }
         Err(e) => Err(Attempt::Failed(super::aws::cloud_error(
-            &format!("apply lock {location}"),
-            "PutObject",
+            &format!("apply lock {arn}"),
+            "CreatePolicy",
             &e,
         ))),
     }
@@ -302,23 +313,21 @@ async fn acquire_gcs(
 pub async fn release(held: Option<Held>) -> Result<()> {
     match held {
         None => Ok(()),
-        Some(Held::S3 {
-            clients,
-            bucket,
-            version,
-        }) => {
-            let mut delete = clients.s3.delete_object().bucket(&bucket).key(KEY);
-            if let Some(version) = version {
-                delete = delete.version_id(version);
-            }
-            delete.send().await.map_err(|e| {
-                super::aws::cloud_error(
-                    &format!("apply lock s3://{bucket}/{KEY}"),
-                    "DeleteObject",
+        Some(Held::Iam { clients, arn }) => {
+            match clients.iam.delete_policy().policy_arn(&arn).send().await {
+                Ok(_) => Ok(()),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_no_such_entity_exception()) =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(super::aws::cloud_error(
+                    &format!("apply lock {arn}"),
+                    "DeletePolicy",
                     &e,
-                )
-            })?;
-            Ok(())
+                )),
+            }
         }
         Some(Held::Gcs {
             client,

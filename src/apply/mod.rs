@@ -208,9 +208,13 @@ pub fn apply_command(
         return Ok(exit::OK);
     }
     // One apply or destroy of a target at a time (see lock.rs).
-    let held = match rt.block_on(lock::acquire(&p.target, &p.documents, "apply")) {
-        Ok(held) => held,
-        Err(e) => return Ok(failed(out, &mut evidence, &e)),
+    let held = if plan.has_changes() {
+        match rt.block_on(lock::acquire(&p.target, &p.documents, "apply")) {
+            Ok(held) => held,
+            Err(e) => return Ok(failed(out, &mut evidence, &e)),
+        }
+    } else {
+        None
     };
     let result = rt
         .block_on(execute(&p.target, &p.documents, &plan, &mut evidence))

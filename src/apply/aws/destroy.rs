@@ -251,11 +251,7 @@ async fn plan_bucket(c: &Clients, target: &Target, b: &BucketDoc) -> Result<Item
     if b.retain {
         return Ok(Item::keep(BUCKET, &b.name, retained(b)));
     }
-    let objects = object_versions(c, &b.name)
-        .await?
-        .iter()
-        .filter(|o| o.key() != lock::KEY)
-        .count() as u64;
+    let objects = object_versions(c, &b.name).await?.len() as u64;
     Ok(Item {
         objects: Some(objects),
         ..Item::delete(BUCKET, &b.name)
@@ -309,13 +305,13 @@ async fn object_versions(c: &Clients, bucket: &str) -> Result<Vec<ObjectIdentifi
 }
 
 /// Deletes what the plan says to delete, in its order, recording each; stops at the
-/// first failure. The lock is released before the first bucket goes.
+/// first failure.
 pub async fn execute(
     target: &Target,
     _docs: &Documents,
     plan: &DestroyPlan,
     evidence: &mut DestroyEvidence,
-    held: &mut Option<lock::Held>,
+    _held: &mut Option<lock::Held>,
 ) -> Result<()> {
     let c = clients(target).await;
     check_account(&c, target).await?;
@@ -324,9 +320,6 @@ pub async fn execute(
         .iter()
         .filter(|i| i.op == DestroyOp::Delete && i.kind != HELM_RELEASE)
     {
-        if item.kind == BUCKET {
-            lock::release(held.take()).await?;
-        }
         let result = match item.kind.as_str() {
             ASSOCIATION => delete_association(&c, target, item).await,
             POLICY => delete_policy(&c, &item.name).await,
