@@ -502,7 +502,7 @@ mod tests {
         };
         let err = refuse_non_empty(&plan, false).unwrap_err().to_string();
         assert!(err.contains("s3_bucket full holds 3 objects"), "{err}");
-        assert!(!err.contains("empty"), "{err}");
+        assert!(!err.contains("s3_bucket empty"), "{err}");
         assert!(refuse_non_empty(&plan, true).is_ok());
     }
 }
