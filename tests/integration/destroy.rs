@@ -771,3 +771,151 @@ fn a_held_lock_refuses_apply_and_destroy_and_a_stale_one_says_how_to_remove_it()
     assert!(!block_on(bucket_exists("eu-west-1", &bucket)));
     assert!(!block_on(lock_exists(&bucket)));
 }
+
+/// Two real runs overlapping: the first apply is parked by the EKS stand-in (pause on
+/// CreatePodIdentityAssociation) while it holds the lock; a second apply of the same
+/// target refuses, naming the first; once resumed, the first finishes and the lock is
+/// gone.
+#[test]
+fn a_second_apply_while_the_first_is_paused_mid_way_is_refused() {
+    let tag = format!("{}", std::process::id());
+    let cluster = format!("destroy-overlap-{tag}");
+    block_on(create_cluster("us-east-1", &cluster));
+    let (eks, _log, _logs) = eks_standin();
+    let bucket = format!("strata-destroy-overlap-{tag}");
+    let layer = format!(
+        "aws:\n  region: us-east-1\n  identity: podIdentity\n  accountId: \"{}\"\n  cluster: {cluster}\n\
+         buckets:\n  data:\n    name: {bucket}\nworkloads:\n  api:\n    iamRole: destroy-overlap-{tag}\n",
+        moto::ACCOUNT
+    );
+    let dir = project(&[("prod.aws.yaml", layer)]);
+    let control = |path: &str, body: Value| {
+        block_on(async {
+            reqwest::Client::new()
+                .post(format!("{eks}/__standin/{path}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    assert_eq!(
+        control(
+            "pause",
+            json!({"op": "CreatePodIdentityAssociation", "timeout": 60})
+        ),
+        200
+    );
+    let args = [
+        "--format",
+        "json",
+        "apply",
+        "prod-aws",
+        "--approve",
+        "--skip-helm",
+    ];
+    let first = aws_command(dir.path(), Some(&eks))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let parked: Value = block_on(async {
+        reqwest::get(format!("{eks}/__standin/paused?wait=1&timeout=60"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(parked["waiting"], 1, "{parked}");
+    let second = aws_command(dir.path(), Some(&eks))
+        .args(["apply", "prod-aws", "--approve", "--skip-helm"])
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2), "{}", text(&second.stdout));
+    let err = text(&second.stderr);
+    assert!(
+        err.contains("target prod-aws is locked: `strata apply` by")
+            && err.contains("nothing was written"),
+        "{err}"
+    );
+    assert_eq!(control("resume", json!({})), 200);
+    let first = first.wait_with_output().unwrap();
+    let evidence = json_of(&first, 0);
+    assert_eq!(evidence["status"], "applied");
+    assert!(!block_on(lock_exists(&bucket)), "the lock outlived the run");
+    json_of(
+        &aws_command(dir.path(), Some(&eks))
+            .args([
+                "--format",
+                "json",
+                "destroy",
+                "prod-aws",
+                "--approve=prod-aws",
+                "--skip-helm",
+            ])
+            .output()
+            .unwrap(),
+        0,
+    );
+}
+
+/// The releases go first, last-installed first and `platform` last, each `helm status`
+/// then `helm uninstall` with the context and namespace apply used; one that is not
+/// installed is `absent`. (A stand-in helm records its argv.)
+#[test]
+fn destroy_uninstalls_the_releases_in_reverse_and_a_missing_one_is_absent() {
+    let tag = format!("{}", std::process::id());
+    let issuer = format!(
+        "https://oidc.eks.eu-west-1.amazonaws.com/id/{:032X}",
+        std::process::id() as u128 * 3571
+    );
+    let layer = format!(
+        "kube:\n  context: ctx-{tag}\naws:\n  accountId: \"{}\"\n  cluster: null\n  oidcIssuer: {issuer}\n\
+         buckets:\n  data:\n    name: strata-destroy-helm-{tag}\nworkloads:\n  api:\n    iamRole: destroy-helm-{tag}\n",
+        moto::ACCOUNT
+    );
+    let dir = project(&[("dev.aws.yaml", layer)]);
+    let log = dir.path().join("helm.log");
+    let helm = dir.path().join("helm");
+    std::fs::write(
+        &helm,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\n\
+             if [ \"$1 $2\" = \"status app\" ]; then echo 'Error: release: not found' >&2; exit 1; fi\nexit 0\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helm, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = aws_command(dir.path(), None)
+        .args(["--format", "json", "destroy", "dev-aws", "--approve"])
+        .env("STRATA_HELM", &helm)
+        .output()
+        .unwrap();
+    let evidence = json_of(&out, 0);
+    assert_eq!(
+        done(&evidence),
+        [
+            triple("helm_release", "app", "absent"),
+            triple("helm_release", "lakehouse-platform", "deleted"),
+        ],
+        "{evidence:#}"
+    );
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let scope = format!("--kube-context ctx-{tag}");
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        [
+            // helm is checked before the first deletion, as apply does before writing.
+            "version --short".to_owned(),
+            format!("status app --namespace lakehouse {scope}"),
+            format!("status lakehouse-platform --namespace default {scope}"),
+            format!("uninstall lakehouse-platform --namespace default {scope} --wait --timeout 5m"),
+        ],
+        "{calls}"
+    );
+}
