@@ -272,8 +272,12 @@ pub fn destroy_command(
             exit::OK
         });
     };
-    // Everything that could stop destroy is checked before the first deletion.
+    // Everything that could stop destroy is checked before the first deletion: the
+    // buckets' objects, and what helm needs (a kube context, the binary).
     refuse_non_empty(&plan, force_empty)?;
+    if !skip_helm && !p.target.config.releases.is_empty() {
+        helm::uninstalls(&p.target)?;
+    }
     let releases: Vec<&Item> = plan
         .items
         .iter()

@@ -225,7 +225,17 @@ fn destroy_dev_aws_removes_what_strata_made_and_keeps_a_provider_another_role_us
         .output()
         .unwrap();
     assert_eq!(shown.status.code(), Some(1), "{}", text(&shown.stderr));
-    assert!(text(&shown.stdout).contains("re-run with --approve"));
+    let shown = text(&shown.stdout);
+    assert!(
+        shown.contains("plan destroy dev-aws (aws account 123456789012, eu-west-1)")
+            && shown.contains(&format!("  - delete s3_bucket {bucket} (4 objects)"))
+            && shown.contains(&format!(
+                "  = keep iam_oidc_provider {provider}: still used"
+            ))
+            && shown.contains("3 to delete, 1 kept, 0 absent")
+            && shown.contains("re-run with --approve"),
+        "{shown}"
+    );
     assert_eq!(proxy.writes().len(), 0, "destroy without --approve wrote");
 
     // Non-empty without --force-empty: refused by name and count, nothing deleted.
