@@ -97,6 +97,9 @@ pub enum Command {
         /// or refuses when anything moved since).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Show what `strata destroy TARGET` would delete and keep (and why); no writes.
+        #[arg(long)]
+        destroy: bool,
     },
     /// Converge the buckets, the workloads' policies and identities, then run helm.
     Apply {
@@ -113,6 +116,23 @@ pub enum Command {
         /// is taken from the project root.
         #[arg(long, default_value = "out", value_name = "DIR")]
         out: PathBuf,
+    },
+    /// Remove what apply made for a target, in reverse order: helm releases, workload
+    /// identities and policies, then the buckets whose layers say `retain: false`.
+    Destroy {
+        target: String,
+        /// Without it, destroy only shows what it would do. A target whose layers say
+        /// `protected: true` needs its name repeated: `--approve=TARGET`.
+        #[arg(long, value_name = "TARGET", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+        approve: Option<String>,
+        /// Delete every object (all versions, delete markers, generations) of a bucket
+        /// that is to be deleted; without it a non-empty bucket stops destroy before
+        /// anything is deleted.
+        #[arg(long)]
+        force_empty: bool,
+        /// Skip the helm step (cloud resources only).
+        #[arg(long)]
+        skip_helm: bool,
     },
     /// Print the JSON Schema of the environment files.
     Schema,

@@ -39,9 +39,36 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
         Command::Validate { targets } => validate(cli, out, targets),
         Command::List => list(cli, out),
         Command::Explain { target, key } => explain(cli, out, target, key),
-        Command::Plan { target, out: file } => {
-            crate::apply::plan_command(cli, out, target, file.as_deref())
+        Command::Plan {
+            target,
+            out: file,
+            destroy: false,
+        } => crate::apply::plan_command(cli, out, target, file.as_deref()),
+        Command::Plan {
+            target,
+            out: file,
+            destroy: true,
+        } => {
+            if file.is_some() {
+                return Err(Error::Usage(
+                    "plan --destroy --out FILE is not supported yet: a destroy is reviewed with `strata plan TARGET --destroy` and run with `strata destroy TARGET --approve`".into(),
+                ));
+            }
+            crate::apply::destroy::plan_command(cli, out, target)
         }
+        Command::Destroy {
+            target,
+            approve,
+            force_empty,
+            skip_helm,
+        } => crate::apply::destroy::destroy_command(
+            cli,
+            out,
+            target,
+            approve.as_deref(),
+            *force_empty,
+            *skip_helm,
+        ),
         Command::Apply {
             target,
             approve,

@@ -26,6 +26,8 @@ use super::plan::{Action, Evidence, FieldChange, Op, Outcome, Plan, ResourceEvid
 use crate::error::{Error, Result};
 use crate::model::{Cloud, Target, partition};
 
+pub mod destroy;
+
 pub const BUCKET: &str = "s3_bucket";
 pub const POLICY: &str = "iam_policy";
 /// The id prefix of the lifecycle rules strata owns in a bucket's configuration.
@@ -42,7 +44,7 @@ pub struct Clients {
     pub eks: aws_sdk_eks::Client,
 }
 
-async fn clients(target: &Target) -> Clients {
+pub(crate) async fn clients(target: &Target) -> Clients {
     let region = aws_config::Region::new(target.aws().region.clone());
     clients_in(region).await
 }
@@ -72,7 +74,18 @@ where
     let detail = match (e.code(), e.message()) {
         (Some(code), Some(message)) => format!("{code}: {message}"),
         (Some(code), None) => code.to_owned(),
-        _ => error_chain(e),
+        _ => match e.raw_response() {
+            // No error code to show (an empty or non-XML body): the status says most.
+            Some(raw) => format!(
+                "HTTP {}: {}",
+                raw.status().as_u16(),
+                String::from_utf8_lossy(raw.body().bytes().unwrap_or_default())
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
+            ),
+            None => error_chain(e),
+        },
     };
     let hint = if detail.contains("credentials") {
         "\n  hint: give strata AWS credentials (AWS_PROFILE, `aws sso login`, or AWS_ACCESS_KEY_ID and \

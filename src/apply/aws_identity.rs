@@ -56,7 +56,7 @@ where
     }
 }
 
-fn role_of(target: &Target, workload: &str) -> (String, String, String) {
+pub(crate) fn role_of(target: &Target, workload: &str) -> (String, String, String) {
     let names = &target.names.workloads[workload];
     (
         names.role.clone().unwrap_or_default(),
@@ -66,13 +66,13 @@ fn role_of(target: &Target, workload: &str) -> (String, String, String) {
 }
 
 /// The live role: its trust document, attached policies and tags.
-struct LiveRole {
-    trust: Value,
-    attached: Vec<String>,
-    tags: BTreeMap<String, String>,
+pub(crate) struct LiveRole {
+    pub trust: Value,
+    pub attached: Vec<String>,
+    pub tags: BTreeMap<String, String>,
 }
 
-async fn read_role(c: &Clients, name: &str) -> Result<Option<LiveRole>> {
+pub(crate) async fn read_role(c: &Clients, name: &str) -> Result<Option<LiveRole>> {
     let resource = format!("iam role {name}");
     let role = match c.iam.get_role().role_name(name).send().await {
         Ok(out) => out.role().cloned(),
@@ -250,7 +250,7 @@ async fn check_issuer(c: &Clients, target: &Target) -> Result<()> {
     Ok(())
 }
 
-fn provider_arn(target: &Target) -> String {
+pub(crate) fn provider_arn(target: &Target) -> String {
     let aws = target.aws();
     format!(
         "arn:{}:iam::{}:oidc-provider/{}",
@@ -345,7 +345,7 @@ async fn read_association(
     Ok(Some((id.to_owned(), role)))
 }
 
-fn association_name(target: &Target, workload: &str) -> String {
+pub(crate) fn association_name(target: &Target, workload: &str) -> String {
     let names = &target.names.workloads[workload];
     format!(
         "{}/{}/{}",

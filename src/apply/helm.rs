@@ -169,3 +169,114 @@ pub fn run(installs: &[HelmInstall], runs: &mut Vec<HelmRun>) -> Result<()> {
     }
     Ok(())
 }
+
+/// One `helm uninstall` of destroy, with the context and namespace apply installed with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HelmUninstall {
+    pub release: String,
+    pub namespace: String,
+    pub kube_context: String,
+    pub timeout: String,
+}
+
+/// The releases of a target in uninstall order: apply's installs reversed, so the
+/// `platform` release (namespaces, service accounts) goes last.
+pub fn uninstalls(target: &Target) -> Result<Vec<HelmUninstall>> {
+    Ok(installs(target, Path::new("out"), Path::new("."))?
+        .into_iter()
+        .rev()
+        .map(|i| HelmUninstall {
+            release: i.release,
+            namespace: i.namespace,
+            kube_context: i.kube_context,
+            timeout: i.timeout,
+        })
+        .collect())
+}
+
+/// Uninstalls one release; `Ok(false)` when it is not installed (`helm status` says
+/// "not found"), which is not an error: a re-run of destroy finds it gone.
+pub fn uninstall(u: &HelmUninstall, runs: &mut Vec<HelmRun>) -> Result<bool> {
+    let program = binary();
+    let scope = [
+        "--namespace".to_owned(),
+        u.namespace.clone(),
+        "--kube-context".to_owned(),
+        u.kube_context.clone(),
+    ];
+    let status_args: Vec<String> = ["status".to_owned(), u.release.clone()]
+        .into_iter()
+        .chain(scope.iter().cloned())
+        .collect();
+    let status = std::process::Command::new(&program)
+        .args(&status_args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output();
+    let mut argv = vec![program.clone()];
+    argv.extend(status_args.iter().cloned());
+    let status = match status {
+        Ok(status) => status,
+        Err(e) => {
+            runs.push(HelmRun {
+                argv,
+                exit_code: None,
+            });
+            return Err(Error::Cloud(format!(
+                "helm release {}: could not run `{program}`: {e}",
+                u.release
+            )));
+        }
+    };
+    runs.push(HelmRun {
+        argv,
+        exit_code: status.status.code(),
+    });
+    if !status.status.success() {
+        let stderr = String::from_utf8_lossy(&status.stderr);
+        if stderr.contains("not found") {
+            return Ok(false);
+        }
+        return Err(Error::Cloud(format!(
+            "helm release {}: helm status failed ({}): {}",
+            u.release,
+            status.status,
+            stderr.trim()
+        )));
+    }
+    let args: Vec<String> = ["uninstall".to_owned(), u.release.clone()]
+        .into_iter()
+        .chain(scope.iter().cloned())
+        .chain([
+            "--wait".to_owned(),
+            "--timeout".to_owned(),
+            u.timeout.clone(),
+        ])
+        .collect();
+    let mut argv = vec![program.clone()];
+    argv.extend(args.iter().cloned());
+    let to_stderr = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::process::Stdio::from)
+        .unwrap_or_else(|_| std::process::Stdio::null());
+    let done = std::process::Command::new(&program)
+        .args(&args)
+        .stdout(to_stderr)
+        .status();
+    runs.push(HelmRun {
+        argv,
+        exit_code: done.as_ref().ok().and_then(|s| s.code()),
+    });
+    match done {
+        Ok(s) if s.success() => Ok(true),
+        Ok(s) => Err(Error::Cloud(format!(
+            "helm release {}: helm uninstall failed ({s})",
+            u.release
+        ))),
+        Err(e) => Err(Error::Cloud(format!(
+            "helm release {}: could not run `{program}`: {e}",
+            u.release
+        ))),
+    }
+}

@@ -7,9 +7,11 @@
 
 pub mod aws;
 pub mod aws_identity;
+pub mod destroy;
 pub mod docs;
 pub mod gcs;
 pub mod helm;
+pub mod lock;
 pub mod plan;
 pub mod planfile;
 
@@ -171,8 +173,11 @@ pub fn apply_command(
     };
     evidence.account = plan.account.clone();
     evidence.region = plan.region.clone();
-    if let Some(reviewed) = &reviewed {
-        let moved = reviewed.moved(&p.tree, &plan);
+    let refuse_moved = |plan: &Plan| -> Result<()> {
+        let Some(reviewed) = &reviewed else {
+            return Ok(());
+        };
+        let moved = reviewed.moved(&p.tree, plan);
         if !moved.is_empty() {
             return Err(Error::Usage(format!(
                 "refusing to apply the plan for {}: {} since it was made; nothing was written\n{}\n  hint: review a new plan (`strata plan {} --out FILE`)",
@@ -190,7 +195,9 @@ pub fn apply_command(
                 reviewed.target
             )));
         }
-    }
+        Ok(())
+    };
+    refuse_moved(&plan)?;
     if !approve {
         evidence.status = "needs_approval".into();
         match out.format {
@@ -205,6 +212,30 @@ pub fn apply_command(
         }
         return Ok(exit::OK);
     }
+    // One apply or destroy of a target at a time (see lock.rs).
+    let (held, plan) = if plan.has_changes() {
+        let held = match rt.block_on(lock::acquire(&p.target, &p.documents, "apply")) {
+            Ok(held) => held,
+            Err(e) => return Ok(failed(out, &mut evidence, &e)),
+        };
+        // Under the lock, read again: a run that held it (STRATA_LOCK_WAIT) may have
+        // changed what is there, and a reviewed plan must still match.
+        let again = if held.is_some() {
+            rt.block_on(read_plan(&p.target, &p.documents))
+                .and_then(|plan| refuse_moved(&plan).map(|()| plan))
+        } else {
+            Ok(plan)
+        };
+        match again {
+            Ok(plan) => (held, plan),
+            Err(e) => {
+                let _ = rt.block_on(lock::release(held));
+                return Ok(failed(out, &mut evidence, &e));
+            }
+        }
+    } else {
+        (None, plan)
+    };
     let result = rt
         .block_on(execute(&p.target, &p.documents, &plan, &mut evidence))
         .and_then(|()| write_render(&p, dir))
@@ -215,6 +246,8 @@ pub fn apply_command(
                 run_helm(&p, dir, &mut evidence)
             }
         });
+    let released = rt.block_on(lock::release(held));
+    let result = result.and(released);
     match result {
         Ok(()) => {
             print_evidence(out, &evidence);
@@ -307,7 +340,7 @@ fn print_plan(out: &Reporter, plan: &Plan) {
 }
 
 /// `plan prod-aws (aws account 123456789012, eu-west-1)`; on GCP, `project …`.
-fn heading(verb: &str, target: &str, cloud: Cloud, id: &str, region: &str) -> String {
+pub(crate) fn heading(verb: &str, target: &str, cloud: Cloud, id: &str, region: &str) -> String {
     let scope = match cloud {
         Cloud::Aws => "account",
         Cloud::Gcp => "project",

@@ -857,6 +857,8 @@ fn first_apply_creates_everything_and_the_second_writes_nothing() {
     assert_eq!(
         write_calls(&proxy),
         [
+            // The apply lock (src/apply/lock.rs), taken first and removed last.
+            "CreatePolicy".to_owned(),
             format!("PUT /{bucket}/"),
             format!("PUT /{bucket}/?versioning"),
             format!("PUT /{bucket}/?encryption"),
@@ -866,6 +868,7 @@ fn first_apply_creates_everything_and_the_second_writes_nothing() {
             "CreatePolicy".to_owned(),
             "CreateRole".to_owned(),
             "AttachRolePolicy".to_owned(),
+            "DeletePolicy".to_owned(),
         ],
         "what the server saw the first apply write"
     );
@@ -1405,6 +1408,8 @@ fn policy_version_limit_prunes_the_oldest_non_default_version() {
 
 #[test]
 fn two_applies_at_once_both_finish_with_one_state() {
+    // Both start at once; one takes the apply lock, the other waits for it (up to a
+    // minute) and then finds the work done, or takes the lock first itself.
     let p = Project::new("race");
     let args = [
         "--format",
@@ -1416,6 +1421,7 @@ fn two_applies_at_once_both_finish_with_one_state() {
     ];
     let spawn = || {
         p.command(&args)
+            .env("STRATA_LOCK_WAIT", "60")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -1836,7 +1842,9 @@ fn a_failure_partway_exits_2_with_evidence_and_the_next_apply_converges() {
 fn throttling_is_retried_by_the_sdk_and_a_stopped_server_is_a_clear_error() {
     let p = Project::new("throttle");
     // Two throttled CreatePolicy answers: the SDK's standard retries absorb them.
-    let proxy = FaultyProxy::start(moto::url(), "Action=CreatePolicy", 400, Some(2));
+    // (The pattern names strata's policies, not the apply lock's `strata-lock-…`.)
+    let create_policy = "Action=CreatePolicy&Version=2010-05-08&PolicyName=Lakehouse";
+    let proxy = FaultyProxy::start(moto::url(), create_policy, 400, Some(2));
     let evidence = p.json_at(&proxy.url, APPLY_DEV, 0);
     assert_eq!(
         outcomes(&evidence),
@@ -1851,7 +1859,7 @@ fn throttling_is_retried_by_the_sdk_and_a_stopped_server_is_a_clear_error() {
 
     // Throttled for good: after the SDK's retries, a clear error naming the policy and
     // the action, and evidence that the bucket was done.
-    let proxy = FaultyProxy::start(moto::url(), "Action=CreatePolicy", 400, None);
+    let proxy = FaultyProxy::start(moto::url(), create_policy, 400, None);
     let out = p.run_at(
         &proxy.url,
         &[
@@ -1945,6 +1953,7 @@ fn two_buckets_and_two_workloads_are_applied_from_their_rendered_documents() {
     assert_eq!(
         write_calls(&proxy),
         [
+            "CreatePolicy".to_owned(), // the apply lock
             format!("PUT /{raw}/"),
             format!("PUT /{raw}/?versioning"),
             format!("PUT /{raw}/?encryption"),
@@ -1962,6 +1971,7 @@ fn two_buckets_and_two_workloads_are_applied_from_their_rendered_documents() {
             "AttachRolePolicy".to_owned(),
             "CreateRole".to_owned(),
             "AttachRolePolicy".to_owned(),
+            "DeletePolicy".to_owned(), // the apply lock, removed
         ],
         "what the server saw the first apply write"
     );
@@ -2268,8 +2278,12 @@ fn a_foreign_lifecycle_rule_survives_a_change_of_strata_rules() {
     assert_eq!(evidence["resources"][0]["fields"], json!(["lifecycle"]));
     assert_eq!(
         write_calls(&proxy),
-        [format!("PUT /{bucket}/?lifecycle")],
-        "one write of the whole configuration"
+        [
+            "CreatePolicy".to_owned(),
+            format!("PUT /{bucket}/?lifecycle"),
+            "DeletePolicy".to_owned()
+        ],
+        "one write of the whole configuration (between taking and removing the apply lock)"
     );
 
     let live = block_on(read_bucket(&bucket, "eu-west-1"));

@@ -15,6 +15,7 @@
 
 use serde_json::{Value, json};
 use strata::apply::docs::Documents;
+use strata::apply::gcs::desired::{LIFECYCLE_LABEL, lifecycle_label, rule_digest};
 use strata::apply::gcs::{self, Client};
 use strata::apply::plan::{Evidence, Op, Outcome, Plan};
 use strata::model::{Cloud, Target};
@@ -219,6 +220,7 @@ async fn first_apply_creates_the_bucket_with_every_setting_and_the_binding() {
             "labels.managed-by",
             "labels.owner",
             "labels.strata-env",
+            "labels.strata-lifecycle",
             "labels.strata-target",
             "labels.team_name",
         ]
@@ -267,12 +269,16 @@ async fn first_apply_creates_the_bucket_with_every_setting_and_the_binding() {
             "managed-by": "strata",
             "owner": "data-platform",
             "strata-env": "dev",
+            "strata-lifecycle": rule_digest(&bucket["lifecycle"]["rule"][0]),
             "strata-target": "dev-gcp",
             "team_name": "data_platform",
         }),
-        "tags are rewritten to GCS label rules (`Team Name: Data&Platform`)"
+        "tags are rewritten to GCS label rules (`Team Name: Data&Platform`), and the \
+         lifecycle label remembers strata's one rule"
     );
-    assert_eq!(bucket["labels"], json!(f.docs.buckets[0].tags));
+    let mut tags = json!(f.docs.buckets[0].tags);
+    tags[LIFECYCLE_LABEL] = bucket["labels"][LIFECYCLE_LABEL].clone();
+    assert_eq!(bucket["labels"], tags);
     assert_eq!(f.member(), format!("serviceAccount:{GSA}"));
     assert_eq!(members(&f.policy().await, ROLE), [f.member()]);
 }
@@ -480,14 +486,64 @@ async fn dropping_the_archive_rule_from_config_clears_the_lifecycle() {
     let plan = gcs::plan_with(&f.client, &target, &docs)
         .await
         .expect("plan");
-    assert_eq!(fields(&plan, "gcs_bucket"), ["lifecycle"]);
+    let changed = ["lifecycle", "labels.strata-lifecycle"];
+    assert_eq!(fields(&plan, "gcs_bucket"), changed);
     let mut evidence = empty_evidence(&plan);
     gcs::execute_with(&f.client, &target, &docs, &plan, &mut evidence)
         .await
         .expect("execute");
-    assert_eq!(evidence.resources[0].fields, ["lifecycle"]);
+    assert_eq!(evidence.resources[0].fields, changed);
+    assert_eq!(f.bucket().await["labels"][LIFECYCLE_LABEL], "none");
     let rules = f.bucket().await["lifecycle"]["rule"].clone();
     assert!(rules.as_array().is_none_or(Vec::is_empty), "{rules}");
+    let again = gcs::plan_with(&f.client, &target, &docs)
+        .await
+        .expect("plan");
+    assert!(!again.has_changes(), "{again:#?}");
+}
+
+/// A rule someone added through the API (not strata's) survives an apply that changes
+/// strata's rules; strata's old rule goes, its new one is added.
+#[tokio::test]
+async fn a_foreign_lifecycle_rule_survives_an_apply_that_changes_strata_s_rules() {
+    let f = fixture("strata-it-foreign-rule");
+    f.apply().await;
+    let live = f.bucket().await;
+    let strata_rule = live["lifecycle"]["rule"][0].clone();
+    // Planted through the emulator's JSON API, as the console or gcloud would.
+    let foreign = json!({"action": {"type": "Delete"}, "condition": {"age": 3, "matchesPrefix": ["scratch/"]}});
+    let patched = f
+        .http
+        .patch(format!("{}/b/{}", f.base, f.bucket))
+        .json(&json!({"lifecycle": {"rule": [strata_rule, foreign]}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(patched.status().is_success(), "{}", patched.status());
+    // Nothing of strata's changed: the foreign rule is no drift.
+    let plan = f.plan().await;
+    assert!(!plan.has_changes(), "{plan:#?}");
+
+    let target = f.target.clone();
+    let mut docs = f.docs.clone();
+    docs.buckets[0].lifecycle[0].after_days = Some(60);
+    let plan = gcs::plan_with(&f.client, &target, &docs)
+        .await
+        .expect("plan");
+    assert_eq!(
+        fields(&plan, "gcs_bucket"),
+        ["lifecycle", "labels.strata-lifecycle"]
+    );
+    let mut evidence = empty_evidence(&plan);
+    gcs::execute_with(&f.client, &target, &docs, &plan, &mut evidence)
+        .await
+        .expect("execute");
+    let rules = f.bucket().await["lifecycle"]["rule"].clone();
+    assert_eq!(
+        rules,
+        json!([foreign, {"action": {"type": "SetStorageClass", "storageClass": "ARCHIVE"}, "condition": {"age": 60}}]),
+        "read back from the emulator"
+    );
     let again = gcs::plan_with(&f.client, &target, &docs)
         .await
         .expect("plan");
@@ -904,7 +960,7 @@ async fn two_buckets_and_two_workloads_get_their_settings_and_bindings() {
             {"action": {"type": "Delete"}, "condition": {"age": 7, "matchesPrefix": ["tmp/"]}},
         ])
     );
-    let labels = json!({
+    let mut labels = json!({
         "managed-by": "strata",
         "owner": "it-team",
         "strata-env": "dev",
@@ -912,8 +968,16 @@ async fn two_buckets_and_two_workloads_get_their_settings_and_bindings() {
         "suite": "cloud",
         "tier": "raw",
     });
+    assert_eq!(
+        live_raw["labels"][LIFECYCLE_LABEL],
+        lifecycle_label(&live_raw["lifecycle"]["rule"].as_array().unwrap().clone()),
+        "the label remembers strata's rules"
+    );
+    let mut rendered_tags = rendered("buckets/raw.json")["tags"].clone();
+    labels[LIFECYCLE_LABEL] = live_raw["labels"][LIFECYCLE_LABEL].clone();
+    rendered_tags[LIFECYCLE_LABEL] = live_raw["labels"][LIFECYCLE_LABEL].clone();
     assert_eq!(live_raw["labels"], labels);
-    assert_eq!(live_raw["labels"], rendered("buckets/raw.json")["tags"]);
+    assert_eq!(live_raw["labels"], rendered_tags);
 
     let live_curated: Value = emulator_json(&format!("/b/{curated}")).await;
     // The emulator leaves `enabled: false` out, as GCS may.
@@ -932,10 +996,9 @@ async fn two_buckets_and_two_workloads_get_their_settings_and_bindings() {
         live_curated["lifecycle"]["rule"],
         json!([{"action": {"type": "Delete"}, "condition": {"daysSinceNoncurrentTime": 14}}])
     );
-    assert_eq!(
-        live_curated["labels"],
-        rendered("buckets/curated.json")["tags"]
-    );
+    let mut curated_tags = rendered("buckets/curated.json")["tags"].clone();
+    curated_tags[LIFECYCLE_LABEL] = json!(rule_digest(&live_curated["lifecycle"]["rule"][0]));
+    assert_eq!(live_curated["labels"], curated_tags);
     assert_eq!(live_curated["labels"]["tier"], "curated");
 
     // Each bucket's policy holds exactly what the two rendered documents grant on it.

@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::support::{self, assert_loopback, free_port, gcs_emulator, moto, start_server, text};
 
 /// The lakehouse example written by `strata init`, with `extra` layers added.
-fn project(extra: &[(&str, String)]) -> tempfile::TempDir {
+pub(crate) fn project(extra: &[(&str, String)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = support::strata()
         .args(["init"])
@@ -32,7 +32,7 @@ fn project(extra: &[(&str, String)]) -> tempfile::TempDir {
     dir
 }
 
-fn aws_command(dir: &Path, eks: Option<&str>) -> std::process::Command {
+pub(crate) fn aws_command(dir: &Path, eks: Option<&str>) -> std::process::Command {
     let mut cmd = moto::command(dir);
     cmd.arg("-C").arg(dir.join("p"));
     if let Some(eks) = eks {
@@ -42,7 +42,7 @@ fn aws_command(dir: &Path, eks: Option<&str>) -> std::process::Command {
     cmd
 }
 
-fn json_of(out: &Output, code: i32) -> Value {
+pub(crate) fn json_of(out: &Output, code: i32) -> Value {
     assert_eq!(
         out.status.code(),
         Some(code),
@@ -53,7 +53,7 @@ fn json_of(out: &Output, code: i32) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
 }
 
-fn outcomes(evidence: &Value) -> Vec<(String, String)> {
+pub(crate) fn outcomes(evidence: &Value) -> Vec<(String, String)> {
     evidence["resources"]
         .as_array()
         .unwrap()
@@ -67,7 +67,7 @@ fn outcomes(evidence: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -75,7 +75,7 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-async fn create_cluster(region: &str, name: &str) -> String {
+pub(crate) async fn create_cluster(region: &str, name: &str) -> String {
     let eks = aws_sdk_eks::Client::new(&moto::sdk_config(region).await);
     let vpc = aws_sdk_eks::types::VpcConfigRequest::builder()
         .subnet_ids("subnet-1")
@@ -321,7 +321,7 @@ fn irsa_with_a_stale_issuer_is_refused() {
 }
 
 /// The EKS stand-in in front of moto, with its request log.
-fn eks_standin() -> (String, std::path::PathBuf, tempfile::TempDir) {
+pub(crate) fn eks_standin() -> (String, std::path::PathBuf, tempfile::TempDir) {
     let port = free_port();
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("eks.jsonl");
@@ -341,7 +341,7 @@ fn eks_standin() -> (String, std::path::PathBuf, tempfile::TempDir) {
     (url, log, logs)
 }
 
-fn mutating(log: &Path) -> usize {
+pub(crate) fn mutating(log: &Path) -> usize {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
@@ -531,7 +531,7 @@ fn a_lost_race_to_create_the_association_converges_without_a_second_one() {
     );
 }
 
-fn iam_standin(
+pub(crate) fn iam_standin(
     project: &str,
     not_yet_reads: u32,
 ) -> (String, std::path::PathBuf, tempfile::TempDir) {
@@ -558,7 +558,7 @@ fn iam_standin(
     (url, log, logs)
 }
 
-fn gcp_command(dir: &Path, iam: &str) -> std::process::Command {
+pub(crate) fn gcp_command(dir: &Path, iam: &str) -> std::process::Command {
     let host = gcs_emulator::host();
     assert_loopback(host);
     assert_loopback(iam);

@@ -7,6 +7,7 @@
 mod support;
 
 mod aws;
+mod destroy;
 mod environments;
 mod gcs;
 mod identity;

@@ -184,6 +184,32 @@ impl Client {
         if let Some(body) = body {
             request = request.json(body);
         }
+        self.send_request(request, what).await
+    }
+
+    /// A POST to the upload endpoint (`…/upload/storage/v1`): an object whose content
+    /// is `body` (`uploadType=media`, sent as bytes so no server reads it as metadata).
+    pub async fn send_upload(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        body: &Value,
+        what: &str,
+    ) -> Result<Reply> {
+        let base = match self.base.strip_suffix("/storage/v1") {
+            Some(host) => format!("{host}/upload/storage/v1"),
+            None => self.base.clone(),
+        };
+        let request = self
+            .http
+            .request(Method::POST, format!("{base}{path}"))
+            .query(query)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body.to_string());
+        self.send_request(request, what).await
+    }
+
+    async fn send_request(&self, request: reqwest::RequestBuilder, what: &str) -> Result<Reply> {
         let mut wait = FIRST_WAIT;
         let mut attempt = 1;
         loop {

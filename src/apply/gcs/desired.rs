@@ -5,9 +5,9 @@
 //! Managed bucket fields: `location` (checked, never written after create: GCS cannot
 //! move a bucket), `versioning.enabled`, `iamConfiguration.uniformBucketLevelAccess.enabled`
 //! (always true), `iamConfiguration.publicAccessPrevention` (`enforced` when
-//! `bucket.publicAccessBlock`, else `inherited`), `lifecycle` (exactly one rule moving
-//! objects to ARCHIVE after `bucket.lifecycle.glacierAfterDays`, or none) and the
-//! labels strata sets. Labels strata does not set are left alone, never removed.
+//! `bucket.publicAccessBlock`, else `inherited`), strata's `lifecycle` rules (others'
+//! rules are kept: see [`LIFECYCLE_LABEL`]) and the labels strata sets. Labels strata
+//! does not set are left alone, never removed.
 //!
 //! Bindings: strata adds the members its rendered bindings grant; members and roles
 //! it does not manage stay as they are.
@@ -60,6 +60,8 @@ pub fn desired_bucket(b: &BucketDoc) -> DesiredBucket {
             }));
         }
     }
+    let mut labels = b.tags.clone();
+    labels.insert(LIFECYCLE_LABEL.to_owned(), lifecycle_label(&lifecycle));
     DesiredBucket {
         name: b.name.clone(),
         location: b.location.clone(),
@@ -70,8 +72,73 @@ pub fn desired_bucket(b: &BucketDoc) -> DesiredBucket {
             "inherited"
         },
         lifecycle,
-        labels: b.tags.clone(),
+        labels,
     }
+}
+
+/// The label that remembers which lifecycle rules strata wrote: GCS rules have no id
+/// (S3's do, and strata's start with `strata-`), so strata records a short digest of
+/// each rule it writes, joined by `-` (`none` for no rule). On the next apply a live
+/// rule is strata's when its digest is listed there or it equals a rule strata wants;
+/// every other rule is someone else's and is kept as it is. A label value holds at
+/// most [`MAX_REMEMBERED`] digests; rules past that are recognised by equality only.
+pub const LIFECYCLE_LABEL: &str = "strata-lifecycle";
+pub const MAX_REMEMBERED: usize = 9;
+
+/// A rule with its object keys sorted at every level (the API may order them freely).
+fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), canonical(&map[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Six hex digits of the SHA-256 of the rule's action and condition.
+pub fn rule_digest(rule: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    let rule = canonical(&json!({"action": rule["action"], "condition": rule["condition"]}));
+    Sha256::digest(rule.to_string().as_bytes())
+        .iter()
+        .take(3)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The value of [`LIFECYCLE_LABEL`] for the rules strata writes.
+pub fn lifecycle_label(rules: &[Value]) -> String {
+    if rules.is_empty() {
+        return "none".into();
+    }
+    rules
+        .iter()
+        .take(MAX_REMEMBERED)
+        .map(rule_digest)
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// The live rules split into strata's (listed in the label or equal to a wanted
+/// rule) and everyone else's, each in the live order.
+pub fn split_lifecycle(d: &DesiredBucket, live: &Value) -> (Vec<Value>, Vec<Value>) {
+    let written: BTreeSet<String> = live["labels"][LIFECYCLE_LABEL]
+        .as_str()
+        .unwrap_or_default()
+        .split('-')
+        .map(str::to_owned)
+        .collect();
+    let wanted: Vec<Value> = d.lifecycle.iter().map(canonical).collect();
+    live_lifecycle(live)
+        .into_iter()
+        .partition(|rule| wanted.contains(&canonical(rule)) || written.contains(&rule_digest(rule)))
 }
 
 /// The bindings the workloads' documents grant on one bucket, as `{bindings: […]}`.
@@ -166,9 +233,10 @@ pub fn bucket_changes(d: &DesiredBucket, live: &Value) -> Vec<FieldChange> {
         json!(pap),
         json!(d.public_access_prevention),
     );
+    let (ours, _) = split_lifecycle(d, live);
     field(
         "lifecycle",
-        Value::Array(live_lifecycle(live)),
+        Value::Array(ours),
         Value::Array(d.lifecycle.clone()),
     );
     let live_labels = live_labels(live);
@@ -198,8 +266,11 @@ pub fn patch_body(d: &DesiredBucket, live: &Value, changes: &[FieldChange]) -> V
         );
     }
     if changed("lifecycle") {
-        // An empty rule list clears the configuration (as Google's client libraries do).
-        body.insert("lifecycle".into(), json!({"rule": d.lifecycle}));
+        // Everyone else's rules first, as they were, then strata's. An empty rule list
+        // clears the configuration (as Google's client libraries do).
+        let (_, mut rules) = split_lifecycle(d, live);
+        rules.extend(d.lifecycle.iter().cloned());
+        body.insert("lifecycle".into(), json!({"rule": rules}));
     }
     if changes.iter().any(|c| c.field.starts_with("labels.")) {
         let mut labels = live_labels(live);
@@ -377,6 +448,35 @@ mod tests {
             body["labels"],
             json!({"strata-managed": "true", "team": "x"})
         );
+    }
+
+    #[test]
+    fn foreign_lifecycle_rules_are_kept_and_strata_s_earlier_rules_replaced() {
+        let mut d = desired();
+        let old = json!({"action": {"type": "Delete"}, "condition": {"age": 400}});
+        let foreign = json!({"action": {"type": "Delete"}, "condition": {"age": 7, "matchesPrefix": ["tmp/"]}});
+        let live = json!({
+            "location": "EU",
+            // strata wrote `old` last time; someone added `foreign`; keys in any order.
+            "labels": {LIFECYCLE_LABEL: lifecycle_label(std::slice::from_ref(&old))},
+            "lifecycle": {"rule": [{"condition": {"age": 400}, "action": {"type": "Delete"}}, foreign]},
+        });
+        let (ours, theirs) = split_lifecycle(&d, &live);
+        assert_eq!((ours, theirs.clone()), (vec![old], vec![foreign.clone()]));
+        d.labels
+            .insert(LIFECYCLE_LABEL.into(), lifecycle_label(&d.lifecycle));
+        let changes = bucket_changes(&d, &live);
+        let body = patch_body(&d, &live, &changes);
+        assert_eq!(
+            body["lifecycle"]["rule"],
+            json!([foreign, d.lifecycle[0]]),
+            "{body:#}"
+        );
+        assert_eq!(
+            body["labels"][LIFECYCLE_LABEL],
+            json!(rule_digest(&d.lifecycle[0]))
+        );
+        assert_eq!(lifecycle_label(&[]), "none");
     }
 
     #[test]

@@ -367,3 +367,135 @@ async fn bind(c: &Client, want: &Want) -> Result<Vec<String>> {
         "{what}: the policy kept changing under strata ({ATTEMPTS} concurrent changes); run apply again"
     )))
 }
+
+/// Destroy's view of a workload's account: its Workload Identity members (strata's
+/// member on the account's policy) and the account itself, each to delete, keep (not
+/// this target's) or absent.
+pub async fn destroy_plan(
+    c: &Client,
+    target: &Target,
+    w: &WorkloadDocs,
+) -> Result<Vec<crate::apply::destroy::Item>> {
+    use crate::apply::destroy::Item;
+    let Some(want) = w.gcp.as_ref().and_then(want) else {
+        return Ok(Vec::new());
+    };
+    let email = want.email.as_str();
+    let Some(account) = read_account(c, &want).await? else {
+        return Ok(vec![
+            Item::absent(SERVICE_ACCOUNT_IAM, email),
+            Item::absent(SERVICE_ACCOUNT, email),
+        ]);
+    };
+    if foreign(target, &account, email).is_some() {
+        let why = format!("not ours: its description is not {:?}", marker(target));
+        return Ok(vec![
+            Item::keep(SERVICE_ACCOUNT_IAM, email, why.clone()),
+            Item::keep(SERVICE_ACCOUNT, email, why),
+        ]);
+    }
+    let policy = get_policy(c, &want).await?.policy;
+    let have = members(&policy, &want.role);
+    let binding = if want.members.iter().any(|m| have.contains(m)) {
+        Item::delete(SERVICE_ACCOUNT_IAM, email)
+    } else {
+        Item::absent(SERVICE_ACCOUNT_IAM, email)
+    };
+    Ok(vec![binding, Item::delete(SERVICE_ACCOUNT, email)])
+}
+
+/// Removes strata's Workload Identity members from the account's policy, keeping the
+/// rest; `Ok(false)` when there was nothing to remove (or no account).
+pub async fn unbind(c: &Client, w: &WorkloadDocs) -> Result<bool> {
+    let Some(want) = w.gcp.as_ref().and_then(want) else {
+        return Ok(false);
+    };
+    let what = format!(
+        "remove workload identity members from gcp service account {}",
+        want.email
+    );
+    let path = format!("{}:setIamPolicy", account_path(&want.project, &want.email));
+    for _ in 0..ATTEMPTS {
+        if read_account(c, &want).await?.is_none() {
+            return Ok(false);
+        }
+        let mut policy = get_policy(c, &want).await?.policy;
+        let have = members(&policy, &want.role);
+        if !want.members.iter().any(|m| have.contains(m)) {
+            return Ok(false);
+        }
+        let mut bindings: Vec<Value> = policy["bindings"].as_array().cloned().unwrap_or_default();
+        for b in bindings
+            .iter_mut()
+            .filter(|b| b["role"].as_str() == Some(want.role.as_str()) && b["condition"].is_null())
+        {
+            let kept: Vec<Value> = b["members"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|m| {
+                    m.as_str()
+                        .is_none_or(|m| !want.members.iter().any(|x| x == m))
+                })
+                .collect();
+            b["members"] = Value::Array(kept);
+        }
+        bindings.retain(|b| {
+            !b["condition"].is_null() || b["members"].as_array().is_some_and(|m| !m.is_empty())
+        });
+        policy["bindings"] = Value::Array(bindings);
+        let reply = c
+            .send(
+                Method::POST,
+                &path,
+                &[],
+                Some(&json!({"policy": policy})),
+                &what,
+            )
+            .await?;
+        match reply.status {
+            409 => continue,
+            404 => return Ok(false),
+            _ if reply.ok() => return Ok(true),
+            _ => return Err(reply.error(&what)),
+        }
+    }
+    Err(Error::Cloud(format!(
+        "{what}: the policy kept changing under strata ({ATTEMPTS} concurrent changes); run destroy again"
+    )))
+}
+
+/// Deletes the account (it was checked to be this target's when planned, and is
+/// checked again); `Ok(false)` when it is gone already.
+pub async fn delete_account(c: &Client, target: &Target, w: &WorkloadDocs) -> Result<bool> {
+    let Some(want) = w.gcp.as_ref().and_then(want) else {
+        return Ok(false);
+    };
+    let Some(account) = read_account(c, &want).await? else {
+        return Ok(false);
+    };
+    if let Some(e) = foreign(target, &account, &want.email) {
+        return Err(e);
+    }
+    let what = format!("delete gcp service account {}", want.email);
+    let reply = c
+        .send(
+            Method::DELETE,
+            &account_path(&want.project, &want.email),
+            &[],
+            None,
+            &what,
+        )
+        .await?;
+    match reply.status {
+        404 => Ok(false),
+        _ if reply.ok() => Ok(true),
+        _ => Err(reply.error(&what)),
+    }
+}
+
+/// The service account email of a workload's document.
+pub fn email_of(w: &WorkloadDocs) -> Option<String> {
+    w.gcp.as_ref().and_then(want).map(|w| w.email)
+}

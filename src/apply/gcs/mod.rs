@@ -33,6 +33,7 @@
 
 mod client;
 pub mod desired;
+pub mod destroy;
 pub mod identity;
 
 use reqwest::Method;
