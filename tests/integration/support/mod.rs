@@ -18,38 +18,68 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A `Command` for the strata binary built for this test run, with a clean
-/// environment for the variables strata reads.
-///
-/// Besides the endpoints a test sets itself, nothing from the machine may send the
-/// binary elsewhere: per-service AWS endpoints (`AWS_ENDPOINT_URL_S3`, …) override
-/// `AWS_ENDPOINT_URL`, `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` makes the SDK ignore it,
-/// `CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM` chooses the Google IAM endpoint, and an HTTP
-/// proxy would carry loopback requests off the machine.
-pub fn strata() -> Command {
+/// The variables a spawned strata keeps from the test process: what finds programs
+/// and temporary files, the locale, and Rust's own diagnostics. Everything else is
+/// dropped, so no cloud setting of this machine reaches the binary: not
+/// `AWS_ENDPOINT_URL_<SERVICE>` (which the SDK honours over `AWS_ENDPOINT_URL`), not
+/// `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`, `AWS_PROFILE`, `AWS_DEFAULT_PROFILE`,
+/// `AWS_CONFIG_FILE`, `AWS_SHARED_CREDENTIALS_FILE`, `AWS_WEB_IDENTITY_TOKEN_FILE`,
+/// `AWS_CONTAINER_CREDENTIALS_*`, not `GOOGLE_APPLICATION_CREDENTIALS`, `CLOUDSDK_*`,
+/// `STORAGE_EMULATOR_HOST`, not an HTTP proxy that would carry loopback requests off
+/// the machine, not `KUBECONFIG`, `STRATA_HELM` or `GITHUB_*`.
+pub const INHERITED: &[&str] = &[
+    "PATH",
+    "TMPDIR",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "RUST_BACKTRACE",
+    "RUST_LIB_BACKTRACE",
+    "LLVM_PROFILE_FILE",
+];
+
+/// An empty folder that stands for the home directory of every spawned strata, so
+/// nothing under the real `~/.aws`, `~/.config/gcloud` or `~/.kube` is read. One per
+/// test process, made on first use.
+pub fn empty_home() -> &'static Path {
+    static HOME: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("empty-home-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("empty home");
+        dir
+    })
+}
+
+/// A `Command` for the strata binary built for this test run, whose environment is
+/// [`INHERITED`] taken from `parent` and nothing else, with `HOME` an empty folder.
+/// A test then sets the (loopback) endpoints and test credentials it means.
+pub fn strata_from<K, V>(parent: impl IntoIterator<Item = (K, V)>) -> Command
+where
+    K: AsRef<std::ffi::OsStr>,
+    V: AsRef<std::ffi::OsStr>,
+{
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-    for var in [
-        "NO_COLOR",
-        "AWS_PROFILE",
-        "AWS_ENDPOINT_URL",
-        "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
-        "STORAGE_EMULATOR_HOST",
-        "GOOGLE_OAUTH_ACCESS_TOKEN",
-        "CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM",
-        "STRATA_HELM",
-    ] {
-        cmd.env_remove(var);
-    }
-    for (var, _) in std::env::vars_os() {
-        let name = var.to_string_lossy();
-        let upper = name.to_ascii_uppercase();
-        if upper.starts_with("AWS_ENDPOINT_URL_")
-            || ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"].contains(&upper.as_str())
-        {
-            cmd.env_remove(&var);
+    cmd.env_clear();
+    for (name, value) in parent {
+        let keep = name
+            .as_ref()
+            .to_str()
+            .is_some_and(|name| INHERITED.contains(&name));
+        if keep {
+            cmd.env(name, value);
         }
     }
+    cmd.env("HOME", empty_home());
     cmd
+}
+
+/// A `Command` for the strata binary built for this test run, with the test process's
+/// environment reduced to [`INHERITED`] (see [`strata_from`]).
+pub fn strata() -> Command {
+    strata_from(std::env::vars_os())
 }
 
 /// Runs strata with `args` in `dir` and returns its output.
