@@ -2299,3 +2299,130 @@ fn a_foreign_lifecycle_rule_survives_a_change_of_strata_rules() {
     );
     p.json(&["plan", "dev-aws"], 0);
 }
+
+/// A loopback server that stands for a far-away endpoint: it counts the connections
+/// it gets and answers each with a 500.
+fn trap() -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let url = loopback_server(move |request| {
+        log.lock().unwrap().push(request.to_owned());
+        http_response("500 Internal Server Error", "", "trap")
+    });
+    (url, seen)
+}
+
+/// The cloud settings a developer's machine (or a CI runner) may hold, each pointing
+/// somewhere a test must never go: a non-routable address (192.0.2.1, TEST-NET-1) or
+/// the trap at `trap`. `home` gets an `~/.aws` whose profile points at the trap too.
+fn hostile_environment(trap: &str, home: &Path) -> Vec<(String, String)> {
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    let config = home.join(".aws/config");
+    std::fs::write(
+        &config,
+        format!(
+            "[default]\nregion = ap-south-1\nendpoint_url = {trap}\n[profile hostile]\nregion = ap-south-1\nendpoint_url = {trap}\n"
+        ),
+    )
+    .unwrap();
+    let credentials = home.join(".aws/credentials");
+    std::fs::write(
+        &credentials,
+        "[default]\naws_access_key_id = HOSTILE\naws_secret_access_key = HOSTILE\n",
+    )
+    .unwrap();
+    let far = "http://192.0.2.1:9";
+    let mut vars: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| !k.starts_with("AWS_"))
+        .collect();
+    for (k, v) in [
+        ("AWS_ENDPOINT_URL_S3", far),
+        ("AWS_ENDPOINT_URL_IAM", trap),
+        ("AWS_ENDPOINT_URL_STS", trap),
+        ("AWS_ENDPOINT_URL_EKS", trap),
+        ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true"),
+        ("AWS_PROFILE", "hostile"),
+        ("AWS_DEFAULT_PROFILE", "hostile"),
+        ("AWS_REGION", "ap-south-1"),
+        ("AWS_SESSION_TOKEN", "HOSTILE"),
+        ("AWS_CONFIG_FILE", config.to_str().unwrap()),
+        ("AWS_SHARED_CREDENTIALS_FILE", credentials.to_str().unwrap()),
+        ("HTTP_PROXY", trap),
+        ("HTTPS_PROXY", trap),
+        ("ALL_PROXY", trap),
+        ("http_proxy", trap),
+        ("STORAGE_EMULATOR_HOST", trap),
+        ("CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM", trap),
+        (
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "/nonexistent/hostile.json",
+        ),
+        ("HOME", home.to_str().unwrap()),
+    ] {
+        vars.push((k.to_owned(), v.to_owned()));
+    }
+    vars
+}
+
+/// The test environment starts empty of cloud settings: with every AWS endpoint,
+/// profile and config-file variable of the parent pointing elsewhere (a per-service
+/// endpoint at 192.0.2.1, the rest at a trap), strata under test still talks only to
+/// the endpoint the test gives it. The control run (the same variables passed straight
+/// through) shows that they would reach the binary, so this test can fail.
+#[test]
+fn cloud_settings_of_the_parent_environment_cannot_reach_the_binary() {
+    let p = Project::new("hermetic");
+    let (trap_url, trapped) = trap();
+    let home = tempfile::tempdir().unwrap();
+    let hostile = hostile_environment(&trap_url, home.path());
+    let proxy = RecordingProxy::start(moto::url());
+    let eks = p.clusters.as_ref().unwrap().url.clone();
+    support::assert_loopback(&eks);
+    // Only what the test means: credentials, its endpoints, no helm.
+    let configure = |cmd: &mut std::process::Command| {
+        cmd.arg("-C")
+            .arg(p.path())
+            .args(["--format", "json", "plan", "dev-aws"])
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_ENDPOINT_URL", &proxy.url)
+            .env("AWS_ENDPOINT_URL_EKS", &eks)
+            .env("STRATA_HELM", p.path().join("no-such-helm"));
+    };
+
+    let mut cmd = support::strata_from(hostile.clone());
+    configure(&mut cmd);
+    let out = cmd.output().unwrap();
+    let plan = parse(&out, &["plan", "dev-aws"], 1);
+    assert_eq!(plan["account"], moto::ACCOUNT);
+    assert_eq!(plan["region"], "eu-west-1", "not the profile's region");
+    assert_eq!(
+        *trapped.lock().unwrap(),
+        [] as [String; 0],
+        "the trap was reached"
+    );
+    let seen: Vec<String> = proxy
+        .requests()
+        .into_iter()
+        .map(|r| r.action.unwrap_or(r.method))
+        .collect();
+    for wanted in ["GetCallerIdentity", "HEAD", "GetPolicy", "GetRole"] {
+        assert!(
+            seen.iter().any(|s| s == wanted),
+            "{wanted} did not reach the test's endpoint: {seen:?}"
+        );
+    }
+
+    // Control: the same variables passed through unfiltered do reach the binary.
+    let mut control = std::process::Command::new(env!("CARGO_BIN_EXE_strata"));
+    control.env_clear().envs(hostile);
+    configure(&mut control);
+    // Without the trap's per-service STS endpoint, S3 would wait on 192.0.2.1.
+    let out = control.output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        !trapped.lock().unwrap().is_empty(),
+        "the control run did not reach the trap: {}",
+        text(&out.stderr)
+    );
+}
