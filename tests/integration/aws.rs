@@ -2426,3 +2426,305 @@ fn cloud_settings_of_the_parent_environment_cannot_reach_the_binary() {
         text(&out.stderr)
     );
 }
+
+/// README, Apply: "Lifecycle rules, bucket-policy statements and tags that strata does
+/// not own are kept", on the bucket and on the IAM policy and role, through a change of
+/// strata's own tags and the repair of its drifted statement; read back through the API.
+#[test]
+fn foreign_policy_statements_and_tags_survive_apply_and_drift_repair() {
+    use aws_sdk_s3::types::{Tag, Tagging};
+    let p = Project::new("keepers");
+    p.json(APPLY_DEV, 0);
+    let bucket = p.bucket("dev");
+    let role = p.policy_name("dev");
+    let arn = p.policy_arn("dev");
+    let team_statement = json!({
+        "Sid": "TeamReadsReports",
+        "Effect": "Allow",
+        "Principal": {"AWS": format!("arn:aws:iam::{}:root", moto::ACCOUNT)},
+        "Action": "s3:GetObject",
+        "Resource": format!("arn:aws:s3:::{bucket}/reports/*"),
+    });
+    block_on(async {
+        let s3 = moto::s3("eu-west-1").await;
+        let live = read_bucket(&bucket, "eu-west-1").await;
+        // The team's statement beside strata's; the team's tag beside strata's.
+        let mut policy = live.policy.clone().expect("strata's TLS statement");
+        policy["Statement"]
+            .as_array_mut()
+            .unwrap()
+            .push(team_statement.clone());
+        s3.put_bucket_policy()
+            .bucket(&bucket)
+            .policy(policy.to_string())
+            .send()
+            .await
+            .unwrap();
+        let mut tags: Vec<Tag> = live
+            .tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build().unwrap())
+            .collect();
+        tags.push(
+            Tag::builder()
+                .key("team-note")
+                .value("kept")
+                .build()
+                .unwrap(),
+        );
+        s3.put_bucket_tagging()
+            .bucket(&bucket)
+            .tagging(Tagging::builder().set_tag_set(Some(tags)).build().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let iam = moto::iam().await;
+        let note = aws_sdk_iam::types::Tag::builder()
+            .key("team-note")
+            .value("kept")
+            .build()
+            .unwrap();
+        iam.tag_policy()
+            .policy_arn(&arn)
+            .tags(note.clone())
+            .send()
+            .await
+            .unwrap();
+        iam.tag_role()
+            .role_name(&role)
+            .tags(note)
+            .send()
+            .await
+            .unwrap();
+    });
+    // Foreign entries are no drift.
+    let plan = p.json(&["plan", "dev-aws"], 0);
+    assert_eq!(
+        ops(&plan),
+        pairs(&[
+            ("s3_bucket", "unchanged"),
+            ("iam_policy", "unchanged"),
+            ("iam_oidc_provider", "unchanged"),
+            ("iam_role", "unchanged"),
+        ])
+    );
+
+    // strata's tags change (project.tags), and its TLS statement drifts away, leaving
+    // the team's statement alone in the policy.
+    p.edit("environments/base.yaml", |body| {
+        body.replace("cost-center: analytics", "cost-center: research")
+    });
+    block_on(async {
+        moto::s3("eu-west-1")
+            .await
+            .put_bucket_policy()
+            .bucket(&bucket)
+            .policy(
+                json!({"Version": "2012-10-17", "Statement": [team_statement.clone()]}).to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let plan = p.json(&["plan", "dev-aws"], 1);
+    assert_eq!(
+        changed_fields(&plan, "s3_bucket"),
+        strings(&["tlsOnly", "tags.cost-center"])
+    );
+    assert_eq!(changed_fields(&plan, "iam_policy"), ["tags.cost-center"]);
+    assert_eq!(changed_fields(&plan, "iam_role"), ["tags.cost-center"]);
+    let evidence = p.json(APPLY_DEV, 0);
+    assert_eq!(
+        outcomes(&evidence),
+        pairs(&[
+            ("s3_bucket", "updated"),
+            ("iam_policy", "updated"),
+            ("iam_oidc_provider", "unchanged"),
+            ("iam_role", "updated"),
+        ])
+    );
+
+    let live = block_on(read_bucket(&bucket, "eu-west-1"));
+    let statements = live.policy.as_ref().unwrap()["Statement"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(statements.len(), 2, "{statements:#?}");
+    assert!(
+        statements.contains(&team_statement),
+        "the team's statement was lost: {statements:#?}"
+    );
+    assert!(live.tls_statement().is_some(), "strata's statement is back");
+    assert_eq!(live.tags.get("team-note").map(String::as_str), Some("kept"));
+    assert_eq!(
+        live.tags.get("cost-center").map(String::as_str),
+        Some("research")
+    );
+    let mut want = iam_tags("dev");
+    want.insert("cost-center".into(), "research".into());
+    want.insert("team-note".into(), "kept".into());
+    let (_, policy_tags) = block_on(live_policy(&arn));
+    assert_eq!(policy_tags, want, "the policy's tags");
+    let (_, _, role_tags) = block_on(live_role(&role)).expect("role");
+    assert_eq!(role_tags, want, "the role's tags");
+    p.json(&["plan", "dev-aws"], 0);
+}
+
+/// README, Apply: "a bucket in another region stops the run — buckets cannot move";
+/// nothing is written, and the bucket is as it was.
+#[test]
+fn a_bucket_in_another_region_stops_plan_and_apply_with_nothing_written() {
+    let p = Project::new("region");
+    let bucket = p.bucket("dev");
+    block_on(async {
+        use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+        moto::s3("us-west-2")
+            .await
+            .create_bucket()
+            .bucket(&bucket)
+            .create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::UsWest2)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let proxy = RecordingProxy::start(moto::url());
+    for args in [&["plan", "dev-aws"][..], APPLY_DEV] {
+        let out = p.run_at(&proxy.url, args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr,
+            format!(
+                "error: s3 bucket {bucket}: HeadBucket: the bucket exists in region us-west-2, but the target's aws.region is eu-west-1; a bucket cannot move between regions\n  \
+                 hint: set aws.region to us-west-2, or set buckets.<key>.name to another name\n"
+            ),
+            "{args:?}"
+        );
+    }
+    assert_eq!(write_calls(&proxy), [] as [String; 0], "moto saw a write");
+    assert!(!block_on(policy_exists(&p.policy_arn("dev"))));
+    let live = block_on(read_bucket(&bucket, "us-west-2"));
+    assert_eq!(live.location.as_deref(), Some("us-west-2"));
+    assert!(live.tags.is_empty() && live.policy.is_none(), "{live:?}");
+}
+
+/// A helm whose install of `app` exits 3: apply exits 2, the evidence lists both runs
+/// with their exit codes, and stderr names the release.
+#[test]
+fn a_helm_release_that_fails_stops_apply_with_exit_2_and_its_exit_code_in_the_evidence() {
+    let p = Project::new("helmfail");
+    let record = p.path().join("helm-argv.txt");
+    let helm = p.path().join("failing-helm.sh");
+    std::fs::write(
+        &helm,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\n[ \"$3\" = app ] && {{ echo 'Error: UPGRADE FAILED: context deadline exceeded' >&2; exit 3; }}\nexit 0\n",
+            record.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = p
+        .command(&["--format", "json", "apply", "dev-aws", "--approve"])
+        .env("STRATA_HELM", &helm)
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    let evidence = parse(&out, &["apply"], 2);
+    assert_eq!(evidence["status"], "failed", "{evidence:#}");
+    let runs: Vec<(String, Value)> = evidence["helm"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["argv"][3].as_str().unwrap().to_owned(),
+                r["exitCode"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            ("lakehouse-platform".to_owned(), json!(0)),
+            ("app".to_owned(), json!(3))
+        ]
+    );
+    // helm's own output, then strata's error naming the release and helm's status.
+    assert_eq!(
+        stderr,
+        format!(
+            "Error: UPGRADE FAILED: context deadline exceeded\nerror: helm release app (chart {}): helm upgrade --install failed (exit status: 3)\n",
+            p.path().join("charts/app").display()
+        )
+    );
+    // The cloud step had finished: its evidence is there.
+    assert_eq!(
+        outcomes(&evidence),
+        pairs(&[
+            ("s3_bucket", "created"),
+            ("iam_policy", "created"),
+            ("iam_oidc_provider", "unchanged"),
+            ("iam_role", "created"),
+        ])
+    );
+    assert_eq!(
+        std::fs::read_to_string(&record).unwrap().lines().count(),
+        3,
+        "version, platform, app; nothing after the failure"
+    );
+}
+
+/// docs/apply.md: "the helm binary is `$STRATA_HELM`, or `helm` on `PATH`".
+#[test]
+fn helm_is_found_on_path_when_strata_helm_is_unset() {
+    let p = Project::new("helmpath");
+    let bin = p.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let record = p.path().join("helm-argv.txt");
+    std::fs::write(
+        bin.join("helm"),
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\n[ \"$1\" = version ] && echo v4.1.4\nexit 0\n",
+            record.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin.join("helm"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = std::env::join_paths(std::iter::once(bin.clone()).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .unwrap();
+    let out = p
+        .command(&["--format", "json", "apply", "dev-aws", "--approve"])
+        .env_remove("STRATA_HELM")
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let evidence = parse(&out, &["apply"], 0);
+    let argv0: Vec<&str> = evidence["helm"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["argv"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(argv0.len(), 2, "{evidence:#}");
+    assert!(
+        argv0
+            .iter()
+            .all(|a| *a == "helm" || Path::new(a) == bin.join("helm")),
+        "{argv0:?}"
+    );
+    let record = std::fs::read_to_string(&record).unwrap();
+    assert!(
+        record.starts_with("version --short\nupgrade --install lakehouse-platform "),
+        "{record}"
+    );
+    assert_eq!(record.lines().count(), 3, "{record}");
+}
