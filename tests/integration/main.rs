@@ -15,3 +15,4 @@ mod pipeline;
 mod planfile;
 mod pr;
 mod review;
+mod rules;
