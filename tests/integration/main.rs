@@ -7,6 +7,7 @@
 mod support;
 
 mod aws;
+mod cli;
 mod environments;
 mod gcs;
 mod identity;
