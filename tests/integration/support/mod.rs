@@ -157,7 +157,10 @@ pub fn http_answers(port: u16, path: &str) -> bool {
         return false;
     }
     let mut head = [0u8; 12];
-    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
+    let answered = stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.");
+    // Read the rest, so the server is not reset mid-answer (and logs no traceback).
+    let _ = stream.read_to_end(&mut Vec::new());
+    answered
 }
 
 /// Starts `program` from the test venv with `args` for the rest of the test process
@@ -240,18 +243,55 @@ fn loopback_guard_refuses_remote_endpoints() {
 
 /// tests/py/faulty_proxy.py in front of an emulator at `upstream`: answers requests
 /// whose "METHOD PATH BODY" contains `pattern` with `status` (the first `count` of them,
-/// or all), in the API's own error shape, and forwards the rest.
+/// or all), in the API's own error shape, and forwards the rest. It logs every request
+/// ([`FaultyProxy::requests`]).
 pub struct FaultyProxy {
     child: std::process::Child,
+    log: tempfile::NamedTempFile,
     pub url: String,
+}
+
+/// One request as [`FaultyProxy`] saw it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct Faulted {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub status: u16,
+    /// Whether the proxy answered it itself (rather than forwarding it).
+    pub injected: bool,
+    /// Seconds since the proxy started, when the answer was sent.
+    pub t: f64,
+    /// The `etag` of a JSON body the request sent, if any.
+    pub etag: Option<String>,
+}
+
+impl Faulted {
+    /// See [`Recorded::is_write`].
+    pub fn is_write(&self) -> bool {
+        !matches!(self.method.as_str(), "GET" | "HEAD")
+    }
 }
 
 impl FaultyProxy {
     pub fn start(upstream: &str, pattern: &str, status: u16, count: Option<u32>) -> FaultyProxy {
+        Self::start_with(upstream, pattern, status, count, None)
+    }
+
+    /// [`Self::start`], answering a matching request with `body` (JSON) rather than an
+    /// error in the API's shape: a stand-in for an answer the emulator cannot give.
+    pub fn start_with(
+        upstream: &str,
+        pattern: &str,
+        status: u16,
+        count: Option<u32>,
+        body: Option<&str>,
+    ) -> FaultyProxy {
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
         assert_loopback(&url);
         assert_loopback(upstream);
+        let log = tempfile::NamedTempFile::new().expect("proxy log");
         let mut cmd = Command::new(venv_bin().join("python"));
         cmd.arg(repo_root().join("tests/py/faulty_proxy.py"))
             .arg(port.to_string())
@@ -261,11 +301,24 @@ impl FaultyProxy {
         if let Some(count) = count {
             cmd.arg(count.to_string());
         }
+        if let Some(body) = body {
+            cmd.arg("--body").arg(body);
+        }
+        cmd.arg("--log").arg(log.path());
         let child = cmd.spawn().expect("faulty proxy starts");
         wait_until(&format!("faulty proxy on {url}"), 20, || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        FaultyProxy { child, url }
+        FaultyProxy { child, log, url }
+    }
+
+    /// Every request answered so far, in order.
+    pub fn requests(&self) -> Vec<Faulted> {
+        std::fs::read_to_string(self.log.path())
+            .expect("proxy log")
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a proxy log line"))
+            .collect()
     }
 }
 
