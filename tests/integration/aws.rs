@@ -2728,3 +2728,97 @@ fn helm_is_found_on_path_when_strata_helm_is_unset() {
     );
     assert_eq!(record.lines().count(), 3, "{record}");
 }
+
+/// README, AWS: "A role without strata's tags for this target is never changed", and
+/// a bucket of another target is refused even with `adopt: true`: plan and apply stop,
+/// exit 2, and the server sees no write.
+#[test]
+fn a_role_or_bucket_that_is_not_this_targets_is_never_changed() {
+    let p = Project::new("notours");
+    let role = p.policy_name("dev");
+    let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
+    block_on(async {
+        moto::iam()
+            .await
+            .create_role()
+            .role_name(&role)
+            .assume_role_policy_document(trust.to_string())
+            .send()
+            .await
+            .unwrap();
+    });
+    let proxy = RecordingProxy::start(moto::url());
+    for args in [&["plan", "dev-aws"][..], APPLY_DEV] {
+        let out = p.run_at(&proxy.url, args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr,
+            format!(
+                "error: iam role {role} exists and belongs to no strata target (it has no managed-by=strata / strata-target tags); strata changes nothing it does not own\n  \
+                 hint: give the workload another role name (`workloads.<w>.iamRole`), or delete or re-tag the existing role\n"
+            ),
+            "{args:?}"
+        );
+    }
+    assert_eq!(
+        write_calls(&proxy),
+        [] as [String; 0],
+        "plan refuses the role before apply writes anything"
+    );
+    let (live_trust, attached, tags) = block_on(live_role(&role)).expect("the role");
+    assert_eq!(live_trust, trust, "the role's trust policy was changed");
+    assert_eq!(attached, [] as [String; 0]);
+    assert!(tags.is_empty(), "{tags:?}");
+
+    // A bucket strata made for staging-aws, under the name dev-aws wants.
+    let p = Project::new("othertarget");
+    let bucket = p.bucket("dev");
+    block_on(async {
+        use aws_sdk_s3::types::{
+            BucketLocationConstraint, CreateBucketConfiguration, Tag, Tagging,
+        };
+        let s3 = moto::s3("eu-west-1").await;
+        s3.create_bucket()
+            .bucket(&bucket)
+            .create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::EuWest1)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build().unwrap();
+        s3.put_bucket_tagging()
+            .bucket(&bucket)
+            .tagging(
+                Tagging::builder()
+                    .tag_set(tag("managed-by", "strata"))
+                    .tag_set(tag("strata-target", "staging-aws"))
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    p.append("environments/dev.aws.yaml", "    adopt: true\n");
+    let proxy = RecordingProxy::start(moto::url());
+    for args in [&["plan", "dev-aws"][..], APPLY_DEV] {
+        let out = p.run_at(&proxy.url, args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr,
+            format!(
+                "error: s3 bucket {bucket} belongs to strata target staging-aws, not dev-aws; strata never changes another target's resources; nothing was written\n  \
+                 hint: give this target's resource another name\n"
+            ),
+            "{args:?}"
+        );
+    }
+    assert_eq!(write_calls(&proxy), [] as [String; 0], "moto saw a write");
+    let live = block_on(read_bucket(&bucket, "eu-west-1"));
+    assert_eq!(live.tags.len(), 2, "{:?}", live.tags);
+}
