@@ -15,5 +15,6 @@ mod out_dir;
 mod pipeline;
 mod planfile;
 mod pr;
+mod promises;
 mod review;
 mod rules;
