@@ -89,7 +89,15 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
         Command::Init { dir, example } => init(out, dir, example),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(*shell, &mut cmd, "strata", &mut std::io::stdout());
+            // Generated into memory: clap_complete panics when stdout fails, as it
+            // does for `strata completions zsh | head`.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "strata", &mut script);
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                // The reader has gone, which is fine.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => other.map_err(|e| Error::io("stdout", e))?,
+            }
             Ok(exit::OK)
         }
         Command::Man { dir: None } => {

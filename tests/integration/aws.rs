@@ -2313,3 +2313,526 @@ fn a_foreign_lifecycle_rule_survives_a_change_of_strata_rules() {
     );
     p.json(&["plan", "dev-aws"], 0);
 }
+
+/// A loopback server that stands for a far-away endpoint: it counts the connections
+/// it gets and answers each with a 500.
+fn trap() -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let url = loopback_server(move |request| {
+        log.lock().unwrap().push(request.to_owned());
+        http_response("500 Internal Server Error", "", "trap")
+    });
+    (url, seen)
+}
+
+/// The cloud settings a developer's machine (or a CI runner) may hold, each pointing
+/// somewhere a test must never go: a non-routable address (192.0.2.1, TEST-NET-1) or
+/// the trap at `trap`. `home` gets an `~/.aws` whose profile points at the trap too.
+fn hostile_environment(trap: &str, home: &Path) -> Vec<(String, String)> {
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    let config = home.join(".aws/config");
+    std::fs::write(
+        &config,
+        format!(
+            "[default]\nregion = ap-south-1\nendpoint_url = {trap}\n[profile hostile]\nregion = ap-south-1\nendpoint_url = {trap}\n"
+        ),
+    )
+    .unwrap();
+    let credentials = home.join(".aws/credentials");
+    std::fs::write(
+        &credentials,
+        "[default]\naws_access_key_id = HOSTILE\naws_secret_access_key = HOSTILE\n",
+    )
+    .unwrap();
+    let far = "http://192.0.2.1:9";
+    let mut vars: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| !k.starts_with("AWS_"))
+        .collect();
+    for (k, v) in [
+        ("AWS_ENDPOINT_URL_S3", far),
+        ("AWS_ENDPOINT_URL_IAM", trap),
+        ("AWS_ENDPOINT_URL_STS", trap),
+        ("AWS_ENDPOINT_URL_EKS", trap),
+        ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true"),
+        ("AWS_PROFILE", "hostile"),
+        ("AWS_DEFAULT_PROFILE", "hostile"),
+        ("AWS_REGION", "ap-south-1"),
+        ("AWS_SESSION_TOKEN", "HOSTILE"),
+        ("AWS_CONFIG_FILE", config.to_str().unwrap()),
+        ("AWS_SHARED_CREDENTIALS_FILE", credentials.to_str().unwrap()),
+        ("HTTP_PROXY", trap),
+        ("HTTPS_PROXY", trap),
+        ("ALL_PROXY", trap),
+        ("http_proxy", trap),
+        ("STORAGE_EMULATOR_HOST", trap),
+        ("CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM", trap),
+        (
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "/nonexistent/hostile.json",
+        ),
+        ("HOME", home.to_str().unwrap()),
+    ] {
+        vars.push((k.to_owned(), v.to_owned()));
+    }
+    vars
+}
+
+/// The test environment starts empty of cloud settings: with every AWS endpoint,
+/// profile and config-file variable of the parent pointing elsewhere (a per-service
+/// endpoint at 192.0.2.1, the rest at a trap), strata under test still talks only to
+/// the endpoint the test gives it. The control run (the same variables passed straight
+/// through) shows that they would reach the binary, so this test can fail.
+#[test]
+fn cloud_settings_of_the_parent_environment_cannot_reach_the_binary() {
+    let p = Project::new("hermetic");
+    let (trap_url, trapped) = trap();
+    let home = tempfile::tempdir().unwrap();
+    let hostile = hostile_environment(&trap_url, home.path());
+    let proxy = RecordingProxy::start(moto::url());
+    let eks = p.clusters.as_ref().unwrap().url.clone();
+    support::assert_loopback(&eks);
+    // Only what the test means: credentials, its endpoints, no helm.
+    let configure = |cmd: &mut std::process::Command| {
+        cmd.arg("-C")
+            .arg(p.path())
+            .args(["--format", "json", "plan", "dev-aws"])
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_ENDPOINT_URL", &proxy.url)
+            .env("AWS_ENDPOINT_URL_EKS", &eks)
+            .env("STRATA_HELM", p.path().join("no-such-helm"));
+    };
+
+    let mut cmd = support::strata_from(hostile.clone());
+    configure(&mut cmd);
+    let out = cmd.output().unwrap();
+    let plan = parse(&out, &["plan", "dev-aws"], 1);
+    assert_eq!(plan["account"], moto::ACCOUNT);
+    assert_eq!(plan["region"], "eu-west-1", "not the profile's region");
+    assert_eq!(
+        *trapped.lock().unwrap(),
+        [] as [String; 0],
+        "the trap was reached"
+    );
+    let seen: Vec<String> = proxy
+        .requests()
+        .into_iter()
+        .map(|r| r.action.unwrap_or(r.method))
+        .collect();
+    for wanted in ["GetCallerIdentity", "HEAD", "GetPolicy", "GetRole"] {
+        assert!(
+            seen.iter().any(|s| s == wanted),
+            "{wanted} did not reach the test's endpoint: {seen:?}"
+        );
+    }
+
+    // Control: the same variables passed through unfiltered do reach the binary.
+    let mut control = std::process::Command::new(env!("CARGO_BIN_EXE_strata"));
+    control.env_clear().envs(hostile);
+    configure(&mut control);
+    // Without the trap's per-service STS endpoint, S3 would wait on 192.0.2.1.
+    let out = control.output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        !trapped.lock().unwrap().is_empty(),
+        "the control run did not reach the trap: {}",
+        text(&out.stderr)
+    );
+}
+
+/// README, Apply: "Lifecycle rules, bucket-policy statements and tags that strata does
+/// not own are kept", on the bucket and on the IAM policy and role, through a change of
+/// strata's own tags and the repair of its drifted statement; read back through the API.
+#[test]
+fn foreign_policy_statements_and_tags_survive_apply_and_drift_repair() {
+    use aws_sdk_s3::types::{Tag, Tagging};
+    let p = Project::new("keepers");
+    p.json(APPLY_DEV, 0);
+    let bucket = p.bucket("dev");
+    let role = p.policy_name("dev");
+    let arn = p.policy_arn("dev");
+    let team_statement = json!({
+        "Sid": "TeamReadsReports",
+        "Effect": "Allow",
+        "Principal": {"AWS": format!("arn:aws:iam::{}:root", moto::ACCOUNT)},
+        "Action": "s3:GetObject",
+        "Resource": format!("arn:aws:s3:::{bucket}/reports/*"),
+    });
+    block_on(async {
+        let s3 = moto::s3("eu-west-1").await;
+        let live = read_bucket(&bucket, "eu-west-1").await;
+        // The team's statement beside strata's; the team's tag beside strata's.
+        let mut policy = live.policy.clone().expect("strata's TLS statement");
+        policy["Statement"]
+            .as_array_mut()
+            .unwrap()
+            .push(team_statement.clone());
+        s3.put_bucket_policy()
+            .bucket(&bucket)
+            .policy(policy.to_string())
+            .send()
+            .await
+            .unwrap();
+        let mut tags: Vec<Tag> = live
+            .tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build().unwrap())
+            .collect();
+        tags.push(
+            Tag::builder()
+                .key("team-note")
+                .value("kept")
+                .build()
+                .unwrap(),
+        );
+        s3.put_bucket_tagging()
+            .bucket(&bucket)
+            .tagging(Tagging::builder().set_tag_set(Some(tags)).build().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let iam = moto::iam().await;
+        let note = aws_sdk_iam::types::Tag::builder()
+            .key("team-note")
+            .value("kept")
+            .build()
+            .unwrap();
+        iam.tag_policy()
+            .policy_arn(&arn)
+            .tags(note.clone())
+            .send()
+            .await
+            .unwrap();
+        iam.tag_role()
+            .role_name(&role)
+            .tags(note)
+            .send()
+            .await
+            .unwrap();
+    });
+    // Foreign entries are no drift.
+    let plan = p.json(&["plan", "dev-aws"], 0);
+    assert_eq!(
+        ops(&plan),
+        pairs(&[
+            ("s3_bucket", "unchanged"),
+            ("iam_policy", "unchanged"),
+            ("iam_oidc_provider", "unchanged"),
+            ("iam_role", "unchanged"),
+        ])
+    );
+
+    // strata's tags change (project.tags), and its TLS statement drifts away, leaving
+    // the team's statement alone in the policy.
+    p.edit("environments/base.yaml", |body| {
+        body.replace("cost-center: analytics", "cost-center: research")
+    });
+    block_on(async {
+        moto::s3("eu-west-1")
+            .await
+            .put_bucket_policy()
+            .bucket(&bucket)
+            .policy(
+                json!({"Version": "2012-10-17", "Statement": [team_statement.clone()]}).to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let plan = p.json(&["plan", "dev-aws"], 1);
+    assert_eq!(
+        changed_fields(&plan, "s3_bucket"),
+        strings(&["tlsOnly", "tags.cost-center"])
+    );
+    assert_eq!(changed_fields(&plan, "iam_policy"), ["tags.cost-center"]);
+    assert_eq!(changed_fields(&plan, "iam_role"), ["tags.cost-center"]);
+    let evidence = p.json(APPLY_DEV, 0);
+    assert_eq!(
+        outcomes(&evidence),
+        pairs(&[
+            ("s3_bucket", "updated"),
+            ("iam_policy", "updated"),
+            ("iam_oidc_provider", "unchanged"),
+            ("iam_role", "updated"),
+        ])
+    );
+
+    let live = block_on(read_bucket(&bucket, "eu-west-1"));
+    let statements = live.policy.as_ref().unwrap()["Statement"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(statements.len(), 2, "{statements:#?}");
+    assert!(
+        statements.contains(&team_statement),
+        "the team's statement was lost: {statements:#?}"
+    );
+    assert!(live.tls_statement().is_some(), "strata's statement is back");
+    assert_eq!(live.tags.get("team-note").map(String::as_str), Some("kept"));
+    assert_eq!(
+        live.tags.get("cost-center").map(String::as_str),
+        Some("research")
+    );
+    let mut want = iam_tags("dev");
+    want.insert("cost-center".into(), "research".into());
+    want.insert("team-note".into(), "kept".into());
+    let (_, policy_tags) = block_on(live_policy(&arn));
+    assert_eq!(policy_tags, want, "the policy's tags");
+    let (_, _, role_tags) = block_on(live_role(&role)).expect("role");
+    assert_eq!(role_tags, want, "the role's tags");
+    p.json(&["plan", "dev-aws"], 0);
+}
+
+/// README, Apply: "a bucket in another region stops the run — buckets cannot move";
+/// nothing is written, and the bucket is as it was.
+#[test]
+fn a_bucket_in_another_region_stops_plan_and_apply_with_nothing_written() {
+    let p = Project::new("region");
+    let bucket = p.bucket("dev");
+    block_on(async {
+        use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+        moto::s3("us-west-2")
+            .await
+            .create_bucket()
+            .bucket(&bucket)
+            .create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::UsWest2)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let proxy = RecordingProxy::start(moto::url());
+    for args in [&["plan", "dev-aws"][..], APPLY_DEV] {
+        let out = p.run_at(&proxy.url, args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr,
+            format!(
+                "error: s3 bucket {bucket}: HeadBucket: the bucket exists in region us-west-2, but the target's aws.region is eu-west-1; a bucket cannot move between regions\n  \
+                 hint: set aws.region to us-west-2, or set buckets.<key>.name to another name\n"
+            ),
+            "{args:?}"
+        );
+    }
+    assert_eq!(write_calls(&proxy), [] as [String; 0], "moto saw a write");
+    assert!(!block_on(policy_exists(&p.policy_arn("dev"))));
+    let live = block_on(read_bucket(&bucket, "us-west-2"));
+    assert_eq!(live.location.as_deref(), Some("us-west-2"));
+    assert!(live.tags.is_empty() && live.policy.is_none(), "{live:?}");
+}
+
+/// A helm whose install of `app` exits 3: apply exits 2, the evidence lists both runs
+/// with their exit codes, and stderr names the release.
+#[test]
+fn a_helm_release_that_fails_stops_apply_with_exit_2_and_its_exit_code_in_the_evidence() {
+    let p = Project::new("helmfail");
+    let record = p.path().join("helm-argv.txt");
+    let helm = p.path().join("failing-helm.sh");
+    std::fs::write(
+        &helm,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\n[ \"$3\" = app ] && {{ echo 'Error: UPGRADE FAILED: context deadline exceeded' >&2; exit 3; }}\nexit 0\n",
+            record.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = p
+        .command(&["--format", "json", "apply", "dev-aws", "--approve"])
+        .env("STRATA_HELM", &helm)
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    let evidence = parse(&out, &["apply"], 2);
+    assert_eq!(evidence["status"], "failed", "{evidence:#}");
+    let runs: Vec<(String, Value)> = evidence["helm"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["argv"][3].as_str().unwrap().to_owned(),
+                r["exitCode"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            ("lakehouse-platform".to_owned(), json!(0)),
+            ("app".to_owned(), json!(3))
+        ]
+    );
+    // helm's own output, then strata's error naming the release and helm's status.
+    assert_eq!(
+        stderr,
+        format!(
+            "Error: UPGRADE FAILED: context deadline exceeded\nerror: helm release app (chart {}): helm upgrade --install failed (exit status: 3)\n",
+            p.path().join("charts/app").display()
+        )
+    );
+    // The cloud step had finished: its evidence is there.
+    assert_eq!(
+        outcomes(&evidence),
+        pairs(&[
+            ("s3_bucket", "created"),
+            ("iam_policy", "created"),
+            ("iam_oidc_provider", "unchanged"),
+            ("iam_role", "created"),
+        ])
+    );
+    assert_eq!(
+        std::fs::read_to_string(&record).unwrap().lines().count(),
+        3,
+        "version, platform, app; nothing after the failure"
+    );
+}
+
+/// docs/apply.md: "the helm binary is `$STRATA_HELM`, or `helm` on `PATH`".
+#[test]
+fn helm_is_found_on_path_when_strata_helm_is_unset() {
+    let p = Project::new("helmpath");
+    let bin = p.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let record = p.path().join("helm-argv.txt");
+    std::fs::write(
+        bin.join("helm"),
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\n[ \"$1\" = version ] && echo v4.1.4\nexit 0\n",
+            record.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin.join("helm"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = std::env::join_paths(std::iter::once(bin.clone()).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .unwrap();
+    let out = p
+        .command(&["--format", "json", "apply", "dev-aws", "--approve"])
+        .env_remove("STRATA_HELM")
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let evidence = parse(&out, &["apply"], 0);
+    let argv0: Vec<&str> = evidence["helm"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["argv"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(argv0.len(), 2, "{evidence:#}");
+    assert!(
+        argv0
+            .iter()
+            .all(|a| *a == "helm" || Path::new(a) == bin.join("helm")),
+        "{argv0:?}"
+    );
+    let record = std::fs::read_to_string(&record).unwrap();
+    assert!(
+        record.starts_with("version --short\nupgrade --install lakehouse-platform "),
+        "{record}"
+    );
+    assert_eq!(record.lines().count(), 3, "{record}");
+}
+
+/// README, AWS: "A role without strata's tags for this target is never changed", and
+/// a bucket of another target is refused even with `adopt: true`: plan and apply stop,
+/// exit 2, and the server sees no write.
+#[test]
+fn a_role_or_bucket_that_is_not_this_targets_is_never_changed() {
+    let p = Project::new("notours");
+    let role = p.policy_name("dev");
+    let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
+    block_on(async {
+        moto::iam()
+            .await
+            .create_role()
+            .role_name(&role)
+            .assume_role_policy_document(trust.to_string())
+            .send()
+            .await
+            .unwrap();
+    });
+    let proxy = RecordingProxy::start(moto::url());
+    for args in [&["plan", "dev-aws"][..], APPLY_DEV] {
+        let out = p.run_at(&proxy.url, args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr,
+            format!(
+                "error: iam role {role} exists and belongs to no strata target (it has no managed-by=strata / strata-target tags); strata changes nothing it does not own\n  \
+                 hint: give the workload another role name (`workloads.<w>.iamRole`), or delete or re-tag the existing role\n"
+            ),
+            "{args:?}"
+        );
+    }
+    assert_eq!(
+        write_calls(&proxy),
+        [] as [String; 0],
+        "plan refuses the role before apply writes anything"
+    );
+    let (live_trust, attached, tags) = block_on(live_role(&role)).expect("the role");
+    assert_eq!(live_trust, trust, "the role's trust policy was changed");
+    assert_eq!(attached, [] as [String; 0]);
+    assert!(tags.is_empty(), "{tags:?}");
+
+    // A bucket strata made for staging-aws, under the name dev-aws wants.
+    let p = Project::new("othertarget");
+    let bucket = p.bucket("dev");
+    block_on(async {
+        use aws_sdk_s3::types::{
+            BucketLocationConstraint, CreateBucketConfiguration, Tag, Tagging,
+        };
+        let s3 = moto::s3("eu-west-1").await;
+        s3.create_bucket()
+            .bucket(&bucket)
+            .create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::EuWest1)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build().unwrap();
+        s3.put_bucket_tagging()
+            .bucket(&bucket)
+            .tagging(
+                Tagging::builder()
+                    .tag_set(tag("managed-by", "strata"))
+                    .tag_set(tag("strata-target", "staging-aws"))
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    p.append("environments/dev.aws.yaml", "    adopt: true\n");
+    let proxy = RecordingProxy::start(moto::url());
+    for args in [&["plan", "dev-aws"][..], APPLY_DEV] {
+        let out = p.run_at(&proxy.url, args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr,
+            format!(
+                "error: s3 bucket {bucket} belongs to strata target staging-aws, not dev-aws; strata never changes another target's resources; nothing was written\n  \
+                 hint: give this target's resource another name\n"
+            ),
+            "{args:?}"
+        );
+    }
+    assert_eq!(write_calls(&proxy), [] as [String; 0], "moto saw a write");
+    let live = block_on(read_bucket(&bucket, "eu-west-1"));
+    assert_eq!(live.tags.len(), 2, "{:?}", live.tags);
+}

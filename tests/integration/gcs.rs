@@ -5,7 +5,11 @@
 //! against one emulator) and location `US` (the emulator reports every bucket in `US`,
 //! whatever the create asked for).
 //!
-//! What the emulator cannot show is listed in `src/apply/gcs/mod.rs`'s module doc.
+//! What the emulator cannot show is listed in `src/apply/gcs/mod.rs`'s module doc; the
+//! fault proxy (`tests/py/faulty_proxy.py`) answers in its place, through the CLI: a
+//! 412 on a PATCH guarded by a stale metageneration, a 409/412 on a policy PUT with a
+//! stale etag, a 403, the listing of another project, and each transient status with
+//! the waits between the retries as the proxy timed them.
 //!
 //! The library tests call the storage entry points (`gcs::plan_with`/`execute_with`:
 //! buckets and their bindings only). The CLI tests run the whole apply, the workloads'
@@ -1240,4 +1244,464 @@ fn helm_runs_with_the_gke_context_or_the_one_kube_context_sets() {
         ])
     );
     assert_eq!(std::fs::read_to_string(&record).unwrap(), argv("ci-gke"));
+}
+
+/// A CLI project whose first apply went straight to the emulator; returns it converged.
+fn applied_cli_project(bucket: &str) -> CliProject {
+    let dir = cli_project(bucket);
+    let evidence = parse(&run_cli(&dir, gcs_emulator::host(), APPLY), 0);
+    assert_eq!(evidence["status"], "applied", "{evidence:#}");
+    dir
+}
+
+/// Appends a bucket tag to dev.gcp.yaml, so the next apply PATCHes the labels.
+fn add_label(dir: &CliProject) {
+    let path = dir.path().join("environments/dev.gcp.yaml");
+    let mut body = std::fs::read_to_string(&path).unwrap();
+    body.push_str("    tags:\n      team: storage\n");
+    std::fs::write(path, body).unwrap();
+}
+
+/// README, GCP: "otherwise only the differing fields are PATCHed, guarded by the
+/// bucket's metageneration". A PATCH that meets a changed bucket (412) stops apply,
+/// exit 2, with evidence and no later write; the next apply converges.
+#[test]
+fn a_stale_metageneration_stops_apply_with_exit_2_and_nothing_after_it() {
+    let bucket = "strata-cli-gcs-metageneration";
+    let dir = applied_cli_project(bucket);
+    add_label(&dir);
+    let live = block_on_json(&format!("/b/{bucket}"));
+    let metageneration = live["metageneration"]
+        .as_str()
+        .map_or_else(|| live["metageneration"].to_string(), str::to_owned);
+    let proxy = FaultyProxy::start(
+        gcs_emulator::host(),
+        &format!("PATCH /storage/v1/b/{bucket}?"),
+        412,
+        None,
+    );
+    let out = run_cli(&dir, &proxy.url, APPLY);
+    let stderr = text(&out.stderr);
+    let evidence = parse(&out, 2);
+    assert_eq!(
+        stderr,
+        format!(
+            "error: update gcs_bucket {bucket}: the bucket changed while strata was applying; run apply again\n"
+        )
+    );
+    assert_eq!(evidence["status"], "failed");
+    assert_eq!(
+        cli_outcomes(&evidence),
+        triples(&[("gcs_bucket", bucket, "failed")]),
+        "{evidence:#}"
+    );
+    let writes: Vec<_> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.is_write())
+        .collect();
+    assert_eq!(
+        writes.len(),
+        1,
+        "one PATCH, not retried, nothing after: {writes:#?}"
+    );
+    assert_eq!(writes[0].method, "PATCH");
+    assert!(
+        writes[0]
+            .query
+            .contains(&format!("ifMetagenerationMatch={metageneration}")),
+        "the PATCH is guarded by the metageneration read: {:?}",
+        writes[0]
+    );
+    drop(proxy);
+    let again = parse(&run_cli(&dir, gcs_emulator::host(), APPLY), 0);
+    assert_eq!(again["resources"][0]["outcome"], "updated");
+    let plan = run_cli(&dir, gcs_emulator::host(), &["plan", "dev-gcp"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stdout));
+}
+
+/// README, GCP: bucket bindings are "written back with its etag". A 409 or 412 on
+/// the PUT (someone wrote in between) stops apply, exit 2, saying so.
+#[test]
+fn a_stale_etag_on_the_bucket_policy_stops_apply_with_exit_2() {
+    for status in [409, 412] {
+        let bucket = format!("strata-cli-gcs-etag-{status}");
+        let dir = cli_project(&bucket);
+        let proxy = FaultyProxy::start(
+            gcs_emulator::host(),
+            &format!("PUT /storage/v1/b/{bucket}/iam"),
+            status,
+            None,
+        );
+        let out = run_cli(&dir, &proxy.url, APPLY);
+        let stderr = text(&out.stderr);
+        let evidence = parse(&out, 2);
+        assert_eq!(
+            stderr,
+            format!(
+                "error: set gcs_bucket_iam {bucket}: the policy changed while strata was applying (etag mismatch); run apply again\n"
+            ),
+            "{status}"
+        );
+        assert_eq!(
+            cli_outcomes(&evidence).last().unwrap(),
+            &(
+                "gcs_bucket_iam".to_owned(),
+                bucket.clone(),
+                "failed".to_owned()
+            )
+        );
+        let puts: Vec<_> = proxy
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "PUT")
+            .collect();
+        assert_eq!(puts.len(), 1, "{status}: not retried: {puts:#?}");
+        assert!(
+            puts[0].etag.as_deref().is_some_and(|e| !e.is_empty()),
+            "{status}: the PUT carries the etag it read: {:?}",
+            puts[0]
+        );
+    }
+}
+
+/// README, GCP: "a 403 means the name is taken". Plan and apply stop, exit 2, with
+/// the project and the hint, and nothing is written.
+#[test]
+fn a_403_on_the_bucket_means_the_name_is_taken_and_nothing_is_written() {
+    let bucket = "strata-cli-gcs-forbidden";
+    let dir = cli_project(bucket);
+    let proxy = FaultyProxy::start(
+        gcs_emulator::host(),
+        &format!("GET /storage/v1/b/{bucket} "),
+        403,
+        None,
+    );
+    for args in [&["plan", "dev-gcp"][..], APPLY] {
+        let out = run_cli(&dir, &proxy.url, args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "error: read gcs_bucket {bucket}: access denied (403): the name is taken by a bucket outside project {PROJECT}"
+            )) && stderr.contains("hint: bucket names are global"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let requests = proxy.requests();
+    assert!(requests.iter().any(|r| r.injected), "{requests:#?}");
+    assert!(
+        requests.iter().all(|r| !r.is_write()),
+        "a write after a 403: {requests:#?}"
+    );
+    assert_eq!(dir.iam.writes(), [] as [String; 0]);
+}
+
+/// README, GCP: a bucket "not in the target's project stops the run". The emulator
+/// ignores `project` when listing, so the proxy answers the project's listing with no
+/// such bucket, as GCS would for a bucket of another project.
+#[test]
+fn a_bucket_of_another_project_stops_plan_and_apply_with_nothing_written() {
+    let bucket = "strata-cli-gcs-other-project";
+    let dir = applied_cli_project(bucket);
+    add_label(&dir);
+    let proxy = FaultyProxy::start_with(
+        gcs_emulator::host(),
+        &format!("GET /storage/v1/b?project={PROJECT}&prefix={bucket}"),
+        200,
+        None,
+        Some(r#"{"kind": "storage#buckets"}"#),
+    );
+    let iam_writes = dir.iam.writes();
+    for args in [&["plan", "dev-gcp"][..], APPLY] {
+        let out = run_cli(&dir, &proxy.url, args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr,
+            format!(
+                "error: gcs_bucket {bucket} exists but does not belong to project {PROJECT} (gcp.projectId); strata changes nothing in another project\n  \
+                 hint: check gcp.projectId, or set buckets.<key>.name to another name\n"
+            ),
+            "{args:?}"
+        );
+    }
+    let requests = proxy.requests();
+    assert!(requests.iter().any(|r| r.injected), "{requests:#?}");
+    assert!(requests.iter().all(|r| !r.is_write()), "{requests:#?}");
+    assert_eq!(dir.iam.writes(), iam_writes);
+    // Without the stand-in answer the same project plans the label change.
+    drop(proxy);
+    let plan = run_cli(&dir, gcs_emulator::host(), &["plan", "dev-gcp"]);
+    assert_eq!(plan.status.code(), Some(1), "{}", text(&plan.stderr));
+}
+
+/// README, GCP: "HTTP 408, 429, 500, 502, 503, 504 and lost connections are retried
+/// up to 4 attempts, waiting 0.25, 0.5 and 1 s". Each transient status once is
+/// retried and plan succeeds; a lasting one is tried 4 times with those waits between
+/// (measured by the proxy) and named; a 400 is not retried at all.
+#[test]
+fn transient_statuses_are_retried_with_their_waits_and_others_are_not() {
+    let bucket = "strata-cli-gcs-waits";
+    let dir = applied_cli_project(bucket);
+    let get = format!("GET /storage/v1/b/{bucket} ");
+    let path = format!("/storage/v1/b/{bucket}");
+    let tries = |proxy: &FaultyProxy| -> Vec<crate::support::Faulted> {
+        proxy
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "GET" && r.path == path)
+            .collect()
+    };
+    for status in [408, 429, 500, 502, 503, 504] {
+        let proxy = FaultyProxy::start(gcs_emulator::host(), &get, status, Some(1));
+        let out = run_cli(&dir, &proxy.url, &["plan", "dev-gcp"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{status}: {}",
+            text(&out.stderr)
+        );
+        let seen = tries(&proxy);
+        assert_eq!(
+            seen.iter()
+                .map(|r| (r.status, r.injected))
+                .collect::<Vec<_>>(),
+            [(status, true), (200, false)],
+            "{status}"
+        );
+        assert!(seen[1].t - seen[0].t >= 0.24, "{status}: {seen:#?}");
+    }
+
+    let proxy = FaultyProxy::start(gcs_emulator::host(), &get, 503, None);
+    let out = run_cli(&dir, &proxy.url, &["plan", "dev-gcp"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("read gcs_bucket {bucket}: HTTP 503"))
+            && stderr.contains(&format!("(after {} attempts)", gcs::ATTEMPTS)),
+        "{stderr}"
+    );
+    let seen = tries(&proxy);
+    assert_eq!(seen.len(), gcs::ATTEMPTS as usize, "{seen:#?}");
+    let waits: Vec<f64> = seen.windows(2).map(|w| w[1].t - w[0].t).collect();
+    for (wait, least) in waits.iter().zip([0.25, 0.5, 1.0]) {
+        // The proxy stamps each answer; the next request comes after strata's wait.
+        assert!(
+            *wait >= least * 0.95 && *wait < least * 4.0 + 3.0,
+            "waits {waits:?}, wanted about 0.25, 0.5, 1 s"
+        );
+    }
+
+    let proxy = FaultyProxy::start(gcs_emulator::host(), &get, 400, None);
+    let out = run_cli(&dir, &proxy.url, &["plan", "dev-gcp"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(tries(&proxy).len(), 1, "a 400 is not retried");
+}
+
+/// The emulator's answer to GET `path` (below /storage/v1), from a blocking test.
+fn block_on_json(path: &str) -> Value {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(emulator_json(path))
+}
+
+/// POST to the IAM stand-in of `dir` (as strata does, with a token); the JSON answer.
+async fn iam_post(dir: &CliProject, path: &str, body: Value) -> Value {
+    assert_loopback(&dir.iam.url);
+    let response = reqwest::Client::new()
+        .post(format!("{}{path}", dir.iam.url))
+        .bearer_auth("test-token")
+        .json(&body)
+        .send()
+        .await
+        .expect("stand-in answers");
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+    response.json().await.unwrap()
+}
+
+/// Role → members of the workload's Google service account's policy, read through
+/// the IAM API, and its etag.
+async fn gsa_policy(dir: &CliProject) -> (std::collections::BTreeMap<String, Vec<String>>, Value) {
+    let policy = iam_post(
+        dir,
+        &format!("/v1/projects/{PROJECT}/serviceAccounts/{GSA}:getIamPolicy"),
+        json!({}),
+    )
+    .await;
+    (by_role(&policy["bindings"]), policy["etag"].clone())
+}
+
+/// A bucket's policy read straight from the emulator, by role, and its etag.
+async fn bucket_policy(bucket: &str) -> (std::collections::BTreeMap<String, Vec<String>>, Value) {
+    let policy = emulator_json(&format!("/b/{bucket}/iam")).await;
+    (by_role(&policy["bindings"]), policy["etag"].clone())
+}
+
+/// PUT a bucket policy straight to the emulator.
+async fn put_bucket_policy(bucket: &str, bindings: Value, etag: &Value) {
+    let base = gcs::emulator_base(gcs_emulator::host());
+    assert_loopback(&base);
+    let response = reqwest::Client::new()
+        .put(format!("{base}/b/{bucket}/iam"))
+        .json(&json!({"bindings": bindings, "etag": etag}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+}
+
+fn policy_json(roles: &std::collections::BTreeMap<String, Vec<String>>) -> Value {
+    Value::Array(
+        roles
+            .iter()
+            .map(|(role, members)| json!({"role": role, "members": members}))
+            .collect(),
+    )
+}
+
+/// Through the binary: members strata does not manage, on the bucket and on the
+/// Google service account, are no drift (a second apply writes nothing, as the
+/// emulator's proxy and the IAM stand-in count it) and survive the repair of
+/// strata's own members, read back through the APIs.
+#[test]
+fn foreign_members_on_the_bucket_and_the_service_account_survive_apply_and_repair() {
+    let bucket = "strata-cli-gcs-foreign-members";
+    let dir = applied_cli_project(bucket);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let me = format!("serviceAccount:{GSA}");
+    let wi = "roles/iam.workloadIdentityUser";
+    let pool_member = format!("serviceAccount:{PROJECT}.svc.id.goog[lakehouse/lakehouse-api]");
+    let viewer = "roles/storage.objectViewer";
+    let token_creator = "roles/iam.serviceAccountTokenCreator";
+    let ops = "group:ops@example.com";
+    runtime.block_on(async {
+        let (mut roles, etag) = bucket_policy(bucket).await;
+        assert_eq!(roles[ROLE], std::slice::from_ref(&me), "strata's binding");
+        roles.get_mut(ROLE).unwrap().push(FOREIGN.to_owned());
+        roles.insert(viewer.into(), vec!["group:readers@example.com".into()]);
+        put_bucket_policy(bucket, policy_json(&roles), &etag).await;
+        let (mut roles, etag) = gsa_policy(&dir).await;
+        assert_eq!(
+            roles[wi],
+            std::slice::from_ref(&pool_member),
+            "strata's binding"
+        );
+        roles.insert(token_creator.into(), vec![ops.into()]);
+        iam_post(
+            &dir,
+            &format!("/v1/projects/{PROJECT}/serviceAccounts/{GSA}:setIamPolicy"),
+            json!({"policy": {"bindings": policy_json(&roles), "etag": etag}}),
+        )
+        .await;
+    });
+
+    let proxy = RecordingProxy::start(gcs_emulator::host());
+    let iam_writes = dir.iam.writes();
+    let plan = run_cli(&dir, &proxy.url, &["plan", "dev-gcp"]);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "foreign members are no drift: {}",
+        text(&plan.stdout)
+    );
+    let again = parse(&run_cli(&dir, &proxy.url, APPLY), 0);
+    assert!(
+        cli_outcomes(&again)
+            .iter()
+            .all(|(_, _, o)| o == "unchanged"),
+        "{again:#}"
+    );
+    assert_eq!(proxy.writes(), [], "the storage server saw a write");
+    assert!(!proxy.requests().is_empty(), "apply read through the proxy");
+    assert_eq!(dir.iam.writes(), iam_writes, "the IAM server saw a write");
+
+    // Someone takes strata's members away, leaving the foreign ones.
+    runtime.block_on(async {
+        let (mut roles, etag) = bucket_policy(bucket).await;
+        roles.insert(ROLE.into(), vec![FOREIGN.into()]);
+        put_bucket_policy(bucket, policy_json(&roles), &etag).await;
+        let (mut roles, etag) = gsa_policy(&dir).await;
+        roles.remove(wi);
+        iam_post(
+            &dir,
+            &format!("/v1/projects/{PROJECT}/serviceAccounts/{GSA}:setIamPolicy"),
+            json!({"policy": {"bindings": policy_json(&roles), "etag": etag}}),
+        )
+        .await;
+    });
+    let plan = run_cli(&dir, gcs_emulator::host(), &["plan", "dev-gcp"]);
+    assert_eq!(plan.status.code(), Some(1), "{}", text(&plan.stderr));
+    let repaired = parse(&run_cli(&dir, gcs_emulator::host(), APPLY), 0);
+    assert_eq!(
+        cli_outcomes(&repaired),
+        triples(&[
+            ("gcs_bucket", bucket, "unchanged"),
+            ("gcp_service_account", GSA, "unchanged"),
+            ("gcp_service_account_iam", GSA, "updated"),
+            ("gcs_bucket_iam", bucket, "updated")
+        ])
+    );
+    runtime.block_on(async {
+        let (roles, _) = bucket_policy(bucket).await;
+        let mut both = vec![me.clone(), FOREIGN.to_owned()];
+        both.sort();
+        assert_eq!(roles[ROLE], both);
+        assert_eq!(roles[viewer], ["group:readers@example.com"]);
+        let (roles, _) = gsa_policy(&dir).await;
+        assert_eq!(roles[wi], std::slice::from_ref(&pool_member));
+        assert_eq!(roles[token_creator], [ops]);
+    });
+    let plan = run_cli(&dir, gcs_emulator::host(), &["plan", "dev-gcp"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stdout));
+}
+
+/// README, GCP: a service account "that exists without that mark is never changed":
+/// plan and apply stop, exit 2, and neither server sees a write.
+#[test]
+fn a_service_account_strata_did_not_mark_is_never_changed() {
+    let bucket = "strata-cli-gcs-sa-not-ours";
+    let dir = cli_project(bucket);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let account_id = GSA.split('@').next().unwrap();
+    runtime.block_on(iam_post(
+        &dir,
+        &format!("/v1/projects/{PROJECT}/serviceAccounts"),
+        json!({"accountId": account_id, "serviceAccount": {"displayName": "the data team's", "description": "made by hand"}}),
+    ));
+    let made = dir.iam.writes();
+    let proxy = RecordingProxy::start(gcs_emulator::host());
+    for args in [&["plan", "dev-gcp"][..], APPLY] {
+        let out = run_cli(&dir, &proxy.url, args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "gcp service account {GSA} exists and is not strata's for dev-gcp (its description is \"made by hand\""
+            )) && stderr.contains("strata changes nothing it does not own"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert_eq!(dir.iam.writes(), made, "the IAM server saw a write");
+    assert_eq!(proxy.writes(), [], "the storage server saw a write");
+    let state = dir.iam.state();
+    let description = state["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["email"] == GSA)
+        .map(|a| a["description"].clone());
+    assert_eq!(description, Some(json!("made by hand")));
 }

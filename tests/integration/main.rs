@@ -7,6 +7,7 @@
 mod support;
 
 mod aws;
+mod cli;
 mod destroy;
 mod environments;
 mod gcs;
@@ -15,4 +16,6 @@ mod out_dir;
 mod pipeline;
 mod planfile;
 mod pr;
+mod promises;
 mod review;
+mod rules;

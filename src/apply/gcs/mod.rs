@@ -26,7 +26,11 @@
 //! default bindings into a new bucket's policy, nor knows policy version 3 (requested so
 //! that conditional bindings survive the PUT).
 //!
-//! The tests call [`plan_with`] / [`execute_with`] with [`Client::emulator`] rather than
+//! `tests/integration/gcs.rs` has a fault proxy give, through the CLI, the answers the
+//! emulator does not: 412 on a stale metageneration, 409/412 on a stale etag, 403, a
+//! bucket missing from the project's listing, and transient statuses.
+//!
+//! The library tests call [`plan_with`] / [`execute_with`] with [`Client::emulator`] rather than
 //! setting `STORAGE_EMULATOR_HOST` in the (multi-threaded) test process; the choice of
 //! endpoint and credentials in [`Client::from_env`] is covered by unit tests only as far
 //! as the emulator URL goes.

@@ -18,38 +18,68 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A `Command` for the strata binary built for this test run, with a clean
-/// environment for the variables strata reads.
-///
-/// Besides the endpoints a test sets itself, nothing from the machine may send the
-/// binary elsewhere: per-service AWS endpoints (`AWS_ENDPOINT_URL_S3`, …) override
-/// `AWS_ENDPOINT_URL`, `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` makes the SDK ignore it,
-/// `CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM` chooses the Google IAM endpoint, and an HTTP
-/// proxy would carry loopback requests off the machine.
-pub fn strata() -> Command {
+/// The variables a spawned strata keeps from the test process: what finds programs
+/// and temporary files, the locale, and Rust's own diagnostics. Everything else is
+/// dropped, so no cloud setting of this machine reaches the binary: not
+/// `AWS_ENDPOINT_URL_<SERVICE>` (which the SDK honours over `AWS_ENDPOINT_URL`), not
+/// `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`, `AWS_PROFILE`, `AWS_DEFAULT_PROFILE`,
+/// `AWS_CONFIG_FILE`, `AWS_SHARED_CREDENTIALS_FILE`, `AWS_WEB_IDENTITY_TOKEN_FILE`,
+/// `AWS_CONTAINER_CREDENTIALS_*`, not `GOOGLE_APPLICATION_CREDENTIALS`, `CLOUDSDK_*`,
+/// `STORAGE_EMULATOR_HOST`, not an HTTP proxy that would carry loopback requests off
+/// the machine, not `KUBECONFIG`, `STRATA_HELM` or `GITHUB_*`.
+pub const INHERITED: &[&str] = &[
+    "PATH",
+    "TMPDIR",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "RUST_BACKTRACE",
+    "RUST_LIB_BACKTRACE",
+    "LLVM_PROFILE_FILE",
+];
+
+/// An empty folder that stands for the home directory of every spawned strata, so
+/// nothing under the real `~/.aws`, `~/.config/gcloud` or `~/.kube` is read. One per
+/// test process, made on first use.
+pub fn empty_home() -> &'static Path {
+    static HOME: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("empty-home-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("empty home");
+        dir
+    })
+}
+
+/// A `Command` for the strata binary built for this test run, whose environment is
+/// [`INHERITED`] taken from `parent` and nothing else, with `HOME` an empty folder.
+/// A test then sets the (loopback) endpoints and test credentials it means.
+pub fn strata_from<K, V>(parent: impl IntoIterator<Item = (K, V)>) -> Command
+where
+    K: AsRef<std::ffi::OsStr>,
+    V: AsRef<std::ffi::OsStr>,
+{
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-    for var in [
-        "NO_COLOR",
-        "AWS_PROFILE",
-        "AWS_ENDPOINT_URL",
-        "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
-        "STORAGE_EMULATOR_HOST",
-        "GOOGLE_OAUTH_ACCESS_TOKEN",
-        "CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM",
-        "STRATA_HELM",
-    ] {
-        cmd.env_remove(var);
-    }
-    for (var, _) in std::env::vars_os() {
-        let name = var.to_string_lossy();
-        let upper = name.to_ascii_uppercase();
-        if upper.starts_with("AWS_ENDPOINT_URL_")
-            || ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"].contains(&upper.as_str())
-        {
-            cmd.env_remove(&var);
+    cmd.env_clear();
+    for (name, value) in parent {
+        let keep = name
+            .as_ref()
+            .to_str()
+            .is_some_and(|name| INHERITED.contains(&name));
+        if keep {
+            cmd.env(name, value);
         }
     }
+    cmd.env("HOME", empty_home());
     cmd
+}
+
+/// A `Command` for the strata binary built for this test run, with the test process's
+/// environment reduced to [`INHERITED`] (see [`strata_from`]).
+pub fn strata() -> Command {
+    strata_from(std::env::vars_os())
 }
 
 /// Runs strata with `args` in `dir` and returns its output.
@@ -127,7 +157,10 @@ pub fn http_answers(port: u16, path: &str) -> bool {
         return false;
     }
     let mut head = [0u8; 12];
-    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
+    let answered = stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.");
+    // Read the rest, so the server is not reset mid-answer (and logs no traceback).
+    let _ = stream.read_to_end(&mut Vec::new());
+    answered
 }
 
 /// Starts `program` from the test venv with `args` for the rest of the test process
@@ -210,18 +243,55 @@ fn loopback_guard_refuses_remote_endpoints() {
 
 /// tests/py/faulty_proxy.py in front of an emulator at `upstream`: answers requests
 /// whose "METHOD PATH BODY" contains `pattern` with `status` (the first `count` of them,
-/// or all), in the API's own error shape, and forwards the rest.
+/// or all), in the API's own error shape, and forwards the rest. It logs every request
+/// ([`FaultyProxy::requests`]).
 pub struct FaultyProxy {
     child: std::process::Child,
+    log: tempfile::NamedTempFile,
     pub url: String,
+}
+
+/// One request as [`FaultyProxy`] saw it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct Faulted {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub status: u16,
+    /// Whether the proxy answered it itself (rather than forwarding it).
+    pub injected: bool,
+    /// Seconds since the proxy started, when the answer was sent.
+    pub t: f64,
+    /// The `etag` of a JSON body the request sent, if any.
+    pub etag: Option<String>,
+}
+
+impl Faulted {
+    /// See [`Recorded::is_write`].
+    pub fn is_write(&self) -> bool {
+        !matches!(self.method.as_str(), "GET" | "HEAD")
+    }
 }
 
 impl FaultyProxy {
     pub fn start(upstream: &str, pattern: &str, status: u16, count: Option<u32>) -> FaultyProxy {
+        Self::start_with(upstream, pattern, status, count, None)
+    }
+
+    /// [`Self::start`], answering a matching request with `body` (JSON) rather than an
+    /// error in the API's shape: a stand-in for an answer the emulator cannot give.
+    pub fn start_with(
+        upstream: &str,
+        pattern: &str,
+        status: u16,
+        count: Option<u32>,
+        body: Option<&str>,
+    ) -> FaultyProxy {
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
         assert_loopback(&url);
         assert_loopback(upstream);
+        let log = tempfile::NamedTempFile::new().expect("proxy log");
         let mut cmd = Command::new(venv_bin().join("python"));
         cmd.arg(repo_root().join("tests/py/faulty_proxy.py"))
             .arg(port.to_string())
@@ -231,11 +301,24 @@ impl FaultyProxy {
         if let Some(count) = count {
             cmd.arg(count.to_string());
         }
+        if let Some(body) = body {
+            cmd.arg("--body").arg(body);
+        }
+        cmd.arg("--log").arg(log.path());
         let child = cmd.spawn().expect("faulty proxy starts");
         wait_until(&format!("faulty proxy on {url}"), 20, || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        FaultyProxy { child, url }
+        FaultyProxy { child, log, url }
+    }
+
+    /// Every request answered so far, in order.
+    pub fn requests(&self) -> Vec<Faulted> {
+        std::fs::read_to_string(self.log.path())
+            .expect("proxy log")
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a proxy log line"))
+            .collect()
     }
 }
 
