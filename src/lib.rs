@@ -28,6 +28,7 @@ pub mod desired;
 pub mod error;
 pub mod model;
 pub mod output;
+pub mod preflight;
 pub mod project;
 pub mod render;
 pub mod report;
