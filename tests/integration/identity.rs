@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::support::{self, assert_loopback, free_port, gcs_emulator, moto, start_server, text};
 
 /// The lakehouse example written by `strata init`, with `extra` layers added.
-fn project(extra: &[(&str, String)]) -> tempfile::TempDir {
+pub(crate) fn project(extra: &[(&str, String)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = support::strata()
         .args(["init"])
@@ -67,7 +67,7 @@ fn outcomes(evidence: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -75,7 +75,7 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-async fn create_cluster(region: &str, name: &str) -> String {
+pub(crate) async fn create_cluster(region: &str, name: &str) -> String {
     let eks = aws_sdk_eks::Client::new(&moto::sdk_config(region).await);
     let vpc = aws_sdk_eks::types::VpcConfigRequest::builder()
         .subnet_ids("subnet-1")
