@@ -470,16 +470,25 @@ mod layouts {
                     ".gitkeep", ".qa.yaml",
                 ],
                 Place::Clouds => &["AWS.yaml", "gcp.yml", "azure", "README", ".keep"],
-                Place::Discovered => &["lock.yaml", "Lock.yaml", "lock.yml", "lock.json", ".tmp"],
+                Place::Discovered => &[
+                    "dev-aws.yaml",
+                    "lock.yaml",
+                    "Lock.yaml",
+                    "lock.yml",
+                    "lock.json",
+                    ".tmp",
+                ],
             }
         }
     }
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     enum Kind {
-        /// A copy of environments/dev.yaml (an environment layer).
+        /// A copy of environments/dev.yaml (an environment layer); in discovered/, a
+        /// lock file's content.
         Copy,
-        /// A link to environments/dev.yaml (inside the project).
+        /// A link to environments/dev.yaml (inside the project); in discovered/, to a
+        /// lock file's content elsewhere in the project.
         LinkInside,
         /// A link to a file beside the project.
         LinkOutside,
@@ -516,13 +525,17 @@ mod layouts {
         (yaml && !stem.is_empty()).then(|| stem.to_lowercase())
     }
 
-    /// The model: the paths strata must name (sorted), and the new environments.
+    /// The model: the paths strata must name (sorted), and the new environments. Entries
+    /// of environments/ are checked first, all of them; only when they pass are the lock
+    /// files of discovered/ read, and one for a target that does not exist (anything
+    /// but dev-aws here) is named at its first line.
     fn predict(
         existing: &BTreeMap<Place, Vec<String>>,
         extra: &BTreeMap<(Place, String), Kind>,
     ) -> (Vec<String>, Vec<String>) {
         let mut errors = Vec::new();
         let mut new_envs = Vec::new();
+        let mut locks = Vec::new();
         for place in [Place::Top, Place::Clouds, Place::Discovered] {
             let mut layers: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for name in existing.get(&place).into_iter().flatten() {
@@ -551,8 +564,13 @@ mod layouts {
                     errors.push(path);
                 } else if place == Place::Top && !existing[&Place::Top].contains(&names[0]) {
                     new_envs.push(layer);
+                } else if place == Place::Discovered && names[0] != "dev-aws.yaml" {
+                    locks.push(format!("{path}:1:1"));
                 }
             }
+        }
+        if errors.is_empty() {
+            errors = locks;
         }
         errors.sort();
         (errors, new_envs)
@@ -562,7 +580,11 @@ mod layouts {
         let dir = f.path(place.dir());
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(name);
-        let dev = f.path("environments/dev.yaml");
+        let mut dev = f.path("environments/dev.yaml");
+        if place == Place::Discovered {
+            dev = f.path("lock-source.yaml");
+            std::fs::write(&dev, "dns: {zoneId: Z1}\n").unwrap();
+        }
         match kind {
             Kind::Copy => {
                 std::fs::copy(&dev, &path).unwrap();
