@@ -11,7 +11,7 @@ use aws_sdk_s3::error::SdkError;
 
 use super::{Blocked, Certificate, Check, Checks, Zone, pick_certificate, pick_zone};
 use crate::config::lock::{Facts, HostFacts};
-use crate::model::{AwsIdentity, DnsHost, Target};
+use crate::model::{AwsIdentity, Target};
 
 /// The add-on EKS Pod Identity needs on the nodes.
 pub const POD_IDENTITY_AGENT: &str = "eks-pod-identity-agent";
@@ -417,23 +417,6 @@ async fn bucket_check(c: &Clients, target: &Target, key: &str, name: &str, adopt
     }
 }
 
-/// The host names of `dns.hosts`, by key.
-pub fn hosts(target: &Target) -> Vec<(String, String)> {
-    target
-        .config
-        .dns
-        .iter()
-        .flat_map(|d| &d.hosts)
-        .map(|(key, host)| {
-            let name = match host {
-                DnsHost::Name(n) => n.clone(),
-                DnsHost::Discovered(d) => d.name.clone(),
-            };
-            (key.clone(), name)
-        })
-        .collect()
-}
-
 async fn discover(
     c: &Clients,
     target: &Target,
@@ -469,7 +452,7 @@ async fn discover(
             ))?,
         }
     }
-    let hosts = hosts(target);
+    let hosts = super::hosts(target);
     if hosts.is_empty() {
         return Ok(());
     }

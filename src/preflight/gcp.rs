@@ -241,7 +241,7 @@ async fn bucket_check(
 
 async fn discover(target: &Target, checks: &mut Checks, facts: &mut Facts) -> Result<(), Blocked> {
     let project = &target.gcp().project_id;
-    for (key, name) in super::aws::hosts(target) {
+    for (key, name) in super::hosts(target) {
         // Certificates are not discovered on GCP (Google-managed certificates are made
         // per load balancer); the lock keeps the host names for the stale check only.
         facts.hosts.insert(

@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::cli::{Cli, Format};
 use crate::config::lock::{self, Facts};
 use crate::error::{Error, Result};
-use crate::model::{Cloud, Target};
+use crate::model::{Cloud, DnsHost, Target};
 use crate::project::Project;
 use crate::report::Reporter;
 use crate::{Loaded, exit, model};
@@ -127,6 +127,23 @@ pub struct Report {
     /// `absent`, `same` (matches what was discovered), `differs`, `written`, or
     /// `not-written` (a blocking check: nothing to write).
     pub lock: String,
+}
+
+/// The host names of `dns.hosts`, by key.
+pub fn hosts(target: &Target) -> Vec<(String, String)> {
+    target
+        .config
+        .dns
+        .iter()
+        .flat_map(|d| &d.hosts)
+        .map(|(key, host)| {
+            let name = match host {
+                DnsHost::Name(n) => n.clone(),
+                DnsHost::Discovered(d) => d.name.clone(),
+            };
+            (key.clone(), name)
+        })
+        .collect()
 }
 
 /// A zone a DNS service holds: its id, its domain name (no trailing dot), and whether
