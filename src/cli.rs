@@ -134,6 +134,18 @@ pub enum Command {
         #[arg(long)]
         skip_helm: bool,
     },
+    /// Check what the targets depend on in the live cloud (credentials, cluster, add-ons,
+    /// bucket names) and discover the DNS zone and certificates; read calls only.
+    /// Exit 0 when nothing blocks, 2 otherwise.
+    Preflight {
+        /// Targets to check (`dev-aws`).
+        #[arg(required = true)]
+        targets: Vec<String>,
+        /// Write what was discovered to environments/discovered/<target>.yaml (the
+        /// target's lock file, merged last), when it changed.
+        #[arg(long)]
+        write: bool,
+    },
     /// Print the JSON Schema of the environment files.
     Schema,
     /// Write an example project into DIR (with strata.schema.json for editors).

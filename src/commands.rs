@@ -82,6 +82,9 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
             *skip_helm,
             &in_project(cli, dir)?,
         ),
+        Command::Preflight { targets, write } => {
+            crate::preflight::preflight_command(cli, out, targets, *write)
+        }
         Command::Schema => {
             out.json(&schema());
             Ok(exit::OK)

@@ -4,7 +4,8 @@
 //! The pipeline, one module a stage, pure until the edges:
 //!
 //! 1. [`project`] finds the files (a folder, or the example embedded in the binary);
-//!    [`config`] parses each layer once and merges base → cloud → env → env.cloud,
+//!    [`config`] parses each layer once and merges base → cloud → env → env.cloud →
+//!    the target's lock file (discovered/<target>, written by `preflight --write`),
 //!    keeping the file:line:col of every value.
 //! 2. [`model`] types each target's strata keys, derives its names, and resolves the
 //!    references (`!ref`, `!sub`) in the free-form parts (release values, env, vars).
@@ -27,6 +28,7 @@ pub mod desired;
 pub mod error;
 pub mod model;
 pub mod output;
+pub mod preflight;
 pub mod project;
 pub mod render;
 pub mod report;
@@ -160,6 +162,7 @@ impl Loaded {
         layers: &config::TargetLayers,
         shared: &config::SharedLayers,
     ) -> Result<Target> {
+        Error::from_list(self.layers.lock_conflicts(layers))?;
         let merged = self.layers.merge_shared(layers, shared);
         model::resolve(layers.clone(), merged)
     }

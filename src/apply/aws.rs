@@ -240,6 +240,7 @@ async fn plan_with(c: &Clients, target: &Target, docs: &Documents) -> Result<Pla
         account,
         region: target.aws().region.clone(),
         actions,
+        stale_lock: Vec::new(),
     })
 }
 

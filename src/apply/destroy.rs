@@ -266,11 +266,9 @@ pub fn destroy_command(
                 ));
             }
         }
-        return Ok(if plan.has_deletions() {
-            exit::DIFFERENCES
-        } else {
-            exit::OK
-        });
+        // As apply without --approve: shown, not done, exit 0 (`plan --destroy` is the
+        // command whose exit code says whether there is something to delete).
+        return Ok(exit::OK);
     };
     // Everything that could stop destroy is checked before the first deletion: the
     // buckets' objects, and what helm needs (a kube context, the binary).

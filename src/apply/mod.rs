@@ -30,6 +30,8 @@ use crate::{commands, exit};
 /// What plan and apply start from: the one target, its render, its documents.
 struct Prepared {
     target: Target,
+    /// The target's lock file (`environments/discovered/<target>.yaml`), parsed.
+    lock: Option<std::sync::Arc<crate::config::Node>>,
     tree: Tree,
     documents: docs::Documents,
     project_root: Option<std::path::PathBuf>,
@@ -41,7 +43,12 @@ fn prepare(cli: &Cli, name: &str) -> Result<Prepared> {
         .pop()
         .ok_or_else(|| Error::Usage(format!("unknown target `{name}`")))?;
     let documents = docs::Documents::read(&target, &tree)?;
+    let lock = target
+        .layers
+        .lock_file()
+        .and_then(|f| loaded.layers.files.get(f).cloned());
     Ok(Prepared {
+        lock,
         target,
         tree,
         documents,
@@ -99,7 +106,13 @@ async fn execute(
 
 pub fn plan_command(cli: &Cli, out: &Reporter, target: &str, file: Option<&Path>) -> Result<u8> {
     let p = prepare(cli, target)?;
-    let plan = runtime()?.block_on(read_plan(&p.target, &p.documents))?;
+    let plan = runtime()?.block_on(async {
+        let mut plan = read_plan(&p.target, &p.documents).await?;
+        if let Some(lock) = &p.lock {
+            plan.stale_lock = crate::preflight::stale_lock(&p.target, lock).await;
+        }
+        Ok::<_, Error>(plan)
+    })?;
     if let Some(file) = file {
         planfile::PlanFile::new(&plan, &p.tree).write(file)?;
     }
@@ -113,7 +126,7 @@ pub fn plan_command(cli: &Cli, out: &Reporter, target: &str, file: Option<&Path>
             file.display()
         ));
     }
-    Ok(if plan.has_changes() {
+    Ok(if plan.has_changes() || !plan.stale_lock.is_empty() {
         exit::DIFFERENCES
     } else {
         exit::OK
@@ -330,9 +343,27 @@ fn print_plan(out: &Reporter, plan: &Plan) {
             out.line(line);
         }
     }
+    if !plan.stale_lock.is_empty() {
+        let file = crate::config::lock::path(&plan.target);
+        out.line(out.paint(
+            "33",
+            &format!(
+                "  ! stale lock {file}: the live world moved; `strata preflight {} --write` renews it",
+                plan.target
+            ),
+        ));
+        for why in &plan.stale_lock {
+            out.line(format!("      {why}"));
+        }
+    }
     let count = |op| plan.actions.iter().filter(|a| a.op == op).count();
+    let stale = if plan.stale_lock.is_empty() {
+        String::new()
+    } else {
+        ", 1 stale lock file".to_owned()
+    };
     out.line(format!(
-        "{} to create, {} to update, {} unchanged",
+        "{} to create, {} to update, {} unchanged{stale}",
         count(Op::Create),
         count(Op::Update),
         count(Op::Unchanged)

@@ -17,6 +17,10 @@ pub struct Plan {
     /// AWS region or GCS location.
     pub region: String,
     pub actions: Vec<Action>,
+    /// What no longer holds of the target's lock file (`environments/discovered/…`),
+    /// each as `key.path: why`; `strata preflight TARGET --write` renews it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stale_lock: Vec<String>,
 }
 
 impl Plan {

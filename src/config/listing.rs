@@ -4,8 +4,8 @@
 //! would not read (`staging.yml`, `README.md`) never goes unnoticed.
 //!
 //! - `environments/` holds layer files and the folders `clouds/` (cloud layers) and
-//!   `discovered/` (reserved for generated lock files: checked by the same rules, not
-//!   read); `clouds/` and `discovered/` hold layer files only.
+//!   `discovered/` (the lock files `strata preflight --write` generates, one per
+//!   target); `clouds/` and `discovered/` hold layer files only.
 //! - Dotfiles (`.gitkeep`, an editor's `.#dev.yaml` lock link) are ignored, whatever
 //!   they are.
 //! - Two files that name one layer (`dev.yaml` and `dev.yml`, or `Dev.yaml`) are one
@@ -23,8 +23,9 @@ use crate::project::{Entry, Kind, Project};
 const CLOUDS: &str = "clouds";
 const DISCOVERED: &str = "discovered";
 
-/// The layer files of `environments/` and `environments/clouds/` (paths relative to the
-/// project, sorted), after checking every entry of both and of `environments/discovered/`.
+/// The layer files of `environments/`, `environments/clouds/` and
+/// `environments/discovered/` (paths relative to the project, sorted), after checking
+/// every entry of the three.
 pub fn layer_files(project: &Project) -> Result<Vec<String>> {
     let mut layers = Vec::new();
     let mut errors = Vec::new();
@@ -40,9 +41,7 @@ pub fn layer_files(project: &Project) -> Result<Vec<String>> {
         let entries = project.entries(&path)?.unwrap_or_default();
         let mut found = Vec::new();
         check(&entries, within, &mut found, &mut Vec::new(), &mut errors);
-        if within == Folder::Clouds {
-            layers.extend(found);
-        }
+        layers.extend(found);
     }
     errors.sort_by(|a, b| a.0.cmp(&b.0));
     Error::from_list(errors.into_iter().map(|(_, e)| e).collect())?;

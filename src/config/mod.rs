@@ -6,6 +6,7 @@
 //! that uses it; see [`merge`] for the merge rules.
 
 pub mod listing;
+pub mod lock;
 pub mod merge;
 pub mod node;
 
@@ -193,6 +194,14 @@ pub struct TargetLayers {
     pub declared_at: Loc,
 }
 
+impl TargetLayers {
+    /// The target's lock file (`environments/discovered/<target>.yaml`), when it has one:
+    /// always its last layer.
+    pub fn lock_file(&self) -> Option<&String> {
+        self.files.last().filter(|f| lock::target_of(f).is_some())
+    }
+}
+
 /// Every layer file of the project, parsed once, and the targets they define.
 #[derive(Debug, Clone)]
 pub struct Layers {
@@ -225,7 +234,9 @@ impl Layers {
         names.extend(
             listed
                 .iter()
-                .filter(|rel| rel.starts_with("environments/clouds/"))
+                .filter(|rel| {
+                    rel.starts_with("environments/clouds/") || lock::target_of(rel).is_some()
+                })
                 .cloned(),
         );
         let mut envs = Vec::new();
@@ -269,6 +280,11 @@ impl Layers {
                 None => {}
             }
         }
+        for (rel, node) in &files {
+            if lock::target_of(rel).is_some() {
+                errors.extend(lock::check_content(node));
+            }
+        }
         Error::from_list(errors)?;
         let targets = targets_of(&envs, &mut files)?;
         Ok(Layers { files, targets })
@@ -276,6 +292,17 @@ impl Layers {
 
     pub fn target(&self, name: &str) -> Option<&TargetLayers> {
         self.targets.iter().find(|t| t.name == name)
+    }
+
+    /// The target's lock file against the layers below it: errors when it was
+    /// discovered for a domain or host names the layers no longer say.
+    pub fn lock_conflicts(&self, target: &TargetLayers) -> Vec<Error> {
+        let Some(lock) = target.lock_file() else {
+            return Vec::new();
+        };
+        let below = &target.files[..target.files.len() - 1];
+        let before = self.merge_over(merge::Partial::default(), below, target);
+        lock::check_against(&self.files[lock], &before.tree, &target.name)
     }
 
     /// Merges the layers of one target. A top-level section named after a cloud
@@ -428,6 +455,10 @@ fn targets_of(
             if files.contains_key(&overlay) {
                 layer_files.push(overlay);
             }
+            let lock_file = lock::path(&format!("{env}-{cloud}"));
+            if files.contains_key(&lock_file) {
+                layer_files.push(lock_file);
+            }
             targets.push(TargetLayers {
                 name: format!("{env}-{cloud}"),
                 env: env.clone(),
@@ -439,9 +470,24 @@ fn targets_of(
     }
     // An env×cloud layer that no target uses is almost always a typo or a stale file.
     for rel in files.keys() {
+        if let Some(target) = lock::target_of(rel) {
+            if !targets.iter().any(|t| t.name == target) {
+                errors.push(
+                    Located::new(
+                        Loc::file(Arc::from(rel.as_str())),
+                        "",
+                        format!("this lock file is for target `{target}`, which no environment defines"),
+                    )
+                    .hint("environments/discovered/ holds one <target>.yaml per existing target, written by `strata preflight TARGET --write`; delete this file")
+                    .into(),
+                );
+            }
+            continue;
+        }
         let Some(stem) = rel
             .strip_prefix("environments/")
             .and_then(|n| n.strip_suffix(".yaml"))
+            .filter(|n| !n.contains('/'))
         else {
             continue;
         };

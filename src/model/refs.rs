@@ -391,7 +391,7 @@ impl Resolver<'_> {
         if is_free_form(target) {
             return self.free_form(target, site, path);
         }
-        match pointer(self.scope, target) {
+        match pointer(self.scope, target).map(|v| host_name(target, v)) {
             Some(value) => Some(from_json(value, site)),
             None => {
                 let hint = self.suggest(target);
@@ -552,6 +552,17 @@ fn relocate(node: &mut Node, site: &Node) {
         Value::Map(m) => m.values_mut().for_each(|v| relocate(v, site)),
         Value::Seq(items) => items.iter_mut().for_each(|v| relocate(v, site)),
         _ => {}
+    }
+}
+
+/// `dns.hosts.<h>` is the host name, also once the lock file has made the host a
+/// `{name, certArn}` mapping: `!ref dns.hosts.app` keeps meaning the name, and
+/// `!ref dns.hosts.app.certArn` reaches the certificate.
+fn host_name<'a>(path: &str, value: &'a J) -> &'a J {
+    let segments: Vec<&str> = path.split('.').collect();
+    match (segments.as_slice(), value.get("name")) {
+        (["dns", "hosts", _], Some(name)) if value.is_object() => name,
+        _ => value,
     }
 }
 

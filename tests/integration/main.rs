@@ -16,6 +16,7 @@ mod out_dir;
 mod pipeline;
 mod planfile;
 mod pr;
+mod preflight;
 mod promises;
 mod review;
 mod rules;

@@ -8,8 +8,12 @@ other EKS request forwarded verbatim to an upstream (the moto server).
 Implements CreatePodIdentityAssociation, ListPodIdentityAssociations,
 DescribePodIdentityAssociation, UpdatePodIdentityAssociation and
 DeletePodIdentityAssociation with the request and response shapes of botocore's
-eks/2017-11-01/service-2.json. Everything else (DescribeCluster, ListAddons, ...) goes
-to --upstream unchanged, so moto stays the source of truth for clusters and roles.
+eks/2017-11-01/service-2.json, and the read side of EKS add-ons, ListAddons and
+DescribeAddon (which moto 5.1.22 lacks): the installed add-ons are set with --addon
+CLUSTER:NAME[:STATUS] (repeatable) or POST /__standin/config {"addons": {CLUSTER:
+{NAME: STATUS}}}; creating, updating or deleting an add-on is refused (501).
+Everything else (DescribeCluster, ...) goes to --upstream unchanged, so moto stays
+the source of truth for clusters and roles.
 
 Clusters: with --cluster (repeatable) only those names exist, in every region; without
 it the stand-in asks upstream `GET /clusters/{name}` with the caller's own
@@ -43,6 +47,9 @@ from standin import Api, Op, Reply, base_arguments, loopback_url, run  # noqa: E
 
 COLLECTION = re.compile(r"^/clusters/([^/]+)/pod-identity-associations$")
 ITEM = re.compile(r"^/clusters/([^/]+)/pod-identity-associations/([^/]+)$")
+ADDONS = re.compile(r"^/clusters/([^/]+)/addons$")
+ADDON = re.compile(r"^/clusters/([^/]+)/addons/([^/]+)$")
+ADDON_STATUSES = {"CREATING", "ACTIVE", "CREATE_FAILED", "UPDATING", "DELETING", "DELETE_FAILED", "DEGRADED", "UPDATE_FAILED"}
 ROLE_ARN = re.compile(r"^arn:aws(?:-[a-z]+)*:iam::(\d{12}):role/((?:[\w+=,.@-]+/)*)([\w+=,.@-]{1,64})$")
 CREDENTIAL = re.compile(r"Credential=([^/,\s]*)/(\d{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
 
@@ -92,6 +99,7 @@ class PodIdentity(Api):
             sys.exit("eks_pod_identity: give --upstream (clusters are asked there) or --cluster NAME")
         self.account = args.account
         self.role_check = self._role_check(args.role_check)
+        self.initial_addons = parse_addons(args.addon or [])
         self.reset()
 
     def _role_check(self, mode):
@@ -106,6 +114,8 @@ class PodIdentity(Api):
     def reset(self):
         self.associations = {}  # associationId -> association (with its "_region")
         self.tokens = {}  # (region, cluster, clientRequestToken) -> (request fields, associationId)
+        # cluster -> {add-on name: status}, the same in every region
+        self.addons = {c: dict(a) for c, a in getattr(self, "initial_addons", {}).items()}
 
     def dump(self):
         return {
@@ -113,10 +123,11 @@ class PodIdentity(Api):
             "clusters": self.clusters,
             "role_check": self.role_check,
             "account": self.account,
+            "addons": self.addons,
         }
 
     def configure(self, settings):
-        unknown = set(settings) - {"clusters", "role_check"}
+        unknown = set(settings) - {"clusters", "role_check", "addons"}
         if unknown:
             raise ValueError(f"unknown settings {sorted(unknown)}")
         if "clusters" in settings:
@@ -126,7 +137,16 @@ class PodIdentity(Api):
             self.clusters = None if clusters is None else [str(c) for c in clusters]
         if "role_check" in settings:
             self.role_check = self._role_check(settings["role_check"])
-        return {"clusters": self.clusters, "role_check": self.role_check}
+        if "addons" in settings:
+            addons = settings["addons"]
+            if not isinstance(addons, dict) or not all(isinstance(a, dict) for a in addons.values()):
+                raise ValueError("addons is {cluster: {add-on name: status}}")
+            for installed in addons.values():
+                for name, status in installed.items():
+                    if status not in ADDON_STATUSES:
+                        raise ValueError(f"add-on {name}: status {status!r} is not one of {sorted(ADDON_STATUSES)}")
+            self.addons = {str(c): dict(a) for c, a in addons.items()}
+        return {"clusters": self.clusters, "role_check": self.role_check, "addons": self.addons}
 
     # -- routing and authentication -------------------------------------------------
 
@@ -140,6 +160,18 @@ class PodIdentity(Api):
             if method == "GET":
                 return Op("ListPodIdentityAssociations", False, self.list, cluster, prepare=self.prepare)
             return None
+        match = ADDONS.match(path)
+        if match:
+            cluster = match.group(1)
+            if method == "GET":
+                return Op("ListAddons", False, self.list_addons, cluster, prepare=self.prepare_addons)
+            return Op("CreateAddon", True, self.addon_write, cluster)
+        match = ADDON.match(path)
+        if match:
+            cluster, addon = match.groups()
+            if method == "GET":
+                return Op("DescribeAddon", False, self.describe_addon, f"{cluster}/{addon}", prepare=self.prepare_addons)
+            return Op("UpdateAddon" if method == "POST" else "DeleteAddon", True, self.addon_write, f"{cluster}/{addon}")
         match = ITEM.match(path)
         if match:
             cluster, association = match.groups()
@@ -402,6 +434,57 @@ class PodIdentity(Api):
         del self.associations[found["associationId"]]
         return ok({"association": public(found)})
 
+    # -- add-ons (read only) ---------------------------------------------------------
+
+    def prepare_addons(self, request):
+        match = ADDONS.match(request.path) or ADDON.match(request.path)
+        cluster = match.group(1)
+        request.ctx["cluster"] = cluster
+        if ADDONS.match(request.path):
+            try:
+                request.ctx["page"] = validate_addon_page(request.query)
+            except Invalid as refusal:
+                return error(refusal.status, refusal.code, refusal.message)
+        exists = self.cluster_exists(request, cluster)
+        if isinstance(exists, Reply):
+            return exists
+        if not exists:
+            return error(404, "ResourceNotFoundException", f"No cluster found for name: {cluster}.", clusterName=cluster)
+        return None
+
+    def list_addons(self, request):
+        cluster = request.ctx["cluster"]
+        size, start = request.ctx["page"]
+        names = sorted(self.addons.get(cluster, {}))
+        page, rest = names[start:start + size], names[start + size:]
+        body = {"addons": page}
+        if rest:
+            body["nextToken"] = base64.urlsafe_b64encode(str(start + size).encode()).decode()
+        return ok(body)
+
+    def describe_addon(self, request):
+        cluster = request.ctx["cluster"]
+        addon = ADDON.match(request.path).group(2)
+        status = self.addons.get(cluster, {}).get(addon)
+        if status is None:
+            return error(404, "ResourceNotFoundException", f"No addon: {addon} found in cluster: {cluster}", clusterName=cluster, addonName=addon)
+        region = request.ctx["region"]
+        issues = [] if status == "ACTIVE" else [{"code": "Unknown", "message": f"Set to {status} by the stand-in.", "resourceIds": []}]
+        return ok({"addon": {
+            "addonName": addon,
+            "clusterName": cluster,
+            "status": status,
+            "addonVersion": "v1.0.0-eksbuild.1",
+            "health": {"issues": issues},
+            "addonArn": f"arn:aws:eks:{region}:{self.account}:addon/{cluster}/{addon}/00000000-0000-0000-0000-000000000000",
+            "createdAt": 1700000000.0,
+            "modifiedAt": 1700000000.0,
+            "tags": {},
+        }})
+
+    def addon_write(self, request):
+        return error(501, "ServerException", "eks_pod_identity models the read side of add-ons only (ListAddons, DescribeAddon); set them with --addon or /__standin/config")
+
     def fault_reply(self, op, status, code, message):
         default_code, default_message = FAULTS.get(status, ("ServerException" if status >= 500 else "InvalidRequestException", "Injected by the stand-in."))
         code = code or default_code
@@ -562,12 +645,53 @@ def validate_list(query):
     return one("namespace"), one("serviceAccount"), size, start
 
 
+def parse_addons(specs):
+    """--addon CLUSTER:NAME[:STATUS] values as {cluster: {name: status}}."""
+    addons = {}
+    for spec in specs:
+        parts = spec.split(":")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise SystemExit(f"eks_pod_identity: --addon {spec!r} is not CLUSTER:NAME[:STATUS]")
+        status = parts[2] if len(parts) == 3 else "ACTIVE"
+        if status not in ADDON_STATUSES:
+            raise SystemExit(f"eks_pod_identity: --addon {spec!r}: status is one of {sorted(ADDON_STATUSES)}")
+        addons.setdefault(parts[0], {})[parts[1]] = status
+    return addons
+
+
+def validate_addon_page(query):
+    """(page size, start index) of ListAddons."""
+    def one(name):
+        values = query.get(name)
+        return None if values is None else values[-1]
+
+    size = one("maxResults")
+    if size is None:
+        size = PAGE_DEFAULT
+    else:
+        try:
+            size = int(size)
+        except ValueError:
+            raise Invalid(400, "InvalidParameterException", "maxResults must be an integer.")
+        if not 1 <= size <= 100:
+            raise Invalid(400, "InvalidParameterException", "maxResults must be between 1 and 100.")
+    start = 0
+    token = one("nextToken")
+    if token is not None:
+        try:
+            start = int(base64.urlsafe_b64decode(token.encode()).decode())
+        except ValueError:
+            raise Invalid(400, "InvalidParameterException", "The nextToken is not valid.")
+    return size, start
+
+
 def main():
     parser = base_arguments(__doc__.split("\n\n")[0])
     parser.add_argument("--upstream", help="http://127.0.0.1:PORT of the moto server that gets every other EKS request")
     parser.add_argument("--cluster", action="append", help="a cluster that exists (repeatable); without it, upstream is asked")
     parser.add_argument("--account", default="123456789012", help="the account in association ARNs (default: moto's)")
     parser.add_argument("--role-check", default="auto", choices=["auto", "off", "exists", "trust"])
+    parser.add_argument("--addon", action="append", help="CLUSTER:NAME[:STATUS], an installed EKS add-on (repeatable; status default ACTIVE)")
     args = parser.parse_args()
     try:
         api = PodIdentity(args)

@@ -27,6 +27,7 @@ import pytest
 HERE = Path(__file__).resolve().parent
 EKS = HERE / "eks_pod_identity.py"
 GCP = HERE / "gcp_iam.py"
+GCP_PREFLIGHT = HERE / "gcp_preflight.py"
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
 POD_TRUST = {
@@ -1080,3 +1081,120 @@ def test_gcp_state_dump_and_reset(gcp):
     state = gcp.control("GET", "state")
     assert (state["accounts"], state["policies"]) == ([], {})
     assert gcp.log.read_text() == ""
+
+
+# -- EKS add-ons (read side) ----------------------------------------------------------
+
+
+def test_eks_addons_list_and_describe_through_botocore(client, eks):
+    eks.control("POST", "config", {"addons": {"prod": {"eks-pod-identity-agent": "ACTIVE", "aws-mountpoint-s3-csi-driver": "DEGRADED"}}})
+    assert client.list_addons(clusterName="prod")["addons"] == ["aws-mountpoint-s3-csi-driver", "eks-pod-identity-agent"]
+    first = client.list_addons(clusterName="prod", maxResults=1)
+    assert first["addons"] == ["aws-mountpoint-s3-csi-driver"]
+    assert client.list_addons(clusterName="prod", nextToken=first["nextToken"])["addons"] == ["eks-pod-identity-agent"]
+    agent = client.describe_addon(clusterName="prod", addonName="eks-pod-identity-agent")["addon"]
+    assert (agent["addonName"], agent["clusterName"], agent["status"], agent["health"]["issues"]) == ("eks-pod-identity-agent", "prod", "ACTIVE", [])
+    assert agent["addonArn"].startswith(f"arn:aws:eks:{REGION}:{ACCOUNT}:addon/prod/eks-pod-identity-agent/")
+    degraded = client.describe_addon(clusterName="prod", addonName="aws-mountpoint-s3-csi-driver")["addon"]
+    assert degraded["status"] == "DEGRADED" and degraded["health"]["issues"]
+    with pytest.raises(botocore.exceptions.ClientError) as missing:
+        client.describe_addon(clusterName="prod", addonName="vpc-cni")
+    assert aws_error(missing) == (404, "ResourceNotFoundException", "No addon: vpc-cni found in cluster: prod")
+    with pytest.raises(botocore.exceptions.ClientError) as no_cluster:
+        client.list_addons(clusterName="nope")
+    assert aws_error(no_cluster)[:2] == (404, "ResourceNotFoundException")
+    with pytest.raises(botocore.exceptions.ClientError) as bad_page:
+        client.list_addons(clusterName="prod", maxResults=101)
+    assert aws_error(bad_page)[:2] == (400, "InvalidParameterException")
+
+
+def test_eks_addon_writes_are_refused_and_logged_as_mutating(client, eks):
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        client.create_addon(clusterName="prod", addonName="eks-pod-identity-agent")
+    assert aws_error(refused)[0] == 501
+    logged = [(r["op"], r["mutating"]) for r in eks.log_lines()]
+    assert logged == [("CreateAddon", True)]
+    assert eks.control("GET", "state")["addons"] == {}
+
+
+def test_eks_addons_from_the_command_line_survive_a_reset(moto, tmp_path):
+    server = start(EKS, tmp_path, "--upstream", moto["url"], "--addon", "prod:eks-pod-identity-agent", "--addon", "prod:vpc-cni:CREATING")
+    try:
+        server.control("POST", "reset", {})
+        assert server.control("GET", "state")["addons"] == {"prod": {"eks-pod-identity-agent": "ACTIVE", "vpc-cni": "CREATING"}}
+        status, _, payload = call("POST", f"{server.url}/__standin/config", {"addons": {"prod": {"x": "BROKEN"}}})
+        assert status == 400, payload
+    finally:
+        server.stop()
+
+
+# -- GKE clusters and Cloud DNS zones (read side) -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def preflight_server(tmp_path_factory):
+    server = start(
+        GCP_PREFLIGHT,
+        tmp_path_factory.mktemp("gcp-preflight"),
+        "--project", "proj-a",
+        "--cluster", "proj-a/europe-west1/main",
+        "--zone", "proj-a/root/example.com",
+        "--zone", "proj-a/dev/dev.example.com.",
+        "--zone", "proj-a/inside/corp.example.com/private",
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def gke(preflight_server):
+    preflight_server.control("POST", "reset", {"truncate_log": True})
+    return preflight_server
+
+
+def test_gke_cluster_get_has_the_published_shape(gke):
+    url = f"{gke.url}/v1/projects/proj-a/locations/europe-west1/clusters/main"
+    status, _, cluster = call("GET", url, headers=BEARER)
+    assert status == 200, cluster
+    assert cluster["status"] == "RUNNING"
+    assert cluster["workloadIdentityConfig"] == {"workloadPool": "proj-a.svc.id.goog"}
+    assert cluster["addonsConfig"]["gcsFuseCsiDriverConfig"] == {"enabled": True}
+    status, _, missing = call("GET", url.replace("/main", "/other"), headers=BEARER)
+    assert (status, missing["error"]["status"]) == (404, "NOT_FOUND")
+    status, _, denied = call("GET", url.replace("proj-a", "proj-z"), headers=BEARER)
+    assert (status, denied["error"]["status"]) == (403, "PERMISSION_DENIED")
+    status, _, _ = call("GET", url)
+    assert status == 401
+    gke.control("POST", "config", {"clusters": [{"project": "proj-a", "location": "europe-west1", "name": "main", "status": "PROVISIONING", "workloadPool": None, "gcsFuse": False}]})
+    status, _, cluster = call("GET", url, headers=BEARER)
+    assert cluster["status"] == "PROVISIONING" and "workloadIdentityConfig" not in cluster
+    assert cluster["addonsConfig"]["gcsFuseCsiDriverConfig"] == {"enabled": False}
+
+
+def test_cloud_dns_lists_pages_and_gets_zones(gke):
+    base = f"{gke.url}/dns/v1/projects/proj-a/managedZones"
+    status, _, listed = call("GET", base, headers=BEARER)
+    assert status == 200 and listed["kind"] == "dns#managedZonesListResponse"
+    assert [(z["name"], z["dnsName"], z["visibility"]) for z in listed["managedZones"]] == [
+        ("dev", "dev.example.com.", "public"),
+        ("inside", "corp.example.com.", "private"),
+        ("root", "example.com.", "public"),
+    ]
+    status, _, page = call("GET", f"{base}?maxResults=2", headers=BEARER)
+    assert len(page["managedZones"]) == 2 and page["nextPageToken"]
+    status, _, rest = call("GET", f"{base}?maxResults=2&pageToken={page['nextPageToken']}", headers=BEARER)
+    assert [z["name"] for z in rest["managedZones"]] == ["root"] and "nextPageToken" not in rest
+    status, _, zone = call("GET", f"{base}/dev", headers=BEARER)
+    assert (status, zone["dnsName"]) == (200, "dev.example.com.")
+    status, _, missing = call("GET", f"{base}/gone", headers=BEARER)
+    assert (status, missing["error"]["status"]) == (404, "NOT_FOUND")
+
+
+def test_gcp_preflight_refuses_writes_and_logs_them_as_mutating(gke):
+    status, _, _ = call("POST", f"{gke.url}/dns/v1/projects/proj-a/managedZones", {"name": "x", "dnsName": "x.example.com."}, headers=BEARER)
+    assert status == 501
+    status, _, _ = call("DELETE", f"{gke.url}/dns/v1/projects/proj-a/managedZones/dev", headers=BEARER)
+    assert status == 501
+    logged = [(r["op"], r["mutating"]) for r in gke.log_lines()]
+    assert logged == [("managedZones.create", True), ("dns.delete", True)]
+    assert len(gke.control("GET", "state")["zones"]) == 3

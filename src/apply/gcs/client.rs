@@ -131,13 +131,23 @@ impl Client {
     /// stand-in), else Google's; credentials as for storage (an emulator of IAM needs a
     /// token too: set GOOGLE_OAUTH_ACCESS_TOKEN).
     pub async fn iam_from_env() -> Result<Client> {
+        Client::google_api_from_env(IAM_ENDPOINT_VAR, IAM_BASE).await
+    }
+
+    /// A client of a Google API at `default_base` (`https://container.googleapis.com/v1`),
+    /// or at the base URL gcloud's override variable `endpoint_var` gives (the version
+    /// is kept from `default_base`); credentials as for IAM.
+    pub async fn google_api_from_env(endpoint_var: &str, default_base: &str) -> Result<Client> {
         let non_empty = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let base = match non_empty(IAM_ENDPOINT_VAR) {
+        let version = default_base.rsplit('/').next().unwrap_or("v1");
+        let base = match non_empty(endpoint_var) {
             Some(url) => format!(
-                "{}/v1",
-                url.trim().trim_end_matches('/').trim_end_matches("/v1")
+                "{}/{version}",
+                url.trim()
+                    .trim_end_matches('/')
+                    .trim_end_matches(&format!("/{version}"))
             ),
-            None => IAM_BASE.to_owned(),
+            None => default_base.to_owned(),
         };
         let auth = match non_empty("GOOGLE_OAUTH_ACCESS_TOKEN") {
             Some(token) => Auth::Token(token.trim().to_owned()),

@@ -35,7 +35,7 @@
 //! endpoint and credentials in [`Client::from_env`] is covered by unit tests only as far
 //! as the emulator URL goes.
 
-mod client;
+pub mod client;
 pub mod desired;
 pub mod destroy;
 pub mod identity;
@@ -159,6 +159,7 @@ pub async fn plan_full(
         account: target.gcp().project_id.clone(),
         region: target.gcp().location.clone(),
         actions,
+        stale_lock: Vec::new(),
     })
 }
 

@@ -335,7 +335,8 @@ pub struct Recorded {
     pub method: String,
     pub path: String,
     pub query: String,
-    /// The query protocol's `Action` (IAM, STS), when the body has one.
+    /// The query protocol's `Action` (IAM, STS), when the body has one, or the JSON
+    /// protocol's operation (`X-Amz-Target`, ACM).
     pub action: Option<String>,
     pub status: u16,
 }

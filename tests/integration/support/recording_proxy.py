@@ -5,7 +5,9 @@ the requests the server actually saw rather than trusting strata's own evidence.
     recording_proxy.py LISTEN_PORT UPSTREAM_URL LOG_FILE
 
 Each line: {"method", "path", "query", "action", "status"}. `action` is the query
-protocol's `Action=` (IAM, STS: every call is a POST, the action says which), or null.
+protocol's `Action=` (IAM, STS: every call is a POST, the action says which), the JSON
+protocol's operation from `X-Amz-Target` (ACM: `CertificateManager.ListCertificates`
+gives `ListCertificates`), or null.
 The line is written after the upstream answered. Refuses any upstream that is not
 loopback. Standard library only.
 """
@@ -56,6 +58,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if b"Action=" in body:
             form = urllib.parse.parse_qs(body.decode("latin-1"))
             action = (form.get("Action") or [None])[0]
+        elif self.headers.get("X-Amz-Target"):
+            action = self.headers["X-Amz-Target"].rsplit(".", 1)[-1]
         request = urllib.request.Request(upstream + self.path, data=body if body else None, method=self.command)
         for name, value in self.headers.items():
             if name.lower() not in ("host", "content-length", "connection", "transfer-encoding"):

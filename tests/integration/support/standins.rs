@@ -29,6 +29,33 @@ impl Standin {
         Standin::start("eks_pod_identity.py", &args)
     }
 
+    /// `eks_pod_identity.py` asking moto at `upstream` for clusters, with the EKS add-ons
+    /// `addons` (cluster, add-on name, status) installed.
+    pub fn eks_with_addons(upstream: &str, addons: &[(&str, &str, &str)]) -> Standin {
+        assert_loopback(upstream);
+        let mut args = vec!["--upstream".to_owned(), upstream.to_owned()];
+        for (cluster, addon, status) in addons {
+            args.push("--addon".into());
+            args.push(format!("{cluster}:{addon}:{status}"));
+        }
+        Standin::start("eks_pod_identity.py", &args)
+    }
+
+    /// `gcp_preflight.py`: GKE clusters.get and Cloud DNS managed zones of `project`;
+    /// `clusters` as `LOCATION/NAME[/STATUS]`, `zones` as `NAME/DNS_NAME[/private]`.
+    pub fn gcp_preflight(project: &str, clusters: &[&str], zones: &[&str]) -> Standin {
+        let mut args = vec!["--project".to_owned(), project.to_owned()];
+        for cluster in clusters {
+            args.push("--cluster".into());
+            args.push(format!("{project}/{cluster}"));
+        }
+        for zone in zones {
+            args.push("--zone".into());
+            args.push(format!("{project}/{zone}"));
+        }
+        Standin::start("gcp_preflight.py", &args)
+    }
+
     /// `gcp_iam.py`: Google IAM v1 for `project`, whose Workload Identity pool exists.
     pub fn gcp_iam(project: &str) -> Standin {
         let args = [
@@ -104,31 +131,34 @@ impl Standin {
 
     /// The state the stand-in holds (associations; accounts and policies).
     pub fn state(&self) -> Value {
-        self.control("GET", "state", None)
+        self.control("GET", "/__standin/state", None)
     }
 
     /// Adds a fault rule (see tests/standins/README.md, "Control endpoints").
     pub fn fault(&self, rule: Value) {
-        self.control("POST", "faults", Some(rule));
+        self.control("POST", "/__standin/faults", Some(&rule));
     }
 
-    /// A request to a control endpoint `/__standin/<what>`; its JSON answer.
-    fn control(&self, method: &str, what: &str, body: Option<Value>) -> Value {
+    /// POST /__standin/config: the stand-in's settings (see its doc), the effective ones back.
+    pub fn configure(&self, settings: &Value) -> Value {
+        self.control("POST", "/__standin/config", Some(settings))
+    }
+
+    fn control(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
         let port: u16 = self.url.rsplit(':').next().unwrap().parse().unwrap();
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("stand-in");
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let body = body.map(Value::to_string).unwrap_or_default();
         write!(
             stream,
-            "{method} /__standin/{what} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
         let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        serde_json::from_str(body)
-            .unwrap_or_else(|e| panic!("stand-in {method} {what} ({e}): {body}"))
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("stand-in {path} ({e}): {body}"))
     }
 }
 
