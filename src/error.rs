@@ -20,12 +20,39 @@ pub struct Located {
     pub hint: Option<String>,
 }
 
+/// Longest key (a segment of a key path, or a name between backticks) an error shows
+/// whole; a longer one (a pasted blob, a generated key) is shown as its start, its
+/// length and its end, so that one bad key cannot bury every other error.
+const LONGEST_NAME: usize = 120;
+
+/// `text` with each over-long segment between `sep`s (every other one for a backtick,
+/// every one for a dot) cut down to its start and end.
+fn elide(text: &str, sep: char, every_other: bool) -> String {
+    let mut out = String::with_capacity(text.len().min(1024));
+    for (i, segment) in text.split(sep).enumerate() {
+        if i > 0 {
+            out.push(sep);
+        }
+        let count = segment.chars().count();
+        if (!every_other || i % 2 == 1) && count > LONGEST_NAME {
+            let head: String = segment.chars().take(40).collect();
+            let tail: String = segment.chars().skip(count - 10).collect();
+            out.push_str(&format!("{head}…({count} characters)…{tail}"));
+        } else {
+            out.push_str(segment);
+        }
+    }
+    out
+}
+
 impl Located {
     pub fn new(loc: Loc, key_path: impl Into<String>, message: impl Into<String>) -> Self {
+        let key_path = key_path.into();
+        let message = message.into();
         Located {
             loc,
-            key_path: key_path.into(),
-            message: message.into(),
+            key_path: elide(&key_path, '.', false),
+            message: elide(&message, '`', true),
             hint: None,
         }
     }
