@@ -8,6 +8,7 @@ mod support;
 
 mod aws;
 mod environments;
+mod fuzz;
 mod gcs;
 mod identity;
 mod out_dir;
