@@ -62,9 +62,8 @@ pub fn instrument(source: &str, index: usize, syntax: SyntaxConfig) -> Option<St
         match token {
             Token::TemplateData(_) => {
                 let data = source.get(start..end)?;
-                let mut line = span.start_line as u32;
                 let mut offset = start;
-                for piece in data.split_inclusive('\n') {
+                for (line, piece) in (span.start_line as u32..).zip(data.split_inclusive('\n')) {
                     let content = piece.trim_end();
                     if !content.trim_start().is_empty() {
                         edits.push((
@@ -73,7 +72,6 @@ pub fn instrument(source: &str, index: usize, syntax: SyntaxConfig) -> Option<St
                         ));
                     }
                     offset += piece.len();
-                    line += 1;
                 }
             }
             Token::VariableStart => {

@@ -186,7 +186,7 @@ fn plausible() -> impl Strategy<Value = (String, Yaml)> {
 }
 
 /// One layer: mostly plausible settings, sometimes a wild one.
-fn layer() -> impl Strategy<Value = Vec<(String, Yaml)>> {
+fn layer() -> impl Strategy<Value = Layer> {
     prop::collection::vec(
         prop_oneof![
             6 => plausible(),
@@ -196,12 +196,15 @@ fn layer() -> impl Strategy<Value = Vec<(String, Yaml)>> {
     )
 }
 
+/// A layer's top-level entries.
+type Layer = Vec<(String, Yaml)>;
+
 /// Where the random layers go. A new environment lists its clouds first.
 #[derive(Debug, Clone)]
 struct Case {
-    dev_aws: Option<Vec<(String, Yaml)>>,
-    staging_gcp: Option<Vec<(String, Yaml)>>,
-    new_env: Option<(Vec<&'static str>, Vec<(String, Yaml)>)>,
+    dev_aws: Option<Layer>,
+    staging_gcp: Option<Layer>,
+    new_env: Option<(Vec<&'static str>, Layer)>,
     /// Raw bytes written as a further layer (mostly not YAML at all).
     raw: Option<Vec<u8>>,
 }
