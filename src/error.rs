@@ -20,12 +20,59 @@ pub struct Located {
     pub hint: Option<String>,
 }
 
+/// Longest key (a segment of a key path, or a name between backticks) an error shows
+/// whole; a longer one (a pasted blob, a generated key) is shown as its start, its
+/// length and its end, so that one bad key cannot bury every other error.
+const LONGEST_NAME: usize = 120;
+
+/// `text` with each name (every other segment between backticks, or every segment
+/// between dots) escaped when it holds control characters and cut down to its start
+/// and end when it is over-long.
+fn elide(text: &str, sep: char, every_other: bool) -> String {
+    let mut out = String::with_capacity(text.len().min(1024));
+    for (i, segment) in text.split(sep).enumerate() {
+        if i > 0 {
+            out.push(sep);
+        }
+        let named = !every_other || i % 2 == 1;
+        // A name that holds a line break or another control character is shown
+        // escaped, so that one error stays one line (`a\nb`, not two lines).
+        let escaped: String;
+        let segment = if named && segment.chars().any(char::is_control) {
+            escaped = segment
+                .chars()
+                .map(|c| {
+                    if c.is_control() {
+                        c.escape_default().to_string()
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect();
+            escaped.as_str()
+        } else {
+            segment
+        };
+        let count = segment.chars().count();
+        if named && count > LONGEST_NAME {
+            let head: String = segment.chars().take(40).collect();
+            let tail: String = segment.chars().skip(count - 10).collect();
+            out.push_str(&format!("{head}…({count} characters)…{tail}"));
+        } else {
+            out.push_str(segment);
+        }
+    }
+    out
+}
+
 impl Located {
     pub fn new(loc: Loc, key_path: impl Into<String>, message: impl Into<String>) -> Self {
+        let key_path = key_path.into();
+        let message = message.into();
         Located {
             loc,
-            key_path: key_path.into(),
-            message: message.into(),
+            key_path: elide(&key_path, '.', false),
+            message: elide(&message, '`', true),
             hint: None,
         }
     }

@@ -73,6 +73,27 @@ impl Project {
         }
     }
 
+    /// Reads at most `limit + 1` bytes of one file (enough to tell that it is too
+    /// large, without reading a huge file whole); `None` when it does not exist.
+    pub fn read_at_most(&self, rel: &str, limit: usize) -> Result<Option<Vec<u8>>> {
+        use std::io::Read;
+        match self {
+            Project::Disk(root) => {
+                let file = match std::fs::File::open(root.join(rel)) {
+                    Ok(file) => file,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(Error::io(rel, e)),
+                };
+                let mut bytes = Vec::new();
+                file.take(limit as u64 + 1)
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| Error::io(rel, e))?;
+                Ok(Some(bytes))
+            }
+            Project::Embedded => self.read(rel),
+        }
+    }
+
     /// Reads one file; `None` when it does not exist.
     pub fn read(&self, rel: &str) -> Result<Option<Vec<u8>>> {
         match self {

@@ -23,6 +23,8 @@ use crate::desired::Desired;
 use crate::error::{Error, Result, TemplateError};
 use crate::model::Target;
 
+mod lines;
+
 const TEMPLATE_DIR: &str = "templates";
 const EXTENSION: &str = ".j2";
 
@@ -46,26 +48,39 @@ enum Output {
 pub struct Renderer {
     env: Environment<'static>,
     outputs: Vec<Output>,
+    /// Every template's name (relative to `templates/`) and source, partials too, for
+    /// [`Renderer::producer`].
+    sources: Vec<(String, String)>,
+}
+
+/// The syntax every template is read with.
+fn syntax() -> minijinja::syntax::SyntaxConfig {
+    minijinja::syntax::SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .keep_trailing_newline(true)
+        .build()
+        .expect("default delimiters are valid")
+}
+
+/// The environment templates render in, without templates.
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_syntax(syntax());
+    env.set_recursion_limit(64);
+    env.add_filter("to_yaml", to_yaml);
+    env.add_filter("to_json", to_json);
+    env.add_filter("quote", quote);
+    env
 }
 
 impl Renderer {
     /// Compiles every template; any syntax error is reported with its line.
     pub fn new(files: Vec<(String, Vec<u8>)>) -> Result<Renderer> {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_auto_escape_callback(|_| AutoEscape::None);
-        env.set_syntax(
-            minijinja::syntax::SyntaxConfig::builder()
-                .trim_blocks(true)
-                .lstrip_blocks(true)
-                .keep_trailing_newline(true)
-                .build()
-                .expect("default delimiters are valid"),
-        );
-        env.set_recursion_limit(64);
-        env.add_filter("to_yaml", to_yaml);
-        env.add_filter("to_json", to_json);
-        env.add_filter("quote", quote);
+        let mut env = environment();
+        let mut sources = Vec::new();
         let mut outputs = Vec::new();
         let mut errors = Vec::new();
         for (rel, bytes) in files {
@@ -93,10 +108,11 @@ impl Renderer {
                     continue;
                 }
             };
-            if let Err(e) = env.add_template_owned(rel.clone(), source) {
+            if let Err(e) = env.add_template_owned(rel.clone(), source.clone()) {
                 errors.push(template_error(&e, None));
                 continue;
             }
+            sources.push((rel.clone(), source));
             if !is_partial {
                 outputs.push(Output::Template {
                     name: rel.clone(),
@@ -105,7 +121,11 @@ impl Renderer {
             }
         }
         Error::from_list(errors)?;
-        Ok(Renderer { env, outputs })
+        Ok(Renderer {
+            env,
+            outputs,
+            sources,
+        })
     }
 
     /// Renders every artifact of one target: strata's own (from the desired state),
@@ -147,7 +167,34 @@ impl Renderer {
                     if !text.ends_with('\n') {
                         text.push('\n');
                     }
-                    check_artifact(name, out, &text, &target.name)?;
+                    if let Err(failure) = check_artifact(out, &text) {
+                        let at = failure
+                            .output_line
+                            .and_then(|line| self.producer(name, &ctx, &text, line));
+                        let (template, line) = match at {
+                            Some((template, line)) => (template, Some(line)),
+                            None => (name.clone(), None),
+                        };
+                        let mut message = failure.message;
+                        if template != *name {
+                            // A macro's or an included template's line: say which
+                            // template was being rendered.
+                            message = message.replacen(
+                                &format!("rendered {out}"),
+                                &format!("rendered {out} (from {TEMPLATE_DIR}/{name})"),
+                                1,
+                            );
+                        }
+                        return Err(TemplateError {
+                            template: format!("{TEMPLATE_DIR}/{template}"),
+                            line,
+                            col: None,
+                            target: Some(target.name.clone()),
+                            message,
+                            hint: Some(failure.hint.to_owned()),
+                        }
+                        .into());
+                    }
                     rendered.insert(
                         &target.name,
                         out.clone(),
@@ -158,6 +205,30 @@ impl Renderer {
             }
         }
         Ok(rendered)
+    }
+}
+
+impl Renderer {
+    /// The template and line that produced line `line` (1-based) of `text`, which
+    /// template `name` rendered from `ctx`: the templates are rendered again with
+    /// markers (see [`lines`] for how, and why the answer is sound). `None` when the
+    /// instrumented render does not reproduce `text` exactly.
+    fn producer(&self, name: &str, ctx: &Value, text: &str, line: usize) -> Option<(String, u32)> {
+        let mut env = environment();
+        env.add_filter(lines::FILTER, lines::at_filter);
+        for (index, (rel, source)) in self.sources.iter().enumerate() {
+            let marked = lines::instrument(source, index, syntax())?;
+            env.add_template_owned(rel.clone(), marked).ok()?;
+        }
+        let mut marked = env.get_template(name).ok()?.render(ctx).ok()?;
+        if !lines::strip(&marked).ends_with('\n') {
+            marked.push('\n');
+        }
+        if lines::strip(&marked) != text {
+            return None;
+        }
+        let (index, line) = lines::producer(&marked, line)?;
+        Some((self.sources.get(index)?.0.clone(), line))
     }
 }
 
@@ -385,23 +456,24 @@ pub fn context(target: &Target, desired: &Desired) -> serde_json::Value {
     ctx
 }
 
+/// Why a rendered artifact was refused, and on which line of the output.
+struct Refused {
+    output_line: Option<usize>,
+    message: String,
+    hint: &'static str,
+}
+
 /// Parses a rendered artifact back by its kind and scans it for secrets.
-fn check_artifact(template: &str, out: &str, text: &str, target: &str) -> Result<()> {
-    let fail = |line: Option<u32>, message: String, hint: &str| -> Error {
-        TemplateError {
-            template: format!("{TEMPLATE_DIR}/{template}"),
-            line,
-            col: None,
-            target: Some(target.to_owned()),
-            message,
-            hint: Some(hint.to_owned()),
-        }
-        .into()
+fn check_artifact(out: &str, text: &str) -> std::result::Result<(), Refused> {
+    let fail = |line: usize, message: String, hint: &'static str| Refused {
+        output_line: Some(line),
+        message,
+        hint,
     };
     if out.ends_with(".yaml") || out.ends_with(".yml") {
         if let Err((line, message)) = crate::yaml_check::check(text) {
             return Err(fail(
-                None,
+                line,
                 format!("rendered {out} is not valid YAML (output line {line}): {message}"),
                 "check indentation around the reported line; pipe structured values through `| to_yaml | indent(N)`",
             ));
@@ -409,7 +481,7 @@ fn check_artifact(template: &str, out: &str, text: &str, target: &str) -> Result
     } else if out.ends_with(".json") {
         if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
             return Err(fail(
-                None,
+                e.line(),
                 format!(
                     "rendered {out} is not valid JSON (output line {}): {e}",
                     e.line()
@@ -428,7 +500,7 @@ fn check_artifact(template: &str, out: &str, text: &str, target: &str) -> Result
             });
             if !valid {
                 return Err(fail(
-                    None,
+                    i + 1,
                     format!("rendered {out} line {} is not NAME=value", i + 1),
                     "each line must be NAME=value or a # comment",
                 ));
@@ -440,7 +512,7 @@ fn check_artifact(template: &str, out: &str, text: &str, target: &str) -> Result
         .next()
     {
         return Err(fail(
-            None,
+            line,
             format!("rendered {out} line {line} contains what looks like {what} (value not shown)"),
             "artifacts are committed and reviewed: reference secrets with secretRef instead of writing them",
         ));

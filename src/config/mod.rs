@@ -25,8 +25,9 @@ pub const CLOUDS: &[&str] = &["aws", "gcp"];
 /// The key of an environment file that lists its clouds; it is not merged.
 const CLOUDS_KEY: &str = "clouds";
 
-/// Largest layer file accepted; real layers are a few kilobytes.
-const MAX_LAYER_BYTES: usize = 4 << 20;
+/// Largest layer file accepted; real layers are a few kilobytes. A larger file is
+/// read only this far ([`Project::read_at_most`]).
+pub const MAX_LAYER_BYTES: usize = 4 << 20;
 
 /// Parses one layer file. The root must be a mapping (an empty file is an empty one).
 pub fn parse_layer(bytes: &[u8], file: &str) -> Result<Node> {
@@ -36,8 +37,7 @@ pub fn parse_layer(bytes: &[u8], file: &str) -> Result<Node> {
             Loc::file(file),
             "",
             format!(
-                "the file is {} bytes; layers are limited to {MAX_LAYER_BYTES} bytes",
-                bytes.len()
+                "the file is larger than {MAX_LAYER_BYTES} bytes (4 MiB), the limit for a layer"
             ),
         )
         .hint("split the configuration, or remove generated content from it")
@@ -128,10 +128,30 @@ fn yaml_error(error: &serde_saphyr::Error, file: &Arc<str>) -> Error {
             "the document's values add up to more than 8 MiB".to_owned()
         }
         Some(what) => format!("the document exceeds a size limit ({what})"),
-        None => message,
+        None => match message.strip_prefix("unexpected character: `") {
+            // The scanner quotes a control character as Rust debug text (`\u{0}').
+            Some(rest) if rest.starts_with("\\u{") => {
+                let code = rest
+                    .trim_start_matches("\\u{")
+                    .split('}')
+                    .next()
+                    .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                    .unwrap_or(0);
+                let name = if code == 0 { " (a NUL byte)" } else { "" };
+                format!("the control character U+{code:04X}{name} is not allowed in YAML")
+            }
+            _ => message,
+        },
     };
     let lower = message.to_lowercase();
-    let hint = if lower.contains("duplicate") {
+    let long_key = message == "mapping values are not allowed in this context"
+        && error.location().is_some_and(|l| l.column() > 1024);
+    let hint = if long_key {
+        Some(
+            "YAML limits a plain key to 1024 characters; a longer key must be written \
+             as `? KEY` with `: VALUE` on the next line (and is most likely a mistake)",
+        )
+    } else if lower.contains("duplicate") {
         Some("remove one of the two entries; YAML keys must be unique within a mapping")
     } else if lower.contains("budget")
         || lower.contains("alias")
@@ -260,7 +280,11 @@ impl Layers {
         // so that errors come in the same order every run.
         let parsed: Vec<Result<Option<std::result::Result<Node, Error>>>> = names
             .par_iter()
-            .map(|rel| Ok(project.read(rel)?.map(|bytes| parse_layer(&bytes, rel))))
+            .map(|rel| {
+                Ok(project
+                    .read_at_most(rel, MAX_LAYER_BYTES)?
+                    .map(|bytes| parse_layer(&bytes, rel)))
+            })
             .collect();
         let mut files = BTreeMap::new();
         let mut errors = Vec::new();

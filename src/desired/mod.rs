@@ -286,6 +286,27 @@ fn env_vars(
                         continue;
                     }
                 };
+                // A process environment cannot hold a NUL, and the other control
+                // characters (a carriage return, an escape) would be written raw into
+                // the .env file; newlines and tabs are escaped there and are fine.
+                if let Some(c) = text
+                    .chars()
+                    .find(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+                {
+                    errors.push(
+                        Located::new(
+                            value.loc.clone(),
+                            format!("{path}.{name}"),
+                            format!(
+                                "an environment variable cannot hold the control character U+{:04X}",
+                                u32::from(c)
+                            ),
+                        )
+                        .hint("remove it from the value (only newlines and tabs are allowed)")
+                        .into(),
+                    );
+                    continue;
+                }
                 env.insert(name.clone(), text);
             }
         }

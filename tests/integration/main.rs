@@ -10,6 +10,7 @@ mod aws;
 mod cli;
 mod destroy;
 mod environments;
+mod fuzz;
 mod gcs;
 mod identity;
 mod out_dir;

@@ -8,4 +8,5 @@ mod drift;
 mod errors;
 mod example;
 mod init;
+mod random_layers;
 mod validators;

@@ -1,19 +1,39 @@
 //! Every mistake a user can make fails with exit 2, an exact message on stderr
-//! (snapshotted), and the output folder exactly as it was.
+//! (snapshotted), and the output folder exactly as it was; hostile input that is valid
+//! (a BOM, CRLF line endings) renders exactly what the plain file renders.
 //!
 //! Each case is a folder in `tests/fixtures/errors/`: `case.yaml` names the bundled
 //! example to copy (default: the lakehouse), the command (`render`, the default, or
-//! `validate`), and how to break the copy: replace text in a file, append to a file
-//! (creating it), copy a file of the case folder in, delete a file, or add a symbolic
-//! link.
+//! `validate`), and how to break the copy: replace text in a file, append or prepend
+//! to a file (creating it), copy a file of the case folder in, delete a file, add a
+//! symbolic link, generate a huge file (`repeat` a line `times` times between `head`
+//! and `tail`) or many files (`each` written to `file` with `{i}` numbered `times`
+//! times), or convert every file below a folder to CRLF line endings. Huge inputs are
+//! generated at test time, never committed.
+//!
+//! Every case also runs within bounds: under [`TIME_LIMIT`] of CPU time (user + system
+//! of every thread, from `wait4`: wall time on a shared machine measures the other
+//! processes too) and [`MEMORY_LIMIT_KIB`] of peak resident memory (the child's own
+//! `ru_maxrss`), so a regression to exponential work or unbounded reading fails here.
+//! A watchdog kills a run still going after [`WALL_LIMIT`].
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// CPU time one case may take (a debug build: the largest cases, a million-item list
+/// and 5000 layer files, need 2 to 6 s).
+const TIME_LIMIT: Duration = Duration::from_secs(10);
+/// Wall time after which a run is killed (and the case fails).
+const WALL_LIMIT: Duration = Duration::from_secs(120);
+/// Peak resident memory one run may use: 1 GiB. A good render of the lakehouse needs
+/// a few tens of MiB; a 50 MB layer read whole, or an expanded alias bomb, would pass
+/// or exceed this.
+const MEMORY_LIMIT_KIB: u64 = 1 << 20;
+
 use serde::Deserialize;
 
 use super::example::{Copy, EXAMPLES, files, mtimes, snapshot_settings, tree};
-use crate::support::text;
+use crate::support::{run_measured, text};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +53,10 @@ struct Case {
     /// Text the error output must never contain (secret values).
     #[serde(default)]
     must_not_contain: Vec<String>,
+    /// The input is valid after all: the run exits 0, prints nothing on stderr, and
+    /// renders byte for byte what the unbroken project rendered.
+    #[serde(default)]
+    succeeds: bool,
 }
 
 #[derive(Deserialize)]
@@ -46,6 +70,13 @@ struct Edit {
     delete: Option<String>,
     symlink: Option<String>,
     to: Option<String>,
+    prepend: Option<String>,
+    head: Option<String>,
+    repeat: Option<String>,
+    tail: Option<String>,
+    each: Option<String>,
+    times: Option<usize>,
+    crlf: Option<String>,
 }
 
 impl Edit {
@@ -69,6 +100,60 @@ impl Edit {
                 copy: None,
                 ..
             } => copy.append(file, more),
+            Edit {
+                file: Some(file),
+                prepend: Some(before),
+                ..
+            } => {
+                parent(file);
+                let old = std::fs::read(copy.path(file)).unwrap_or_default();
+                let mut bytes = before.as_bytes().to_vec();
+                bytes.extend(old);
+                std::fs::write(copy.path(file), bytes).unwrap();
+            }
+            Edit {
+                file: Some(file),
+                repeat: Some(line),
+                times: Some(times),
+                ..
+            } => {
+                parent(file);
+                let head = self.head.as_deref().unwrap_or_default();
+                let tail = self.tail.as_deref().unwrap_or_default();
+                let mut text = String::with_capacity(head.len() + line.len() * times + tail.len());
+                text.push_str(head);
+                for _ in 0..*times {
+                    text.push_str(line);
+                }
+                text.push_str(tail);
+                std::fs::write(copy.path(file), text).unwrap();
+            }
+            Edit {
+                file: Some(pattern),
+                each: Some(text),
+                times: Some(times),
+                ..
+            } => {
+                parent(pattern);
+                for i in 0..*times {
+                    let name = pattern.replace("{i}", &i.to_string());
+                    std::fs::write(copy.path(&name), text.replace("{i}", &i.to_string())).unwrap();
+                }
+            }
+            Edit {
+                crlf: Some(dir),
+                file: None,
+                ..
+            } => {
+                for entry in walkdir::WalkDir::new(copy.path(dir)) {
+                    let entry = entry.unwrap();
+                    if entry.file_type().is_file() {
+                        let text = std::fs::read_to_string(entry.path()).unwrap();
+                        assert!(!text.contains('\r'), "{}", entry.path().display());
+                        std::fs::write(entry.path(), text.replace('\n', "\r\n")).unwrap();
+                    }
+                }
+            }
             Edit {
                 file: Some(file),
                 copy: Some(from),
@@ -95,7 +180,8 @@ impl Edit {
                 std::os::unix::fs::symlink(to, copy.path(link)).unwrap()
             }
             _ => panic!(
-                "an edit is file+replace+with, file+append, file+copy, delete, or symlink+to"
+                "an edit is file+replace+with, file+append, file+prepend, file+copy, \
+                 file+repeat+times (+head, +tail), file+each+times, delete, symlink+to, or crlf"
             ),
         }
     }
@@ -122,15 +208,46 @@ fn run_case(case_file: &Path) -> (Case, String) {
         edit.apply(&copy, case_file.parent().unwrap());
     }
     let out = copy.out();
-    let started = Instant::now();
-    let output = match case.command.as_deref().unwrap_or("render") {
-        "render" => copy.strata(&["render", "--out", out.to_str().unwrap()]),
-        "validate" => copy.strata(&["validate"]),
+    let cmd = match case.command.as_deref().unwrap_or("render") {
+        "render" => copy.command(&["render", "--out", out.to_str().unwrap()]),
+        "validate" => copy.command(&["validate"]),
         other => panic!("{}: unknown command `{other}`", case_file.display()),
     };
-    let elapsed = started.elapsed();
+    let run = run_measured(cmd, WALL_LIMIT);
+    let output = run.output;
     let stderr = copy.redact(&text(&output.stderr));
 
+    assert!(
+        run.cpu < TIME_LIMIT,
+        "{}: took {:?} of CPU ({:?} wall)",
+        case.about,
+        run.cpu,
+        run.elapsed
+    );
+    assert!(
+        run.peak_rss_kib < MEMORY_LIMIT_KIB,
+        "{}: peak memory {} KiB",
+        case.about,
+        run.peak_rss_kib
+    );
+    let after = tree(&copy.out());
+    assert!(
+        after == before,
+        "{}: out/ changed: {:?} -> {:?}",
+        case.about,
+        files(&before),
+        files(&after)
+    );
+    if case.succeeds {
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}: expected success\nstderr:\n{stderr}",
+            case.about
+        );
+        assert_eq!(stderr, "", "{}", case.about);
+        return (case, stderr);
+    }
     assert_eq!(
         output.status.code(),
         Some(2),
@@ -144,19 +261,6 @@ fn run_case(case_file: &Path) -> (Case, String) {
         case.about
     );
     assert!(stderr.starts_with("error: "), "{stderr}");
-    assert!(
-        elapsed < Duration::from_secs(10),
-        "{}: took {elapsed:?}",
-        case.about
-    );
-    let after = tree(&copy.out());
-    assert!(
-        after == before,
-        "{}: out/ changed: {:?} -> {:?}",
-        case.about,
-        files(&before),
-        files(&after)
-    );
     assert_eq!(
         mtimes(&copy.out()),
         times,
@@ -218,6 +322,9 @@ fn error_cases() {
     snapshot_settings().bind(|| {
         insta::glob!("../../fixtures/errors", "*/case.yaml", |path| {
             let (case, stderr) = run_case(path);
+            if case.succeeds {
+                return;
+            }
             insta::with_settings!({ description => case.about.as_str(), omit_expression => true }, {
                 insta::assert_snapshot!(stderr);
             });

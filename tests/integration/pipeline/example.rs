@@ -155,6 +155,16 @@ impl Copy {
         support::run_in(self.tmp.path(), &all)
     }
 
+    /// The command [`Copy::strata`] runs, to run it another way.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = support::strata();
+        cmd.current_dir(self.tmp.path())
+            .arg("-C")
+            .arg(self.root())
+            .args(args);
+        cmd
+    }
+
     /// `strata -C <project> render --out <project>/out`, which must succeed.
     pub fn render_ok(&self) -> Output {
         let out = self.out();

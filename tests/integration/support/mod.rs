@@ -413,3 +413,97 @@ impl Drop for RecordingProxy {
         let _ = self.child.wait();
     }
 }
+
+/// What a run measured: its output, wall time, and peak resident memory.
+pub struct Measured {
+    pub output: Output,
+    pub elapsed: std::time::Duration,
+    /// CPU time (user + system, every thread): unlike wall time, it does not grow
+    /// when other processes load the machine.
+    pub cpu: std::time::Duration,
+    /// The child's own peak resident set size in KiB (`ru_maxrss` from `wait4`, which
+    /// reports this one child, not other tests' children).
+    pub peak_rss_kib: u64,
+}
+
+/// Runs `cmd` (stdout and stderr captured) and measures it; a watchdog kills it with
+/// SIGKILL after `limit`, so a run that hangs fails the test instead of blocking it.
+pub fn run_measured(mut cmd: Command, limit: std::time::Duration) -> Measured {
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let started = std::time::Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("strata runs");
+    let pid = child.id() as libc::pid_t;
+    let reader = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            pipe.read_to_end(&mut bytes).unwrap();
+            bytes
+        })
+    };
+    let stdout = reader(Box::new(child.stdout.take().unwrap()));
+    let stderr = reader(Box::new(child.stderr.take().unwrap()));
+    let done = Arc::new(AtomicBool::new(false));
+    let watchdog = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let until = std::time::Instant::now() + limit;
+            while std::time::Instant::now() < until {
+                if done.load(Ordering::SeqCst) {
+                    return false;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            if !done.load(Ordering::SeqCst) {
+                // Not reaped yet (wait4 below has not returned), so the pid is still
+                // this child's.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                return true;
+            }
+            false
+        })
+    };
+    let mut status: libc::c_int = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = loop {
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == -1 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        break r;
+    };
+    done.store(true, Ordering::SeqCst);
+    let elapsed = started.elapsed();
+    assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
+    let killed = watchdog.join().unwrap();
+    assert!(
+        !killed,
+        "the run was still going after {limit:?} and was killed"
+    );
+    // The std Child must not wait for the reaped pid again.
+    std::mem::forget(child);
+    use std::os::unix::process::ExitStatusExt;
+    Measured {
+        output: Output {
+            status: std::process::ExitStatus::from_raw(status),
+            stdout: stdout.join().unwrap(),
+            stderr: stderr.join().unwrap(),
+        },
+        elapsed,
+        cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime),
+        peak_rss_kib: usage.ru_maxrss as u64,
+    }
+}
+
+fn timeval(t: libc::timeval) -> std::time::Duration {
+    std::time::Duration::from_secs(t.tv_sec as u64)
+        + std::time::Duration::from_micros(t.tv_usec as u64)
+}
