@@ -42,6 +42,11 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
 
+    /// No progress lines on stderr while plan, apply, destroy and preflight work (they
+    /// are off with `--format json` too); results and errors are printed as always.
+    #[arg(short = 'q', long, global = true)]
+    pub quiet: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -14,6 +14,18 @@ use crate::report::{self, Reporter, status_word};
 use crate::{Loaded, exit, render_all, timed};
 
 pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
+    if !cli.quiet
+        && out.format != Format::Json
+        && matches!(
+            cli.command,
+            Command::Plan { .. }
+                | Command::Apply { .. }
+                | Command::Destroy { .. }
+                | Command::Preflight { .. }
+        )
+    {
+        crate::apply::progress::install(|line| eprintln!("strata: {line}"));
+    }
     match &cli.command {
         Command::Render {
             targets,

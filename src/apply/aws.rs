@@ -739,7 +739,7 @@ pub async fn execute(
             (Ok(_), Op::Create) if !existed => Outcome::Created,
             (Ok(_), _) => Outcome::Updated,
         };
-        evidence.resources.push(ResourceEvidence {
+        evidence.add(ResourceEvidence {
             kind: action.kind.clone(),
             name: action.name.clone(),
             existed,

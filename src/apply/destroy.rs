@@ -141,6 +141,16 @@ impl DestroyEvidence {
             Ok(false) => DestroyOutcome::Absent,
             Err(_) => DestroyOutcome::Failed,
         };
+        super::progress::step(
+            &item.kind,
+            &item.name,
+            match outcome {
+                DestroyOutcome::Deleted => "deleted",
+                DestroyOutcome::Absent => "absent",
+                DestroyOutcome::Kept => "kept",
+                DestroyOutcome::Failed => "failed",
+            },
+        );
         self.resources.push(Done {
             kind: item.kind.clone(),
             name: item.name.clone(),

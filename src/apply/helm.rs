@@ -141,6 +141,15 @@ pub fn run(installs: &[HelmInstall], runs: &mut Vec<HelmRun>) -> Result<()> {
                     argv,
                     exit_code: status.code(),
                 });
+                super::progress::step(
+                    "helm_release",
+                    &install.release,
+                    if status.success() {
+                        "upgrade --install done"
+                    } else {
+                        "upgrade --install failed"
+                    },
+                );
                 if !status.success() {
                     return Err(Error::Cloud(format!(
                         "helm release {} (chart {}): helm upgrade --install failed ({})",

@@ -14,6 +14,7 @@ pub mod helm;
 pub mod lock;
 pub mod plan;
 pub mod planfile;
+pub mod progress;
 
 use std::path::Path;
 

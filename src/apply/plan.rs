@@ -89,6 +89,20 @@ pub struct Evidence {
     pub error: Option<String>,
 }
 
+impl Evidence {
+    /// Records what happened to one resource, and reports it as progress.
+    pub fn add(&mut self, resource: ResourceEvidence) {
+        let what = match resource.outcome {
+            Outcome::Created => "created",
+            Outcome::Updated => "updated",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Failed => "failed",
+        };
+        super::progress::step(&resource.kind, &resource.name, what);
+        self.resources.push(resource);
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceEvidence {

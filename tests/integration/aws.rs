@@ -2836,3 +2836,54 @@ fn a_role_or_bucket_that_is_not_this_targets_is_never_changed() {
     let live = block_on(read_bucket(&bucket, "eu-west-1"));
     assert_eq!(live.tags.len(), 2, "{:?}", live.tags);
 }
+
+/// Apply prints one progress line per resource on stderr as it goes (kind, name, what
+/// happened, seconds since the start); `--quiet` and `--format json` print none, and
+/// stdout (the evidence) is the same either way.
+#[test]
+fn apply_reports_progress_on_stderr_unless_quiet_or_json() {
+    let p = Project::new("progress");
+    let bucket = p.bucket("dev");
+    let first = p.run(&["apply", "dev-aws", "--approve", "--skip-helm"]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let progress: Vec<String> = text(&first.stderr)
+        .lines()
+        .filter(|l| l.starts_with("strata: "))
+        .map(str::to_owned)
+        .collect();
+    let line = progress
+        .iter()
+        .find(|l| l.starts_with(&format!("strata: s3_bucket {bucket}: created (")))
+        .unwrap_or_else(|| panic!("no progress line for the bucket: {progress:#?}"));
+    assert!(line.ends_with(" s)"), "{line}");
+    assert!(
+        progress
+            .iter()
+            .any(|l| l.starts_with("strata: iam_role ") && l.contains(": created (")),
+        "{progress:#?}"
+    );
+    for quiet in [
+        vec!["--quiet", "apply", "dev-aws", "--approve", "--skip-helm"],
+        vec!["-q", "apply", "dev-aws", "--approve", "--skip-helm"],
+        vec![
+            "--format",
+            "json",
+            "apply",
+            "dev-aws",
+            "--approve",
+            "--skip-helm",
+        ],
+    ] {
+        let again = p.run(&quiet);
+        assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+        assert!(
+            !text(&again.stderr).contains("strata: s3_bucket"),
+            "{quiet:?}: {}",
+            text(&again.stderr)
+        );
+    }
+    let loud = p.run(&["apply", "dev-aws", "--approve", "--skip-helm"]);
+    let quiet = p.run(&["--quiet", "apply", "dev-aws", "--approve", "--skip-helm"]);
+    assert_eq!(text(&loud.stdout), text(&quiet.stdout));
+    assert!(text(&loud.stderr).contains(&format!("strata: s3_bucket {bucket}: unchanged (")));
+}

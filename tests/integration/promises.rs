@@ -29,11 +29,7 @@ const DOCS: &[&str] = &[
 ];
 
 /// Sections that list what is not built yet: disclaimers, not promises.
-const NOT_PROMISES: &[(&str, &str)] = &[
-    ("README.md", "Not built yet"),
-    // `strata destroy` does not exist yet (README, Not built yet).
-    ("docs/apply.md", "Destroy"),
-];
+const NOT_PROMISES: &[(&str, &str)] = &[("README.md", "Not built yet")];
 
 /// The heading of each line of a markdown file (`##` and `###`), and the line; lines
 /// inside fenced code blocks are left out.

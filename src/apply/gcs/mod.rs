@@ -219,7 +219,7 @@ pub async fn execute_full(
                 (false, false) => Outcome::Updated,
             };
             let created = account.iter().any(|f| f == "accountId");
-            evidence.resources.push(ResourceEvidence {
+            evidence.add(ResourceEvidence {
                 kind: identity::SERVICE_ACCOUNT.into(),
                 name: email.to_owned(),
                 existed: !created,
@@ -231,7 +231,7 @@ pub async fn execute_full(
                 fields: account,
             });
             if result.is_ok() {
-                evidence.resources.push(ResourceEvidence {
+                evidence.add(ResourceEvidence {
                     kind: identity::SERVICE_ACCOUNT_IAM.into(),
                     name: email.to_owned(),
                     existed: !created,
@@ -259,7 +259,7 @@ async fn converge_bucket(
 ) -> Result<bool> {
     let name = desired.name.as_str();
     let record = |evidence: &mut Evidence, existed, outcome, fields| {
-        evidence.resources.push(ResourceEvidence {
+        evidence.add(ResourceEvidence {
             kind: KIND_BUCKET.into(),
             name: name.to_owned(),
             existed,
@@ -365,7 +365,7 @@ async fn converge_bindings(
     evidence: &mut Evidence,
 ) -> Result<()> {
     let record = |evidence: &mut Evidence, outcome, fields| {
-        evidence.resources.push(ResourceEvidence {
+        evidence.add(ResourceEvidence {
             kind: KIND_BUCKET_IAM.into(),
             name: bucket.to_owned(),
             existed: bucket_existed,
