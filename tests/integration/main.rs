@@ -14,4 +14,5 @@ mod out_dir;
 mod pipeline;
 mod planfile;
 mod pr;
+mod readme;
 mod review;
