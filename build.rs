@@ -17,12 +17,7 @@ fn main() {
     );
     let mut files = Vec::new();
     for dir in ["environments", "templates", "charts"] {
-        // To cargo a path that does not exist has changed on every build, and strata
-        // would be recompiled each time: a missing folder (the lakehouse has no
-        // templates/) is not watched. Touch build.rs after creating one.
-        if root.join(dir).exists() {
-            println!("cargo:rerun-if-changed={dir}");
-        }
+        println!("cargo:rerun-if-changed={dir}");
         collect(root, &root.join(dir), &mut files);
     }
     println!("cargo:rerun-if-changed=examples");
