@@ -19,5 +19,6 @@ mod planfile;
 mod pr;
 mod preflight;
 mod promises;
+mod readme;
 mod review;
 mod rules;
