@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // At run time, not `env!` (compile time): one compiled build script may serve
+    // several checkouts that share a build folder (the README test's clone does), and
+    // each must embed its own files.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest_dir);
     println!(
         "cargo:rustc-env=STRATA_REVISION={}",
         revision(root).unwrap_or_else(|| "unknown revision".to_owned())

@@ -67,6 +67,9 @@ enum Sh {
     Skip(&'static str),
 }
 
+/// Why the deploy-pipeline block is not run.
+const PIPELINE: &str = "the shape of a deploy pipeline against a real account and cluster; each command runs in the walkthroughs above and in tests/integration/{planfile,destroy}.rs";
+
 const SH_LINES: &[(&str, Sh)] = &[
     ("cargo run --locked -- render", Sh::Run),
     (
@@ -104,6 +107,51 @@ const SH_LINES: &[(&str, Sh)] = &[
     (
         "scripts/bench --baseline OLD/strata",
         Sh::Skip("as scripts/bench, and needs another build"),
+    ),
+    (
+        "# 1. In the pull request: plan, and keep the plan as the thing to review.",
+        Sh::Skip(PIPELINE),
+    ),
+    (
+        "strata plan prod-aws --out prod-aws.plan",
+        Sh::Skip(PIPELINE),
+    ),
+    (
+        "#    (the job attaches prod-aws.plan and the printed plan for the reviewer)",
+        Sh::Skip(PIPELINE),
+    ),
+    (
+        "# 2. After approval, on the main branch: apply exactly what was reviewed.",
+        Sh::Skip(PIPELINE),
+    ),
+    (
+        "strata --format json apply prod-aws.plan > evidence.json",
+        Sh::Skip(PIPELINE),
+    ),
+    (
+        r#"#    exit 2, nothing written, when the render, strata's version or the live state"#,
+        Sh::Skip(PIPELINE),
+    ),
+    (
+        "#    moved since the plan: plan again and review the new one.",
+        Sh::Skip(PIPELINE),
+    ),
+    (
+        "# 3. Tearing a target down: look first, then destroy (a protected target needs its name).",
+        Sh::Skip(PIPELINE),
+    ),
+    ("strata plan dev-aws --destroy", Sh::Skip(PIPELINE)),
+    (
+        "strata destroy dev-aws --approve --force-empty",
+        Sh::Skip(PIPELINE),
+    ),
+    (
+        "strata destroy prod-aws --approve=prod-aws",
+        Sh::Skip(PIPELINE),
+    ),
+    (
+        "scripts/bench --quick",
+        Sh::Skip("a release build; CI runs it after scripts/test"),
     ),
 ];
 
