@@ -309,7 +309,7 @@ fn each_credential_pattern_in_a_rendered_artifact_is_refused_by_file_and_line() 
         &f,
         &["render"],
         &[
-            "error: templates/notes.yaml.j2: rendered notes.yaml line 1 contains what looks like a high-entropy value under a secret-like key (value not shown)",
+            "error: templates/notes.yaml.j2:1: rendered notes.yaml line 1 contains what looks like a high-entropy value under a secret-like key (value not shown)",
         ],
         &[value],
     );
