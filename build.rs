@@ -48,10 +48,13 @@ fn main() {
     for rel in &files {
         let abs = root.join(rel);
         println!("cargo:rerun-if-changed={}", abs.display());
+        // Relative to the crate being compiled, not to this script's checkout: another
+        // checkout sharing the build folder (the README test's clone) may run this
+        // script and overwrite this file, and the text must then be the same.
         writeln!(
             out,
-            "    ({rel:?}, include_bytes!({:?})),",
-            abs.display().to_string()
+            "    ({rel:?}, include_bytes!(concat!(env!(\"CARGO_MANIFEST_DIR\"), {:?}))),",
+            format!("/{rel}")
         )
         .unwrap();
     }
