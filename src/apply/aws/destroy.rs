@@ -398,24 +398,7 @@ async fn delete_policy(c: &Clients, arn: &str) -> Result<bool> {
         let Some(name) = role.role_name() else {
             continue;
         };
-        match c
-            .iam
-            .detach_role_policy()
-            .role_name(name)
-            .policy_arn(arn)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_missing(&e) => {}
-            Err(e) => {
-                return Err(cloud_error(
-                    &resource,
-                    &format!("DetachRolePolicy {name}"),
-                    &e,
-                ));
-            }
-        }
+        detach(c, &resource, name, arn, name).await?;
     }
     let versions = match c.iam.list_policy_versions().policy_arn(arn).send().await {
         Ok(out) => out,
@@ -454,30 +437,34 @@ async fn delete_policy(c: &Clients, arn: &str) -> Result<bool> {
     }
 }
 
+/// Detaches policy `arn` from role `role`; one already detached (or gone) is fine.
+/// Errors name `resource` and, after the action, `which` (the role or the policy).
+async fn detach(c: &Clients, resource: &str, role: &str, arn: &str, which: &str) -> Result<()> {
+    match c
+        .iam
+        .detach_role_policy()
+        .role_name(role)
+        .policy_arn(arn)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_missing(&e) => Ok(()),
+        Err(e) => Err(cloud_error(
+            resource,
+            &format!("DetachRolePolicy {which}"),
+            &e,
+        )),
+    }
+}
+
 async fn delete_role(c: &Clients, name: &str) -> Result<bool> {
     let resource = format!("iam role {name}");
     let Some(live) = read_role(c, name).await? else {
         return Ok(false);
     };
     for arn in &live.attached {
-        match c
-            .iam
-            .detach_role_policy()
-            .role_name(name)
-            .policy_arn(arn)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_missing(&e) => {}
-            Err(e) => {
-                return Err(cloud_error(
-                    &resource,
-                    &format!("DetachRolePolicy {arn}"),
-                    &e,
-                ));
-            }
-        }
+        detach(c, &resource, name, arn, arn).await?;
     }
     let inline = c
         .iam
