@@ -23,7 +23,7 @@ use super::docs::WorkloadDocs;
 use super::plan::{Action, FieldChange, Op};
 use crate::desired::iam::issuer_host_path;
 use crate::error::{Error, Result};
-use crate::model::{AwsIdentity, Target, partition};
+use crate::model::{Target, partition};
 
 pub const ROLE: &str = "iam_role";
 pub const OIDC_PROVIDER: &str = "iam_oidc_provider";
@@ -142,88 +142,77 @@ fn tag_diff(live: &BTreeMap<String, String>, want: &BTreeMap<String, String>) ->
         .collect()
 }
 
-/// The plan's identity actions for a target, in apply order: the OIDC provider (IRSA),
-/// then per workload its role, then its Pod Identity association.
-pub async fn plan(c: &Clients, target: &Target, workloads: &[WorkloadDocs]) -> Result<Vec<Action>> {
-    let aws = target.aws();
-    let mut actions = Vec::new();
-    if workloads.is_empty() {
-        return Ok(actions);
-    }
-    if aws.identity == AwsIdentity::Irsa {
-        check_issuer(c, target).await?;
-        actions.push(plan_oidc_provider(c, target).await?);
-    }
+/// The role of a workload (its trust policy `trust`, the managed policy attached, the
+/// tags): what differs from the live role.
+pub(super) async fn plan_role(
+    c: &Clients,
+    target: &Target,
+    w: &WorkloadDocs,
+    trust: &Value,
+) -> Result<Action> {
     let want_tags = desired_tags(target);
-    for w in workloads {
-        let Some(trust) = &w.trust else { continue };
-        let (name, _, policy_arn) = role_of(target, &w.key);
-        let resource = format!("iam role {name}");
-        match read_role(c, &name).await? {
-            None => {
-                let mut changes = vec![
-                    FieldChange {
-                        field: "trust".into(),
-                        from: Value::Null,
-                        to: trust.clone(),
-                    },
-                    FieldChange {
-                        field: "attach".into(),
-                        from: Value::Null,
-                        to: json!(policy_arn),
-                    },
-                ];
-                changes.extend(tag_diff(&BTreeMap::new(), &want_tags));
-                actions.push(Action {
-                    kind: ROLE.into(),
-                    name,
-                    op: Op::Create,
-                    changes,
-                });
-            }
-            Some(live) => {
-                if let Some(e) = foreign(target, &resource, &live.tags) {
-                    return Err(e);
-                }
-                let mut changes = Vec::new();
-                if !same_document(&live.trust, trust) {
-                    changes.push(FieldChange {
-                        field: "trust".into(),
-                        from: live.trust.clone(),
-                        to: trust.clone(),
-                    });
-                }
-                if !live.attached.contains(&policy_arn) {
-                    changes.push(FieldChange {
-                        field: "attach".into(),
-                        from: json!(live.attached),
-                        to: json!(policy_arn),
-                    });
-                }
-                changes.extend(tag_diff(&live.tags, &want_tags));
-                let op = if changes.is_empty() {
-                    Op::Unchanged
-                } else {
-                    Op::Update
-                };
-                actions.push(Action {
-                    kind: ROLE.into(),
-                    name,
-                    op,
-                    changes,
-                });
-            }
+    let (name, _, policy_arn) = role_of(target, &w.key);
+    let resource = format!("iam role {name}");
+    match read_role(c, &name).await? {
+        None => {
+            let mut changes = vec![
+                FieldChange {
+                    field: "trust".into(),
+                    from: Value::Null,
+                    to: trust.clone(),
+                },
+                FieldChange {
+                    field: "attach".into(),
+                    from: Value::Null,
+                    to: json!(policy_arn),
+                },
+            ];
+            changes.extend(tag_diff(&BTreeMap::new(), &want_tags));
+            Ok(Action {
+                kind: ROLE.into(),
+                name,
+                op: Op::Create,
+                changes,
+            })
         }
-        if aws.identity == AwsIdentity::PodIdentity {
-            actions.push(plan_association(c, target, &w.key).await?);
+        Some(live) => {
+            if let Some(e) = foreign(target, &resource, &live.tags) {
+                return Err(e);
+            }
+            let mut changes = Vec::new();
+            if !same_document(&live.trust, trust) {
+                changes.push(FieldChange {
+                    field: "trust".into(),
+                    from: live.trust.clone(),
+                    to: trust.clone(),
+                });
+            }
+            if !live.attached.contains(&policy_arn) {
+                changes.push(FieldChange {
+                    field: "attach".into(),
+                    from: json!(live.attached),
+                    to: json!(policy_arn),
+                });
+            }
+            changes.extend(tag_diff(&live.tags, &want_tags));
+            let op = if changes.is_empty() {
+                Op::Unchanged
+            } else {
+                Op::Update
+            };
+            Ok(Action {
+                kind: ROLE.into(),
+                name,
+                op,
+                changes,
+            })
         }
     }
-    Ok(actions)
 }
 
 /// IRSA: the cluster's live OIDC issuer must be the one the layers (and so the
 /// rendered trust policies) name.
-async fn check_issuer(c: &Clients, target: &Target) -> Result<()> {
+pub(super) async fn check_issuer(c: &Clients, target: &Target) -> Result<()> {
     let aws = target.aws();
     let (Some(cluster), Some(want)) = (&aws.cluster, &aws.oidc_issuer) else {
         return Ok(());
@@ -273,7 +262,7 @@ async fn oidc_provider_exists(c: &Clients, arn: &str) -> Result<bool> {
         .any(|p| p.arn() == Some(arn)))
 }
 
-async fn plan_oidc_provider(c: &Clients, target: &Target) -> Result<Action> {
+pub(super) async fn plan_oidc_provider(c: &Clients, target: &Target) -> Result<Action> {
     let aws = target.aws();
     let arn = provider_arn(target);
     let issuer = aws.oidc_issuer.clone().unwrap_or_default();
@@ -355,7 +344,11 @@ pub(crate) fn association_name(target: &Target, workload: &str) -> String {
     )
 }
 
-async fn plan_association(c: &Clients, target: &Target, workload: &str) -> Result<Action> {
+pub(super) async fn plan_association(
+    c: &Clients,
+    target: &Target,
+    workload: &str,
+) -> Result<Action> {
     let (_, role_arn, _) = role_of(target, workload);
     let name = association_name(target, workload);
     let (op, changes) = match read_association(c, target, workload).await? {
@@ -385,78 +378,48 @@ async fn plan_association(c: &Clients, target: &Target, workload: &str) -> Resul
     })
 }
 
-/// Carries out one identity action; returns the fields written (empty: nothing).
-pub async fn execute(
+/// Creates the IAM OIDC provider of the cluster's issuer unless it exists (IRSA, with
+/// `aws.createOidcProvider: true`); returns the fields written.
+pub(super) async fn apply_oidc_provider(
     c: &Clients,
     target: &Target,
-    workloads: &[WorkloadDocs],
-    action: &Action,
+    arn: &str,
 ) -> Result<Vec<String>> {
-    if action.op == Op::Unchanged {
+    if oidc_provider_exists(c, arn).await? {
         return Ok(Vec::new());
     }
-    match action.kind.as_str() {
-        OIDC_PROVIDER => {
-            if oidc_provider_exists(c, &action.name).await? {
-                return Ok(Vec::new());
-            }
-            let issuer = target.aws().oidc_issuer.clone().unwrap_or_default();
-            let tags = desired_tags(target);
-            let created = c
-                .iam
-                .create_open_id_connect_provider()
-                .url(&issuer)
-                .client_id_list("sts.amazonaws.com")
-                .set_tags(Some(iam_tags(&tags, &action.name)?))
-                .send()
-                .await;
-            match created {
-                Ok(_) => Ok(vec!["url".into()]),
-                // Another apply made it meanwhile: it exists, which is all this needs.
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_entity_already_exists_exception()) =>
-                {
-                    Ok(Vec::new())
-                }
-                Err(e) => Err(cloud_error(
-                    &format!("iam oidc provider {issuer}"),
-                    "CreateOpenIDConnectProvider",
-                    &e,
-                )),
-            }
+    let issuer = target.aws().oidc_issuer.clone().unwrap_or_default();
+    let tags = desired_tags(target);
+    let created = c
+        .iam
+        .create_open_id_connect_provider()
+        .url(&issuer)
+        .client_id_list("sts.amazonaws.com")
+        .set_tags(Some(iam_tags(&tags, arn)?))
+        .send()
+        .await;
+    match created {
+        Ok(_) => Ok(vec!["url".into()]),
+        // Another apply made it meanwhile: it exists, which is all this needs.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_entity_already_exists_exception()) =>
+        {
+            Ok(Vec::new())
         }
-        ROLE => {
-            let w = workloads
-                .iter()
-                .find(|w| role_of(target, &w.key).0 == action.name)
-                .ok_or_else(|| {
-                    Error::Cloud(format!(
-                        "the plan names iam role {}, which the render does not have",
-                        action.name
-                    ))
-                })?;
-            apply_role(c, target, w).await
-        }
-        ASSOCIATION => {
-            let w = workloads
-                .iter()
-                .find(|w| association_name(target, &w.key) == action.name)
-                .ok_or_else(|| {
-                    Error::Cloud(format!(
-                        "the plan names association {}, which the render does not have",
-                        action.name
-                    ))
-                })?;
-            apply_association(c, target, &w.key).await
-        }
-        other => Err(Error::Cloud(format!(
-            "unknown identity resource kind {other}"
-        ))),
+        Err(e) => Err(cloud_error(
+            &format!("iam oidc provider {issuer}"),
+            "CreateOpenIDConnectProvider",
+            &e,
+        )),
     }
 }
 
-async fn apply_role(c: &Clients, target: &Target, w: &WorkloadDocs) -> Result<Vec<String>> {
+pub(super) async fn apply_role(
+    c: &Clients,
+    target: &Target,
+    w: &WorkloadDocs,
+) -> Result<Vec<String>> {
     let (name, _, policy_arn) = role_of(target, &w.key);
     let resource = format!("iam role {name}");
     let trust = w
@@ -548,7 +511,11 @@ async fn apply_role(c: &Clients, target: &Target, w: &WorkloadDocs) -> Result<Ve
     Ok(written)
 }
 
-async fn apply_association(c: &Clients, target: &Target, workload: &str) -> Result<Vec<String>> {
+pub(super) async fn apply_association(
+    c: &Clients,
+    target: &Target,
+    workload: &str,
+) -> Result<Vec<String>> {
     let cluster = target.aws().cluster.clone().unwrap_or_default();
     let names = &target.names.workloads[workload];
     let (_, role_arn, _) = role_of(target, workload);

@@ -739,7 +739,7 @@ fn the_cli_plans_and_applies_a_gcp_target_through_storage_emulator_host() {
         triples(&[
             ("gcs_bucket", bucket, "created"),
             ("gcp_service_account", GSA, "created"),
-            ("gcp_service_account_iam", GSA, "updated"),
+            ("gcp_service_account_iam", GSA, "created"),
             ("gcs_bucket_iam", bucket, "created")
         ])
     );
@@ -818,7 +818,7 @@ fn transient_gcs_errors_are_retried_and_a_lasting_one_stops_apply_with_evidence(
         triples(&[
             ("gcs_bucket", "strata-cli-gcs-retry", "created"),
             ("gcp_service_account", GSA, "created"),
-            ("gcp_service_account_iam", GSA, "updated"),
+            ("gcp_service_account_iam", GSA, "created"),
             ("gcs_bucket_iam", "strata-cli-gcs-retry", "created")
         ])
     );
@@ -848,7 +848,7 @@ fn transient_gcs_errors_are_retried_and_a_lasting_one_stops_apply_with_evidence(
         triples(&[
             ("gcs_bucket", "strata-cli-gcs-fault", "created"),
             ("gcp_service_account", GSA, "created"),
-            ("gcp_service_account_iam", GSA, "updated"),
+            ("gcp_service_account_iam", GSA, "created"),
             ("gcs_bucket_iam", "strata-cli-gcs-fault", "failed")
         ]),
         "{evidence:#}"
@@ -924,9 +924,9 @@ async fn two_buckets_and_two_workloads_get_their_settings_and_bindings() {
             ("gcs_bucket", raw, "created"),
             ("gcs_bucket", curated, "created"),
             ("gcp_service_account", &ingest, "created"),
-            ("gcp_service_account_iam", &ingest, "updated"),
+            ("gcp_service_account_iam", &ingest, "created"),
             ("gcp_service_account", &reporting, "created"),
-            ("gcp_service_account_iam", &reporting, "updated"),
+            ("gcp_service_account_iam", &reporting, "created"),
             ("gcs_bucket_iam", raw, "created"),
             ("gcs_bucket_iam", curated, "created"),
         ])

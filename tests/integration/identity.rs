@@ -599,7 +599,7 @@ fn gcp_chain_creates_the_account_binds_workload_identity_and_the_bucket() {
         [
             ("gcs_bucket".to_owned(), "created".to_owned()),
             ("gcp_service_account".into(), "created".into()),
-            ("gcp_service_account_iam".into(), "updated".into()),
+            ("gcp_service_account_iam".into(), "created".into()),
             ("gcs_bucket_iam".into(), "created".into()),
         ],
         "{first:#}"
