@@ -1,16 +1,16 @@
 //! The face of the commands that read or change the cloud: `plan`, `apply`, `destroy`.
-//! The engine ([`crate::apply`]) returns plans and evidence as data; this prints them and
+//! The engine ([`crate::engine`]) returns plans and evidence as data; this prints them and
 //! turns them into exit codes.
 
 use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::apply::destroy::{self, DestroyOp, DestroyOutcome, DestroyPlan, Destroyed};
-use crate::apply::plan::{Evidence, Op, Outcome, Plan};
-use crate::apply::planfile::PlanFile;
-use crate::apply::{self, Applied, ApplyOptions, Prepared};
 use crate::cli::{Cli, Format};
+use crate::engine::destroy::{self, DestroyOp, DestroyOutcome, DestroyPlan, Destroyed};
+use crate::engine::plan::{Evidence, Op, Outcome, Plan};
+use crate::engine::planfile::PlanFile;
+use crate::engine::{self, Applied, ApplyOptions, Prepared};
 use crate::error::Result;
 use crate::exit;
 use crate::model::Cloud;
@@ -25,7 +25,7 @@ fn prepare(cli: &Cli, name: &str) -> Result<Prepared> {
 /// `strata plan TARGET [--out FILE]`: exit 0 when nothing would change, 1 otherwise.
 pub fn plan(cli: &Cli, out: &Reporter, target: &str, file: Option<&Path>) -> Result<u8> {
     let p = prepare(cli, target)?;
-    let plan = apply::plan(&p)?;
+    let plan = engine::plan(&p)?;
     if let Some(file) = file {
         PlanFile::new(&plan, &p.tree).write(file)?;
     }
@@ -71,7 +71,7 @@ pub fn apply(
         dir,
         reviewed: reviewed.as_ref(),
     };
-    match apply::apply(&p, &opts)? {
+    match engine::apply(&p, &opts)? {
         Applied::NeedsApproval(plan) => {
             match out.format {
                 Format::Json => out.json(&json!({"status": "needs_approval", "plan": plan})),
@@ -271,7 +271,7 @@ fn print_evidence(out: &Reporter, evidence: &Evidence) {
     print_helm(out, &evidence.helm);
 }
 
-fn print_helm(out: &Reporter, runs: &[crate::apply::plan::HelmRun]) {
+fn print_helm(out: &Reporter, runs: &[crate::engine::plan::HelmRun]) {
     for run in runs {
         let code = run
             .exit_code

@@ -26,7 +26,7 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
                 | Command::Preflight { .. }
         )
     {
-        crate::apply::progress::install(|line| eprintln!("strata: {line}"));
+        crate::engine::progress::install(|line| eprintln!("strata: {line}"));
     }
     match &cli.command {
         Command::Render {

@@ -857,7 +857,7 @@ fn first_apply_creates_everything_and_the_second_writes_nothing() {
     assert_eq!(
         write_calls(&proxy),
         [
-            // The apply lock (src/apply/lock.rs), taken first and removed last.
+            // The apply lock (src/engine/lock.rs), taken first and removed last.
             "CreatePolicy".to_owned(),
             format!("PUT /{bucket}/"),
             format!("PUT /{bucket}/?versioning"),

@@ -5,7 +5,7 @@
 //! against one emulator) and location `US` (the emulator reports every bucket in `US`,
 //! whatever the create asked for).
 //!
-//! What the emulator cannot show is listed in `src/apply/gcs/mod.rs`'s module doc; the
+//! What the emulator cannot show is listed in `src/resources/gcp/mod.rs`'s module doc; the
 //! fault proxy (`tests/py/faulty_proxy.py`) answers in its place, through the CLI: a
 //! 412 on a PATCH guarded by a stale metageneration, a 409/412 on a policy PUT with a
 //! stale etag, a 403, the listing of another project, and each transient status with
@@ -18,11 +18,11 @@
 //! written as exactly as what the emulator saw.
 
 use serde_json::{Value, json};
-use strata::apply::docs::Documents;
-use strata::apply::gcs::desired::{LIFECYCLE_LABEL, lifecycle_label, rule_digest};
-use strata::apply::gcs::{self, Client};
-use strata::apply::plan::{Evidence, Op, Outcome, Plan};
+use strata::engine::docs::Documents;
+use strata::engine::plan::{Evidence, Op, Outcome, Plan};
 use strata::model::{Cloud, Target};
+use strata::resources::gcp::desired::{LIFECYCLE_LABEL, lifecycle_label, rule_digest};
+use strata::resources::gcp::{self as gcs, Client};
 
 use std::path::Path;
 use std::process::Output;
@@ -759,7 +759,7 @@ fn the_cli_plans_and_applies_a_gcp_target_through_storage_emulator_host() {
         [
             ("POST".to_owned(), "/storage/v1/b".to_owned()),
             // gcp-storage-emulator keeps only the name of a create, so strata patches
-            // the rest right after (see src/apply/gcs/mod.rs); on GCS this PATCH is
+            // the rest right after (see src/resources/gcp/mod.rs); on GCS this PATCH is
             // not sent.
             ("PATCH".to_owned(), format!("/storage/v1/b/{bucket}")),
             ("PUT".to_owned(), format!("/storage/v1/b/{bucket}/iam")),

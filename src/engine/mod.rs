@@ -5,17 +5,13 @@
 //! `out/<target>/iam/`), never re-derived. `apply --approve` converges the cloud, writes
 //! the target's render into the output folder, then runs helm on it.
 
-pub mod aws;
-pub mod aws_identity;
 pub mod destroy;
 pub mod docs;
-pub mod gcs;
-pub mod helm;
 pub mod lock;
 pub mod plan;
 pub mod planfile;
 pub mod progress;
-mod resource;
+pub(crate) mod resource;
 
 use std::path::Path;
 
@@ -24,6 +20,7 @@ use crate::Loaded;
 use crate::error::{Error, Result};
 use crate::model::{Cloud, Target};
 use crate::output::{self, Tree};
+use crate::resources::{aws, gcp as gcs, helm};
 
 /// What plan and apply start from: the one target, its render, its documents.
 pub struct Prepared {

@@ -1,5 +1,5 @@
 //! GCP: the target's buckets and their IAM bindings through the Cloud Storage JSON
-//! API, from the rendered documents ([`super::docs`]).
+//! API, from the rendered documents ([`crate::engine::docs`]).
 //!
 //! `plan` reads the bucket (GET `/b/{bucket}`) and its policy (GET `/b/{bucket}/iam`)
 //! and writes nothing. `execute` reads them again (a plan may be stale), then creates
@@ -45,9 +45,9 @@ use serde_json::{Value, json};
 
 pub use self::client::{ATTEMPTS, Client, emulator_base};
 use self::desired::{DesiredBucket, desired_bucket};
-use super::docs::Documents;
-use super::plan::{Action, Evidence, FieldChange, Op, Plan};
-use super::resource::{self, Resource};
+use crate::engine::docs::Documents;
+use crate::engine::plan::{Action, Evidence, FieldChange, Op, Plan};
+use crate::engine::resource::{self, Resource};
 use crate::error::{Error, Result};
 use crate::model::{Cloud, Target};
 
@@ -259,7 +259,7 @@ impl<'t> Resource for GcpResource<'t> {
                     .flatten()
                     .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
                     .collect();
-                super::check_ownership(
+                crate::engine::check_ownership(
                     &ctx.target.name,
                     &format!("gcs bucket {}", self.name),
                     &labels,

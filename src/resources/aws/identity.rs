@@ -18,10 +18,10 @@ use std::time::Duration;
 use aws_sdk_iam::error::ProvideErrorMetadata;
 use serde_json::{Value, json};
 
-use super::aws::{Clients, cloud_error, desired_tags, iam_tags, parse_document, same_document};
-use super::docs::WorkloadDocs;
-use super::plan::{Action, FieldChange, Op};
+use super::{Clients, cloud_error, desired_tags, iam_tags, parse_document, same_document};
 use crate::desired::iam::issuer_host_path;
+use crate::engine::docs::WorkloadDocs;
+use crate::engine::plan::{Action, FieldChange, Op};
 use crate::error::{Error, Result};
 use crate::model::{Target, partition};
 

@@ -19,9 +19,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::plan::HelmRun;
-use super::{Prepared, docs, helm, lock, runtime};
+use super::{Prepared, docs, lock, runtime};
 use crate::error::{Error, Result};
 use crate::model::{Cloud, Target};
+use crate::resources::helm;
 
 pub const HELM_RELEASE: &str = "helm_release";
 
@@ -198,8 +199,8 @@ fn helm_items(target: &Target) -> Vec<Item> {
 
 async fn read_plan(target: &Target, documents: &docs::Documents) -> Result<DestroyPlan> {
     match target.cloud {
-        Cloud::Aws => super::aws::destroy::plan(target, documents).await,
-        Cloud::Gcp => super::gcs::destroy::plan(target, documents).await,
+        Cloud::Aws => crate::resources::aws::destroy::plan(target, documents).await,
+        Cloud::Gcp => crate::resources::gcp::destroy::plan(target, documents).await,
     }
 }
 
@@ -211,8 +212,12 @@ async fn execute(
     held: &mut Option<lock::Held>,
 ) -> Result<()> {
     match target.cloud {
-        Cloud::Aws => super::aws::destroy::execute(target, documents, plan, evidence, held).await,
-        Cloud::Gcp => super::gcs::destroy::execute(target, documents, plan, evidence, held).await,
+        Cloud::Aws => {
+            crate::resources::aws::destroy::execute(target, documents, plan, evidence, held).await
+        }
+        Cloud::Gcp => {
+            crate::resources::gcp::destroy::execute(target, documents, plan, evidence, held).await
+        }
     }
 }
 

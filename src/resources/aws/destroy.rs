@@ -10,16 +10,16 @@ use std::collections::BTreeMap;
 
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
-use super::super::aws_identity::{
+use super::identity::{
     ASSOCIATION, OIDC_PROVIDER, ROLE, association_name, provider_arn, read_role, role_of,
 };
-use super::super::destroy::{DestroyEvidence, DestroyOp, DestroyPlan, HELM_RELEASE, Item};
-use super::super::docs::{BucketDoc, Documents};
-use super::super::lock;
 use super::{
     BUCKET, Clients, POLICY, check_account, clients, cloud_error, parse_document, policy_of,
     read_bucket_tags, read_policy, status_of,
 };
+use crate::engine::destroy::{DestroyEvidence, DestroyOp, DestroyPlan, HELM_RELEASE, Item};
+use crate::engine::docs::{BucketDoc, Documents};
+use crate::engine::lock;
 use crate::error::{Error, Result};
 use crate::model::{AwsIdentity, Cloud, Target};
 

@@ -18,8 +18,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::client::Client;
-use crate::apply::docs::WorkloadDocs;
-use crate::apply::plan::{Action, FieldChange, Op};
+use crate::engine::docs::WorkloadDocs;
+use crate::engine::plan::{Action, FieldChange, Op};
 use crate::error::{Error, Result};
 use crate::model::Target;
 
@@ -375,8 +375,8 @@ pub async fn destroy_plan(
     c: &Client,
     target: &Target,
     w: &WorkloadDocs,
-) -> Result<Vec<crate::apply::destroy::Item>> {
-    use crate::apply::destroy::Item;
+) -> Result<Vec<crate::engine::destroy::Item>> {
+    use crate::engine::destroy::Item;
     let Some(want) = w.gcp.as_ref().and_then(want) else {
         return Ok(Vec::new());
     };

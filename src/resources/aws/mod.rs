@@ -1,5 +1,5 @@
 //! AWS: the target's S3 buckets and its workloads' IAM policies, through the AWS SDK,
-//! from the rendered documents ([`super::docs`]).
+//! from the rendered documents ([`crate::engine::docs`]).
 //!
 //! `plan` reads (STS first, then S3 and IAM) and compares the live state with the
 //! desired one field by field; `execute` writes only what the plan says differs, and
@@ -21,14 +21,14 @@ use aws_sdk_s3::types::{
 };
 use serde_json::{Value, json};
 
-use super::aws_identity;
-use super::docs::{BucketDoc, Documents, LifecycleEntry, WorkloadDocs};
-use super::plan::{Action, Evidence, FieldChange, Op, Plan};
-use super::resource::{self, Resource};
+use crate::engine::docs::{BucketDoc, Documents, LifecycleEntry, WorkloadDocs};
+use crate::engine::plan::{Action, Evidence, FieldChange, Op, Plan};
+use crate::engine::resource::{self, Resource};
 use crate::error::{Error, Result};
 use crate::model::{AwsIdentity, Cloud, Target, partition};
 
 pub mod destroy;
+pub mod identity;
 
 pub const BUCKET: &str = "s3_bucket";
 pub const POLICY: &str = "iam_policy";
@@ -226,7 +226,7 @@ pub async fn plan(target: &Target, docs: &Documents) -> Result<Plan> {
     };
     let account = check_account(&ctx.c, target).await?;
     if !docs.workloads.is_empty() && target.aws().identity == AwsIdentity::Irsa {
-        aws_identity::check_issuer(&ctx.c, target).await?;
+        identity::check_issuer(&ctx.c, target).await?;
     }
     let actions = resource::plan(&ctx, &resources(target, docs)).await?;
     Ok(Plan {
@@ -308,22 +308,22 @@ fn resources<'t>(target: &'t Target, docs: &'t Documents) -> Vec<AwsResource<'t>
     let identity = target.aws().identity;
     if identity == AwsIdentity::Irsa {
         all.push(AwsResource {
-            kind: aws_identity::OIDC_PROVIDER,
-            name: aws_identity::provider_arn(target),
+            kind: identity::OIDC_PROVIDER,
+            name: identity::provider_arn(target),
             what: What::OidcProvider,
         });
     }
     for w in &docs.workloads {
         let Some(trust) = &w.trust else { continue };
         all.push(AwsResource {
-            kind: aws_identity::ROLE,
-            name: aws_identity::role_of(target, &w.key).0,
+            kind: identity::ROLE,
+            name: identity::role_of(target, &w.key).0,
             what: What::Role(w, trust),
         });
         if identity == AwsIdentity::PodIdentity {
             all.push(AwsResource {
-                kind: aws_identity::ASSOCIATION,
-                name: aws_identity::association_name(target, &w.key),
+                kind: identity::ASSOCIATION,
+                name: identity::association_name(target, &w.key),
                 what: What::Association(w),
             });
         }
@@ -347,9 +347,9 @@ impl<'t> Resource for AwsResource<'t> {
         match self.what {
             What::Bucket(b) => plan_bucket(c, target, b).await,
             What::Policy(w, doc) => plan_policy(c, target, w, doc).await,
-            What::OidcProvider => aws_identity::plan_oidc_provider(c, target).await,
-            What::Role(w, trust) => aws_identity::plan_role(c, target, w, trust).await,
-            What::Association(w) => aws_identity::plan_association(c, target, &w.key).await,
+            What::OidcProvider => identity::plan_oidc_provider(c, target).await,
+            What::Role(w, trust) => identity::plan_role(c, target, w, trust).await,
+            What::Association(w) => identity::plan_association(c, target, &w.key).await,
         }
     }
 
@@ -366,15 +366,15 @@ impl<'t> Resource for AwsResource<'t> {
             What::Bucket(b) => apply_bucket(c, target, b, action, written).await?,
             What::Policy(w, doc) => apply_policy(c, target, w, doc, action, written).await?,
             What::OidcProvider => {
-                written.extend(aws_identity::apply_oidc_provider(c, target, &self.name).await?);
+                written.extend(identity::apply_oidc_provider(c, target, &self.name).await?);
                 false
             }
             What::Role(w, _) => {
-                written.extend(aws_identity::apply_role(c, target, w).await?);
+                written.extend(identity::apply_role(c, target, w).await?);
                 false
             }
             What::Association(w) => {
-                written.extend(aws_identity::apply_association(c, target, &w.key).await?);
+                written.extend(identity::apply_association(c, target, &w.key).await?);
                 false
             }
         };
@@ -475,7 +475,7 @@ async fn plan_bucket(c: &Clients, target: &Target, b: &BucketDoc) -> Result<Acti
     let exists = bucket_exists(c, target, b).await?;
     let live = if exists {
         let live = read_bucket(c, b).await?;
-        super::check_ownership(&target.name, &bucket_resource(b), &live.tags, b.adopt)?;
+        crate::engine::check_ownership(&target.name, &bucket_resource(b), &live.tags, b.adopt)?;
         live
     } else {
         BucketState {
