@@ -294,12 +294,29 @@ pub(super) async fn plan_oidc_provider(c: &Clients, target: &Target) -> Result<A
     })
 }
 
-/// The association of the workload's service account, if any: (id, role ARN).
-async fn read_association(
+/// A workload's live Pod Identity association.
+pub(crate) struct LiveAssociation {
+    pub id: String,
+    pub role_arn: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// How [`read_association`] takes a cluster that does not exist.
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum NoCluster {
+    /// An error: apply needs the cluster.
+    Refuse,
+    /// No cluster, no association: what destroy wants to know.
+    Absent,
+}
+
+/// The association of the workload's service account, if any.
+pub(crate) async fn read_association(
     c: &Clients,
     target: &Target,
     workload: &str,
-) -> Result<Option<(String, String)>> {
+    no_cluster: NoCluster,
+) -> Result<Option<LiveAssociation>> {
     let cluster = target.aws().cluster.clone().unwrap_or_default();
     let names = &target.names.workloads[workload];
     let resource = format!(
@@ -313,8 +330,18 @@ async fn read_association(
         .namespace(&names.namespace)
         .service_account(&names.service_account)
         .send()
-        .await
-        .map_err(|e| cloud_error(&resource, "ListPodIdentityAssociations", &e))?;
+        .await;
+    let list = match list {
+        Ok(list) => list,
+        Err(e)
+            if no_cluster == NoCluster::Absent
+                && e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(cloud_error(&resource, "ListPodIdentityAssociations", &e)),
+    };
     let Some(id) = list.associations().first().and_then(|a| a.association_id()) else {
         return Ok(None);
     };
@@ -326,12 +353,18 @@ async fn read_association(
         .send()
         .await
         .map_err(|e| cloud_error(&resource, "DescribePodIdentityAssociation", &e))?;
-    let role = out
-        .association()
-        .and_then(|a| a.role_arn())
-        .unwrap_or_default()
-        .to_owned();
-    Ok(Some((id.to_owned(), role)))
+    let association = out.association();
+    Ok(Some(LiveAssociation {
+        id: id.to_owned(),
+        role_arn: association
+            .and_then(|a| a.role_arn())
+            .unwrap_or_default()
+            .to_owned(),
+        tags: association
+            .and_then(|a| a.tags())
+            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+    }))
 }
 
 pub(crate) fn association_name(target: &Target, workload: &str) -> String {
@@ -351,7 +384,8 @@ pub(super) async fn plan_association(
 ) -> Result<Action> {
     let (_, role_arn, _) = role_of(target, workload);
     let name = association_name(target, workload);
-    let (op, changes) = match read_association(c, target, workload).await? {
+    let live = read_association(c, target, workload, NoCluster::Refuse).await?;
+    let (op, changes) = match live.map(|a| a.role_arn) {
         None => (
             Op::Create,
             vec![FieldChange {
@@ -360,8 +394,8 @@ pub(super) async fn plan_association(
                 to: json!(role_arn),
             }],
         ),
-        Some((_, live)) if live == role_arn => (Op::Unchanged, Vec::new()),
-        Some((_, live)) => (
+        Some(live) if live == role_arn => (Op::Unchanged, Vec::new()),
+        Some(live) => (
             Op::Update,
             vec![FieldChange {
                 field: "roleArn".into(),
@@ -530,7 +564,8 @@ pub(super) async fn apply_association(
         "ResourceNotFoundException",
         "ThrottlingException",
     ];
-    match read_association(c, target, workload).await? {
+    let live = read_association(c, target, workload, NoCluster::Refuse).await?;
+    match live.map(|a| (a.id, a.role_arn)) {
         Some((_, live)) if live == role_arn => Ok(Vec::new()),
         Some((id, _)) => {
             retry(&transient, || {
@@ -562,7 +597,8 @@ pub(super) async fn apply_association(
                 // Another apply created it between the read and the create: read what
                 // it made, and converge that (its role may be another's).
                 Err(e) if e.code() == Some("ResourceInUseException") => {
-                    match read_association(c, target, workload).await? {
+                    let live = read_association(c, target, workload, NoCluster::Refuse).await?;
+                    match live.map(|a| (a.id, a.role_arn)) {
                         Some((_, live)) if live == role_arn => Ok(Vec::new()),
                         Some((id, _)) => {
                             retry(&transient, || {
