@@ -38,11 +38,18 @@ pub(crate) trait Resource {
     ) -> Result<bool>;
 }
 
-/// Plan: every resource's action, in order.
+/// Plan: every resource's action, in order, each reported as progress as it is read.
 pub(crate) async fn plan<R: Resource>(ctx: &R::Ctx, resources: &[R]) -> Result<Vec<Action>> {
     let mut actions = Vec::with_capacity(resources.len());
     for resource in resources {
-        actions.push(resource.read(ctx).await?);
+        let action = resource.read(ctx).await?;
+        let what = match action.op {
+            Op::Create => "read, would create",
+            Op::Update => "read, would update",
+            Op::Unchanged => "read, unchanged",
+        };
+        super::progress::step(&action.kind, &action.name, what);
+        actions.push(action);
     }
     Ok(actions)
 }
