@@ -143,6 +143,8 @@ pub struct ApplyOptions<'a> {
 /// `strata apply`: read the plan, and with approval take the lock, read it again, execute
 /// it, write the render and run helm. An `Err` means nothing was written.
 pub fn apply(p: &Prepared, opts: &ApplyOptions) -> Result<Applied> {
+    // Apply's progress lines are its writes; the reads of its plan stay quiet.
+    progress::report_reads(false);
     let approve = opts.approve || opts.reviewed.is_some();
     if approve && !opts.skip_helm {
         // Everything helm needs is checked before the first cloud write.

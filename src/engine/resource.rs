@@ -48,7 +48,7 @@ pub(crate) async fn plan<R: Resource>(ctx: &R::Ctx, resources: &[R]) -> Result<V
             Op::Update => "read, would update",
             Op::Unchanged => "read, unchanged",
         };
-        super::progress::step(&action.kind, &action.name, what);
+        super::progress::read(&action.kind, &action.name, what);
         actions.push(action);
     }
     Ok(actions)

@@ -2867,6 +2867,11 @@ fn apply_reports_progress_on_stderr_unless_quiet_or_json() {
         .filter(|l| l.starts_with("strata: "))
         .map(str::to_owned)
         .collect();
+    // Apply reports its writes, not the reads of its plan.
+    assert!(
+        !progress.iter().any(|l| l.contains(": read, ")),
+        "{progress:#?}"
+    );
     let line = progress
         .iter()
         .find(|l| l.starts_with(&format!("strata: s3_bucket {bucket}: created (")))
