@@ -263,8 +263,13 @@ fn print_evidence(out: &Reporter, evidence: &Evidence) {
             format!(" ({})", r.fields.join(", "))
         };
         let existed = if r.existed { "existed" } else { "new" };
+        let retries = match r.retries {
+            0 => String::new(),
+            1 => " (1 retry)".to_owned(),
+            n => format!(" ({n} retries)"),
+        };
         out.line(format!(
-            "  {} {}: {word}{fields} [{existed}]",
+            "  {} {}: {word}{fields} [{existed}]{retries}",
             r.kind, r.name
         ));
     }

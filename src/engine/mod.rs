@@ -12,6 +12,7 @@ pub mod plan;
 pub mod planfile;
 pub mod progress;
 pub(crate) mod resource;
+pub mod retries;
 
 use std::path::Path;
 

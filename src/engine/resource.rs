@@ -70,10 +70,12 @@ pub(crate) async fn execute<R: Resource>(
                 existed: true,
                 outcome: Outcome::Unchanged,
                 fields: Vec::new(),
+                retries: 0,
             });
             continue;
         }
         let mut written = Vec::new();
+        super::retries::take();
         let result = resource.write(ctx, action, &mut written).await;
         let existed = match &result {
             Ok(existed) => *existed,
@@ -91,6 +93,7 @@ pub(crate) async fn execute<R: Resource>(
             existed,
             outcome,
             fields: written,
+            retries: super::retries::take(),
         });
         result?;
     }

@@ -822,6 +822,28 @@ fn transient_gcs_errors_are_retried_and_a_lasting_one_stops_apply_with_evidence(
             ("gcs_bucket_iam", "strata-cli-gcs-retry", "created")
         ])
     );
+    // The evidence counts the retries: the two 503s on the bucket's policy, nothing else.
+    let retries: Vec<(String, u64)> = evidence["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap().to_owned(),
+                r["retries"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        retries,
+        [
+            ("gcs_bucket".to_owned(), 0),
+            ("gcp_service_account".to_owned(), 0),
+            ("gcp_service_account_iam".to_owned(), 0),
+            ("gcs_bucket_iam".to_owned(), 2)
+        ],
+        "{evidence:#}"
+    );
     drop(proxy);
     let plan = run_cli(&dir, upstream, &["plan", "dev-gcp"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stdout));

@@ -47,6 +47,7 @@ where
         match call().await {
             Ok(v) => return Ok(v),
             Err(e) if attempt < ATTEMPTS && e.code().is_some_and(|c| transient.contains(&c)) => {
+                crate::engine::retries::count();
                 tokio::time::sleep(wait).await;
                 wait *= 2;
                 attempt += 1;

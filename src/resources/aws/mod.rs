@@ -1226,6 +1226,7 @@ async fn create_default_version(c: &Clients, arn: &str, resource: &str, doc: &Va
                     && e.as_service_error()
                         .is_some_and(|s| s.is_limit_exceeded_exception()) =>
             {
+                crate::engine::retries::count();
                 continue;
             }
             Err(e) => return Err(cloud_error(resource, "CreatePolicyVersion", &e)),

@@ -117,6 +117,7 @@ async fn get_policy(c: &Client, w: &Want) -> Result<Reply2> {
             .await?;
         match reply.status {
             404 if attempt < ATTEMPTS => {
+                crate::engine::retries::count();
                 tokio::time::sleep(wait).await;
                 wait *= 2;
             }
@@ -350,7 +351,10 @@ pub(super) async fn bind(c: &Client, want: &Want) -> Result<Vec<String>> {
             )
             .await?;
         match reply.status {
-            409 => continue,
+            409 => {
+                crate::engine::retries::count();
+                continue;
+            }
             400 if reply.message().contains("Identity Pool does not exist") => {
                 return Err(Error::Cloud(format!(
                     "{what}: {}: Workload Identity is not enabled for project {}\n  hint: enable Workload Identity on the GKE cluster (`gcloud container clusters update CLUSTER --workload-pool={}.svc.id.goog`), then apply again",
@@ -455,7 +459,10 @@ pub async fn unbind(c: &Client, w: &WorkloadDocs) -> Result<bool> {
             )
             .await?;
         match reply.status {
-            409 => continue,
+            409 => {
+                crate::engine::retries::count();
+                continue;
+            }
             404 => return Ok(false),
             _ if reply.ok() => return Ok(true),
             _ => return Err(reply.error(&what)),
