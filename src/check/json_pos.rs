@@ -306,7 +306,10 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::{Value as J, json};
 
-    fn at(text: &str, pointer: &str) -> Option<(u32, u32, Option<(u32, u32)>)> {
+    /// (line, column) of the value, and of the key.
+    type Place = (u32, u32, Option<(u32, u32)>);
+
+    fn at(text: &str, pointer: &str) -> Option<Place> {
         locate(text, pointer).map(|f| (f.value.line, f.value.col, f.key.map(|k| (k.line, k.col))))
     }
 
