@@ -49,7 +49,7 @@ pub struct Renderer {
     env: Environment<'static>,
     outputs: Vec<Output>,
     /// Every template's name (relative to `templates/`) and source, partials too, for
-    /// [`Renderer::producer`].
+    /// naming the template line behind a line of output ([`Rendered::source_of`]).
     sources: Arc<[(String, String)]>,
 }
 
