@@ -375,6 +375,7 @@ fn render_one(
     // Checked: the data the values files were written from is not needed any more
     // (kept, it would be held for every target at once).
     rendered.values.clear();
+    rendered.lines = None;
     Ok(rendered)
 }
 
