@@ -14,6 +14,10 @@
 //!   precondition). A GCP target without buckets, or whose first bucket does not exist
 //!   yet (its first apply), runs without a lock.
 //!
+//! The lock's content carries this run's id: when the answer to the create is lost (a
+//! dropped connection, then a retry that finds the lock "already there"), the run reads
+//! the lock back and knows it as its own instead of refusing itself.
+//!
 //! A run takes the lock only when it will write (a plan with changes, a destroy with
 //! deletions), so a converged re-apply still writes nothing. A second run refuses at
 //! once, naming the holder; `STRATA_LOCK_WAIT=SECONDS` makes it wait up to that long
@@ -68,6 +72,24 @@ fn hostname() -> String {
 }
 
 /// What the lock object holds.
+/// This run's id, in the lock it writes: a lock whose create answer was lost (a dropped
+/// connection, then the SDK's retry answering "already exists") is recognised as this
+/// run's own rather than another's.
+fn run_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("{:x}-{:x}", nanos, std::process::id())
+    })
+}
+
+/// Whether a lock's content is this run's.
+fn ours(holder: &Value) -> bool {
+    holder["run"].as_str() == Some(run_id())
+}
+
 fn content(target: &Target, command: &str) -> Value {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
@@ -78,6 +100,7 @@ fn content(target: &Target, command: &str) -> Value {
         "owner": format!("{user}@{}", hostname()),
         "pid": std::process::id(),
         "since": now(),
+        "run": run_id(),
     })
 }
 
@@ -202,6 +225,20 @@ async fn acquire_iam(
         .description(content(target, command).to_string())
         .send()
         .await;
+    let holder = |clients: &crate::resources::aws::Clients| {
+        let arn = arn.clone();
+        let iam = clients.iam.clone();
+        async move {
+            match iam.get_policy().policy_arn(&arn).send().await {
+                Ok(out) => out
+                    .policy()
+                    .and_then(|p| p.description())
+                    .and_then(|d| serde_json::from_str(d).ok())
+                    .unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            }
+        }
+    };
     match created {
         Ok(_) => Ok(Some(Held::Iam {
             clients: Box::new(clients),
@@ -211,14 +248,14 @@ async fn acquire_iam(
             if e.as_service_error()
                 .is_some_and(|s| s.is_entity_already_exists_exception()) =>
         {
-            let holder = match clients.iam.get_policy().policy_arn(&arn).send().await {
-                Ok(out) => out
-                    .policy()
-                    .and_then(|p| p.description())
-                    .and_then(|d| serde_json::from_str(d).ok())
-                    .unwrap_or(Value::Null),
-                Err(_) => Value::Null,
-            };
+            let holder = holder(&clients).await;
+            if ours(&holder) {
+                // This run's own create, whose answer was lost and retried.
+                return Ok(Some(Held::Iam {
+                    clients: Box::new(clients),
+                    arn,
+                }));
+            }
             Err(Attempt::Held(held_error(
                 &target.name,
                 &format!("the IAM policy {arn}"),
@@ -226,11 +263,20 @@ async fn acquire_iam(
                 &holder,
             )))
         }
-        Err(e) => Err(Attempt::Failed(crate::resources::aws::cloud_error(
-            &format!("apply lock {arn}"),
-            "CreatePolicy",
-            &e,
-        ))),
+        Err(e) => {
+            // The answer may be what was lost: a lock that is this run's is held.
+            if ours(&holder(&clients).await) {
+                return Ok(Some(Held::Iam {
+                    clients: Box::new(clients),
+                    arn,
+                }));
+            }
+            Err(Attempt::Failed(crate::resources::aws::cloud_error(
+                &format!("apply lock {arn}"),
+                "CreatePolicy",
+                &e,
+            )))
+        }
     }
 }
 
@@ -265,6 +311,9 @@ async fn acquire_gcs(
         .await
         .map_err(Attempt::Failed)?;
     if current.ok() {
+        if ours(&current.body) {
+            return Ok(Some(own_gcs_lock(client, bucket, &what).await?));
+        }
         return Err(Attempt::Held(held_error(
             &target.name,
             &location,
@@ -287,12 +336,34 @@ async fn acquire_gcs(
         .await
         .map_err(Attempt::Failed)?;
     match reply.status {
-        412 => Err(Attempt::Held(held_error(
-            &target.name,
-            &location,
-            &remove,
-            &Value::Null,
-        ))),
+        412 => {
+            // Another run's lock, or this run's own upload whose answer was lost and
+            // retried: read it to tell.
+            let holder = client
+                .send(
+                    Method::GET,
+                    &object_path(bucket),
+                    &[("alt", "media".to_owned())],
+                    None,
+                    &what,
+                )
+                .await
+                .map_err(Attempt::Failed)?;
+            if holder.ok() && ours(&holder.body) {
+                return Ok(Some(own_gcs_lock(client, bucket, &what).await?));
+            }
+            let holder = if holder.ok() {
+                holder.body
+            } else {
+                Value::Null
+            };
+            Err(Attempt::Held(held_error(
+                &target.name,
+                &location,
+                &remove,
+                &holder,
+            )))
+        }
         _ if reply.ok() => {
             let generation = match &reply.body["generation"] {
                 Value::String(s) => Some(s.clone()),
@@ -307,6 +378,32 @@ async fn acquire_gcs(
         }
         _ => Err(Attempt::Failed(reply.error(&what))),
     }
+}
+
+/// The lock object this run wrote, found after its upload's answer was lost: held,
+/// with the generation the release deletes.
+async fn own_gcs_lock(
+    client: Client,
+    bucket: &str,
+    what: &str,
+) -> std::result::Result<Held, Attempt> {
+    let meta = client
+        .send(Method::GET, &object_path(bucket), &[], None, what)
+        .await
+        .map_err(Attempt::Failed)?;
+    if !meta.ok() {
+        return Err(Attempt::Failed(meta.error(what)));
+    }
+    let generation = match &meta.body["generation"] {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    Ok(Held::Gcs {
+        client,
+        bucket: bucket.to_owned(),
+        generation,
+    })
 }
 
 /// Deletes the lock this run wrote (that version, that generation); nothing when none.
