@@ -10,6 +10,7 @@ mod aws;
 mod cli;
 mod destroy;
 mod environments;
+mod faults;
 mod fuzz;
 mod gcs;
 mod identity;

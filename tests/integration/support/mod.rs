@@ -244,7 +244,7 @@ fn loopback_guard_refuses_remote_endpoints() {
 /// tests/py/faulty_proxy.py in front of an emulator at `upstream`: answers requests
 /// whose "METHOD PATH BODY" contains `pattern` with `status` (the first `count` of them,
 /// or all), in the API's own error shape, and forwards the rest. It logs every request
-/// ([`FaultyProxy::requests`]).
+/// ([`FaultyProxy::requests`]). [`FaultyProxy::sweep`] fails the k-th write instead.
 pub struct FaultyProxy {
     child: std::process::Child,
     log: tempfile::NamedTempFile,
@@ -264,6 +264,37 @@ pub struct Faulted {
     pub t: f64,
     /// The `etag` of a JSON body the request sent, if any.
     pub etag: Option<String>,
+    /// The IAM/STS `Action=` or `X-Amz-Target` operation, if any.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// Whether the proxy counts the request as a write (see [`Recorded::is_write`];
+    /// Google's `:getIamPolicy` POST is a read).
+    #[serde(default)]
+    pub write: bool,
+    /// With [`Sweep::after`]: what the server answered behind the injected error.
+    #[serde(default)]
+    pub hidden_status: Option<u16>,
+    /// IAM/STS: the form's `*Name` and `*Arn` parameters (`RoleName`, `PolicyArn`).
+    #[serde(default)]
+    pub names: std::collections::BTreeMap<String, String>,
+}
+
+/// How [`FaultyProxy::sweep`] fails one write: which one, and how.
+#[derive(Debug, Clone, Default)]
+pub struct Sweep {
+    /// Writes let through before the faulted one (k-1 to fail the k-th).
+    pub skip: usize,
+    /// The status answered (0: [`Sweep::drop`]).
+    pub status: u16,
+    /// The API error code answered (`AccessDenied`, `AccessDeniedException`,
+    /// `PERMISSION_DENIED`).
+    pub code: String,
+    /// Forward the request first: the change happens, only the answer is an error.
+    pub after: bool,
+    /// Close the connection without an answer.
+    pub drop: bool,
+    /// `(path prefix, loopback URL)`: requests under the prefix go there instead.
+    pub routes: Vec<(String, String)>,
 }
 
 impl Faulted {
@@ -287,6 +318,17 @@ impl FaultyProxy {
         count: Option<u32>,
         body: Option<&str>,
     ) -> FaultyProxy {
+        Self::spawn(upstream, pattern, status, count, body, &[])
+    }
+
+    fn spawn(
+        upstream: &str,
+        pattern: &str,
+        status: u16,
+        count: Option<u32>,
+        body: Option<&str>,
+        extra: &[String],
+    ) -> FaultyProxy {
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
         assert_loopback(&url);
@@ -304,12 +346,44 @@ impl FaultyProxy {
         if let Some(body) = body {
             cmd.arg("--body").arg(body);
         }
+        cmd.args(extra);
         cmd.arg("--log").arg(log.path());
         let child = cmd.spawn().expect("faulty proxy starts");
         wait_until(&format!("faulty proxy on {url}"), 20, || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
         FaultyProxy { child, log, url }
+    }
+
+    /// A proxy in front of `upstream` (and [`Sweep::routes`]) that lets `sweep.skip`
+    /// writes through and fails the next one as `sweep` says; with `usize::MAX` it
+    /// fails none and only counts.
+    pub fn sweep(upstream: &str, sweep: &Sweep) -> FaultyProxy {
+        let mut extra = vec![
+            "--writes".to_owned(),
+            "--skip".to_owned(),
+            sweep.skip.min(1 << 30).to_string(),
+        ];
+        if !sweep.code.is_empty() {
+            extra.extend(["--code".to_owned(), sweep.code.clone()]);
+        }
+        if sweep.after {
+            extra.push("--after".into());
+        }
+        if sweep.drop {
+            extra.push("--drop".into());
+        }
+        for (prefix, url) in &sweep.routes {
+            assert_loopback(url);
+            extra.extend(["--route".to_owned(), format!("{prefix}={url}")]);
+        }
+        let status = if sweep.status == 0 { 500 } else { sweep.status };
+        Self::spawn(upstream, "", status, Some(1), None, &extra)
+    }
+
+    /// Every write the proxy saw so far, in order.
+    pub fn writes(&self) -> Vec<Faulted> {
+        self.requests().into_iter().filter(|r| r.write).collect()
     }
 
     /// Every request answered so far, in order.
