@@ -419,11 +419,14 @@ pub async fn release(held: Option<Held>) -> Result<()> {
                 {
                     Ok(())
                 }
-                Err(e) => Err(crate::resources::aws::cloud_error(
-                    &format!("apply lock {arn}"),
-                    "DeletePolicy",
-                    &e,
-                )),
+                Err(e) => Err(Error::Cloud(format!(
+                    "{}\n  hint: the lock stays until it is removed: `aws iam delete-policy --policy-arn {arn}` (once no strata run is going)",
+                    crate::resources::aws::cloud_error(
+                        &format!("apply lock {arn}"),
+                        "DeletePolicy",
+                        &e
+                    )
+                ))),
             }
         }
         Some(Held::Gcs {

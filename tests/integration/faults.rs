@@ -384,13 +384,13 @@ impl World {
                     .send()
                     .await
                     .expect("GetPolicyVersion");
-                let live = strata::apply::aws::parse_document(
+                let live = strata::resources::aws::parse_document(
                     doc.policy_version()
                         .and_then(|v| v.document())
                         .unwrap_or_default(),
                 );
                 let want = self.rendered("iam/api.policy.json");
-                if !strata::apply::aws::same_document(&live, &want) {
+                if !strata::resources::aws::same_document(&live, &want) {
                     problems.push(format!("policy document {live} != rendered {want}"));
                 }
                 let versions = iam
@@ -426,14 +426,14 @@ impl World {
                         .send()
                         .await
                         .expect("GetPolicyVersion");
-                    let doc = strata::apply::aws::parse_document(
+                    let doc = strata::resources::aws::parse_document(
                         out.policy_version()
                             .and_then(|v| v.document())
                             .unwrap_or_default(),
                     );
                     if documents
                         .iter()
-                        .any(|d| strata::apply::aws::same_document(d, &doc))
+                        .any(|d| strata::resources::aws::same_document(d, &doc))
                     {
                         problems.push(format!(
                             "policy version {} repeats an earlier version's document",
@@ -448,13 +448,13 @@ impl World {
         // The role: the rendered trust, exactly the one policy attached, strata's tags.
         match iam.get_role().role_name(&self.role).send().await {
             Ok(out) => {
-                let live = strata::apply::aws::parse_document(
+                let live = strata::resources::aws::parse_document(
                     out.role()
                         .and_then(|r| r.assume_role_policy_document())
                         .unwrap_or_default(),
                 );
                 let want = self.rendered("iam/api.trust.json");
-                if !strata::apply::aws::same_document(&live, &want) {
+                if !strata::resources::aws::same_document(&live, &want) {
                     problems.push(format!("trust {live} != rendered {want}"));
                 }
                 let attached: Vec<String> = iam
@@ -611,7 +611,7 @@ impl World {
             problems.push(format!("service account policy {policy}"));
         }
         // The bucket: there, strata's labels, its bindings exactly the rendered ones.
-        let base = strata::apply::gcs::emulator_base(gcs_emulator::host());
+        let base = strata::resources::gcp::emulator_base(gcs_emulator::host());
         let bucket = http
             .get(format!("{base}/b/{}", self.bucket))
             .send()
@@ -676,7 +676,7 @@ impl World {
             .get(format!(
                 "{base}/b/{}/o/{}",
                 self.bucket,
-                strata::apply::lock::KEY
+                strata::engine::lock::KEY
             ))
             .send()
             .await
@@ -935,9 +935,9 @@ fn assert_converged(rows: &[Row]) {
 /// Why a (step, mode) is left out of a sweep.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Known {
-    /// A bug in src/apply: a re-run does not converge. Reproduced by the `#[ignore]`d
-    /// `*_known_bugs_converge` tests, which fail until it is fixed.
-    Bug(&'static str),
+    /// A limit strata documents: a re-run does not converge on its own, and the error
+    /// says what a person does about it.
+    Limit(&'static str),
     /// What the emulator does differently from the real service makes the case
     /// meaningless here.
     Emulator(&'static str),
@@ -960,38 +960,21 @@ fn known_bug(chain: Chain, step: &str, mode: Mode) -> Option<Known> {
             "gcp-storage-emulator drops the labels of a bucket insert (GCS keeps them)",
         ));
     }
-    // S3 cannot tag a bucket at create: strata writes the ownership tags after the
-    // bucket's other settings, so a run that stops between CreateBucket and
-    // PutBucketTagging leaves an untagged bucket, which every later run refuses as
-    // "not strata's".
-    let untagged = match step {
-        "PUT /<bucket>/" => mode == Mode::After,
-        "PUT /<bucket>/?tagging" => mode == Mode::Before,
-        _ => step.starts_with("PUT /<bucket>/?") && mode != Mode::Lost,
-    };
-    if aws && untagged {
-        return Some(Known::Bug(
-            "an untagged bucket is left, and refused by every later run",
+    // CreateBucket applied but answered with an error: strata cannot tell the bucket
+    // it made from one someone else made in the account meanwhile, so the next run
+    // refuses the untagged bucket and its hint says `adopt: true`. (A dropped
+    // connection is retried by the SDK and answered BucketAlreadyOwnedByYou, which
+    // converges; a failed tagging right after a create deletes the new bucket again.)
+    if aws && step == "PUT /<bucket>/" && mode == Mode::After {
+        return Some(Known::Limit(
+            "an untagged bucket is left; the next run refuses it and says `adopt: true`",
         ));
     }
-    // The lock was created but the run does not know (its answer was lost, or the
-    // SDK's retry got EntityAlreadyExists): that run stops, and every later run is
-    // refused as "locked" by a run that no longer exists.
-    if aws && step == "CreatePolicy (lock)" && mode != Mode::Before {
-        return Some(Known::Bug("the lock stays held by a run that is gone"));
-    }
-    // The lock's DeletePolicy fails: the run exits 2 and the lock stays; a re-run
-    // with nothing to write does not take (or remove) it, so the next apply that
-    // writes is refused.
+    // The lock's DeletePolicy is refused (no permission): the run exits 2 naming the
+    // command that removes the lock; a later run that writes is refused until then.
     if aws && step == "DeletePolicy (lock)" && mode == Mode::Before {
-        return Some(Known::Bug("the lock is left behind after the run"));
-    }
-    // The answer to CreatePolicyVersion is lost at the version limit: the SDK's retry
-    // gets LimitExceeded (the first try made the fifth version), strata's own retry
-    // prunes the oldest version again and creates the same document once more.
-    if chain == Chain::PolicyUpdate && step == "CreatePolicyVersion" && mode == Mode::Lost {
-        return Some(Known::Bug(
-            "a second version with the same document, and one more old version deleted",
+        return Some(Known::Limit(
+            "the lock stays; the error names `aws iam delete-policy` to remove it",
         ));
     }
     None
@@ -1001,17 +984,12 @@ fn not_known(chain: Chain, step: &str, mode: Mode) -> bool {
     known_bug(chain, step, mode).is_none()
 }
 
-fn known(chain: Chain, step: &str, mode: Mode) -> bool {
-    matches!(known_bug(chain, step, mode), Some(Known::Bug(_)))
-}
-
 fn sweep_mode(chain: Chain, mode: Mode) {
     let (steps, rows) = sweep(chain, &[mode], 3, not_known);
     assert!(steps.len() >= 3, "{steps:?}");
     assert_converged(&rows);
 }
 
-const ALL: [Mode; 3] = [Mode::Before, Mode::After, Mode::Lost];
 
 #[test]
 fn irsa_a_refused_write_then_a_rerun_converges() {
@@ -1029,13 +1007,6 @@ fn irsa_a_dropped_connection_then_a_rerun_converges() {
 }
 
 #[test]
-#[ignore = "BUG (src/apply): a fault between CreateBucket and PutBucketTagging, or at the apply lock, leaves what no re-run converges; see known_bug"]
-fn irsa_known_bugs_converge() {
-    let (_, rows) = sweep(Chain::Irsa, &ALL, 3, known);
-    assert_converged(&rows);
-}
-
-#[test]
 fn pod_identity_a_refused_write_then_a_rerun_converges() {
     sweep_mode(Chain::PodIdentity, Mode::Before);
 }
@@ -1048,13 +1019,6 @@ fn pod_identity_a_lost_answer_then_a_rerun_converges() {
 #[test]
 fn pod_identity_a_dropped_connection_then_a_rerun_converges() {
     sweep_mode(Chain::PodIdentity, Mode::Lost);
-}
-
-#[test]
-#[ignore = "BUG (src/apply): a fault between CreateBucket and PutBucketTagging, or at the apply lock, leaves what no re-run converges; see known_bug"]
-fn pod_identity_known_bugs_converge() {
-    let (_, rows) = sweep(Chain::PodIdentity, &ALL, 3, known);
-    assert_converged(&rows);
 }
 
 fn sweep_policy_update(mode: Mode) {
@@ -1080,13 +1044,6 @@ fn policy_update_at_the_version_limit_a_lost_answer_then_a_rerun_converges() {
 #[test]
 fn policy_update_at_the_version_limit_a_dropped_connection_then_a_rerun_converges() {
     sweep_policy_update(Mode::Lost);
-}
-
-#[test]
-#[ignore = "BUG (src/apply): a lost CreatePolicyVersion answer at the version limit makes a duplicate version; the apply lock; see known_bug"]
-fn policy_update_known_bugs_converge() {
-    let (_, rows) = sweep(Chain::PolicyUpdate, &ALL, 3, known);
-    assert_converged(&rows);
 }
 
 #[test]

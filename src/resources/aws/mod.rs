@@ -864,8 +864,13 @@ async fn apply_bucket(
         }
     }
     let want = desired_bucket(b);
+    let created_now = written.iter().any(|f| f == "bucket");
+    // The ownership tags go first: a run that stops after CreateBucket must leave a
+    // bucket the next run knows as strata's (S3 takes no tags with the create).
+    let mut changes: Vec<&FieldChange> = action.changes.iter().collect();
+    changes.sort_by_key(|c| !c.field.starts_with("tags."));
     let mut tags_done = false;
-    for change in &action.changes {
+    for change in changes {
         let field = change.field.as_str();
         match field {
             "versioning" => {
@@ -928,7 +933,13 @@ async fn apply_bucket(
             "tlsOnly" => write_tls_policy(c, b, want.tls_only, &resource).await?,
             _ if field.starts_with("tags.") => {
                 if !tags_done {
-                    write_bucket_tags(c, b, &want.tags, &resource).await?;
+                    if let Err(e) = write_bucket_tags(c, b, &want.tags, &resource).await {
+                        return Err(if created_now {
+                            undo_create(c, b, &resource, e, written).await
+                        } else {
+                            e
+                        });
+                    }
                     tags_done = true;
                 }
             }
@@ -941,6 +952,31 @@ async fn apply_bucket(
         written.push(change.field.clone());
     }
     Ok(already)
+}
+
+/// The bucket this run just created could not be tagged as strata's: delete it again
+/// (it is empty), so that the next run creates it afresh instead of refusing an
+/// untagged bucket as someone else's. Returns the error to report.
+async fn undo_create(
+    c: &Clients,
+    b: &BucketDoc,
+    resource: &str,
+    cause: Error,
+    written: &mut Vec<String>,
+) -> Error {
+    match c.s3.delete_bucket().bucket(&b.name).send().await {
+        Ok(_) => {
+            written.clear();
+            Error::Cloud(format!(
+                "{cause}\n  strata deleted the bucket it had just created (it could not be tagged as strata's), so a re-run starts clean"
+            ))
+        }
+        Err(e) => Error::Cloud(format!(
+            "{cause}\n  the bucket was created by this run but is not tagged as strata's, and deleting it again failed: {}\n  hint: delete the empty bucket {}, or set `adopt: true` on it once, and run again",
+            cloud_error(resource, "DeleteBucket", &e),
+            b.name
+        )),
+    }
 }
 
 /// Rewrites the lifecycle configuration with strata's rules, keeping everyone else's.
@@ -1181,6 +1217,39 @@ async fn create_default_version(c: &Clients, arn: &str, resource: &str, doc: &Va
             .send()
             .await
             .map_err(|e| cloud_error(resource, "ListPolicyVersions", &e))?;
+        if attempt > 0 {
+            // The limit was hit: perhaps by this very document, whose create's answer
+            // was lost and retried (the SDK retries a dropped connection). A version
+            // that holds it already is made the default instead of a duplicate.
+            for v in versions.versions() {
+                let Some(id) = v.version_id() else { continue };
+                let held = c
+                    .iam
+                    .get_policy_version()
+                    .policy_arn(arn)
+                    .version_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error(resource, "GetPolicyVersion", &e))?;
+                let raw = held
+                    .policy_version()
+                    .and_then(|p| p.document())
+                    .unwrap_or_default();
+                if !same_document(&parse_document(raw), doc) {
+                    continue;
+                }
+                if !v.is_default_version() {
+                    c.iam
+                        .set_default_policy_version()
+                        .policy_arn(arn)
+                        .version_id(id)
+                        .send()
+                        .await
+                        .map_err(|e| cloud_error(resource, "SetDefaultPolicyVersion", &e))?;
+                }
+                return Ok(());
+            }
+        }
         let mut old: Vec<_> = versions
             .versions()
             .iter()
