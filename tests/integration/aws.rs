@@ -860,11 +860,12 @@ fn first_apply_creates_everything_and_the_second_writes_nothing() {
             // The apply lock (src/engine/lock.rs), taken first and removed last.
             "CreatePolicy".to_owned(),
             format!("PUT /{bucket}/"),
+            // The ownership tags right after the create (S3 takes none with it).
+            format!("PUT /{bucket}/?tagging"),
             format!("PUT /{bucket}/?versioning"),
             format!("PUT /{bucket}/?encryption"),
             format!("PUT /{bucket}/?publicAccessBlock"),
             format!("PUT /{bucket}/?policy"),
-            format!("PUT /{bucket}/?tagging"),
             "CreatePolicy".to_owned(),
             "CreateRole".to_owned(),
             "AttachRolePolicy".to_owned(),
@@ -1743,8 +1744,9 @@ fn a_failure_partway_exits_2_with_evidence_and_the_next_apply_converges() {
     let bucket = p.bucket("dev");
     // A helm that runs, so that apply gets past its helm check to the cloud step.
     let (helm, record) = fake_helm(&p);
-    // Every PutBucketTagging fails with 500, after the SDK's own retries.
-    let proxy = FaultyProxy::start(moto::url(), &format!("PUT /{bucket}/?tagging"), 500, None);
+    // Every PutBucketPolicy fails with 500, after the SDK's own retries: the bucket is
+    // made and tagged as strata's (tags come right after the create), then it stops.
+    let proxy = FaultyProxy::start(moto::url(), &format!("PUT /{bucket}/?policy"), 500, None);
     let out = p
         .command_at(
             &proxy.url,
@@ -1764,10 +1766,15 @@ fn a_failure_partway_exits_2_with_evidence_and_the_next_apply_converges() {
         evidence["resources"][0]["fields"],
         json!([
             "bucket",
+            "tags.cost-center",
+            "tags.data-classification",
+            "tags.managed-by",
+            "tags.owner",
+            "tags.strata-env",
+            "tags.strata-target",
             "versioning",
             "encryption",
-            "publicAccessBlock",
-            "tlsOnly"
+            "publicAccessBlock"
         ]),
         "what was written before the failure is listed"
     );
@@ -1783,25 +1790,13 @@ fn a_failure_partway_exits_2_with_evidence_and_the_next_apply_converges() {
     );
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains(&format!("s3 bucket {bucket}: PutBucketTagging:")),
+        stderr.contains(&format!("s3 bucket {bucket}: PutBucketPolicy:")),
         "{stderr}"
     );
     drop(proxy);
 
-    // The cloud is half-done, and says so. The bucket never got strata's ownership
-    // tags, so strata cannot tell it from one someone else made: the next plan
-    // refuses it, writing nothing, and names the way out.
-    let out = p.run(&["plan", "dev-aws"]);
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "s3 bucket {bucket} exists but strata did not make it (no managed-by=strata / strata-target tags); nothing was written"
-        )) && stderr.contains("set `adopt: true` on the bucket"),
-        "{stderr}"
-    );
-    // Taking it over, the next apply finishes the job.
-    p.append("environments/dev.aws.yaml", "    adopt: true\n");
+    // The cloud is half-done, and the next plan says what is left: the bucket is
+    // strata's (tagged), only its TLS-only policy is missing.
     let plan = p.json(&["plan", "dev-aws"], 1);
     assert_eq!(
         ops(&plan),
@@ -1812,17 +1807,7 @@ fn a_failure_partway_exits_2_with_evidence_and_the_next_apply_converges() {
             ("iam_role", "create"),
         ])
     );
-    assert_eq!(
-        changed_fields(&plan, "s3_bucket"),
-        strings(&[
-            "tags.cost-center",
-            "tags.data-classification",
-            "tags.managed-by",
-            "tags.owner",
-            "tags.strata-env",
-            "tags.strata-target"
-        ])
-    );
+    assert_eq!(changed_fields(&plan, "s3_bucket"), strings(&["tlsOnly"]));
     let evidence = p.json(APPLY_DEV, 0);
     assert_eq!(
         outcomes(&evidence),
@@ -1836,6 +1821,43 @@ fn a_failure_partway_exits_2_with_evidence_and_the_next_apply_converges() {
     p.json(&["plan", "dev-aws"], 0);
     block_on(read_bucket(&bucket, "eu-west-1"))
         .assert_matches(&p.rendered("dev-aws", "buckets/data.json"));
+}
+
+/// S3 takes no tags with CreateBucket. When tagging the bucket this run just created
+/// fails, apply deletes that (empty) bucket again and says so, so the next run creates
+/// it afresh rather than refusing an untagged bucket as someone else's.
+#[test]
+fn a_new_bucket_that_cannot_be_tagged_is_deleted_again_and_the_next_apply_creates_it() {
+    let p = Project::new("untaggable");
+    let bucket = p.bucket("dev");
+    let proxy = FaultyProxy::start(moto::url(), &format!("PUT /{bucket}/?tagging"), 500, None);
+    let out = p
+        .command_at(&proxy.url, &["--format", "json"])
+        .args(APPLY_DEV)
+        .output()
+        .unwrap();
+    let evidence = parse(&out, &["apply"], 2);
+    assert_eq!(outcomes(&evidence), pairs(&[("s3_bucket", "failed")]));
+    assert_eq!(
+        evidence["resources"][0]["fields"],
+        json!([]),
+        "nothing is left of what was written"
+    );
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("s3 bucket {bucket}: PutBucketTagging:"))
+            && stderr.contains("strata deleted the bucket it had just created"),
+        "{stderr}"
+    );
+    drop(proxy);
+    assert!(
+        !block_on(bucket_exists(&bucket)),
+        "the untagged bucket is gone"
+    );
+    let plan = p.json(&["plan", "dev-aws"], 1);
+    assert_eq!(ops(&plan)[0], ("s3_bucket".to_owned(), "create".to_owned()));
+    p.json(APPLY_DEV, 0);
+    p.json(&["plan", "dev-aws"], 0);
 }
 
 #[test]
@@ -1955,16 +1977,16 @@ fn two_buckets_and_two_workloads_are_applied_from_their_rendered_documents() {
         [
             "CreatePolicy".to_owned(), // the apply lock
             format!("PUT /{raw}/"),
+            format!("PUT /{raw}/?tagging"),
             format!("PUT /{raw}/?versioning"),
             format!("PUT /{raw}/?encryption"),
             format!("PUT /{raw}/?publicAccessBlock"),
             format!("PUT /{raw}/?lifecycle"),
             format!("PUT /{raw}/?policy"),
-            format!("PUT /{raw}/?tagging"),
             format!("PUT /{curated}/"),
+            format!("PUT /{curated}/?tagging"),
             format!("PUT /{curated}/?encryption"),
             format!("PUT /{curated}/?lifecycle"),
-            format!("PUT /{curated}/?tagging"),
             "CreatePolicy".to_owned(),
             "CreatePolicy".to_owned(),
             "CreateRole".to_owned(),
@@ -2608,7 +2630,12 @@ fn a_bucket_in_another_region_stops_plan_and_apply_with_nothing_written() {
     let proxy = RecordingProxy::start(moto::url());
     for args in [&["plan", "dev-aws"][..], APPLY_DEV] {
         let out = p.run_at(&proxy.url, args);
-        let stderr = text(&out.stderr);
+        // The error, without plan's progress lines for what it read before it.
+        let stderr: String = text(&out.stderr)
+            .lines()
+            .filter(|l| !l.starts_with("strata: "))
+            .map(|l| format!("{l}\n"))
+            .collect();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert_eq!(
             stderr,
@@ -2764,7 +2791,12 @@ fn a_role_or_bucket_that_is_not_this_targets_is_never_changed() {
     let proxy = RecordingProxy::start(moto::url());
     for args in [&["plan", "dev-aws"][..], APPLY_DEV] {
         let out = p.run_at(&proxy.url, args);
-        let stderr = text(&out.stderr);
+        // The error, without plan's progress lines for what it read before it.
+        let stderr: String = text(&out.stderr)
+            .lines()
+            .filter(|l| !l.starts_with("strata: "))
+            .map(|l| format!("{l}\n"))
+            .collect();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert_eq!(
             stderr,
@@ -2821,7 +2853,12 @@ fn a_role_or_bucket_that_is_not_this_targets_is_never_changed() {
     let proxy = RecordingProxy::start(moto::url());
     for args in [&["plan", "dev-aws"][..], APPLY_DEV] {
         let out = p.run_at(&proxy.url, args);
-        let stderr = text(&out.stderr);
+        // The error, without plan's progress lines for what it read before it.
+        let stderr: String = text(&out.stderr)
+            .lines()
+            .filter(|l| !l.starts_with("strata: "))
+            .map(|l| format!("{l}\n"))
+            .collect();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert_eq!(
             stderr,

@@ -320,6 +320,12 @@ impl<'t> Resource for GcpResource<'t> {
     }
 }
 
+/// Whether a live bucket carries this target's ownership labels.
+fn is_ours(live: &Value, target: &Target) -> bool {
+    live["labels"]["managed-by"].as_str() == Some("strata")
+        && live["labels"]["strata-target"].as_str() == Some(target.name.as_str())
+}
+
 fn iam<'c>(ctx: &Ctx<'c>) -> Result<&'c Client> {
     ctx.iam
         .ok_or_else(|| Error::Cloud("no IAM API client for the workloads' identities".into()))
@@ -347,13 +353,25 @@ async fn converge_bucket(
                 &format!("create gcs_bucket {name}"),
             )
             .await?;
+        if reply.status == 409 {
+            // Taken: by another project, or by this very create, whose answer was lost
+            // and retried. A bucket labelled as this target's is this run's own.
+            if let Some(live) = read_bucket(client, target, desired).await?
+                && is_ours(&live, target)
+            {
+                let changes = desired::bucket_changes(desired, &live);
+                if !changes.is_empty() {
+                    patch_bucket(client, desired, &live, &changes).await?;
+                    written.extend(desired::field_names(&changes));
+                }
+                return Ok(true);
+            }
+            return Err(Error::Cloud(format!(
+                "create gcs_bucket {name}: the name is already taken (bucket names are global)\n  hint: set buckets.<key>.name to another name"
+            )));
+        }
         if !reply.ok() {
-            return Err(match reply.status {
-                409 => Error::Cloud(format!(
-                    "create gcs_bucket {name}: the name is already taken (bucket names are global)\n  hint: set buckets.<key>.name to another name"
-                )),
-                _ => reply.error(&format!("create gcs_bucket {name}")),
-            });
+            return Err(reply.error(&format!("create gcs_bucket {name}")));
         }
         let created = reply.body;
         written.extend(fields);
