@@ -71,7 +71,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
-        self.wfile.write(payload)
+        if self.command != "HEAD":  # a HEAD answer has headers only (S3's HeadBucket 403)
+            self.wfile.write(payload)
 
     def handle_one(self):
         global remaining
