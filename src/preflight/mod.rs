@@ -10,7 +10,8 @@
 //!
 //! Every check is data ([`Check`]: found / missing / assumed / blocking, the evidence,
 //! what to do); the face prints it, and each one is reported as progress
-//! ([`crate::apply::progress`]) the moment it is recorded. Only read calls are made: nothing is ever written to the cloud.
+//! ([`crate::apply::progress`]) the moment it is recorded. Only read calls are made:
+//! nothing is ever written to the cloud.
 //! `--write` writes the discovered facts to the target's lock file
 //! (`environments/discovered/<target>.yaml`, see [`crate::config::lock`]), atomically
 //! and only when they changed. The choices (which zone, which certificate) are pure
