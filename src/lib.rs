@@ -19,12 +19,12 @@
 //! `plan`/`apply` (in [`apply`]) read the rendered documents, never the model, and
 //! converge the cloud.
 
-pub mod apply;
 pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod desired;
+pub mod engine;
 pub mod error;
 pub mod model;
 pub mod output;
@@ -32,6 +32,7 @@ pub mod preflight;
 pub mod project;
 pub mod render;
 pub mod report;
+pub mod resources;
 pub mod suggest;
 pub mod yaml_check;
 pub mod yaml_emit;
@@ -374,6 +375,7 @@ fn render_one(
     // Checked: the data the values files were written from is not needed any more
     // (kept, it would be held for every target at once).
     rendered.values.clear();
+    rendered.lines = None;
     Ok(rendered)
 }
 

@@ -49,8 +49,8 @@ pub struct Renderer {
     env: Environment<'static>,
     outputs: Vec<Output>,
     /// Every template's name (relative to `templates/`) and source, partials too, for
-    /// [`Renderer::producer`].
-    sources: Vec<(String, String)>,
+    /// naming the template line behind a line of output ([`Rendered::source_of`]).
+    sources: Arc<[(String, String)]>,
 }
 
 /// The syntax every template is read with.
@@ -124,7 +124,7 @@ impl Renderer {
         Ok(Renderer {
             env,
             outputs,
-            sources,
+            sources: sources.into(),
         })
     }
 
@@ -143,6 +143,11 @@ impl Renderer {
             return Ok(rendered);
         }
         let ctx = Value::from(minijinja::value::Serde(context(target, desired)));
+        rendered.lines = Some(Arc::new(TemplateLines {
+            sources: self.sources.clone(),
+            ctx: ctx.clone(),
+            marked: Default::default(),
+        }));
         for output in &self.outputs {
             match output {
                 Output::Verbatim { out, bytes } => {
@@ -150,7 +155,7 @@ impl Renderer {
                         &target.name,
                         out.clone(),
                         bytes.clone(),
-                        Origin::Template(out.clone()),
+                        Origin::Template(format!("{TEMPLATE_DIR}/{out}")),
                     );
                 }
                 Output::Template { name, out } => {
@@ -168,9 +173,10 @@ impl Renderer {
                         text.push('\n');
                     }
                     if let Err(failure) = check_artifact(out, &text) {
-                        let at = failure
-                            .output_line
-                            .and_then(|line| self.producer(name, &ctx, &text, line));
+                        let at = failure.output_line.and_then(|line| {
+                            let marked = marked_render(&self.sources, name, &ctx, &text)?;
+                            producer(&self.sources, &marked, line)
+                        });
                         let (template, line) = match at {
                             Some((template, line)) => (template, Some(line)),
                             None => (name.clone(), None),
@@ -208,27 +214,48 @@ impl Renderer {
     }
 }
 
-impl Renderer {
-    /// The template and line that produced line `line` (1-based) of `text`, which
-    /// template `name` rendered from `ctx`: the templates are rendered again with
-    /// markers (see [`lines`] for how, and why the answer is sound). `None` when the
-    /// instrumented render does not reproduce `text` exactly.
-    fn producer(&self, name: &str, ctx: &Value, text: &str, line: usize) -> Option<(String, u32)> {
-        let mut env = environment();
-        env.add_filter(lines::FILTER, lines::at_filter);
-        for (index, (rel, source)) in self.sources.iter().enumerate() {
-            let marked = lines::instrument(source, index, syntax())?;
-            env.add_template_owned(rel.clone(), marked).ok()?;
-        }
-        let mut marked = env.get_template(name).ok()?.render(ctx).ok()?;
-        if !lines::strip(&marked).ends_with('\n') {
-            marked.push('\n');
-        }
-        if lines::strip(&marked) != text {
-            return None;
-        }
-        let (index, line) = lines::producer(&marked, line)?;
-        Some((self.sources.get(index)?.0.clone(), line))
+/// The output of template `name` rendered from `ctx` with markers (see [`lines`] for
+/// how, and why the answer is sound); `None` when the instrumented render does not
+/// reproduce `text`, what the plain render gave, exactly.
+fn marked_render(
+    sources: &[(String, String)],
+    name: &str,
+    ctx: &Value,
+    text: &str,
+) -> Option<String> {
+    let mut env = environment();
+    env.add_filter(lines::FILTER, lines::at_filter);
+    for (index, (rel, source)) in sources.iter().enumerate() {
+        let marked = lines::instrument(source, index, syntax())?;
+        env.add_template_owned(rel.clone(), marked).ok()?;
+    }
+    let mut marked = env.get_template(name).ok()?.render(ctx).ok()?;
+    if !lines::strip(&marked).ends_with('\n') {
+        marked.push('\n');
+    }
+    (lines::strip(&marked) == text).then_some(marked)
+}
+
+/// The template (relative to `templates/`) and line that produced line `line`
+/// (1-based) of a marked render.
+fn producer(sources: &[(String, String)], marked: &str, line: usize) -> Option<(String, u32)> {
+    let (index, line) = lines::producer(marked, line)?;
+    Some((sources.get(index)?.0.clone(), line))
+}
+
+/// What [`Rendered::source_of`] needs to name the template line behind a line of a
+/// template's artifact: the templates and the context they were rendered from, and
+/// each artifact's marked render once one was needed. Kept only until the checks
+/// are done.
+pub struct TemplateLines {
+    sources: Arc<[(String, String)]>,
+    ctx: Value,
+    marked: std::sync::Mutex<BTreeMap<String, Option<Arc<str>>>>,
+}
+
+impl std::fmt::Debug for TemplateLines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TemplateLines").finish_non_exhaustive()
     }
 }
 
@@ -251,6 +278,9 @@ pub struct Rendered {
     /// round-trips (a test holds it). A template that replaces the file removes its
     /// entry, and the checks parse what the template rendered.
     pub values: BTreeMap<String, Arc<serde_json::Value>>,
+    /// How to name the template line behind a line of a template's artifact, for the
+    /// checks; `None` when the project has no templates.
+    pub lines: Option<Arc<TemplateLines>>,
 }
 
 impl Rendered {
@@ -263,15 +293,43 @@ impl Rendered {
         path
     }
 
-    /// The artifact at `rel` (relative to the target's folder), parsed as JSON.
-    pub fn json(
-        &self,
-        target: &str,
-        rel: &str,
-    ) -> Option<std::result::Result<serde_json::Value, String>> {
-        self.artifacts
-            .get(&format!("{target}/{rel}"))
-            .map(|bytes| serde_json::from_slice(bytes).map_err(|e| e.to_string()))
+    /// The place in the project that wrote line `line`, column `col` (1-based) of the
+    /// artifact at `path`, when a file of `templates/` made it: for a file copied
+    /// from there, that very place; for a template's output, the template (a macro's
+    /// or an included one's when that wrote the line) and its line, with column 0
+    /// (not known). `None` for strata's own artifacts, and when the instrumented
+    /// render cannot say (see [`lines`]). It renders the template again, so it is for
+    /// findings only, never for the happy path.
+    pub fn source_of(&self, path: &str, line: usize, col: usize) -> Option<Loc> {
+        let Some(Origin::Template(template)) = self.origins.get(path) else {
+            return None;
+        };
+        let Some(name) = template
+            .strip_prefix(TEMPLATE_DIR)
+            .and_then(|t| t.strip_prefix('/'))
+            .filter(|t| t.ends_with(EXTENSION))
+        else {
+            let line = u32::try_from(line).ok()?;
+            let col = u32::try_from(col).ok()?;
+            return Some(Loc::new(Arc::from(template.as_str()), line, col));
+        };
+        let lines = self.lines.as_ref()?;
+        let marked = {
+            let mut cache = lines.marked.lock().ok()?;
+            cache
+                .entry(path.to_owned())
+                .or_insert_with(|| {
+                    let text = std::str::from_utf8(self.artifacts.get(path)?).ok()?;
+                    marked_render(&lines.sources, name, &lines.ctx, text).map(Arc::from)
+                })
+                .clone()?
+        };
+        let (template, line) = producer(&lines.sources, &marked, line)?;
+        Some(Loc::new(
+            Arc::from(format!("{TEMPLATE_DIR}/{template}").as_str()),
+            line,
+            0,
+        ))
     }
 }
 

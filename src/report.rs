@@ -168,7 +168,7 @@ pub fn error_list(error: &Error) -> Vec<ErrorRecord> {
             Error::Input(l) => ErrorRecord {
                 file: Some(l.loc.file.to_string()),
                 line: Some(l.loc.line),
-                column: Some(l.loc.col),
+                column: (l.loc.col > 0).then_some(l.loc.col),
                 key_path: Some(l.key_path.clone()).filter(|k| !k.is_empty()),
                 message: l.message.clone(),
                 hint: l.hint.clone(),

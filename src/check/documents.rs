@@ -1,10 +1,18 @@
 //! Rules over the rendered cloud documents: `buckets/*.json`, `iam/*.policy.json`,
 //! `iam/*.trust.json` (aws) and `iam/*.gcp.json` (gcp). Apply sends these very
 //! documents, and refuses any that break a rule.
+//!
+//! Each finding names the JSON Pointer of what it is about (`/Statement/1/Action/0`).
+//! On a document strata wrote, it points at the layer key behind that value; on one a
+//! template wrote, at the template line that wrote the value ([`json_pos`] finds the
+//! output line, [`Rendered::source_of`] the template line behind it), or at the very
+//! place for a document copied from `templates/` as it is. A member that is missing
+//! points at the object that lacks it.
 
 use serde_json::Value as J;
 
-use super::{Finding, Findings, origin_loc};
+use super::{Finding, Findings, json_pos, origin_loc};
+use crate::config::Loc;
 use crate::desired::Desired;
 use crate::desired::iam::{WORKLOAD_IDENTITY_USER, issuer_host_path};
 use crate::model::{AwsIdentity, Cloud, partition};
@@ -41,36 +49,57 @@ pub(crate) fn check(f: &mut Findings, desired: &Desired, rendered: &Rendered) {
 }
 
 fn parsed(f: &mut Findings, rendered: &Rendered, rel: &str) -> Option<J> {
-    let t = f.target;
-    match rendered.json(&t.name, rel) {
-        Some(Ok(doc)) => Some(doc),
-        Some(Err(e)) => {
-            let path = format!("{}/{rel}", t.name);
+    let path = format!("{}/{rel}", f.target.name);
+    match serde_json::from_slice(rendered.artifacts.get(&path)?) {
+        Ok(doc) => Some(doc),
+        Err(e) => {
+            let loc = rendered
+                .source_of(&path, e.line(), e.column())
+                .unwrap_or_else(|| origin_loc(rendered, &path));
             f.push(Finding {
                 rule: None,
                 path: rel.to_owned(),
-                loc: origin_loc(rendered, &path),
+                loc,
                 message: format!("rendered {path} is not valid JSON: {e}"),
                 hint: "build JSON with `| to_json` rather than by hand".into(),
             });
             None
         }
-        None => None,
     }
 }
 
-/// Where a finding inside a rendered document points: the layer key behind it when
-/// strata wrote the document, else the template.
+/// A key as a segment of a JSON Pointer.
+fn esc(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// Where the value at JSON Pointer `pointer` (or the nearest one above it the
+/// document has) of `rel` was written, when a file of `templates/` wrote the
+/// document: the template line. Only called for a finding.
+fn template_loc(f: &Findings, rendered: &Rendered, rel: &str, pointer: &str) -> Option<Loc> {
+    let full = format!("{}/{rel}", f.target.name);
+    let text = std::str::from_utf8(rendered.artifacts.get(&full)?).ok()?;
+    let (found, _) = json_pos::nearest(text, pointer)?;
+    rendered.source_of(&full, found.value.line as usize, found.value.col as usize)
+}
+
+/// Where a finding about the value at `pointer` of a rendered document points: the
+/// layer key behind it when strata wrote the document, else the template line that
+/// wrote the value (the template when that cannot be told).
 fn place(
     f: &Findings,
     rendered: &Rendered,
     rel: &str,
     key_path: &str,
-) -> (String, crate::config::Loc) {
+    pointer: &str,
+) -> (String, Loc) {
     let full = format!("{}/{rel}", f.target.name);
     match rendered.origins.get(&full) {
         Some(Origin::Strata(_)) => (key_path.to_owned(), f.target.loc_of(key_path)),
-        _ => (key_path.to_owned(), origin_loc(rendered, &full)),
+        _ => (
+            key_path.to_owned(),
+            template_loc(f, rendered, rel, pointer).unwrap_or_else(|| origin_loc(rendered, &full)),
+        ),
     }
 }
 
@@ -78,7 +107,7 @@ fn bucket(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) 
     let t = f.target;
     let expected = &t.names.buckets[key].name;
     if doc["name"].as_str() != Some(expected.as_str()) {
-        let (path, loc) = place(f, rendered, rel, &format!("buckets.{key}"));
+        let (path, loc) = place(f, rendered, rel, &format!("buckets.{key}"), "/name");
         f.push(Finding {
             rule: None,
             path,
@@ -96,8 +125,8 @@ fn bucket(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) 
         Cloud::Aws => ("region", t.aws().region.clone()),
         Cloud::Gcp => ("location", t.gcp().location.clone()),
     };
-    let wrong = |f: &mut Findings, message: String| {
-        let (path, loc) = place(f, rendered, rel, &format!("buckets.{key}"));
+    let wrong = |f: &mut Findings, pointer: &str, message: String| {
+        let (path, loc) = place(f, rendered, rel, &format!("buckets.{key}"), pointer);
         f.push(Finding {
             rule: None,
             path,
@@ -111,6 +140,7 @@ fn bucket(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) 
     if doc[place_key].as_str() != Some(place_want.as_str()) {
         wrong(
             f,
+            &format!("/{place_key}"),
             format!(
                 "{place_key} is {}, the target's is {place_want}",
                 doc[place_key]
@@ -125,6 +155,7 @@ fn bucket(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) 
     if !owned {
         wrong(
             f,
+            "/tags",
             format!(
                 "tags must carry managed-by=strata and strata-target={} (strata's ownership)",
                 t.name
@@ -132,17 +163,28 @@ fn bucket(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) 
         );
     }
     let mut ids = std::collections::BTreeSet::new();
-    for rule in doc["lifecycle"].as_array().into_iter().flatten() {
+    for (i, rule) in doc["lifecycle"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let id = rule["id"].as_str().unwrap_or_default();
+        let pointer = format!("/lifecycle/{i}/id");
         if !id.starts_with(crate::desired::buckets::RULE_PREFIX) {
             wrong(
                 f,
+                &pointer,
                 format!(
                     "lifecycle rule id {id:?} does not start with `strata-`; apply would never recognise it as its own"
                 ),
             );
         } else if !ids.insert(id.to_owned()) {
-            wrong(f, format!("lifecycle rule id {id:?} appears twice"));
+            wrong(
+                f,
+                &pointer,
+                format!("lifecycle rule id {id:?} appears twice"),
+            );
         }
     }
     if !t.is_production() {
@@ -181,7 +223,13 @@ fn bucket(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) 
             .iter()
             .find(|(r, _)| *r == rule)
             .map_or("", |(_, w)| *w);
-        let (path, loc) = place(f, rendered, rel, &format!("buckets.{key}.{field}"));
+        let (path, loc) = place(
+            f,
+            rendered,
+            rel,
+            &format!("buckets.{key}.{field}"),
+            &format!("/{field}"),
+        );
         f.push(Finding {
             rule: Some(rule),
             path,
@@ -196,6 +244,19 @@ fn strings(value: &J) -> Vec<&str> {
     match value {
         J::String(s) => vec![s.as_str()],
         J::Array(items) => items.iter().filter_map(J::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// [`strings`] of the value at `pointer`, each with its own pointer.
+fn strings_at<'a>(value: &'a J, pointer: &str) -> Vec<(&'a str, String)> {
+    match value {
+        J::String(s) => vec![(s.as_str(), pointer.to_owned())],
+        J::Array(items) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| Some((item.as_str()?, format!("{pointer}/{i}"))))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -221,11 +282,15 @@ fn policy(
 ) {
     let t = f.target;
     let full = format!("{}/{rel}", t.name);
-    let from_template = matches!(rendered.origins.get(&full), Some(Origin::Template(_)));
-    let statement_place = |i: usize| -> (String, crate::config::Loc) {
+    let from_template = !matches!(rendered.origins.get(&full), Some(Origin::Strata(_)));
+    // Statement `i`, about the value at `pointer`: on strata's document, the layer
+    // statement (or `access`) behind it; on a template's, the line that wrote it.
+    let statement_place = |f: &Findings, i: usize, pointer: &str| -> (String, Loc) {
         let workload = format!("workloads.{key}");
         if from_template {
-            return (workload, origin_loc(rendered, &full));
+            let loc = template_loc(f, rendered, rel, pointer)
+                .unwrap_or_else(|| origin_loc(rendered, &full));
+            return (workload, loc);
         }
         match locs.get(i).cloned().flatten() {
             Some(loc) => {
@@ -238,37 +303,54 @@ fn policy(
             ),
         }
     };
-    let problem =
-        |f: &mut Findings, i: usize, rule: Option<&'static str>, message: String, hint: &str| {
-            let (path, loc) = statement_place(i);
-            f.push(Finding {
-                rule,
-                path,
-                loc,
-                message: format!("{rel} statement {}: {message}", i + 1),
-                hint: hint.to_owned(),
-            });
-        };
+    let problem = |f: &mut Findings,
+                   i: usize,
+                   pointer: &str,
+                   rule: Option<&'static str>,
+                   message: String,
+                   hint: &str| {
+        let (path, loc) = statement_place(f, i, pointer);
+        f.push(Finding {
+            rule,
+            path,
+            loc,
+            message: format!("{rel} statement {}: {message}", i + 1),
+            hint: hint.to_owned(),
+        });
+    };
     if doc["Version"] != "2012-10-17" {
         problem(
             f,
             0,
+            "/Version",
             None,
             "the policy Version must be \"2012-10-17\"".into(),
             "",
         );
     }
-    let statements = match &doc["Statement"] {
-        J::Array(items) => items.clone(),
-        J::Object(_) => vec![doc["Statement"].clone()],
+    // Each statement with its pointer.
+    let statements: Vec<(&J, String)> = match &doc["Statement"] {
+        J::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s, format!("/Statement/{i}")))
+            .collect(),
+        J::Object(_) => vec![(&doc["Statement"], "/Statement".to_owned())],
         _ => {
-            problem(f, 0, None, "the policy has no Statement list".into(), "");
+            problem(
+                f,
+                0,
+                "/Statement",
+                None,
+                "the policy has no Statement list".into(),
+                "",
+            );
             return;
         }
     };
-    for (i, s) in statements.iter().enumerate() {
+    for (i, (s, at)) in statements.iter().enumerate() {
         let Some(map) = s.as_object() else {
-            problem(f, i, None, "a statement must be an object".into(), "");
+            problem(f, i, at, None, "a statement must be an object".into(), "");
             continue;
         };
         for key in map.keys() {
@@ -276,6 +358,7 @@ fn policy(
                 problem(
                     f,
                     i,
+                    &format!("{at}/{}", esc(key)),
                     None,
                     format!("`{key}` has no place in a workload's policy"),
                     "identity policies have Sid, Effect, Action, Resource and Condition only (no Principal, NotAction or NotResource)",
@@ -284,22 +367,30 @@ fn policy(
         }
         let effect = s["Effect"].as_str().unwrap_or_default();
         if effect != "Allow" && effect != "Deny" {
-            problem(f, i, None, "Effect must be Allow or Deny".into(), "");
+            problem(
+                f,
+                i,
+                &format!("{at}/Effect"),
+                None,
+                "Effect must be Allow or Deny".into(),
+                "",
+            );
             continue;
         }
-        let actions = strings(&s["Action"]);
-        let resources = strings(&s["Resource"]);
+        let actions = strings_at(&s["Action"], &format!("{at}/Action"));
+        let resources = strings_at(&s["Resource"], &format!("{at}/Resource"));
         if actions.is_empty() || resources.is_empty() {
             problem(
                 f,
                 i,
+                at,
                 None,
                 "a statement needs Action and Resource".into(),
                 "",
             );
             continue;
         }
-        for action in &actions {
+        for (action, pointer) in &actions {
             let well_formed = *action == "*"
                 || action.split_once(':').is_some_and(|(service, name)| {
                     !service.is_empty()
@@ -313,17 +404,19 @@ fn policy(
                 problem(
                     f,
                     i,
+                    pointer,
                     None,
                     format!("`{action}` is not an IAM action (service:Action)"),
                     "",
                 );
             }
         }
-        for resource in &resources {
+        for (resource, pointer) in &resources {
             if *resource != "*" && !well_formed_arn(resource) {
                 problem(
                     f,
                     i,
+                    pointer,
                     None,
                     format!("`{resource}` is not an ARN"),
                     "arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE, e.g. arn:aws:s3:::my-bucket/*",
@@ -333,28 +426,31 @@ fn policy(
         if effect != "Allow" {
             continue;
         }
-        if let Some(a) = actions.iter().find(|a| a.contains('*')) {
+        if let Some((a, pointer)) = actions.iter().find(|(a, _)| a.contains('*')) {
             problem(
                 f,
                 i,
+                pointer,
                 Some("iam.wildcard-action"),
                 format!("allows `{a}`: a wildcard grants actions nobody reviewed"),
                 "list the actions the workload needs",
             );
         }
-        if resources.contains(&"*") {
+        if let Some((_, pointer)) = resources.iter().find(|(r, _)| *r == "*") {
             problem(
                 f,
                 i,
+                pointer,
                 Some("iam.wildcard-resource"),
                 "allows its actions on every resource (`*`)".into(),
                 "name the resources (ARNs) the workload needs",
             );
         }
-        if let Some(a) = actions.iter().find(|a| escalates(a)) {
+        if let Some((a, pointer)) = actions.iter().find(|(a, _)| escalates(a)) {
             problem(
                 f,
                 i,
+                pointer,
                 Some("iam.escalation"),
                 format!("allows `{a}`, with which a workload can give itself any permission"),
                 "a workload's policy grants data access; IAM and STS belong to the platform",
@@ -381,12 +477,12 @@ fn trust(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) {
     let t = f.target;
     let aws = t.aws();
     let names = &t.names.workloads[key];
-    let (path, loc) = place(f, rendered, rel, &format!("workloads.{key}"));
-    let problem = |f: &mut Findings, message: String| {
+    let problem = |f: &mut Findings, pointer: &str, message: String| {
+        let (path, loc) = place(f, rendered, rel, &format!("workloads.{key}"), pointer);
         f.push(Finding {
             rule: None,
-            path: path.clone(),
-            loc: loc.clone(),
+            path,
+            loc,
             message: format!("{rel}: {message}"),
             hint: "a workload's role is assumed by its own service account only".into(),
         });
@@ -394,7 +490,7 @@ fn trust(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) {
     let statements = match &doc["Statement"] {
         J::Array(items) if !items.is_empty() => items.clone(),
         _ => {
-            problem(f, "the trust policy has no statements".into());
+            problem(f, "/Statement", "the trust policy has no statements".into());
             return;
         }
     };
@@ -408,7 +504,8 @@ fn trust(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) {
         "system:serviceaccount:{}:{}",
         names.namespace, names.service_account
     );
-    for s in &statements {
+    for (i, s) in statements.iter().enumerate() {
+        let at = format!("/Statement/{i}");
         if s["Effect"] != "Allow" {
             continue;
         }
@@ -421,6 +518,7 @@ fn trust(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) {
                 if !only_service || services != ["pods.eks.amazonaws.com"] {
                     problem(
                         f,
+                        &format!("{at}/Principal"),
                         format!(
                             "principal {principal} is not the EKS Pod Identity service (pods.eks.amazonaws.com)"
                         ),
@@ -432,6 +530,7 @@ fn trust(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) {
                 {
                     problem(
                         f,
+                        &format!("{at}/Action"),
                         format!(
                             "actions {actions:?}: Pod Identity needs sts:AssumeRole and sts:TagSession only"
                         ),
@@ -444,6 +543,7 @@ fn trust(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) {
                 if !only || federated != [provider.as_str()] {
                     problem(
                         f,
+                        &format!("{at}/Principal"),
                         format!(
                             "principal {principal} is not this cluster's OIDC provider ({provider})"
                         ),
@@ -452,6 +552,7 @@ fn trust(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) {
                 if actions != ["sts:AssumeRoleWithWebIdentity"] {
                     problem(
                         f,
+                        &format!("{at}/Action"),
                         format!(
                             "actions {actions:?}: IRSA needs sts:AssumeRoleWithWebIdentity only"
                         ),
@@ -461,6 +562,10 @@ fn trust(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) {
                 if sub.as_str() != Some(subject.as_str()) {
                     problem(
                         f,
+                        &format!(
+                            "{at}/Condition/StringEquals/{}",
+                            esc(&format!("{issuer}:sub"))
+                        ),
                         format!(
                             "the role must be limited to `{subject}` (a StringEquals condition on {issuer}:sub)"
                         ),
@@ -483,22 +588,27 @@ fn gcp(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) {
     );
     let own_buckets: Vec<&str> = t.names.buckets.values().map(|b| b.name.as_str()).collect();
     let base = format!("workloads.{key}");
-    let mut problem =
-        |f: &mut Findings, rule: Option<&'static str>, field: &str, message: String, hint: &str| {
-            let (path, loc) = place(f, rendered, rel, &format!("{base}.{field}"));
-            f.push(Finding {
-                rule,
-                path,
-                loc,
-                message: format!("{rel}: {message}"),
-                hint: hint.to_owned(),
-            });
-        };
+    let mut problem = |f: &mut Findings,
+                       rule: Option<&'static str>,
+                       field: &str,
+                       pointer: &str,
+                       message: String,
+                       hint: &str| {
+        let (path, loc) = place(f, rendered, rel, &format!("{base}.{field}"), pointer);
+        f.push(Finding {
+            rule,
+            path,
+            loc,
+            message: format!("{rel}: {message}"),
+            hint: hint.to_owned(),
+        });
+    };
     if doc["serviceAccount"]["email"].as_str() != Some(email.as_str()) {
         problem(
             f,
             None,
             "gcpServiceAccount",
+            "/serviceAccount/email",
             format!("the service account must be {email}"),
             "",
         );
@@ -509,43 +619,50 @@ fn gcp(f: &mut Findings, rendered: &Rendered, rel: &str, key: &str, doc: &J) {
             f,
             None,
             "serviceAccount",
+            "/workloadIdentity",
             format!("Workload Identity must bind {WORKLOAD_IDENTITY_USER} to {pool_member} only"),
             "",
         );
     }
     let bindings = |field: &str| -> Vec<J> { doc[field].as_array().cloned().unwrap_or_default() };
-    for binding in bindings("bucketBindings") {
+    for (i, binding) in bindings("bucketBindings").iter().enumerate() {
+        let at = format!("/bucketBindings/{i}");
         let bucket = binding["bucket"].as_str().unwrap_or_default();
         if !own_buckets.contains(&bucket) {
             problem(
                 f,
                 None,
                 "access",
+                &format!("{at}/bucket"),
                 format!("binds roles on bucket `{bucket}`, which this target does not declare"),
                 "",
             );
         }
-        members_and_role(f, &mut problem, &binding, &own_member, false);
+        members_and_role(f, &mut problem, binding, &at, &own_member, false);
     }
-    for binding in bindings("projectBindings") {
-        members_and_role(f, &mut problem, &binding, &own_member, true);
+    for (i, binding) in bindings("projectBindings").iter().enumerate() {
+        let at = format!("/projectBindings/{i}");
+        members_and_role(f, &mut problem, binding, &at, &own_member, true);
     }
 }
 
 fn members_and_role(
     f: &mut Findings,
-    problem: &mut impl FnMut(&mut Findings, Option<&'static str>, &str, String, &str),
+    problem: &mut impl FnMut(&mut Findings, Option<&'static str>, &str, &str, String, &str),
     binding: &J,
+    at: &str,
     own_member: &str,
     project: bool,
 ) {
     let role = binding["role"].as_str().unwrap_or_default();
-    for member in strings(&binding["members"]) {
+    let role_at = format!("{at}/role");
+    for (member, pointer) in strings_at(&binding["members"], &format!("{at}/members")) {
         if member != own_member {
             problem(
                 f,
                 None,
                 "roles",
+                &pointer,
                 format!(
                     "grants {role} to `{member}`; a workload's document grants to its own service account only"
                 ),
@@ -558,6 +675,7 @@ fn members_and_role(
             f,
             Some("gcp.primitive-role"),
             "roles",
+            &role_at,
             format!("grants the basic role {role}"),
             "grant a predefined role for the service the workload uses",
         );
@@ -570,6 +688,7 @@ fn members_and_role(
             f,
             Some("gcp.project-admin"),
             "roles",
+            &role_at,
             format!("grants {role} on the whole project"),
             "grant it on the resource instead (e.g. `bucket:`)",
         );
@@ -578,6 +697,7 @@ fn members_and_role(
             f,
             None,
             "roles",
+            &role_at,
             format!("`{role}` is not a role name (roles/… or projects/<p>/roles/…)"),
             "",
         );

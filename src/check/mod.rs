@@ -14,6 +14,7 @@
 //! them all, each at the line to fix. Pure: charts arrive as data.
 
 pub mod documents;
+pub mod json_pos;
 pub mod names;
 pub mod secrets;
 pub mod values;

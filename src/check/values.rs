@@ -7,6 +7,8 @@
 //!
 //! Every finding names the layer file:line:col that set the offending value (a
 //! missing required key: the `values:` line), the JSON pointer and the schema rule.
+//! When a template rendered the values file, the finding names the template line
+//! that wrote the value instead ([`Rendered::source_of`]).
 
 use std::collections::BTreeMap;
 
@@ -15,7 +17,7 @@ use serde_json::Value as J;
 use super::{Finding, Findings, origin_loc};
 use crate::config::{Loc, Node, Value};
 use crate::desired::{Desired, ReleaseSpec};
-use crate::render::Rendered;
+use crate::render::{Origin, Rendered};
 
 /// A chart as the checks need it, read by the caller.
 pub struct Chart {
@@ -85,13 +87,20 @@ pub(crate) fn check(f: &mut Findings, desired: &Desired, rendered: &Rendered, in
             };
             &parsed
         };
+        let written = Written {
+            release,
+            rendered,
+            full: &full,
+            from_template: !matches!(rendered.origins.get(&full), Some(Origin::Strata(_))),
+            nodes: std::cell::OnceCell::new(),
+        };
         let before = f.errors.len();
         if release.strict_values && (chart.values.is_some() || chart.schema_json.is_some()) {
             let known = chart.values.as_ref().unwrap_or(&J::Null);
             let props = chart.schema_json.as_ref();
             unknown_keys(
                 f,
-                release,
+                &written,
                 &chart.path,
                 values,
                 Some(known),
@@ -122,15 +131,11 @@ pub(crate) fn check(f: &mut Findings, desired: &Desired, rendered: &Rendered, in
                             format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"));
                     }
                 }
-                let (loc, at) = pointer_loc(release, &pointer, keyword == "required");
+                // An extra key: point at the key, not its value.
+                let (loc, at) = written.at(&pointer, keyword == "additionalProperties");
                 if unknown.contains(&at) {
                     continue;
                 }
-                let loc = if keyword == "additionalProperties" {
-                    key_loc(release, &pointer).unwrap_or(loc)
-                } else {
-                    loc
-                };
                 let message = error.masked().to_string();
                 f.push(Finding {
                     rule: None,
@@ -225,9 +230,83 @@ pub fn coalesce(defaults: Option<&J>, values: &J) -> J {
     }
 }
 
+/// Where one release's values file was written, for its findings.
+struct Written<'a> {
+    release: &'a ReleaseSpec,
+    rendered: &'a Rendered,
+    /// The file's path under the output folder.
+    full: &'a str,
+    /// A file of `templates/` wrote it (else strata did, from the layers).
+    from_template: bool,
+    /// The file read with the location of each value, on the first finding.
+    nodes: std::cell::OnceCell<Option<Node>>,
+}
+
+impl Written<'_> {
+    /// The place of the value at JSON `pointer` (of its key when `key`), and its key
+    /// path: the layer key that set it, or the template line that wrote it. A value
+    /// that is not there (a missing required key) points at the nearest one above.
+    fn at(&self, pointer: &str, key: bool) -> (Loc, String) {
+        if !self.from_template {
+            let (loc, path) = pointer_loc(self.release, pointer);
+            let loc = if key {
+                key_loc(self.release, pointer).unwrap_or(loc)
+            } else {
+                loc
+            };
+            return (loc, path);
+        }
+        let mut path = format!("releases.{}.values", self.release.key);
+        for segment in pointer.split('/').skip(1) {
+            path.push('.');
+            path.push_str(&segment.replace("~1", "/").replace("~0", "~"));
+        }
+        let nodes = self.nodes.get_or_init(|| {
+            let bytes = self.rendered.artifacts.get(self.full)?;
+            crate::config::parse_layer(bytes, self.full).ok()
+        });
+        let loc = nodes
+            .as_ref()
+            .and_then(|root| {
+                let (node, whole) = walk(root, pointer);
+                // A mapping or a list is named by its key (its value starts a line
+                // further down), as in the layers.
+                let nested = matches!(node.value, Value::Map(_) | Value::Seq(_));
+                let at = if (key && whole) || nested {
+                    &node.key_loc
+                } else {
+                    &node.loc
+                };
+                self.rendered
+                    .source_of(self.full, at.line as usize, at.col as usize)
+            })
+            .unwrap_or_else(|| origin_loc(self.rendered, self.full));
+        (loc, path)
+    }
+}
+
+/// The node at a JSON pointer, or the nearest one above it that exists; and whether
+/// it is the one the pointer names.
+fn walk<'a>(root: &'a Node, pointer: &str) -> (&'a Node, bool) {
+    let mut node = root;
+    for segment in pointer.split('/').skip(1) {
+        let segment = segment.replace("~1", "/").replace("~0", "~");
+        let next = match &node.value {
+            Value::Map(m) => m.get(&segment),
+            Value::Seq(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        };
+        match next {
+            Some(next) => node = next,
+            None => return (node, false),
+        }
+    }
+    (node, true)
+}
+
 /// The node at a JSON pointer of the release's values, and its key path; for a
 /// `required` error (which points at the object missing the key) the object's key.
-fn pointer_loc(release: &ReleaseSpec, pointer: &str, _required: bool) -> (Loc, String) {
+fn pointer_loc(release: &ReleaseSpec, pointer: &str) -> (Loc, String) {
     let segments: Vec<String> = pointer
         .split('/')
         .skip(1)
@@ -283,7 +362,7 @@ fn schema_open(schema: Option<&J>) -> bool {
 /// neither the chart's values.yaml (`known`) nor its schema declares.
 fn unknown_keys(
     f: &mut Findings,
-    release: &ReleaseSpec,
+    written: &Written,
     chart: &str,
     values: &J,
     known: Option<&J>,
@@ -332,9 +411,8 @@ fn unknown_keys(
                     format!("keys {chart}/values.yaml has here: {}", c.join(", "))
                 }
             };
-            let (loc, at) = pointer_loc(release, child_path, false);
             // Point at the key, not its value.
-            let loc = key_loc(release, child_path).unwrap_or(loc);
+            let (loc, at) = written.at(child_path, true);
             f.push(Finding {
                 rule: None,
                 path: at,
@@ -345,7 +423,7 @@ fn unknown_keys(
             path.truncate(len);
             continue;
         }
-        unknown_keys(f, release, chart, value, in_values, in_schema, path);
+        unknown_keys(f, written, chart, value, in_values, in_schema, path);
         path.truncate(len);
     }
 }

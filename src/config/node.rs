@@ -19,6 +19,8 @@ pub struct Loc {
     /// Path of the file relative to the project root, e.g. `environments/prod.yaml`.
     pub file: Arc<str>,
     pub line: u32,
+    /// 1-based; 0 when only the line is known (a line of a template that produced a
+    /// value: which column of it is not).
     pub col: u32,
 }
 
@@ -37,7 +39,7 @@ impl Loc {
     }
 }
 
-/// As `file:line:col`.
+/// As `file:line:col` (`file:line` when the column is not known).
 impl serde::Serialize for Loc {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
@@ -46,7 +48,11 @@ impl serde::Serialize for Loc {
 
 impl fmt::Display for Loc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file, self.line, self.col)
+        write!(f, "{}:{}", self.file, self.line)?;
+        if self.col > 0 {
+            write!(f, ":{}", self.col)?;
+        }
+        Ok(())
     }
 }
 

@@ -10,9 +10,9 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::{Blocked, Check, Checks, Zone, pick_zone};
-use crate::apply::gcs::client::Client;
 use crate::config::lock::{Facts, HostFacts};
 use crate::model::Target;
+use crate::resources::gcp::client::Client;
 
 pub const CONTAINER_ENDPOINT_VAR: &str = "CLOUDSDK_API_ENDPOINT_OVERRIDES_CONTAINER";
 const CONTAINER_BASE: &str = "https://container.googleapis.com/v1";

@@ -10,7 +10,7 @@
 //!
 //! Every check is data ([`Check`]: found / missing / assumed / blocking, the evidence,
 //! what to do); the face prints it, and each one is reported as progress
-//! ([`crate::apply::progress`]) the moment it is recorded. Only read calls are made:
+//! ([`crate::engine::progress`]) the moment it is recorded. Only read calls are made:
 //! nothing is ever written to the cloud.
 //! `--write` writes the discovered facts to the target's lock file
 //! (`environments/discovered/<target>.yaml`, see [`crate::config::lock`]), atomically
@@ -139,7 +139,7 @@ impl Checks {
     /// Records `check` and reports it as progress (`dev-aws cluster: found`);
     /// `Err(Blocked)` when it blocks (the caller stops with `?`).
     pub fn push(&mut self, check: Check) -> std::result::Result<(), Blocked> {
-        crate::apply::progress::step(&self.target, &check.check, check.status.as_str());
+        crate::engine::progress::step(&self.target, &check.check, check.status.as_str());
         let blocks = check.status == Status::Blocking;
         self.checks.push(check);
         if blocks { Err(Blocked) } else { Ok(()) }

@@ -857,7 +857,7 @@ fn first_apply_creates_everything_and_the_second_writes_nothing() {
     assert_eq!(
         write_calls(&proxy),
         [
-            // The apply lock (src/apply/lock.rs), taken first and removed last.
+            // The apply lock (src/engine/lock.rs), taken first and removed last.
             "CreatePolicy".to_owned(),
             format!("PUT /{bucket}/"),
             format!("PUT /{bucket}/?versioning"),
@@ -2837,13 +2837,29 @@ fn a_role_or_bucket_that_is_not_this_targets_is_never_changed() {
     assert_eq!(live.tags.len(), 2, "{:?}", live.tags);
 }
 
-/// Apply prints one progress line per resource on stderr as it goes (kind, name, what
-/// happened, seconds since the start); `--quiet` and `--format json` print none, and
-/// stdout (the evidence) is the same either way.
+/// Plan and apply print one progress line per resource on stderr as they go (kind,
+/// name, what was read or done, seconds since the start); `--quiet` and `--format json`
+/// print none, and stdout (the plan, the evidence) is the same either way.
 #[test]
 fn apply_reports_progress_on_stderr_unless_quiet_or_json() {
     let p = Project::new("progress");
     let bucket = p.bucket("dev");
+    // Plan reports each resource as it is read, and what apply would do to it.
+    let plan = p.run(&["plan", "dev-aws"]);
+    assert_eq!(plan.status.code(), Some(1), "{}", text(&plan.stderr));
+    assert!(
+        text(&plan.stderr).contains(&format!("strata: s3_bucket {bucket}: read, would create (")),
+        "{}",
+        text(&plan.stderr)
+    );
+    let quiet_plan = p.run(&["-q", "plan", "dev-aws"]);
+    assert_eq!(quiet_plan.status.code(), Some(1));
+    assert!(
+        !text(&quiet_plan.stderr).contains("strata: "),
+        "{}",
+        text(&quiet_plan.stderr)
+    );
+    assert_eq!(text(&plan.stdout), text(&quiet_plan.stdout));
     let first = p.run(&["apply", "dev-aws", "--approve", "--skip-helm"]);
     assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
     let progress: Vec<String> = text(&first.stderr)
@@ -2851,6 +2867,11 @@ fn apply_reports_progress_on_stderr_unless_quiet_or_json() {
         .filter(|l| l.starts_with("strata: "))
         .map(str::to_owned)
         .collect();
+    // Apply reports its writes, not the reads of its plan.
+    assert!(
+        !progress.iter().any(|l| l.contains(": read, ")),
+        "{progress:#?}"
+    );
     let line = progress
         .iter()
         .find(|l| l.starts_with(&format!("strata: s3_bucket {bucket}: created (")))

@@ -426,7 +426,7 @@ fn destroy_prod_aws_needs_the_name_repeated_and_keeps_the_retained_bucket() {
 }
 
 async fn gcs_json(method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let base = strata::apply::gcs::emulator_base(gcs_emulator::host());
+    let base = strata::resources::gcp::emulator_base(gcs_emulator::host());
     let mut req = reqwest::Client::new().request(method, format!("{base}{path}"));
     if let Some(body) = body {
         req = req.json(&body);

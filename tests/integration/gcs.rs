@@ -5,7 +5,7 @@
 //! against one emulator) and location `US` (the emulator reports every bucket in `US`,
 //! whatever the create asked for).
 //!
-//! What the emulator cannot show is listed in `src/apply/gcs/mod.rs`'s module doc; the
+//! What the emulator cannot show is listed in `src/resources/gcp/mod.rs`'s module doc; the
 //! fault proxy (`tests/py/faulty_proxy.py`) answers in its place, through the CLI: a
 //! 412 on a PATCH guarded by a stale metageneration, a 409/412 on a policy PUT with a
 //! stale etag, a 403, the listing of another project, and each transient status with
@@ -18,11 +18,11 @@
 //! written as exactly as what the emulator saw.
 
 use serde_json::{Value, json};
-use strata::apply::docs::Documents;
-use strata::apply::gcs::desired::{LIFECYCLE_LABEL, lifecycle_label, rule_digest};
-use strata::apply::gcs::{self, Client};
-use strata::apply::plan::{Evidence, Op, Outcome, Plan};
+use strata::engine::docs::Documents;
+use strata::engine::plan::{Evidence, Op, Outcome, Plan};
 use strata::model::{Cloud, Target};
+use strata::resources::gcp::desired::{LIFECYCLE_LABEL, lifecycle_label, rule_digest};
+use strata::resources::gcp::{self as gcs, Client};
 
 use std::path::Path;
 use std::process::Output;
@@ -739,7 +739,7 @@ fn the_cli_plans_and_applies_a_gcp_target_through_storage_emulator_host() {
         triples(&[
             ("gcs_bucket", bucket, "created"),
             ("gcp_service_account", GSA, "created"),
-            ("gcp_service_account_iam", GSA, "updated"),
+            ("gcp_service_account_iam", GSA, "created"),
             ("gcs_bucket_iam", bucket, "created")
         ])
     );
@@ -759,7 +759,7 @@ fn the_cli_plans_and_applies_a_gcp_target_through_storage_emulator_host() {
         [
             ("POST".to_owned(), "/storage/v1/b".to_owned()),
             // gcp-storage-emulator keeps only the name of a create, so strata patches
-            // the rest right after (see src/apply/gcs/mod.rs); on GCS this PATCH is
+            // the rest right after (see src/resources/gcp/mod.rs); on GCS this PATCH is
             // not sent.
             ("PATCH".to_owned(), format!("/storage/v1/b/{bucket}")),
             ("PUT".to_owned(), format!("/storage/v1/b/{bucket}/iam")),
@@ -818,9 +818,31 @@ fn transient_gcs_errors_are_retried_and_a_lasting_one_stops_apply_with_evidence(
         triples(&[
             ("gcs_bucket", "strata-cli-gcs-retry", "created"),
             ("gcp_service_account", GSA, "created"),
-            ("gcp_service_account_iam", GSA, "updated"),
+            ("gcp_service_account_iam", GSA, "created"),
             ("gcs_bucket_iam", "strata-cli-gcs-retry", "created")
         ])
+    );
+    // The evidence counts the retries: the two 503s on the bucket's policy, nothing else.
+    let retries: Vec<(String, u64)> = evidence["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap().to_owned(),
+                r["retries"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        retries,
+        [
+            ("gcs_bucket".to_owned(), 0),
+            ("gcp_service_account".to_owned(), 0),
+            ("gcp_service_account_iam".to_owned(), 0),
+            ("gcs_bucket_iam".to_owned(), 2)
+        ],
+        "{evidence:#}"
     );
     drop(proxy);
     let plan = run_cli(&dir, upstream, &["plan", "dev-gcp"]);
@@ -848,7 +870,7 @@ fn transient_gcs_errors_are_retried_and_a_lasting_one_stops_apply_with_evidence(
         triples(&[
             ("gcs_bucket", "strata-cli-gcs-fault", "created"),
             ("gcp_service_account", GSA, "created"),
-            ("gcp_service_account_iam", GSA, "updated"),
+            ("gcp_service_account_iam", GSA, "created"),
             ("gcs_bucket_iam", "strata-cli-gcs-fault", "failed")
         ]),
         "{evidence:#}"
@@ -924,9 +946,9 @@ async fn two_buckets_and_two_workloads_get_their_settings_and_bindings() {
             ("gcs_bucket", raw, "created"),
             ("gcs_bucket", curated, "created"),
             ("gcp_service_account", &ingest, "created"),
-            ("gcp_service_account_iam", &ingest, "updated"),
+            ("gcp_service_account_iam", &ingest, "created"),
             ("gcp_service_account", &reporting, "created"),
-            ("gcp_service_account_iam", &reporting, "updated"),
+            ("gcp_service_account_iam", &reporting, "created"),
             ("gcs_bucket_iam", raw, "created"),
             ("gcs_bucket_iam", curated, "created"),
         ])

@@ -110,7 +110,7 @@ async fn read_role(name: &str) -> (Value, Vec<String>, Vec<(String, String)>) {
         .await
         .expect("role exists");
     let raw = role.role().unwrap().assume_role_policy_document().unwrap();
-    let trust = strata::apply::aws::parse_document(raw);
+    let trust = strata::resources::aws::parse_document(raw);
     let attached = iam
         .list_attached_role_policies()
         .role_name(name)
@@ -182,7 +182,7 @@ fn irsa_chain_is_created_read_back_and_a_second_apply_changes_nothing() {
     let (trust, attached, tags) = block_on(read_role(&role));
     let want = rendered(dir.path(), "dev-aws", "iam/api.trust.json");
     assert!(
-        strata::apply::aws::same_document(&trust, &want),
+        strata::resources::aws::same_document(&trust, &want),
         "{trust:#}\n!=\n{want:#}"
     );
     let host = issuer.trim_start_matches("https://");
@@ -599,7 +599,7 @@ fn gcp_chain_creates_the_account_binds_workload_identity_and_the_bucket() {
         [
             ("gcs_bucket".to_owned(), "created".to_owned()),
             ("gcp_service_account".into(), "created".into()),
-            ("gcp_service_account_iam".into(), "updated".into()),
+            ("gcp_service_account_iam".into(), "created".into()),
             ("gcs_bucket_iam".into(), "created".into()),
         ],
         "{first:#}"
@@ -646,7 +646,7 @@ fn gcp_chain_creates_the_account_binds_workload_identity_and_the_bucket() {
     let bucket_policy: Value = block_on(async {
         reqwest::get(format!(
             "{}/b/{bucket}/iam",
-            strata::apply::gcs::emulator_base(gcs_emulator::host())
+            strata::resources::gcp::emulator_base(gcs_emulator::host())
         ))
         .await
         .unwrap()

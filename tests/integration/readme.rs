@@ -246,7 +246,7 @@ const PLAIN: &[(&str, &str)] = &[
         "the project layout, a folder tree",
     ),
     (
-        "src/              the CLI (cli.rs, commands.rs), config/ (load, merge), model/ (keys, names,",
+        "src/              the face: cli.rs, commands/ (one function per command; cloud.rs prints",
         "the source layout, a folder tree",
     ),
 ];

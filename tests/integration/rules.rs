@@ -181,11 +181,187 @@ fn a_gcp_binding_of_a_basic_or_project_admin_role_or_to_a_stranger_is_refused() 
     refused(
         &f,
         &["validate", "dev-gcp"],
+        // Each at the template line that wrote the role or the member.
         &[
-            "templates/iam/api.gcp.json.j2",
-            "grants the basic role roles/editor [gcp.primitive-role]",
-            "grants roles/resourcemanager.projectIamAdmin on the whole project [gcp.project-admin]",
-            "grants roles/storage.objectViewer to `user:someone@example.com`; a workload's document grants to its own service account only",
+            "error: templates/iam/api.gcp.json.j2:4: workloads.api.roles: iam/api.gcp.json: grants the basic role roles/editor [gcp.primitive-role]",
+            "error: templates/iam/api.gcp.json.j2:6: workloads.api.roles: iam/api.gcp.json: grants roles/resourcemanager.projectIamAdmin on the whole project [gcp.project-admin]",
+            "error: templates/iam/api.gcp.json.j2:5: workloads.api.roles: iam/api.gcp.json: grants roles/storage.objectViewer to `user:someone@example.com`; a workload's document grants to its own service account only",
+        ],
+        &[],
+    );
+}
+
+/// A policy template that grants a wildcard in production only, and one statement
+/// from a macro that allows every resource. Line 11 writes the actions, line 2 of the
+/// partial the macro's resource.
+const POLICY_TEMPLATE: &str = r#"{% from "iam/_statements.j2" import everything %}
+{% if target.cloud == "aws" %}
+{% set actions = ["s3:GetObject"] %}
+{% if target.isProduction %}
+{% set actions = actions + ["s3:*"] %}
+{% endif %}
+{
+  "Version": "2012-10-17",
+  "Statement": [
+    {"Effect": "Allow",
+     "Action": {{ actions | to_json }},
+     "Resource": "arn:aws:s3:::{{ buckets.data.name }}/*"},
+{{ everything() }}
+  ]
+}
+{% endif %}
+"#;
+
+const STATEMENTS_PARTIAL: &str = r#"{% macro everything() %}
+    {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*"}
+{%- endmacro %}
+"#;
+
+#[test]
+fn a_finding_on_a_template_made_policy_names_the_template_line_in_text_json_and_github() {
+    let f = Fixture::init();
+    write(&f.path("templates/iam/api.policy.json.j2"), POLICY_TEMPLATE);
+    write(&f.path("templates/iam/_statements.j2"), STATEMENTS_PARTIAL);
+    let action = "iam/api.policy.json statement 1: allows `s3:*`: a wildcard grants actions nobody reviewed [iam.wildcard-action]";
+    let resource = "iam/api.policy.json statement 2: allows its actions on every resource (`*`) [iam.wildcard-resource]";
+    let stderr = refused(
+        &f,
+        &["validate", "prod-aws"],
+        &[
+            &format!("error: templates/iam/api.policy.json.j2:11: workloads.api: {action}"),
+            &format!("error: templates/iam/_statements.j2:2: workloads.api: {resource}"),
+            "2 errors in 2 files",
+        ],
+        &[],
+    );
+    assert_eq!(stderr.matches("error: ").count(), 2, "{stderr}");
+    // Outside production only the macro's statement is found, at the same line.
+    refused(
+        &f,
+        &["validate", "dev-aws"],
+        &[&format!(
+            "error: templates/iam/_statements.j2:2: workloads.api: {resource}"
+        )],
+        &[],
+    );
+
+    let out = f.run(".", &["validate", "prod-aws", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["errors"],
+        serde_json::json!([
+            {
+                "file": "templates/iam/_statements.j2",
+                "line": 2,
+                "column": null,
+                "keyPath": "workloads.api",
+                "message": resource,
+                "hint": "name the resources (ARNs) the workload needs; or, if this is deliberate, add `exceptions: [{rule: iam.wildcard-resource, path: workloads.api, reason: \"…\"}]`",
+            },
+            {
+                "file": "templates/iam/api.policy.json.j2",
+                "line": 11,
+                "column": null,
+                "keyPath": "workloads.api",
+                "message": action,
+                "hint": "list the actions the workload needs; or, if this is deliberate, add `exceptions: [{rule: iam.wildcard-action, path: workloads.api, reason: \"…\"}]`",
+            },
+        ])
+    );
+
+    let out = f.run(".", &["validate", "prod-aws", "--format", "github"]);
+    assert_eq!(out.status.code(), Some(2));
+    let annotations: Vec<String> = text(&out.stdout)
+        .lines()
+        .map(|l| l.split("%0A").next().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        annotations,
+        [
+            format!(
+                "::error file=templates/iam/_statements.j2,line=2,title=workloads.api::{resource}"
+            ),
+            format!(
+                "::error file=templates/iam/api.policy.json.j2,line=11,title=workloads.api::{action}"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_finding_on_a_template_made_bucket_or_values_file_or_a_copied_policy_names_its_line() {
+    let f = Fixture::init();
+    // A production bucket document: versioning off (line 5), requireSse missing (the
+    // object that lacks it opens on line 2).
+    write(
+        &f.path("templates/buckets/data.json.j2"),
+        r#"{% set b = buckets.data %}
+{
+  "name": {{ b.name | to_json }},
+  "region": {{ aws.region | to_json }},
+  "versioning": false,
+  "encryption": "aws:kms",
+  "publicAccessBlock": true,
+  "tlsOnly": true,
+  "tags": {"managed-by": "strata", "strata-target": {{ target.name | to_json }}}
+}
+"#,
+    );
+    refused(
+        &f,
+        &["validate", "prod-aws"],
+        &[
+            "error: templates/buckets/data.json.j2:2: buckets.data.requireSse: production policy `prod.require-sse`",
+            "error: templates/buckets/data.json.j2:5: buckets.data.versioning: production policy `prod.versioning`",
+            "2 errors in 1 file",
+        ],
+        &[],
+    );
+    std::fs::remove_file(f.path("templates/buckets/data.json.j2")).unwrap();
+
+    // A values file with a key the chart does not have (line 5) and a value of the
+    // wrong type (line 9).
+    write(
+        &f.path("templates/releases/app.values.yaml.j2"),
+        r#"{% set v = releases.app.values %}
+global: {{ v.global | to_json }}
+app:
+  name: {{ v.app.name }}
+  nmae: typo
+serviceAccount: {{ v.serviceAccount | to_json }}
+backend:
+  image: {{ v.backend.image | to_json }}
+  replicas: "many"
+  port: {{ v.backend.port }}
+  resources: {{ v.backend.resources | to_json }}
+  probes: {{ v.backend.probes | to_json }}
+frontend: {{ v.frontend | to_json }}
+env: {{ v.env | to_json }}
+"#,
+    );
+    refused(
+        &f,
+        &["validate", "dev-aws"],
+        &[
+            "error: templates/releases/app.values.yaml.j2:5: releases.app.values.app.nmae: `nmae` is not a value of charts/app",
+            "error: templates/releases/app.values.yaml.j2:9: releases.app.values.backend.replicas: charts/app/values.schema.json: value is not of type \"integer\" (at /backend/replicas, rule `type`)",
+            "2 errors in 1 file",
+        ],
+        &[],
+    );
+    std::fs::remove_file(f.path("templates/releases/app.values.yaml.j2")).unwrap();
+
+    // A policy copied as it is (no `.j2`): the very line and column of the value.
+    write(
+        &f.path("templates/iam/api.policy.json"),
+        "{\"Version\": \"2012-10-17\",\n \"Statement\": [{\"Effect\": \"Allow\",\n   \"Action\": [\"s3:GetObject\", \"sts:AssumeRole\"], \"Resource\": \"arn:aws:s3:::x/*\"}]}\n",
+    );
+    refused(
+        &f,
+        &["validate", "dev-aws"],
+        &[
+            "error: templates/iam/api.policy.json:3:31: workloads.api: iam/api.policy.json statement 1: allows `sts:AssumeRole`, with which a workload can give itself any permission [iam.escalation]",
         ],
         &[],
     );

@@ -5,6 +5,7 @@
 //! installed (the library, the tests that call it), [`step`] does nothing.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 type Sink = Box<dyn Fn(&str) + Send + Sync>;
@@ -24,5 +25,21 @@ pub fn step(kind: &str, name: &str, what: &str) {
             "{kind} {name}: {what} ({:.1} s)",
             start.elapsed().as_secs_f64()
         ));
+    }
+}
+
+/// Whether [`read`] reports: on for `plan`, whose work is the reads; apply turns it off
+/// ([`report_reads`]), since its lines are the writes.
+static READS: AtomicBool = AtomicBool::new(true);
+
+/// Turns the lines of [`read`] on or off for the rest of the process.
+pub fn report_reads(on: bool) {
+    READS.store(on, Ordering::Relaxed);
+}
+
+/// Reports one resource read while planning: `s3_bucket data-bucket: read, would create`.
+pub fn read(kind: &str, name: &str, what: &str) {
+    if READS.load(Ordering::Relaxed) {
+        step(kind, name, what);
     }
 }

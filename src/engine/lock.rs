@@ -28,9 +28,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::docs::Documents;
-use super::gcs::Client;
 use crate::error::{Error, Result};
 use crate::model::{Cloud, Target};
+use crate::resources::gcp::Client;
 
 /// The lock object's key, at the top of the bucket.
 pub const KEY: &str = ".strata-lock.json";
@@ -40,7 +40,7 @@ pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 /// A lock this run holds.
 pub enum Held {
     Iam {
-        clients: Box<super::aws::Clients>,
+        clients: Box<crate::resources::aws::Clients>,
         arn: String,
     },
     Gcs {
@@ -185,7 +185,7 @@ async fn acquire_iam(
     docs: &Documents,
     command: &str,
 ) -> std::result::Result<Option<Held>, Attempt> {
-    let clients = super::aws::clients(target).await;
+    let clients = crate::resources::aws::clients(target).await;
     let name = iam_lock_name(target, docs);
     let aws = target.aws();
     let arn = format!(
@@ -226,7 +226,7 @@ async fn acquire_iam(
                 &holder,
             )))
         }
-        Err(e) => Err(Attempt::Failed(super::aws::cloud_error(
+        Err(e) => Err(Attempt::Failed(crate::resources::aws::cloud_error(
             &format!("apply lock {arn}"),
             "CreatePolicy",
             &e,
@@ -322,7 +322,7 @@ pub async fn release(held: Option<Held>) -> Result<()> {
                 {
                     Ok(())
                 }
-                Err(e) => Err(super::aws::cloud_error(
+                Err(e) => Err(crate::resources::aws::cloud_error(
                     &format!("apply lock {arn}"),
                     "DeletePolicy",
                     &e,

@@ -1,5 +1,5 @@
 //! GCP: the target's buckets and their IAM bindings through the Cloud Storage JSON
-//! API, from the rendered documents ([`super::docs`]).
+//! API, from the rendered documents ([`crate::engine::docs`]).
 //!
 //! `plan` reads the bucket (GET `/b/{bucket}`) and its policy (GET `/b/{bucket}/iam`)
 //! and writes nothing. `execute` reads them again (a plan may be stale), then creates
@@ -45,8 +45,9 @@ use serde_json::{Value, json};
 
 pub use self::client::{ATTEMPTS, Client, emulator_base};
 use self::desired::{DesiredBucket, desired_bucket};
-use super::docs::Documents;
-use super::plan::{Action, Evidence, FieldChange, Op, Outcome, Plan, ResourceEvidence};
+use crate::engine::docs::Documents;
+use crate::engine::plan::{Action, Evidence, FieldChange, Op, Plan};
+use crate::engine::resource::{self, Resource};
 use crate::error::{Error, Result};
 use crate::model::{Cloud, Target};
 
@@ -101,58 +102,13 @@ pub async fn plan_full(
     target: &Target,
     docs: &Documents,
 ) -> Result<Plan> {
-    let mut actions = Vec::new();
-    let mut bindings_actions = Vec::new();
-    for doc in &docs.buckets {
-        let desired = desired_bucket(doc);
-        let bindings = desired::bucket_bindings(&desired.name, &docs.workloads);
-        let live = read_bucket(client, target, &desired).await?;
-        match &live {
-            None => {
-                actions.push(action(
-                    KIND_BUCKET,
-                    &desired.name,
-                    Op::Create,
-                    desired::create_changes(&desired),
-                ));
-                let changes = desired::iam_changes(&bindings, &json!({}));
-                bindings_actions.push(action(
-                    KIND_BUCKET_IAM,
-                    &desired.name,
-                    op_create(&changes),
-                    changes,
-                ));
-            }
-            Some(live) => {
-                let labels: std::collections::BTreeMap<String, String> = live["labels"]
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
-                    .collect();
-                super::check_ownership(
-                    &target.name,
-                    &format!("gcs bucket {}", desired.name),
-                    &labels,
-                    doc.adopt,
-                )?;
-                let changes = desired::bucket_changes(&desired, live);
-                actions.push(action(KIND_BUCKET, &desired.name, op(&changes), changes));
-                let policy = read_policy(client, &desired.name).await?;
-                let iam_changes = desired::iam_changes(&bindings, &policy);
-                bindings_actions.push(action(
-                    KIND_BUCKET_IAM,
-                    &desired.name,
-                    op(&iam_changes),
-                    iam_changes,
-                ));
-            }
-        }
-    }
-    if let Some(iam) = iam {
-        actions.extend(identity::plan(iam, target, &docs.workloads).await?);
-    }
-    actions.extend(bindings_actions);
+    let ctx = Ctx {
+        storage: client,
+        iam,
+        target,
+        missing: Default::default(),
+    };
+    let actions = resource::plan(&ctx, &resources(&ctx, docs)?).await?;
     Ok(Plan {
         target: target.name.clone(),
         cloud: Cloud::Gcp,
@@ -174,7 +130,7 @@ pub async fn execute_with(
     execute_full(client, None, target, docs, plan, evidence).await
 }
 
-/// [`execute`] with explicit clients. The live state is read again and converged to
+/// [`execute`] with explicit clients. Each resource is read again and converged to
 /// the desired state, so a stale plan never writes stale values; the plan must be the
 /// target's. Order: buckets, service accounts and their Workload Identity bindings,
 /// then the buckets' bindings (which name the accounts).
@@ -194,128 +150,228 @@ pub async fn execute_full(
             plan.cloud.as_str()
         )));
     }
-    let mut existed = Vec::new();
-    for doc in &docs.buckets {
-        let desired = desired_bucket(doc);
-        existed.push(converge_bucket(client, target, &desired, evidence).await?);
-    }
-    if let Some(iam) = iam {
-        for w in &docs.workloads {
-            let Some(email) = w
-                .gcp
-                .as_ref()
-                .and_then(|d| d["serviceAccount"]["email"].as_str())
-            else {
-                continue;
-            };
-            let result = identity::execute(iam, target, w).await;
-            let (account, binding) = match &result {
-                Ok((a, b)) => (a.clone(), b.clone()),
-                Err(_) => (Vec::new(), Vec::new()),
-            };
-            let outcome = |fields: &[String], failed: bool| match (failed, fields.is_empty()) {
-                (true, _) => Outcome::Failed,
-                (false, true) => Outcome::Unchanged,
-                (false, false) => Outcome::Updated,
-            };
-            let created = account.iter().any(|f| f == "accountId");
-            evidence.add(ResourceEvidence {
-                kind: identity::SERVICE_ACCOUNT.into(),
-                name: email.to_owned(),
-                existed: !created,
-                outcome: if created {
-                    Outcome::Created
-                } else {
-                    outcome(&account, result.is_err())
-                },
-                fields: account,
-            });
-            if result.is_ok() {
-                evidence.add(ResourceEvidence {
-                    kind: identity::SERVICE_ACCOUNT_IAM.into(),
-                    name: email.to_owned(),
-                    existed: !created,
-                    outcome: outcome(&binding, false),
-                    fields: binding,
-                });
-            }
-            result?;
-        }
-    }
-    for (doc, existed) in docs.buckets.iter().zip(existed) {
-        let name = desired_bucket(doc).name;
-        let bindings = desired::bucket_bindings(&name, &docs.workloads);
-        converge_bindings(client, &name, &bindings, existed, evidence).await?;
-    }
-    Ok(())
+    let ctx = Ctx {
+        storage: client,
+        iam,
+        target,
+        missing: Default::default(),
+    };
+    resource::execute(&ctx, &resources(&ctx, docs)?, plan, evidence).await
 }
 
-/// Creates or patches the bucket; returns whether it existed before.
+/// What every GCP resource of a run shares.
+pub(crate) struct Ctx<'t> {
+    storage: &'t Client,
+    /// The IAM API client, when the target has workloads.
+    iam: Option<&'t Client>,
+    target: &'t Target,
+    /// What planning found missing (buckets and service accounts by name): their IAM
+    /// policies do not exist yet either, and are not read.
+    missing: std::cell::RefCell<std::collections::BTreeSet<String>>,
+}
+
+/// One GCP resource of the target.
+pub(crate) struct GcpResource<'t> {
+    kind: &'static str,
+    name: String,
+    what: What,
+    ctx: std::marker::PhantomData<Ctx<'t>>,
+}
+
+enum What {
+    /// The bucket and whether the layers adopt an existing one (`adopt: true`).
+    Bucket(DesiredBucket, bool),
+    /// A bucket's IAM policy: strata's bindings in it.
+    BucketIam(Value),
+    ServiceAccount(identity::Want),
+    /// The Workload Identity members on a service account's policy.
+    ServiceAccountIam(identity::Want),
+}
+
+/// The target's resources in apply order: buckets, then (with the IAM client) per
+/// workload its service account and Workload Identity binding, then the buckets'
+/// bindings, which name the accounts.
+fn resources<'t>(ctx: &Ctx<'t>, docs: &Documents) -> Result<Vec<GcpResource<'t>>> {
+    let mut all = Vec::new();
+    let mut bindings = Vec::new();
+    for doc in &docs.buckets {
+        let desired = desired_bucket(doc);
+        let name = desired.name.clone();
+        bindings.push(GcpResource {
+            kind: KIND_BUCKET_IAM,
+            name: name.clone(),
+            what: What::BucketIam(desired::bucket_bindings(&name, &docs.workloads)),
+            ctx: std::marker::PhantomData,
+        });
+        all.push(GcpResource {
+            kind: KIND_BUCKET,
+            name,
+            what: What::Bucket(desired, doc.adopt),
+            ctx: std::marker::PhantomData,
+        });
+    }
+    if ctx.iam.is_some() {
+        for w in &docs.workloads {
+            let Some(want) = identity::want_of(w)? else {
+                continue;
+            };
+            all.push(GcpResource {
+                kind: identity::SERVICE_ACCOUNT,
+                name: want.email.clone(),
+                what: What::ServiceAccount(want.clone()),
+                ctx: std::marker::PhantomData,
+            });
+            all.push(GcpResource {
+                kind: identity::SERVICE_ACCOUNT_IAM,
+                name: want.email.clone(),
+                what: What::ServiceAccountIam(want),
+                ctx: std::marker::PhantomData,
+            });
+        }
+    }
+    all.append(&mut bindings);
+    Ok(all)
+}
+
+impl<'t> Resource for GcpResource<'t> {
+    type Ctx = Ctx<'t>;
+
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    async fn read(&self, ctx: &Ctx<'t>) -> Result<Action> {
+        let missing = |ctx: &Ctx<'t>| ctx.missing.borrow().contains(&self.name);
+        match &self.what {
+            What::Bucket(desired, adopt) => {
+                let Some(live) = read_bucket(ctx.storage, ctx.target, desired).await? else {
+                    ctx.missing.borrow_mut().insert(self.name.clone());
+                    let changes = desired::create_changes(desired);
+                    return Ok(action(KIND_BUCKET, &self.name, Op::Create, changes));
+                };
+                let labels: std::collections::BTreeMap<String, String> = live["labels"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                    .collect();
+                crate::engine::check_ownership(
+                    &ctx.target.name,
+                    &format!("gcs bucket {}", self.name),
+                    &labels,
+                    *adopt,
+                )?;
+                let changes = desired::bucket_changes(desired, &live);
+                Ok(action(KIND_BUCKET, &self.name, op(&changes), changes))
+            }
+            What::BucketIam(bindings) => {
+                if missing(ctx) {
+                    let changes = desired::iam_changes(bindings, &json!({}));
+                    return Ok(action(
+                        KIND_BUCKET_IAM,
+                        &self.name,
+                        op_create(&changes),
+                        changes,
+                    ));
+                }
+                let policy = read_policy(ctx.storage, &self.name).await?;
+                let changes = desired::iam_changes(bindings, &policy);
+                Ok(action(KIND_BUCKET_IAM, &self.name, op(&changes), changes))
+            }
+            What::ServiceAccount(want) => {
+                let (action, exists) = identity::plan_account(iam(ctx)?, ctx.target, want).await?;
+                if !exists {
+                    ctx.missing.borrow_mut().insert(self.name.clone());
+                }
+                Ok(action)
+            }
+            What::ServiceAccountIam(want) => {
+                identity::plan_binding(iam(ctx)?, want, !missing(ctx)).await
+            }
+        }
+    }
+
+    async fn write(
+        &self,
+        ctx: &Ctx<'t>,
+        action: &Action,
+        written: &mut Vec<String>,
+    ) -> Result<bool> {
+        match &self.what {
+            What::Bucket(desired, _) => {
+                converge_bucket(ctx.storage, ctx.target, desired, written).await
+            }
+            What::BucketIam(bindings) => {
+                converge_bindings(ctx.storage, &self.name, bindings, written).await?;
+                Ok(action.op != Op::Create)
+            }
+            What::ServiceAccount(want) => {
+                identity::apply_account(iam(ctx)?, ctx.target, want, written).await
+            }
+            What::ServiceAccountIam(want) => {
+                written.extend(identity::bind(iam(ctx)?, want).await?);
+                Ok(action.op != Op::Create)
+            }
+        }
+    }
+}
+
+fn iam<'c>(ctx: &Ctx<'c>) -> Result<&'c Client> {
+    ctx.iam
+        .ok_or_else(|| Error::Cloud("no IAM API client for the workloads' identities".into()))
+}
+
+/// Creates or patches the bucket, pushing the fields written; returns whether it
+/// existed before.
 async fn converge_bucket(
     client: &Client,
     target: &Target,
     desired: &DesiredBucket,
-    evidence: &mut Evidence,
+    written: &mut Vec<String>,
 ) -> Result<bool> {
     let name = desired.name.as_str();
-    let record = |evidence: &mut Evidence, existed, outcome, fields| {
-        evidence.add(ResourceEvidence {
-            kind: KIND_BUCKET.into(),
-            name: name.to_owned(),
-            existed,
-            outcome,
-            fields,
-        })
-    };
-    let (existed, live) = match read_bucket(client, target, desired).await? {
-        Some(live) => (true, live),
-        None => {
-            let fields = desired::field_names(&desired::create_changes(desired));
-            let query = [("project", target.gcp().project_id.clone())];
-            let body = desired::create_body(desired);
-            let reply = client
-                .send(
-                    Method::POST,
-                    "/b",
-                    &query,
-                    Some(&body),
-                    &format!("create gcs_bucket {name}"),
-                )
-                .await
-                .inspect_err(|_| record(evidence, false, Outcome::Failed, fields.clone()))?;
-            if !reply.ok() {
-                record(evidence, false, Outcome::Failed, fields);
-                return Err(match reply.status {
-                    409 => Error::Cloud(format!(
-                        "create gcs_bucket {name}: the name is already taken (bucket names are global)\n  hint: set buckets.<key>.name to another name"
-                    )),
-                    _ => reply.error(&format!("create gcs_bucket {name}")),
-                });
-            }
-            let created = reply.body;
-            // The API may not take every setting on create (emulators don't): whatever
-            // still differs is patched below and reported as part of the create.
-            let rest = desired::bucket_changes(desired, &created);
-            if !rest.is_empty() {
-                patch_bucket(client, desired, &created, &rest)
-                    .await
-                    .inspect_err(|_| record(evidence, false, Outcome::Failed, fields.clone()))?;
-            }
-            record(evidence, false, Outcome::Created, fields);
-            return Ok(false);
+    let Some(live) = read_bucket(client, target, desired).await? else {
+        let fields = desired::field_names(&desired::create_changes(desired));
+        let query = [("project", target.gcp().project_id.clone())];
+        let body = desired::create_body(desired);
+        let reply = client
+            .send(
+                Method::POST,
+                "/b",
+                &query,
+                Some(&body),
+                &format!("create gcs_bucket {name}"),
+            )
+            .await?;
+        if !reply.ok() {
+            return Err(match reply.status {
+                409 => Error::Cloud(format!(
+                    "create gcs_bucket {name}: the name is already taken (bucket names are global)\n  hint: set buckets.<key>.name to another name"
+                )),
+                _ => reply.error(&format!("create gcs_bucket {name}")),
+            });
         }
+        let created = reply.body;
+        written.extend(fields);
+        // The API may not take every setting on create (emulators don't): whatever
+        // still differs is patched below and reported as part of the create.
+        let rest = desired::bucket_changes(desired, &created);
+        if !rest.is_empty() {
+            patch_bucket(client, desired, &created, &rest).await?;
+        }
+        return Ok(false);
     };
     let changes = desired::bucket_changes(desired, &live);
     if changes.is_empty() {
-        record(evidence, existed, Outcome::Unchanged, Vec::new());
-        return Ok(existed);
+        return Ok(true);
     }
-    let fields = desired::field_names(&changes);
-    patch_bucket(client, desired, &live, &changes)
-        .await
-        .inspect_err(|_| record(evidence, existed, Outcome::Failed, fields.clone()))?;
-    record(evidence, existed, Outcome::Updated, fields);
-    Ok(existed)
+    patch_bucket(client, desired, &live, &changes).await?;
+    written.extend(desired::field_names(&changes));
+    Ok(true)
 }
 
 async fn patch_bucket(
@@ -357,31 +413,18 @@ fn metageneration(live: &Value) -> Option<String> {
     }
 }
 
+/// Adds strata's bindings to the bucket's policy, keeping every other member.
 async fn converge_bindings(
     client: &Client,
     bucket: &str,
     bindings: &Value,
-    bucket_existed: bool,
-    evidence: &mut Evidence,
+    written: &mut Vec<String>,
 ) -> Result<()> {
-    let record = |evidence: &mut Evidence, outcome, fields| {
-        evidence.add(ResourceEvidence {
-            kind: KIND_BUCKET_IAM.into(),
-            name: bucket.to_owned(),
-            existed: bucket_existed,
-            outcome,
-            fields,
-        })
-    };
-    let policy = read_policy(client, bucket)
-        .await
-        .inspect_err(|_| record(evidence, Outcome::Failed, Vec::new()))?;
+    let policy = read_policy(client, bucket).await?;
     let changes = desired::iam_changes(bindings, &policy);
     if changes.is_empty() {
-        record(evidence, Outcome::Unchanged, Vec::new());
         return Ok(());
     }
-    let fields = desired::field_names(&changes);
     let what = format!("set gcs_bucket_iam {bucket}");
     let body = desired::merged_policy(bindings, &policy);
     let reply = client
@@ -392,10 +435,8 @@ async fn converge_bindings(
             Some(&body),
             &what,
         )
-        .await
-        .inspect_err(|_| record(evidence, Outcome::Failed, fields.clone()))?;
+        .await?;
     if !reply.ok() {
-        record(evidence, Outcome::Failed, fields);
         return Err(match reply.status {
             409 | 412 => Error::Cloud(format!(
                 "{what}: the policy changed while strata was applying (etag mismatch); run apply again"
@@ -403,12 +444,7 @@ async fn converge_bindings(
             _ => reply.error(&what),
         });
     }
-    let outcome = if bucket_existed {
-        Outcome::Updated
-    } else {
-        Outcome::Created
-    };
-    record(evidence, outcome, fields);
+    written.extend(desired::field_names(&changes));
     Ok(())
 }
 

@@ -18,12 +18,12 @@ use std::time::Duration;
 use aws_sdk_iam::error::ProvideErrorMetadata;
 use serde_json::{Value, json};
 
-use super::aws::{Clients, cloud_error, desired_tags, iam_tags, parse_document, same_document};
-use super::docs::WorkloadDocs;
-use super::plan::{Action, FieldChange, Op};
+use super::{Clients, cloud_error, desired_tags, iam_tags, parse_document, same_document};
 use crate::desired::iam::issuer_host_path;
+use crate::engine::docs::WorkloadDocs;
+use crate::engine::plan::{Action, FieldChange, Op};
 use crate::error::{Error, Result};
-use crate::model::{AwsIdentity, Target, partition};
+use crate::model::{Target, partition};
 
 pub const ROLE: &str = "iam_role";
 pub const OIDC_PROVIDER: &str = "iam_oidc_provider";
@@ -47,6 +47,7 @@ where
         match call().await {
             Ok(v) => return Ok(v),
             Err(e) if attempt < ATTEMPTS && e.code().is_some_and(|c| transient.contains(&c)) => {
+                crate::engine::retries::count();
                 tokio::time::sleep(wait).await;
                 wait *= 2;
                 attempt += 1;
@@ -142,88 +143,77 @@ fn tag_diff(live: &BTreeMap<String, String>, want: &BTreeMap<String, String>) ->
         .collect()
 }
 
-/// The plan's identity actions for a target, in apply order: the OIDC provider (IRSA),
-/// then per workload its role, then its Pod Identity association.
-pub async fn plan(c: &Clients, target: &Target, workloads: &[WorkloadDocs]) -> Result<Vec<Action>> {
-    let aws = target.aws();
-    let mut actions = Vec::new();
-    if workloads.is_empty() {
-        return Ok(actions);
-    }
-    if aws.identity == AwsIdentity::Irsa {
-        check_issuer(c, target).await?;
-        actions.push(plan_oidc_provider(c, target).await?);
-    }
+/// The role of a workload (its trust policy `trust`, the managed policy attached, the
+/// tags): what differs from the live role.
+pub(super) async fn plan_role(
+    c: &Clients,
+    target: &Target,
+    w: &WorkloadDocs,
+    trust: &Value,
+) -> Result<Action> {
     let want_tags = desired_tags(target);
-    for w in workloads {
-        let Some(trust) = &w.trust else { continue };
-        let (name, _, policy_arn) = role_of(target, &w.key);
-        let resource = format!("iam role {name}");
-        match read_role(c, &name).await? {
-            None => {
-                let mut changes = vec![
-                    FieldChange {
-                        field: "trust".into(),
-                        from: Value::Null,
-                        to: trust.clone(),
-                    },
-                    FieldChange {
-                        field: "attach".into(),
-                        from: Value::Null,
-                        to: json!(policy_arn),
-                    },
-                ];
-                changes.extend(tag_diff(&BTreeMap::new(), &want_tags));
-                actions.push(Action {
-                    kind: ROLE.into(),
-                    name,
-                    op: Op::Create,
-                    changes,
-                });
-            }
-            Some(live) => {
-                if let Some(e) = foreign(target, &resource, &live.tags) {
-                    return Err(e);
-                }
-                let mut changes = Vec::new();
-                if !same_document(&live.trust, trust) {
-                    changes.push(FieldChange {
-                        field: "trust".into(),
-                        from: live.trust.clone(),
-                        to: trust.clone(),
-                    });
-                }
-                if !live.attached.contains(&policy_arn) {
-                    changes.push(FieldChange {
-                        field: "attach".into(),
-                        from: json!(live.attached),
-                        to: json!(policy_arn),
-                    });
-                }
-                changes.extend(tag_diff(&live.tags, &want_tags));
-                let op = if changes.is_empty() {
-                    Op::Unchanged
-                } else {
-                    Op::Update
-                };
-                actions.push(Action {
-                    kind: ROLE.into(),
-                    name,
-                    op,
-                    changes,
-                });
-            }
+    let (name, _, policy_arn) = role_of(target, &w.key);
+    let resource = format!("iam role {name}");
+    match read_role(c, &name).await? {
+        None => {
+            let mut changes = vec![
+                FieldChange {
+                    field: "trust".into(),
+                    from: Value::Null,
+                    to: trust.clone(),
+                },
+                FieldChange {
+                    field: "attach".into(),
+                    from: Value::Null,
+                    to: json!(policy_arn),
+                },
+            ];
+            changes.extend(tag_diff(&BTreeMap::new(), &want_tags));
+            Ok(Action {
+                kind: ROLE.into(),
+                name,
+                op: Op::Create,
+                changes,
+            })
         }
-        if aws.identity == AwsIdentity::PodIdentity {
-            actions.push(plan_association(c, target, &w.key).await?);
+        Some(live) => {
+            if let Some(e) = foreign(target, &resource, &live.tags) {
+                return Err(e);
+            }
+            let mut changes = Vec::new();
+            if !same_document(&live.trust, trust) {
+                changes.push(FieldChange {
+                    field: "trust".into(),
+                    from: live.trust.clone(),
+                    to: trust.clone(),
+                });
+            }
+            if !live.attached.contains(&policy_arn) {
+                changes.push(FieldChange {
+                    field: "attach".into(),
+                    from: json!(live.attached),
+                    to: json!(policy_arn),
+                });
+            }
+            changes.extend(tag_diff(&live.tags, &want_tags));
+            let op = if changes.is_empty() {
+                Op::Unchanged
+            } else {
+                Op::Update
+            };
+            Ok(Action {
+                kind: ROLE.into(),
+                name,
+                op,
+                changes,
+            })
         }
     }
-    Ok(actions)
 }
 
 /// IRSA: the cluster's live OIDC issuer must be the one the layers (and so the
 /// rendered trust policies) name.
-async fn check_issuer(c: &Clients, target: &Target) -> Result<()> {
+pub(super) async fn check_issuer(c: &Clients, target: &Target) -> Result<()> {
     let aws = target.aws();
     let (Some(cluster), Some(want)) = (&aws.cluster, &aws.oidc_issuer) else {
         return Ok(());
@@ -273,7 +263,7 @@ async fn oidc_provider_exists(c: &Clients, arn: &str) -> Result<bool> {
         .any(|p| p.arn() == Some(arn)))
 }
 
-async fn plan_oidc_provider(c: &Clients, target: &Target) -> Result<Action> {
+pub(super) async fn plan_oidc_provider(c: &Clients, target: &Target) -> Result<Action> {
     let aws = target.aws();
     let arn = provider_arn(target);
     let issuer = aws.oidc_issuer.clone().unwrap_or_default();
@@ -305,12 +295,29 @@ async fn plan_oidc_provider(c: &Clients, target: &Target) -> Result<Action> {
     })
 }
 
-/// The association of the workload's service account, if any: (id, role ARN).
-async fn read_association(
+/// A workload's live Pod Identity association.
+pub(crate) struct LiveAssociation {
+    pub id: String,
+    pub role_arn: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// How [`read_association`] takes a cluster that does not exist.
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum NoCluster {
+    /// An error: apply needs the cluster.
+    Refuse,
+    /// No cluster, no association: what destroy wants to know.
+    Absent,
+}
+
+/// The association of the workload's service account, if any.
+pub(crate) async fn read_association(
     c: &Clients,
     target: &Target,
     workload: &str,
-) -> Result<Option<(String, String)>> {
+    no_cluster: NoCluster,
+) -> Result<Option<LiveAssociation>> {
     let cluster = target.aws().cluster.clone().unwrap_or_default();
     let names = &target.names.workloads[workload];
     let resource = format!(
@@ -324,8 +331,18 @@ async fn read_association(
         .namespace(&names.namespace)
         .service_account(&names.service_account)
         .send()
-        .await
-        .map_err(|e| cloud_error(&resource, "ListPodIdentityAssociations", &e))?;
+        .await;
+    let list = match list {
+        Ok(list) => list,
+        Err(e)
+            if no_cluster == NoCluster::Absent
+                && e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(cloud_error(&resource, "ListPodIdentityAssociations", &e)),
+    };
     let Some(id) = list.associations().first().and_then(|a| a.association_id()) else {
         return Ok(None);
     };
@@ -337,12 +354,18 @@ async fn read_association(
         .send()
         .await
         .map_err(|e| cloud_error(&resource, "DescribePodIdentityAssociation", &e))?;
-    let role = out
-        .association()
-        .and_then(|a| a.role_arn())
-        .unwrap_or_default()
-        .to_owned();
-    Ok(Some((id.to_owned(), role)))
+    let association = out.association();
+    Ok(Some(LiveAssociation {
+        id: id.to_owned(),
+        role_arn: association
+            .and_then(|a| a.role_arn())
+            .unwrap_or_default()
+            .to_owned(),
+        tags: association
+            .and_then(|a| a.tags())
+            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+    }))
 }
 
 pub(crate) fn association_name(target: &Target, workload: &str) -> String {
@@ -355,10 +378,15 @@ pub(crate) fn association_name(target: &Target, workload: &str) -> String {
     )
 }
 
-async fn plan_association(c: &Clients, target: &Target, workload: &str) -> Result<Action> {
+pub(super) async fn plan_association(
+    c: &Clients,
+    target: &Target,
+    workload: &str,
+) -> Result<Action> {
     let (_, role_arn, _) = role_of(target, workload);
     let name = association_name(target, workload);
-    let (op, changes) = match read_association(c, target, workload).await? {
+    let live = read_association(c, target, workload, NoCluster::Refuse).await?;
+    let (op, changes) = match live.map(|a| a.role_arn) {
         None => (
             Op::Create,
             vec![FieldChange {
@@ -367,8 +395,8 @@ async fn plan_association(c: &Clients, target: &Target, workload: &str) -> Resul
                 to: json!(role_arn),
             }],
         ),
-        Some((_, live)) if live == role_arn => (Op::Unchanged, Vec::new()),
-        Some((_, live)) => (
+        Some(live) if live == role_arn => (Op::Unchanged, Vec::new()),
+        Some(live) => (
             Op::Update,
             vec![FieldChange {
                 field: "roleArn".into(),
@@ -385,78 +413,48 @@ async fn plan_association(c: &Clients, target: &Target, workload: &str) -> Resul
     })
 }
 
-/// Carries out one identity action; returns the fields written (empty: nothing).
-pub async fn execute(
+/// Creates the IAM OIDC provider of the cluster's issuer unless it exists (IRSA, with
+/// `aws.createOidcProvider: true`); returns the fields written.
+pub(super) async fn apply_oidc_provider(
     c: &Clients,
     target: &Target,
-    workloads: &[WorkloadDocs],
-    action: &Action,
+    arn: &str,
 ) -> Result<Vec<String>> {
-    if action.op == Op::Unchanged {
+    if oidc_provider_exists(c, arn).await? {
         return Ok(Vec::new());
     }
-    match action.kind.as_str() {
-        OIDC_PROVIDER => {
-            if oidc_provider_exists(c, &action.name).await? {
-                return Ok(Vec::new());
-            }
-            let issuer = target.aws().oidc_issuer.clone().unwrap_or_default();
-            let tags = desired_tags(target);
-            let created = c
-                .iam
-                .create_open_id_connect_provider()
-                .url(&issuer)
-                .client_id_list("sts.amazonaws.com")
-                .set_tags(Some(iam_tags(&tags, &action.name)?))
-                .send()
-                .await;
-            match created {
-                Ok(_) => Ok(vec!["url".into()]),
-                // Another apply made it meanwhile: it exists, which is all this needs.
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_entity_already_exists_exception()) =>
-                {
-                    Ok(Vec::new())
-                }
-                Err(e) => Err(cloud_error(
-                    &format!("iam oidc provider {issuer}"),
-                    "CreateOpenIDConnectProvider",
-                    &e,
-                )),
-            }
+    let issuer = target.aws().oidc_issuer.clone().unwrap_or_default();
+    let tags = desired_tags(target);
+    let created = c
+        .iam
+        .create_open_id_connect_provider()
+        .url(&issuer)
+        .client_id_list("sts.amazonaws.com")
+        .set_tags(Some(iam_tags(&tags, arn)?))
+        .send()
+        .await;
+    match created {
+        Ok(_) => Ok(vec!["url".into()]),
+        // Another apply made it meanwhile: it exists, which is all this needs.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_entity_already_exists_exception()) =>
+        {
+            Ok(Vec::new())
         }
-        ROLE => {
-            let w = workloads
-                .iter()
-                .find(|w| role_of(target, &w.key).0 == action.name)
-                .ok_or_else(|| {
-                    Error::Cloud(format!(
-                        "the plan names iam role {}, which the render does not have",
-                        action.name
-                    ))
-                })?;
-            apply_role(c, target, w).await
-        }
-        ASSOCIATION => {
-            let w = workloads
-                .iter()
-                .find(|w| association_name(target, &w.key) == action.name)
-                .ok_or_else(|| {
-                    Error::Cloud(format!(
-                        "the plan names association {}, which the render does not have",
-                        action.name
-                    ))
-                })?;
-            apply_association(c, target, &w.key).await
-        }
-        other => Err(Error::Cloud(format!(
-            "unknown identity resource kind {other}"
-        ))),
+        Err(e) => Err(cloud_error(
+            &format!("iam oidc provider {issuer}"),
+            "CreateOpenIDConnectProvider",
+            &e,
+        )),
     }
 }
 
-async fn apply_role(c: &Clients, target: &Target, w: &WorkloadDocs) -> Result<Vec<String>> {
+pub(super) async fn apply_role(
+    c: &Clients,
+    target: &Target,
+    w: &WorkloadDocs,
+) -> Result<Vec<String>> {
     let (name, _, policy_arn) = role_of(target, &w.key);
     let resource = format!("iam role {name}");
     let trust = w
@@ -548,7 +546,11 @@ async fn apply_role(c: &Clients, target: &Target, w: &WorkloadDocs) -> Result<Ve
     Ok(written)
 }
 
-async fn apply_association(c: &Clients, target: &Target, workload: &str) -> Result<Vec<String>> {
+pub(super) async fn apply_association(
+    c: &Clients,
+    target: &Target,
+    workload: &str,
+) -> Result<Vec<String>> {
     let cluster = target.aws().cluster.clone().unwrap_or_default();
     let names = &target.names.workloads[workload];
     let (_, role_arn, _) = role_of(target, workload);
@@ -563,7 +565,8 @@ async fn apply_association(c: &Clients, target: &Target, workload: &str) -> Resu
         "ResourceNotFoundException",
         "ThrottlingException",
     ];
-    match read_association(c, target, workload).await? {
+    let live = read_association(c, target, workload, NoCluster::Refuse).await?;
+    match live.map(|a| (a.id, a.role_arn)) {
         Some((_, live)) if live == role_arn => Ok(Vec::new()),
         Some((id, _)) => {
             retry(&transient, || {
@@ -595,7 +598,8 @@ async fn apply_association(c: &Clients, target: &Target, workload: &str) -> Resu
                 // Another apply created it between the read and the create: read what
                 // it made, and converge that (its role may be another's).
                 Err(e) if e.code() == Some("ResourceInUseException") => {
-                    match read_association(c, target, workload).await? {
+                    let live = read_association(c, target, workload, NoCluster::Refuse).await?;
+                    match live.map(|a| (a.id, a.role_arn)) {
                         Some((_, live)) if live == role_arn => Ok(Vec::new()),
                         Some((id, _)) => {
                             retry(&transient, || {

@@ -18,8 +18,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::client::Client;
-use crate::apply::docs::WorkloadDocs;
-use crate::apply::plan::{Action, FieldChange, Op};
+use crate::engine::docs::WorkloadDocs;
+use crate::engine::plan::{Action, FieldChange, Op};
 use crate::error::{Error, Result};
 use crate::model::Target;
 
@@ -38,10 +38,11 @@ fn account_path(project: &str, email: &str) -> String {
     format!("/projects/{project}/serviceAccounts/{email}")
 }
 
-struct Want {
+#[derive(Clone)]
+pub(super) struct Want {
     project: String,
     id: String,
-    email: String,
+    pub(super) email: String,
     display_name: String,
     role: String,
     members: Vec<String>,
@@ -116,6 +117,7 @@ async fn get_policy(c: &Client, w: &Want) -> Result<Reply2> {
             .await?;
         match reply.status {
             404 if attempt < ATTEMPTS => {
+                crate::engine::retries::count();
                 tokio::time::sleep(wait).await;
                 wait *= 2;
             }
@@ -137,121 +139,117 @@ struct Reply2 {
     attempts: u32,
 }
 
-/// The identity actions of the workloads: per workload its service account, then the
-/// Workload Identity binding on it.
-pub async fn plan(c: &Client, target: &Target, workloads: &[WorkloadDocs]) -> Result<Vec<Action>> {
-    let mut actions = Vec::new();
-    for w in workloads {
-        let Some(doc) = &w.gcp else { continue };
-        if doc["projectBindings"]
-            .as_array()
-            .is_some_and(|b| !b.is_empty())
-        {
-            return Err(Error::Cloud(format!(
-                "workload {}: project-level roles (workloads.{}.roles without `bucket:`) are rendered, but this version of strata does not apply them yet; nothing was written\n  hint: grant them on a bucket (`bucket: KEY`), or outside strata for now",
-                w.key, w.key
-            )));
-        }
-        let Some(want) = want(doc) else {
-            return Err(Error::Cloud(format!(
-                "iam/{}.gcp.json: not a document strata can apply",
-                w.key
-            )));
-        };
-        match read_account(c, &want).await? {
-            None => {
-                actions.push(Action {
-                    kind: SERVICE_ACCOUNT.into(),
-                    name: want.email.clone(),
-                    op: Op::Create,
-                    changes: vec![FieldChange {
-                        field: "accountId".into(),
-                        from: Value::Null,
-                        to: json!(want.id),
-                    }],
-                });
-                actions.push(Action {
-                    kind: SERVICE_ACCOUNT_IAM.into(),
-                    name: want.email.clone(),
-                    op: Op::Create,
-                    changes: vec![FieldChange {
-                        field: format!("bindings.{}", want.role),
-                        from: json!([]),
-                        to: json!(want.members),
-                    }],
-                });
-            }
-            Some(account) => {
-                if let Some(e) = foreign(target, &account, &want.email) {
-                    return Err(e);
-                }
-                let mut changes = Vec::new();
-                if account["displayName"].as_str().unwrap_or_default() != want.display_name {
-                    changes.push(FieldChange {
-                        field: "displayName".into(),
-                        from: account["displayName"].clone(),
-                        to: json!(want.display_name),
-                    });
-                }
-                let op = if changes.is_empty() {
-                    Op::Unchanged
-                } else {
-                    Op::Update
-                };
-                actions.push(Action {
-                    kind: SERVICE_ACCOUNT.into(),
-                    name: want.email.clone(),
-                    op,
-                    changes,
-                });
-                let policy = get_policy(c, &want).await?.policy;
-                let have = members(&policy, &want.role);
-                let missing: Vec<&String> =
-                    want.members.iter().filter(|m| !have.contains(m)).collect();
-                let (op, changes) = if missing.is_empty() {
-                    (Op::Unchanged, Vec::new())
-                } else {
-                    let mut after = have.clone();
-                    after.extend(missing.into_iter().cloned());
-                    (
-                        Op::Update,
-                        vec![FieldChange {
-                            field: format!("bindings.{}", want.role),
-                            from: json!(have),
-                            to: json!(after),
-                        }],
-                    )
-                };
-                actions.push(Action {
-                    kind: SERVICE_ACCOUNT_IAM.into(),
-                    name: want.email.clone(),
-                    op,
-                    changes,
-                });
-            }
-        }
+/// What a workload's rendered `iam/<workload>.gcp.json` asks for; `None` when the
+/// workload has no GCP identity. Project-level roles are refused (not applied yet).
+pub(super) fn want_of(w: &WorkloadDocs) -> Result<Option<Want>> {
+    let Some(doc) = &w.gcp else { return Ok(None) };
+    if doc["projectBindings"]
+        .as_array()
+        .is_some_and(|b| !b.is_empty())
+    {
+        return Err(Error::Cloud(format!(
+            "workload {}: project-level roles (workloads.{}.roles without `bucket:`) are rendered, but this version of strata does not apply them yet; nothing was written\n  hint: grant them on a bucket (`bucket: KEY`), or outside strata for now",
+            w.key, w.key
+        )));
     }
-    Ok(actions)
-}
-
-/// Converges one workload's account and binding; returns the fields written per
-/// action kind.
-pub async fn execute(
-    c: &Client,
-    target: &Target,
-    w: &WorkloadDocs,
-) -> Result<(Vec<String>, Vec<String>)> {
-    let Some(doc) = &w.gcp else {
-        return Ok((Vec::new(), Vec::new()));
-    };
-    let want = want(doc).ok_or_else(|| {
+    want(doc).map(Some).ok_or_else(|| {
         Error::Cloud(format!(
             "iam/{}.gcp.json: not a document strata can apply",
             w.key
         ))
-    })?;
-    let mut account_fields = Vec::new();
-    match read_account(c, &want).await? {
+    })
+}
+
+/// The service account: created when missing, its display name kept. Returns the
+/// action and whether the account exists.
+pub(super) async fn plan_account(
+    c: &Client,
+    target: &Target,
+    want: &Want,
+) -> Result<(Action, bool)> {
+    let Some(account) = read_account(c, want).await? else {
+        let action = Action {
+            kind: SERVICE_ACCOUNT.into(),
+            name: want.email.clone(),
+            op: Op::Create,
+            changes: vec![FieldChange {
+                field: "accountId".into(),
+                from: Value::Null,
+                to: json!(want.id),
+            }],
+        };
+        return Ok((action, false));
+    };
+    if let Some(e) = foreign(target, &account, &want.email) {
+        return Err(e);
+    }
+    let mut changes = Vec::new();
+    if account["displayName"].as_str().unwrap_or_default() != want.display_name {
+        changes.push(FieldChange {
+            field: "displayName".into(),
+            from: account["displayName"].clone(),
+            to: json!(want.display_name),
+        });
+    }
+    let op = if changes.is_empty() {
+        Op::Unchanged
+    } else {
+        Op::Update
+    };
+    let action = Action {
+        kind: SERVICE_ACCOUNT.into(),
+        name: want.email.clone(),
+        op,
+        changes,
+    };
+    Ok((action, true))
+}
+
+/// The Workload Identity members on the account's policy (`account_exists`: whether
+/// there is a policy to read yet).
+pub(super) async fn plan_binding(c: &Client, want: &Want, account_exists: bool) -> Result<Action> {
+    let have = if account_exists {
+        members(&get_policy(c, want).await?.policy, &want.role)
+    } else {
+        Vec::new()
+    };
+    let missing: Vec<&String> = want.members.iter().filter(|m| !have.contains(m)).collect();
+    let (op, changes) = if missing.is_empty() {
+        (Op::Unchanged, Vec::new())
+    } else {
+        let mut after = have.clone();
+        after.extend(missing.into_iter().cloned());
+        let op = if account_exists {
+            Op::Update
+        } else {
+            Op::Create
+        };
+        (
+            op,
+            vec![FieldChange {
+                field: format!("bindings.{}", want.role),
+                from: json!(have),
+                to: json!(after),
+            }],
+        )
+    };
+    Ok(Action {
+        kind: SERVICE_ACCOUNT_IAM.into(),
+        name: want.email.clone(),
+        op,
+        changes,
+    })
+}
+
+/// Creates the account when missing, or converges its display name; pushes the fields
+/// written. Returns whether it existed before.
+pub(super) async fn apply_account(
+    c: &Client,
+    target: &Target,
+    want: &Want,
+    written: &mut Vec<String>,
+) -> Result<bool> {
+    match read_account(c, want).await? {
         None => {
             let what = format!("create gcp service account {}", want.email);
             let body = json!({
@@ -271,14 +269,18 @@ pub async fn execute(
                 409 => {
                     // Made meanwhile (a concurrent apply, or an earlier run whose answer
                     // was lost): it must still be ours.
-                    if let Some(account) = read_account(c, &want).await?
+                    if let Some(account) = read_account(c, want).await?
                         && let Some(e) = foreign(target, &account, &want.email)
                     {
                         return Err(e);
                     }
+                    Ok(true)
                 }
-                _ if reply.ok() => account_fields.push("accountId".to_owned()),
-                _ => return Err(reply.error(&what)),
+                _ if reply.ok() => {
+                    written.push("accountId".to_owned());
+                    Ok(false)
+                }
+                _ => Err(reply.error(&what)),
             }
         }
         Some(account) => {
@@ -303,17 +305,16 @@ pub async fn execute(
                 if !reply.ok() {
                     return Err(reply.error(&what));
                 }
-                account_fields.push("displayName".to_owned());
+                written.push("displayName".to_owned());
             }
+            Ok(true)
         }
     }
-    let binding_fields = bind(c, &want).await?;
-    Ok((account_fields, binding_fields))
 }
 
 /// Adds the Workload Identity members to the account's policy, keeping every other
 /// member and binding; a concurrent change (409) starts again from the read.
-async fn bind(c: &Client, want: &Want) -> Result<Vec<String>> {
+pub(super) async fn bind(c: &Client, want: &Want) -> Result<Vec<String>> {
     let what = format!("set gcp service account iam {}", want.email);
     let path = format!("{}:setIamPolicy", account_path(&want.project, &want.email));
     for _ in 0..ATTEMPTS {
@@ -350,7 +351,10 @@ async fn bind(c: &Client, want: &Want) -> Result<Vec<String>> {
             )
             .await?;
         match reply.status {
-            409 => continue,
+            409 => {
+                crate::engine::retries::count();
+                continue;
+            }
             400 if reply.message().contains("Identity Pool does not exist") => {
                 return Err(Error::Cloud(format!(
                     "{what}: {}: Workload Identity is not enabled for project {}\n  hint: enable Workload Identity on the GKE cluster (`gcloud container clusters update CLUSTER --workload-pool={}.svc.id.goog`), then apply again",
@@ -375,8 +379,8 @@ pub async fn destroy_plan(
     c: &Client,
     target: &Target,
     w: &WorkloadDocs,
-) -> Result<Vec<crate::apply::destroy::Item>> {
-    use crate::apply::destroy::Item;
+) -> Result<Vec<crate::engine::destroy::Item>> {
+    use crate::engine::destroy::Item;
     let Some(want) = w.gcp.as_ref().and_then(want) else {
         return Ok(Vec::new());
     };
@@ -455,7 +459,10 @@ pub async fn unbind(c: &Client, w: &WorkloadDocs) -> Result<bool> {
             )
             .await?;
         match reply.status {
-            409 => continue,
+            409 => {
+                crate::engine::retries::count();
+                continue;
+            }
             404 => return Ok(false),
             _ if reply.ok() => return Ok(true),
             _ => return Err(reply.error(&what)),

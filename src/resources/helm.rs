@@ -4,7 +4,7 @@
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use super::plan::HelmRun;
+use crate::engine::plan::HelmRun;
 use crate::error::{Error, Result};
 use crate::model::Target;
 
@@ -141,7 +141,7 @@ pub fn run(installs: &[HelmInstall], runs: &mut Vec<HelmRun>) -> Result<()> {
                     argv,
                     exit_code: status.code(),
                 });
-                super::progress::step(
+                crate::engine::progress::step(
                     "helm_release",
                     &install.release,
                     if status.success() {

@@ -113,6 +113,14 @@ pub struct ResourceEvidence {
     pub outcome: Outcome,
     /// The fields written (for `created` and `updated`).
     pub fields: Vec<String>,
+    /// How many calls strata retried while writing it (transient errors, a resource
+    /// not visible yet after its create, a concurrent change); absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,8 @@
 //! One function per command, taking resolved arguments (as zola's `cmd/`). They load,
 //! call the pipeline, and hand data to the [`Reporter`].
 
+mod cloud;
+
 use std::path::Path;
 
 use serde_json::json;
@@ -24,7 +26,7 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
                 | Command::Preflight { .. }
         )
     {
-        crate::apply::progress::install(|line| eprintln!("strata: {line}"));
+        crate::engine::progress::install(|line| eprintln!("strata: {line}"));
     }
     match &cli.command {
         Command::Render {
@@ -55,7 +57,7 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
             target,
             out: file,
             destroy: false,
-        } => crate::apply::plan_command(cli, out, target, file.as_deref()),
+        } => cloud::plan(cli, out, target, file.as_deref()),
         Command::Plan {
             target,
             out: file,
@@ -66,14 +68,14 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
                     "plan --destroy --out FILE is not supported yet: a destroy is reviewed with `strata plan TARGET --destroy` and run with `strata destroy TARGET --approve`".into(),
                 ));
             }
-            crate::apply::destroy::plan_command(cli, out, target)
+            cloud::plan_destroy(cli, out, target)
         }
         Command::Destroy {
             target,
             approve,
             force_empty,
             skip_helm,
-        } => crate::apply::destroy::destroy_command(
+        } => cloud::destroy(
             cli,
             out,
             target,
@@ -86,7 +88,7 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
             approve,
             skip_helm,
             out: dir,
-        } => crate::apply::apply_command(
+        } => cloud::apply(
             cli,
             out,
             target,

@@ -17,15 +17,12 @@
 //! deletion.
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::plan::HelmRun;
-use super::{docs, helm, lock, prepare, runtime};
-use crate::cli::{Cli, Format};
+use super::{Prepared, docs, lock, runtime};
 use crate::error::{Error, Result};
-use crate::exit;
 use crate::model::{Cloud, Target};
-use crate::report::Reporter;
+use crate::resources::helm;
 
 pub const HELM_RELEASE: &str = "helm_release";
 
@@ -202,8 +199,8 @@ fn helm_items(target: &Target) -> Vec<Item> {
 
 async fn read_plan(target: &Target, documents: &docs::Documents) -> Result<DestroyPlan> {
     match target.cloud {
-        Cloud::Aws => super::aws::destroy::plan(target, documents).await,
-        Cloud::Gcp => super::gcs::destroy::plan(target, documents).await,
+        Cloud::Aws => crate::resources::aws::destroy::plan(target, documents).await,
+        Cloud::Gcp => crate::resources::gcp::destroy::plan(target, documents).await,
     }
 }
 
@@ -215,8 +212,12 @@ async fn execute(
     held: &mut Option<lock::Held>,
 ) -> Result<()> {
     match target.cloud {
-        Cloud::Aws => super::aws::destroy::execute(target, documents, plan, evidence, held).await,
-        Cloud::Gcp => super::gcs::destroy::execute(target, documents, plan, evidence, held).await,
+        Cloud::Aws => {
+            crate::resources::aws::destroy::execute(target, documents, plan, evidence, held).await
+        }
+        Cloud::Gcp => {
+            crate::resources::gcp::destroy::execute(target, documents, plan, evidence, held).await
+        }
     }
 }
 
@@ -228,29 +229,31 @@ fn full_plan(target: &Target, mut cloud: DestroyPlan) -> DestroyPlan {
     cloud
 }
 
-/// `strata plan TARGET --destroy`: exit 0 when nothing would be deleted, 1 otherwise.
-pub fn plan_command(cli: &Cli, out: &Reporter, name: &str) -> Result<u8> {
-    let p = prepare(cli, name)?;
+/// `strata plan TARGET --destroy`: what destroy would delete, keep, or find absent.
+pub fn plan(p: &Prepared) -> Result<DestroyPlan> {
     let plan = runtime()?.block_on(read_plan(&p.target, &p.documents))?;
-    let plan = full_plan(&p.target, plan);
-    print_plan(out, &plan);
-    Ok(if plan.has_deletions() {
-        exit::DIFFERENCES
-    } else {
-        exit::OK
-    })
+    Ok(full_plan(&p.target, plan))
 }
 
-/// `strata destroy TARGET [--approve[=TARGET]] [--force-empty] [--skip-helm]`.
-pub fn destroy_command(
-    cli: &Cli,
-    out: &Reporter,
-    name: &str,
+/// What `destroy` did; the face prints it.
+pub enum Destroyed {
+    /// Without `--approve`: the plan, shown and not done.
+    NeedsApproval(DestroyPlan),
+    /// The run's evidence; `error` is what stopped it (its status is then `failed`).
+    Ran {
+        evidence: DestroyEvidence,
+        error: Option<Error>,
+    },
+}
+
+/// `strata destroy TARGET [--approve[=TARGET]] [--force-empty] [--skip-helm]`. An `Err`
+/// means nothing was deleted.
+pub fn destroy(
+    p: &Prepared,
     approve: Option<&str>,
     force_empty: bool,
     skip_helm: bool,
-) -> Result<u8> {
-    let p = prepare(cli, name)?;
+) -> Result<Destroyed> {
     if let Some(approve) = approve {
         check_approval(&p.target, approve)?;
     }
@@ -261,25 +264,9 @@ pub fn destroy_command(
     } else {
         full_plan(&p.target, cloud_plan)
     };
-    let Some(_) = approve else {
-        match out.format {
-            Format::Json => out.json(&json!({"status": "needs_approval", "plan": plan})),
-            _ => {
-                print_plan(out, &plan);
-                out.line(format!(
-                    "not destroyed: re-run with --approve{} to destroy (needs_approval)",
-                    if p.target.config.protected {
-                        format!("={}", p.target.name)
-                    } else {
-                        String::new()
-                    }
-                ));
-            }
-        }
-        // As apply without --approve: shown, not done, exit 0 (`plan --destroy` is the
-        // command whose exit code says whether there is something to delete).
-        return Ok(exit::OK);
-    };
+    if approve.is_none() {
+        return Ok(Destroyed::NeedsApproval(plan));
+    }
     // Everything that could stop destroy is checked before the first deletion: the
     // buckets' objects, and what helm needs (a kube context, the binary).
     refuse_non_empty(&plan, force_empty)?;
@@ -329,19 +316,20 @@ pub fn destroy_command(
             why: item.why.clone(),
         });
     }
-    match result {
-        Ok(()) => {
-            print_evidence(out, &evidence);
-            Ok(exit::OK)
-        }
+    Ok(match result {
+        Ok(()) => Destroyed::Ran {
+            evidence,
+            error: None,
+        },
         Err(e) => {
             evidence.status = "failed".into();
             evidence.error = Some(e.to_string());
-            print_evidence(out, &evidence);
-            eprintln!("{} {e}", out.paint("1;31", "error:"));
-            Ok(exit::ERROR)
+            Destroyed::Ran {
+                evidence,
+                error: Some(e),
+            }
         }
-    }
+    })
 }
 
 /// A bucket to be deleted that holds objects needs `--force-empty`; all of them are
@@ -388,80 +376,6 @@ fn run_helm(target: &Target, releases: &[&Item], evidence: &mut DestroyEvidence)
         result?;
     }
     Ok(())
-}
-
-fn op_word(op: DestroyOp) -> (&'static str, &'static str, &'static str) {
-    match op {
-        DestroyOp::Delete => ("-", "delete", "31"),
-        DestroyOp::Keep => ("=", "keep", "2"),
-        DestroyOp::Absent => (" ", "absent", "2"),
-    }
-}
-
-fn print_plan(out: &Reporter, plan: &DestroyPlan) {
-    if out.format == Format::Json {
-        out.json(plan);
-        return;
-    }
-    out.line(super::heading(
-        "plan destroy",
-        &plan.target,
-        plan.cloud,
-        &plan.account,
-        &plan.region,
-    ));
-    for item in &plan.items {
-        let (sign, word, style) = op_word(item.op);
-        let mut line = format!("  {sign} {word} {} {}", item.kind, item.name);
-        if let Some(n) = item.objects {
-            line.push_str(&format!(" ({n} object{})", if n == 1 { "" } else { "s" }));
-        }
-        if let Some(why) = &item.why {
-            line.push_str(&format!(": {why}"));
-        }
-        out.line(out.paint(style, &line));
-    }
-    let count = |op| plan.items.iter().filter(|i| i.op == op).count();
-    out.line(format!(
-        "{} to delete, {} kept, {} absent",
-        count(DestroyOp::Delete),
-        count(DestroyOp::Keep),
-        count(DestroyOp::Absent)
-    ));
-}
-
-fn print_evidence(out: &Reporter, evidence: &DestroyEvidence) {
-    if out.format == Format::Json {
-        out.json(evidence);
-        return;
-    }
-    out.line(format!(
-        "{}: {}",
-        super::heading(
-            "destroy",
-            &evidence.target,
-            evidence.cloud,
-            &evidence.account,
-            &evidence.region,
-        ),
-        evidence.status
-    ));
-    for r in &evidence.resources {
-        let word = match r.outcome {
-            DestroyOutcome::Deleted => "deleted",
-            DestroyOutcome::Absent => "absent",
-            DestroyOutcome::Kept => "kept",
-            DestroyOutcome::Failed => "FAILED",
-        };
-        let why = r.why.as_ref().map_or(String::new(), |w| format!(" ({w})"));
-        out.line(format!("  {} {}: {word}{why}", r.kind, r.name));
-    }
-    for run in &evidence.helm {
-        let code = run
-            .exit_code
-            .map_or("not run".to_owned(), |c| format!("exit {c}"));
-        out.line(format!("  helm: {} → {code}", run.argv.join(" ")));
-    }
 }
 
 #[cfg(test)]

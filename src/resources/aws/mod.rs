@@ -1,5 +1,5 @@
 //! AWS: the target's S3 buckets and its workloads' IAM policies, through the AWS SDK,
-//! from the rendered documents ([`super::docs`]).
+//! from the rendered documents ([`crate::engine::docs`]).
 //!
 //! `plan` reads (STS first, then S3 and IAM) and compares the live state with the
 //! desired one field by field; `execute` writes only what the plan says differs, and
@@ -21,12 +21,14 @@ use aws_sdk_s3::types::{
 };
 use serde_json::{Value, json};
 
-use super::docs::{BucketDoc, Documents, LifecycleEntry, WorkloadDocs};
-use super::plan::{Action, Evidence, FieldChange, Op, Outcome, Plan, ResourceEvidence};
+use crate::engine::docs::{BucketDoc, Documents, LifecycleEntry, WorkloadDocs};
+use crate::engine::plan::{Action, Evidence, FieldChange, Op, Plan};
+use crate::engine::resource::{self, Resource};
 use crate::error::{Error, Result};
-use crate::model::{Cloud, Target, partition};
+use crate::model::{AwsIdentity, Cloud, Target, partition};
 
 pub mod destroy;
+pub mod identity;
 
 pub const BUCKET: &str = "s3_bucket";
 pub const POLICY: &str = "iam_policy";
@@ -216,24 +218,17 @@ fn tag_changes(
     }
 }
 
-/// Reads the live state of the buckets and the policies; writes nothing.
+/// Reads the live state of the target's resources; writes nothing.
 pub async fn plan(target: &Target, docs: &Documents) -> Result<Plan> {
-    let c = clients(target).await;
-    plan_with(&c, target, docs).await
-}
-
-async fn plan_with(c: &Clients, target: &Target, docs: &Documents) -> Result<Plan> {
-    let account = check_account(c, target).await?;
-    let mut actions = Vec::new();
-    for b in &docs.buckets {
-        actions.push(plan_bucket(c, target, b).await?);
+    let ctx = Ctx {
+        c: clients(target).await,
+        target,
+    };
+    let account = check_account(&ctx.c, target).await?;
+    if !docs.workloads.is_empty() && target.aws().identity == AwsIdentity::Irsa {
+        identity::check_issuer(&ctx.c, target).await?;
     }
-    for w in &docs.workloads {
-        if let Some(doc) = &w.policy {
-            actions.push(plan_policy(c, target, w, doc).await?);
-        }
-    }
-    actions.extend(super::aws_identity::plan(c, target, &docs.workloads).await?);
+    let actions = resource::plan(&ctx, &resources(target, docs)).await?;
     Ok(Plan {
         target: target.name.clone(),
         cloud: Cloud::Aws,
@@ -242,6 +237,149 @@ async fn plan_with(c: &Clients, target: &Target, docs: &Documents) -> Result<Pla
         actions,
         stale_lock: Vec::new(),
     })
+}
+
+/// Carries out `plan`, recording each resource's outcome in `evidence` as it goes.
+pub async fn execute(
+    target: &Target,
+    docs: &Documents,
+    plan: &Plan,
+    evidence: &mut Evidence,
+) -> Result<()> {
+    let ctx = Ctx {
+        c: clients(target).await,
+        target,
+    };
+    // The plan was read moments ago with the same credentials; check again anyway,
+    // since the account check is what makes any write safe.
+    check_account(&ctx.c, target).await?;
+    resource::execute(&ctx, &resources(target, docs), plan, evidence).await
+}
+
+/// What every AWS resource of a run shares.
+pub(crate) struct Ctx<'t> {
+    c: Clients,
+    target: &'t Target,
+}
+
+/// One AWS resource of the target.
+pub(crate) struct AwsResource<'t> {
+    kind: &'static str,
+    name: String,
+    what: What<'t>,
+}
+
+enum What<'t> {
+    Bucket(&'t BucketDoc),
+    /// A workload's managed policy and its rendered document.
+    Policy(&'t WorkloadDocs, &'t Value),
+    /// The cluster's IAM OIDC provider (IRSA).
+    OidcProvider,
+    /// A workload's role and its rendered trust policy.
+    Role(&'t WorkloadDocs, &'t Value),
+    /// A workload's EKS Pod Identity association.
+    Association(&'t WorkloadDocs),
+}
+
+/// The target's resources in apply order: buckets, the workloads' managed policies,
+/// the OIDC provider (IRSA), then per workload its role and (Pod Identity) its
+/// association.
+fn resources<'t>(target: &'t Target, docs: &'t Documents) -> Vec<AwsResource<'t>> {
+    let mut all = Vec::new();
+    for b in &docs.buckets {
+        all.push(AwsResource {
+            kind: BUCKET,
+            name: b.name.clone(),
+            what: What::Bucket(b),
+        });
+    }
+    for w in &docs.workloads {
+        if let Some(doc) = &w.policy {
+            all.push(AwsResource {
+                kind: POLICY,
+                name: policy_of(target, &w.key).0,
+                what: What::Policy(w, doc),
+            });
+        }
+    }
+    if docs.workloads.is_empty() {
+        return all;
+    }
+    let identity = target.aws().identity;
+    if identity == AwsIdentity::Irsa {
+        all.push(AwsResource {
+            kind: identity::OIDC_PROVIDER,
+            name: identity::provider_arn(target),
+            what: What::OidcProvider,
+        });
+    }
+    for w in &docs.workloads {
+        let Some(trust) = &w.trust else { continue };
+        all.push(AwsResource {
+            kind: identity::ROLE,
+            name: identity::role_of(target, &w.key).0,
+            what: What::Role(w, trust),
+        });
+        if identity == AwsIdentity::PodIdentity {
+            all.push(AwsResource {
+                kind: identity::ASSOCIATION,
+                name: identity::association_name(target, &w.key),
+                what: What::Association(w),
+            });
+        }
+    }
+    all
+}
+
+impl<'t> Resource for AwsResource<'t> {
+    type Ctx = Ctx<'t>;
+
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    async fn read(&self, ctx: &Ctx<'t>) -> Result<Action> {
+        let (c, target) = (&ctx.c, ctx.target);
+        match self.what {
+            What::Bucket(b) => plan_bucket(c, target, b).await,
+            What::Policy(w, doc) => plan_policy(c, target, w, doc).await,
+            What::OidcProvider => identity::plan_oidc_provider(c, target).await,
+            What::Role(w, trust) => identity::plan_role(c, target, w, trust).await,
+            What::Association(w) => identity::plan_association(c, target, &w.key).await,
+        }
+    }
+
+    async fn write(
+        &self,
+        ctx: &Ctx<'t>,
+        action: &Action,
+        written: &mut Vec<String>,
+    ) -> Result<bool> {
+        let (c, target) = (&ctx.c, ctx.target);
+        // Whether a resource the plan would create turned out to exist (a concurrent
+        // apply made it meanwhile).
+        let already = match self.what {
+            What::Bucket(b) => apply_bucket(c, target, b, action, written).await?,
+            What::Policy(w, doc) => apply_policy(c, target, w, doc, action, written).await?,
+            What::OidcProvider => {
+                written.extend(identity::apply_oidc_provider(c, target, &self.name).await?);
+                false
+            }
+            What::Role(w, _) => {
+                written.extend(identity::apply_role(c, target, w).await?);
+                false
+            }
+            What::Association(w) => {
+                written.extend(identity::apply_association(c, target, &w.key).await?);
+                false
+            }
+        };
+        Ok(action.op != Op::Create || already)
+    }
 }
 
 /// STS GetCallerIdentity: the credentials must belong to the target's account.
@@ -337,7 +475,7 @@ async fn plan_bucket(c: &Clients, target: &Target, b: &BucketDoc) -> Result<Acti
     let exists = bucket_exists(c, target, b).await?;
     let live = if exists {
         let live = read_bucket(c, b).await?;
-        super::check_ownership(&target.name, &bucket_resource(b), &live.tags, b.adopt)?;
+        crate::engine::check_ownership(&target.name, &bucket_resource(b), &live.tags, b.adopt)?;
         live
     } else {
         BucketState {
@@ -685,70 +823,6 @@ fn normalize_under(key: &str, value: &Value) -> Value {
         }
         Value::Null => Value::Null,
     }
-}
-
-/// Carries out `plan`, recording each resource's outcome in `evidence` as it goes.
-pub async fn execute(
-    target: &Target,
-    docs: &Documents,
-    plan: &Plan,
-    evidence: &mut Evidence,
-) -> Result<()> {
-    let c = clients(target).await;
-    // The plan was read moments ago with the same credentials; check again anyway,
-    // since the account check is what makes any write safe.
-    check_account(&c, target).await?;
-    for action in &plan.actions {
-        let mut written = Vec::new();
-        let bucket = docs.buckets.iter().find(|b| b.name == action.name);
-        let workload = docs
-            .workloads
-            .iter()
-            .find(|w| policy_of(target, &w.key).0 == action.name);
-        let identity = [
-            super::aws_identity::ROLE,
-            super::aws_identity::OIDC_PROVIDER,
-            super::aws_identity::ASSOCIATION,
-        ];
-        let result = match (action.kind.as_str(), bucket, workload) {
-            (kind, _, _) if identity.contains(&kind) => {
-                super::aws_identity::execute(&c, target, &docs.workloads, action)
-                    .await
-                    .map(|fields| {
-                        written = fields;
-                        false
-                    })
-            }
-            (BUCKET, Some(b), _) => apply_bucket(&c, target, b, action, &mut written).await,
-            (POLICY, _, Some(w)) => match &w.policy {
-                Some(doc) => apply_policy(&c, target, w, doc, action, &mut written).await,
-                None => Err(Error::Cloud(format!(
-                    "no rendered policy for {}",
-                    action.name
-                ))),
-            },
-            (kind, _, _) => Err(Error::Cloud(format!(
-                "the plan names {kind} {}, which the render does not have",
-                action.name
-            ))),
-        };
-        let existed = action.op != Op::Create || result.as_ref().is_ok_and(|already| *already);
-        let outcome = match (&result, action.op) {
-            (Err(_), _) => Outcome::Failed,
-            (Ok(_), _) if written.is_empty() => Outcome::Unchanged,
-            (Ok(_), Op::Create) if !existed => Outcome::Created,
-            (Ok(_), _) => Outcome::Updated,
-        };
-        evidence.add(ResourceEvidence {
-            kind: action.kind.clone(),
-            name: action.name.clone(),
-            existed,
-            outcome,
-            fields: written,
-        });
-        result?;
-    }
-    Ok(())
 }
 
 /// Returns whether the bucket turned out to exist already (a concurrent create).
@@ -1152,6 +1226,7 @@ async fn create_default_version(c: &Clients, arn: &str, resource: &str, doc: &Va
                     && e.as_service_error()
                         .is_some_and(|s| s.is_limit_exceeded_exception()) =>
             {
+                crate::engine::retries::count();
                 continue;
             }
             Err(e) => return Err(cloud_error(resource, "CreatePolicyVersion", &e)),

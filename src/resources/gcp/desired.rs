@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use crate::apply::docs::BucketDoc;
-use crate::apply::plan::FieldChange;
+use crate::engine::docs::BucketDoc;
+use crate::engine::plan::FieldChange;
 
 /// The bucket strata wants for a target.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,7 +142,7 @@ pub fn split_lifecycle(d: &DesiredBucket, live: &Value) -> (Vec<Value>, Vec<Valu
 }
 
 /// The bindings the workloads' documents grant on one bucket, as `{bindings: […]}`.
-pub fn bucket_bindings(bucket: &str, workloads: &[crate::apply::docs::WorkloadDocs]) -> Value {
+pub fn bucket_bindings(bucket: &str, workloads: &[crate::engine::docs::WorkloadDocs]) -> Value {
     let bindings: Vec<Value> = workloads
         .iter()
         .filter_map(|w| w.gcp.as_ref())

@@ -12,12 +12,12 @@ use serde_json::Value;
 
 use super::identity::{self, SERVICE_ACCOUNT, SERVICE_ACCOUNT_IAM};
 use super::{Client, KIND_BUCKET, KIND_BUCKET_IAM, identity_client, read_policy};
-use crate::apply::aws::destroy::not_ours;
-use crate::apply::destroy::{DestroyEvidence, DestroyOp, DestroyPlan, HELM_RELEASE, Item};
-use crate::apply::docs::{BucketDoc, Documents};
-use crate::apply::lock;
+use crate::engine::destroy::{DestroyEvidence, DestroyOp, DestroyPlan, HELM_RELEASE, Item};
+use crate::engine::docs::{BucketDoc, Documents};
+use crate::engine::lock;
 use crate::error::{Error, Result};
 use crate::model::{Cloud, Target};
+use crate::resources::aws::destroy::not_ours;
 
 /// Reads what destroy would delete; writes nothing.
 pub async fn plan(target: &Target, docs: &Documents) -> Result<DestroyPlan> {

@@ -241,6 +241,7 @@ impl Client {
                 Err(Failure::Other(e)) => return Err(e),
                 Ok(_) | Err(Failure::Connect(_)) => {}
             }
+            crate::engine::retries::count();
             tokio::time::sleep(wait).await;
             wait *= 2;
             attempt += 1;

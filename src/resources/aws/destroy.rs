@@ -10,16 +10,17 @@ use std::collections::BTreeMap;
 
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
-use super::super::aws_identity::{
-    ASSOCIATION, OIDC_PROVIDER, ROLE, association_name, provider_arn, read_role, role_of,
+use super::identity::{
+    ASSOCIATION, LiveAssociation, NoCluster, OIDC_PROVIDER, ROLE, association_name, provider_arn,
+    read_association, read_role, role_of,
 };
-use super::super::destroy::{DestroyEvidence, DestroyOp, DestroyPlan, HELM_RELEASE, Item};
-use super::super::docs::{BucketDoc, Documents};
-use super::super::lock;
 use super::{
     BUCKET, Clients, POLICY, check_account, clients, cloud_error, parse_document, policy_of,
     read_bucket_tags, read_policy, status_of,
 };
+use crate::engine::destroy::{DestroyEvidence, DestroyOp, DestroyPlan, HELM_RELEASE, Item};
+use crate::engine::docs::{BucketDoc, Documents};
+use crate::engine::lock;
 use crate::error::{Error, Result};
 use crate::model::{AwsIdentity, Cloud, Target};
 
@@ -55,13 +56,15 @@ pub async fn plan(target: &Target, docs: &Documents) -> Result<DestroyPlan> {
     if aws.identity == AwsIdentity::PodIdentity {
         for w in with_role.iter().rev() {
             let name = association_name(target, w);
-            items.push(match read_association(&c, target, w).await? {
-                None => Item::absent(ASSOCIATION, &name),
-                Some((_, tags)) => match not_ours(target, &tags) {
-                    Some(why) => Item::keep(ASSOCIATION, &name, why),
-                    None => Item::delete(ASSOCIATION, &name),
+            items.push(
+                match read_association(&c, target, w, NoCluster::Absent).await? {
+                    None => Item::absent(ASSOCIATION, &name),
+                    Some(live) => match not_ours(target, &live.tags) {
+                        Some(why) => Item::keep(ASSOCIATION, &name, why),
+                        None => Item::delete(ASSOCIATION, &name),
+                    },
                 },
-            });
+            );
         }
     }
     for w in docs.workloads.iter().rev().filter(|w| w.policy.is_some()) {
@@ -102,56 +105,6 @@ pub async fn plan(target: &Target, docs: &Documents) -> Result<DestroyPlan> {
         region: aws.region.clone(),
         items,
     })
-}
-
-/// The workload's association: its id and tags.
-async fn read_association(
-    c: &Clients,
-    target: &Target,
-    workload: &str,
-) -> Result<Option<(String, BTreeMap<String, String>)>> {
-    let cluster = target.aws().cluster.clone().unwrap_or_default();
-    let names = &target.names.workloads[workload];
-    let resource = format!(
-        "eks pod identity association {}",
-        association_name(target, workload)
-    );
-    let list = c
-        .eks
-        .list_pod_identity_associations()
-        .cluster_name(&cluster)
-        .namespace(&names.namespace)
-        .service_account(&names.service_account)
-        .send()
-        .await;
-    let list = match list {
-        Ok(list) => list,
-        // No cluster, no association.
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception()) =>
-        {
-            return Ok(None);
-        }
-        Err(e) => return Err(cloud_error(&resource, "ListPodIdentityAssociations", &e)),
-    };
-    let Some(id) = list.associations().first().and_then(|a| a.association_id()) else {
-        return Ok(None);
-    };
-    let out = c
-        .eks
-        .describe_pod_identity_association()
-        .cluster_name(&cluster)
-        .association_id(id)
-        .send()
-        .await
-        .map_err(|e| cloud_error(&resource, "DescribePodIdentityAssociation", &e))?;
-    let tags = out
-        .association()
-        .and_then(|a| a.tags())
-        .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default();
-    Ok(Some((id.to_owned(), tags)))
 }
 
 async fn plan_provider(c: &Clients, target: &Target, deleted_roles: &[String]) -> Result<Item> {
@@ -348,7 +301,9 @@ async fn delete_association(c: &Clients, target: &Target, item: &Item) -> Result
                 item.name
             ))
         })?;
-    let Some((id, _)) = read_association(c, target, workload).await? else {
+    let Some(LiveAssociation { id, .. }) =
+        read_association(c, target, workload, NoCluster::Absent).await?
+    else {
         return Ok(false);
     };
     let cluster = target.aws().cluster.clone().unwrap_or_default();
