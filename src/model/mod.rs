@@ -155,6 +155,32 @@ pub struct Aws {
     /// Prefix of IAM role and policy names. Default: `project.name`.
     #[serde(default)]
     pub iam_prefix: Option<String>,
+    /// Add-ons installed on the cluster outside EKS add-ons (with Helm or manifests):
+    /// preflight cannot see them, and reports them as assumed installed.
+    #[serde(default)]
+    pub self_managed_addons: Vec<EksAddon>,
+}
+
+/// The cluster add-ons strata's workloads need on EKS, by their EKS add-on names.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+pub enum EksAddon {
+    /// EKS Pod Identity: pods get their IAM role from it.
+    #[serde(rename = "eks-pod-identity-agent")]
+    EksPodIdentityAgent,
+    /// The Mountpoint for Amazon S3 CSI driver: pods mount buckets with it.
+    #[serde(rename = "aws-mountpoint-s3-csi-driver")]
+    AwsMountpointS3CsiDriver,
+}
+
+impl EksAddon {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EksAddon::EksPodIdentityAgent => "eks-pod-identity-agent",
+            EksAddon::AwsMountpointS3CsiDriver => "aws-mountpoint-s3-csi-driver",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

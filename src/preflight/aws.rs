@@ -11,12 +11,7 @@ use aws_sdk_s3::error::SdkError;
 
 use super::{Blocked, Certificate, Check, Checks, Zone, pick_certificate, pick_zone};
 use crate::config::lock::{Facts, HostFacts};
-use crate::model::{AwsIdentity, Target};
-
-/// The add-on EKS Pod Identity needs on the nodes.
-pub const POD_IDENTITY_AGENT: &str = "eks-pod-identity-agent";
-/// The add-on that mounts S3 buckets into pods.
-pub const MOUNTPOINT_DRIVER: &str = "aws-mountpoint-s3-csi-driver";
+use crate::model::{AwsIdentity, EksAddon, Target};
 
 struct Clients {
     sts: aws_sdk_sts::Client,
@@ -72,10 +67,10 @@ where
 /// Runs every check of an AWS target, in order, until one blocks.
 pub async fn run(target: &Target) -> (Vec<Check>, Facts) {
     let c = clients(&target.aws().region).await;
-    let mut checks = Checks::default();
+    let mut checks = Checks::new(&target.name);
     let mut facts = Facts::default();
     let _ = checks_in_order(&c, target, &mut checks, &mut facts).await;
-    (checks.0, facts)
+    (checks.into_vec(), facts)
 }
 
 async fn checks_in_order(
@@ -96,7 +91,12 @@ async fn checks_in_order(
             }
         }
         for addon in needed_addons(target) {
-            checks.push(addon_check(c, cluster, region, addon).await)?;
+            let check = if aws.self_managed_addons.contains(&addon) {
+                self_managed_addon(target, addon)
+            } else {
+                addon_check(c, cluster, region, addon.as_str()).await
+            };
+            checks.push(check)?;
         }
     } else if !target.config.workloads.is_empty() {
         checks.push(Check::missing(
@@ -282,22 +282,44 @@ async fn oidc_provider_check(c: &Clients, target: &Target, cluster: &str, issuer
 
 /// The EKS add-ons the layers need: the Pod Identity agent when workloads use Pod
 /// Identity, the Mountpoint CSI driver when a workload mounts a bucket.
-pub fn needed_addons(target: &Target) -> Vec<&'static str> {
+pub fn needed_addons(target: &Target) -> Vec<EksAddon> {
     let mut addons = Vec::new();
     let workloads = &target.config.workloads;
     if target.aws().identity == AwsIdentity::PodIdentity && !workloads.is_empty() {
-        addons.push(POD_IDENTITY_AGENT);
+        addons.push(EksAddon::EksPodIdentityAgent);
     }
     if workloads.values().any(|w| !w.mounts.is_empty()) {
-        addons.push(MOUNTPOINT_DRIVER);
+        addons.push(EksAddon::AwsMountpointS3CsiDriver);
     }
     addons
+}
+
+/// An add-on the layers say is installed outside EKS add-ons (Helm, manifests): EKS
+/// does not know it, so preflight cannot see it; it is assumed, with how to make sure.
+fn self_managed_addon(target: &Target, addon: EksAddon) -> Check {
+    let kubectl = match &target.names.kube_context {
+        Some(context) => format!("kubectl --context {context}"),
+        None => "kubectl".to_owned(),
+    };
+    let verify = match addon {
+        EksAddon::EksPodIdentityAgent => format!(
+            "`{kubectl} get daemonsets --all-namespaces -l app.kubernetes.io/name=eks-pod-identity-agent` lists it with every pod ready"
+        ),
+        EksAddon::AwsMountpointS3CsiDriver => {
+            format!("`{kubectl} get csidriver s3.csi.aws.com` finds the driver")
+        }
+    };
+    Check::assumed(
+        format!("addon {}", addon.as_str()),
+        "assumed installed (aws.selfManagedAddons: installed outside EKS add-ons, which preflight cannot see)",
+        verify,
+    )
 }
 
 async fn addon_check(c: &Clients, cluster: &str, region: &str, addon: &str) -> Check {
     let name = format!("addon {addon}");
     let install = format!(
-        "install it: `aws eks create-addon --cluster-name {cluster} --addon-name {addon} --region {region}`"
+        "install it: `aws eks create-addon --cluster-name {cluster} --addon-name {addon} --region {region}`; or, when it is installed with Helm or manifests instead, list it in aws.selfManagedAddons"
     );
     let described = c
         .eks

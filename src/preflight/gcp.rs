@@ -21,10 +21,10 @@ const DNS_BASE: &str = "https://dns.googleapis.com/dns/v1";
 
 /// Runs every check of a GCP target, in order, until one blocks.
 pub async fn run(target: &Target) -> (Vec<Check>, Facts) {
-    let mut checks = Checks::default();
+    let mut checks = Checks::new(&target.name);
     let mut facts = Facts::default();
     let _ = checks_in_order(target, &mut checks, &mut facts).await;
-    (checks.0, facts)
+    (checks.into_vec(), facts)
 }
 
 fn credentials_fix(project: &str) -> String {

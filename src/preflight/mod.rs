@@ -8,8 +8,10 @@
 //! buckets' names are free or already this target's → discovery: the DNS zone of
 //! `dns.domain` and, on AWS, the ACM certificate of each `dns.hosts` entry.
 //!
-//! Every check is data ([`Check`]: found / missing / blocking, the evidence, what to do);
-//! the face prints it. Only read calls are made: nothing is ever written to the cloud.
+//! Every check is data ([`Check`]: found / missing / assumed / blocking, the evidence,
+//! what to do); the face prints it, and each one is reported as progress
+//! ([`crate::engine::progress`]) the moment it is recorded. Only read calls are made:
+//! nothing is ever written to the cloud.
 //! `--write` writes the discovered facts to the target's lock file
 //! (`environments/discovered/<target>.yaml`, see [`crate::config::lock`]), atomically
 //! and only when they changed. The choices (which zone, which certificate) are pure
@@ -37,8 +39,22 @@ pub enum Status {
     Found,
     /// A fact was not found; the target can still be applied, and says what to do.
     Missing,
+    /// Not checked: the layers say it is there, where preflight cannot see
+    /// (`aws.selfManagedAddons`); says how to make sure.
+    Assumed,
     /// Apply, or the pods, would fail: exit 2, and the later checks do not run.
     Blocking,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Found => "found",
+            Status::Missing => "missing",
+            Status::Assumed => "assumed",
+            Status::Blocking => "blocking",
+        }
+    }
 }
 
 /// One check and its evidence.
@@ -50,7 +66,7 @@ pub struct Check {
     pub status: Status,
     /// What was read (`cluster lakehouse-dev is ACTIVE`).
     pub evidence: String,
-    /// What to do about it: the command or console step.
+    /// What to do about it: the command or console step (assumed: how to make sure).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
 }
@@ -78,6 +94,19 @@ impl Check {
         }
     }
 
+    pub fn assumed(
+        check: impl Into<String>,
+        evidence: impl Into<String>,
+        verify: impl Into<String>,
+    ) -> Check {
+        Check {
+            check: check.into(),
+            status: Status::Assumed,
+            evidence: evidence.into(),
+            fix: Some(verify.into()),
+        }
+    }
+
     pub fn blocking(
         check: impl Into<String>,
         evidence: impl Into<String>,
@@ -93,15 +122,31 @@ impl Check {
 }
 
 /// The checks of one target so far; a blocking check ends the run.
-#[derive(Debug, Default)]
-pub struct Checks(pub Vec<Check>);
+#[derive(Debug)]
+pub struct Checks {
+    target: String,
+    checks: Vec<Check>,
+}
 
 impl Checks {
-    /// Records `check`; `Err(())` when it blocks (the caller stops with `?`).
+    pub fn new(target: &str) -> Checks {
+        Checks {
+            target: target.to_owned(),
+            checks: Vec::new(),
+        }
+    }
+
+    /// Records `check` and reports it as progress (`dev-aws cluster: found`);
+    /// `Err(Blocked)` when it blocks (the caller stops with `?`).
     pub fn push(&mut self, check: Check) -> std::result::Result<(), Blocked> {
+        crate::engine::progress::step(&self.target, &check.check, check.status.as_str());
         let blocks = check.status == Status::Blocking;
-        self.0.push(check);
+        self.checks.push(check);
         if blocks { Err(Blocked) } else { Ok(()) }
+    }
+
+    pub fn into_vec(self) -> Vec<Check> {
+        self.checks
     }
 }
 
@@ -363,6 +408,7 @@ fn print(out: &Reporter, reports: &[Report], write: bool) {
             let (word, style) = match c.status {
                 Status::Found => ("found", "32"),
                 Status::Missing => ("missing", "33"),
+                Status::Assumed => ("assumed", "36"),
                 Status::Blocking => ("BLOCKING", "1;31"),
             };
             out.line(format!(
@@ -372,7 +418,11 @@ fn print(out: &Reporter, reports: &[Report], write: bool) {
                 c.evidence
             ));
             if let Some(fix) = &c.fix {
-                out.line(format!("           fix: {fix}"));
+                let label = match c.status {
+                    Status::Assumed => "verify",
+                    _ => "fix",
+                };
+                out.line(format!("           {label}: {fix}"));
             }
         }
         let lock = match r.lock.as_str() {

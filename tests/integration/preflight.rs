@@ -15,18 +15,23 @@ use serde_json::{Value, json};
 
 use crate::identity::{block_on, create_cluster, project};
 use crate::support::standins::Standin;
-use crate::support::{self, RecordingProxy, assert_loopback, moto, text, venv_bin};
+use crate::support::{self, FaultyProxy, RecordingProxy, assert_loopback, moto, text, venv_bin};
 
 const REGION: &str = "eu-west-1";
 
 /// strata against the recording proxy (everything but EKS) and the EKS stand-in.
 fn command(dir: &Path, proxy: &RecordingProxy, eks: &Standin) -> std::process::Command {
+    command_at(dir, &proxy.url, eks)
+}
+
+/// strata against `url` (a proxy in front of moto) for everything but EKS.
+fn command_at(dir: &Path, url: &str, eks: &Standin) -> std::process::Command {
     let mut cmd = moto::command(dir);
-    assert_loopback(&proxy.url);
+    assert_loopback(url);
     assert_loopback(&eks.url);
     cmd.arg("-C")
         .arg(dir.join("p"))
-        .env("AWS_ENDPOINT_URL", &proxy.url)
+        .env("AWS_ENDPOINT_URL", url)
         .env("AWS_ENDPOINT_URL_EKS", &eks.url);
     cmd
 }
@@ -75,6 +80,23 @@ fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
         .iter()
         .find(|c| c["check"] == name)
         .unwrap_or_else(|| panic!("no check {name}: {report:#}"))
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
+}
+
+fn field<'a>(report: &'a Value, name: &str, key: &str) -> &'a str {
+    check(report, name)[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("check {name} has no {key}: {report:#}"))
+}
+
+/// Replaces the test's own layer, `environments/dev.aws.yaml` (or `dev.gcp.yaml`).
+fn set_layer(dir: &Path, file: &str, text: &str) {
+    std::fs::write(dir.join("p/environments").join(file), text).unwrap();
 }
 
 /// A self-signed certificate for `names`, imported into ACM (imported ones are ISSUED).
@@ -709,14 +731,19 @@ fn the_lock_file_is_checked_like_a_layer() {
 /// strata against the GCS emulator, the GKE / Cloud DNS stand-in and the IAM stand-in
 /// (plan reads service accounts): every Google endpoint strata may call is loopback.
 fn gcp_command(dir: &Path, google: &Standin, iam: &Standin) -> std::process::Command {
+    let mut cmd = support::strata();
+    cmd.arg("-C").arg(dir.join("p"));
+    gcp_env(&mut cmd, google, iam);
+    cmd
+}
+
+/// The Google endpoints of [`gcp_command`], added to `cmd`.
+fn gcp_env(cmd: &mut std::process::Command, google: &Standin, iam: &Standin) {
     let host = crate::support::gcs_emulator::host();
     assert_loopback(host);
     assert_loopback(&google.url);
     assert_loopback(&iam.url);
-    let mut cmd = support::strata();
-    cmd.arg("-C")
-        .arg(dir.join("p"))
-        .env("STORAGE_EMULATOR_HOST", host)
+    cmd.env("STORAGE_EMULATOR_HOST", host)
         .env("CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM", &iam.url)
         .env(
             "CLOUDSDK_API_ENDPOINT_OVERRIDES_CONTAINER",
@@ -728,7 +755,6 @@ fn gcp_command(dir: &Path, google: &Standin, iam: &Standin) -> std::process::Com
         )
         .env("GOOGLE_OAUTH_ACCESS_TOKEN", "test-token")
         .env_remove("GOOGLE_APPLICATION_CREDENTIALS");
-    cmd
 }
 
 #[test]
@@ -845,4 +871,616 @@ fn gcp_cluster_workload_pool_fuse_driver_and_cloud_dns_zone() {
 
     assert!(google.writes().is_empty(), "{:?}", google.writes());
     assert!(iam.writes().is_empty(), "{:?}", iam.writes());
+}
+
+/// moto's clusters are always ACTIVE and all of a region share one OIDC issuer: the EKS
+/// stand-in puts the status and issuer a test needs into moto's DescribeCluster answer
+/// (`cluster_overrides`, tests/standins/README.md).
+#[test]
+fn aws_a_cluster_not_active_or_without_its_issuer_blocks_with_what_to_do() {
+    block_on(create_cluster(REGION, "pfe-dev"));
+    let issuer = "https://oidc.eks.eu-west-1.amazonaws.com/id/PFE0000000000000000000000000000E";
+    let dir = aws_project("pfe", "identity: irsa, oidcIssuer: null");
+    let proxy = RecordingProxy::start(moto::url());
+    let eks = Standin::eks_with_addons(moto::url(), &[]);
+    let preflight = || {
+        report(
+            &run(
+                &mut command(dir.path(), &proxy, &eks),
+                &["--format", "json", "preflight", "dev-aws", "--write"],
+            ),
+            2,
+        )
+    };
+
+    eks.configure(&json!({"cluster_overrides": {"pfe-dev": {"status": "CREATING"}}}));
+    let creating = preflight();
+    assert_eq!(
+        statuses(&creating),
+        pairs(&[("credentials", "found"), ("cluster", "blocking")]),
+        "{creating:#}"
+    );
+    assert_eq!(
+        field(&creating, "cluster", "evidence"),
+        "EKS cluster pfe-dev is CREATING, not ACTIVE"
+    );
+    assert_eq!(
+        field(&creating, "cluster", "fix"),
+        "wait until it is ACTIVE: `aws eks wait cluster-active --name pfe-dev --region eu-west-1`"
+    );
+    assert_eq!(creating["lock"], "not-written");
+
+    // ACTIVE, but without an OIDC issuer: IRSA cannot work on it.
+    eks.configure(&json!({"cluster_overrides": {"pfe-dev": {"identity": null}}}));
+    let no_issuer = preflight();
+    assert_eq!(
+        statuses(&no_issuer),
+        pairs(&[
+            ("credentials", "found"),
+            ("cluster", "found"),
+            ("oidc-issuer", "blocking"),
+        ]),
+        "{no_issuer:#}"
+    );
+    assert_eq!(
+        field(&no_issuer, "oidc-issuer", "evidence"),
+        "EKS cluster pfe-dev has no OIDC issuer (IRSA needs one)"
+    );
+    assert!(field(&no_issuer, "oidc-issuer", "fix").contains("use `aws.identity: podIdentity`"));
+
+    // Its own issuer, aws.oidcIssuer unset: missing, and the fix names the live one.
+    // No IAM OIDC provider for it, and apply may not make one: blocking.
+    eks.configure(
+        &json!({"cluster_overrides": {"pfe-dev": {"identity": {"oidc": {"issuer": issuer}}}}}),
+    );
+    let no_provider = preflight();
+    assert_eq!(
+        statuses(&no_provider),
+        pairs(&[
+            ("credentials", "found"),
+            ("cluster", "found"),
+            ("oidc-issuer", "missing"),
+            ("oidc-provider", "blocking"),
+        ]),
+        "{no_provider:#}"
+    );
+    assert_eq!(
+        field(&no_provider, "oidc-issuer", "fix"),
+        format!("set aws.oidcIssuer: {issuer}")
+    );
+    let fix = field(&no_provider, "oidc-provider", "fix");
+    assert!(
+        fix.contains("eksctl utils associate-iam-oidc-provider --cluster pfe-dev --region eu-west-1 --approve")
+            && fix.contains("aws.createOidcProvider: true"),
+        "{fix}"
+    );
+
+    // The provider made outside strata is found; next the data mount needs the
+    // Mountpoint driver, which is not installed.
+    block_on(async {
+        moto::iam()
+            .await
+            .create_open_id_connect_provider()
+            .url(issuer)
+            .client_id_list("sts.amazonaws.com")
+            .send()
+            .await
+            .expect("moto creates the OIDC provider")
+    });
+    let no_driver = preflight();
+    assert_eq!(
+        statuses(&no_driver),
+        pairs(&[
+            ("credentials", "found"),
+            ("cluster", "found"),
+            ("oidc-issuer", "missing"),
+            ("oidc-provider", "found"),
+            ("addon aws-mountpoint-s3-csi-driver", "blocking"),
+        ]),
+        "{no_driver:#}"
+    );
+    assert!(field(&no_driver, "oidc-provider", "evidence").ends_with(" exists"));
+    let fix = field(&no_driver, "addon aws-mountpoint-s3-csi-driver", "fix");
+    assert!(
+        fix.contains("`aws eks create-addon --cluster-name pfe-dev --addon-name aws-mountpoint-s3-csi-driver --region eu-west-1`")
+            && fix.contains("list it in aws.selfManagedAddons"),
+        "{fix}"
+    );
+
+    assert!(!lock_path(dir.path(), "dev-aws").exists());
+    assert!(proxy.writes().is_empty(), "{:?}", proxy.writes());
+    assert!(eks.writes().is_empty(), "{:?}", eks.writes());
+    let overridden: Vec<Value> = eks
+        .requests()
+        .iter()
+        .filter(|r| r["path"] == "/clusters/pfe-dev")
+        .map(|r| r["overridden"].clone())
+        .collect();
+    assert_eq!(
+        overridden,
+        [
+            json!(["status"]),
+            json!(["identity"]),
+            json!(["identity"]),
+            json!(["identity"]),
+        ]
+    );
+}
+
+/// An add-on installed with Helm (not as an EKS add-on) is invisible to EKS: listed in
+/// `aws.selfManagedAddons` it is assumed, said so, with how to make sure, and not read.
+#[test]
+fn aws_self_managed_addons_are_assumed_not_blocking() {
+    block_on(create_cluster(REGION, "pfs-dev"));
+    block_on(create_zone("pfs.test"));
+    let aws = "identity: podIdentity";
+    let dir = aws_project("pfs", aws);
+    let layer = std::fs::read_to_string(dir.path().join("p/environments/dev.aws.yaml")).unwrap();
+    let proxy = RecordingProxy::start(moto::url());
+    let eks = Standin::eks_with_addons(moto::url(), &[]);
+    let preflight = |args: &[&str]| run(&mut command(dir.path(), &proxy, &eks), args);
+
+    let blocked = report(&preflight(&["--format", "json", "preflight", "dev-aws"]), 2);
+    assert_eq!(
+        statuses(&blocked).last().unwrap(),
+        &(
+            "addon eks-pod-identity-agent".to_owned(),
+            "blocking".to_owned()
+        )
+    );
+    assert!(
+        field(&blocked, "addon eks-pod-identity-agent", "fix").contains(
+            "or, when it is installed with Helm or manifests instead, list it in aws.selfManagedAddons"
+        )
+    );
+
+    set_layer(
+        dir.path(),
+        "dev.aws.yaml",
+        &layer.replace(
+            aws,
+            "identity: podIdentity, selfManagedAddons: [eks-pod-identity-agent, aws-mountpoint-s3-csi-driver]",
+        ),
+    );
+    eks.reset();
+    let assumed = report(&preflight(&["--format", "json", "preflight", "dev-aws"]), 0);
+    assert_eq!(
+        statuses(&assumed)[..4].to_vec(),
+        pairs(&[
+            ("credentials", "found"),
+            ("cluster", "found"),
+            ("addon eks-pod-identity-agent", "assumed"),
+            ("addon aws-mountpoint-s3-csi-driver", "assumed"),
+        ]),
+        "{assumed:#}"
+    );
+    for addon in ["eks-pod-identity-agent", "aws-mountpoint-s3-csi-driver"] {
+        assert_eq!(
+            field(&assumed, &format!("addon {addon}"), "evidence"),
+            "assumed installed (aws.selfManagedAddons: installed outside EKS add-ons, which preflight cannot see)"
+        );
+    }
+    assert_eq!(
+        field(&assumed, "addon eks-pod-identity-agent", "fix"),
+        "`kubectl --context arn:aws:eks:eu-west-1:123456789012:cluster/pfs-dev get daemonsets --all-namespaces -l app.kubernetes.io/name=eks-pod-identity-agent` lists it with every pod ready"
+    );
+    assert_eq!(
+        field(&assumed, "addon aws-mountpoint-s3-csi-driver", "fix"),
+        "`kubectl --context arn:aws:eks:eu-west-1:123456789012:cluster/pfs-dev get csidriver s3.csi.aws.com` finds the driver"
+    );
+    assert_eq!(assumed["blocked"], false);
+    // Not read: EKS could only say "not an EKS add-on".
+    assert!(
+        !eks.requests().iter().any(|r| r["op"] == "DescribeAddon"),
+        "{:?}",
+        eks.requests()
+    );
+    let text_out = preflight(&["preflight", "dev-aws"]);
+    exit(&text_out, 0);
+    let stdout = text(&text_out.stdout);
+    assert!(
+        stdout.contains(
+            "   assumed addon eks-pod-identity-agent: assumed installed (aws.selfManagedAddons: "
+        ) && stdout.contains("           verify: `kubectl --context "),
+        "{stdout}"
+    );
+
+    // Only the agent outside EKS add-ons: the driver is read as an EKS add-on.
+    set_layer(
+        dir.path(),
+        "dev.aws.yaml",
+        &layer.replace(
+            aws,
+            "identity: podIdentity, selfManagedAddons: [eks-pod-identity-agent]",
+        ),
+    );
+    eks.configure(&json!({"addons": {"pfs-dev": {"aws-mountpoint-s3-csi-driver": "ACTIVE"}}}));
+    let mixed = report(&preflight(&["--format", "json", "preflight", "dev-aws"]), 0);
+    assert_eq!(
+        check(&mixed, "addon eks-pod-identity-agent")["status"],
+        "assumed"
+    );
+    assert_eq!(
+        check(&mixed, "addon aws-mountpoint-s3-csi-driver")["status"],
+        "found"
+    );
+
+    // The list is closed: a misspelt add-on is an error at its place.
+    set_layer(
+        dir.path(),
+        "dev.aws.yaml",
+        &layer.replace(
+            aws,
+            "identity: podIdentity, selfManagedAddons: [eks-pod-identity-agnet]",
+        ),
+    );
+    let typo = preflight(&["preflight", "dev-aws"]);
+    exit(&typo, 2);
+    let stderr = text(&typo.stderr);
+    assert!(
+        stderr.contains("environments/dev.aws.yaml:2:")
+            && stderr.contains("aws.selfManagedAddons")
+            && stderr.contains("eks-pod-identity-agnet"),
+        "{stderr}"
+    );
+
+    assert!(proxy.writes().is_empty(), "{:?}", proxy.writes());
+    assert!(eks.writes().is_empty(), "{:?}", eks.writes());
+}
+
+/// No hosted zone for the domain and no certificate for a host are missing facts, each
+/// with the step to fix it; a bucket name strata did not make blocks unless adopted,
+/// and one of another account blocks.
+#[test]
+fn aws_a_domain_without_zone_and_buckets_that_are_not_ours() {
+    block_on(create_cluster(REGION, "pfz-dev"));
+    let aws = "identity: podIdentity";
+    let dir = aws_project("pfz", aws);
+    let layer = std::fs::read_to_string(dir.path().join("p/environments/dev.aws.yaml")).unwrap();
+    let proxy = RecordingProxy::start(moto::url());
+    let eks = Standin::eks_with_addons(
+        moto::url(),
+        &[
+            ("pfz-dev", "eks-pod-identity-agent", "ACTIVE"),
+            ("pfz-dev", "aws-mountpoint-s3-csi-driver", "ACTIVE"),
+        ],
+    );
+    let preflight = |url: &str| {
+        run(
+            &mut command_at(dir.path(), url, &eks),
+            &["--format", "json", "preflight", "dev-aws"],
+        )
+    };
+
+    // No cluster named: the cluster, its issuer and add-ons are not checked.
+    set_layer(
+        dir.path(),
+        "dev.aws.yaml",
+        &layer.replace("cluster: pfz-dev", "cluster: null"),
+    );
+    let no_cluster = report(&preflight(&proxy.url), 0);
+    assert_eq!(check(&no_cluster, "cluster")["status"], "missing");
+    assert_eq!(
+        field(&no_cluster, "cluster", "fix"),
+        "set aws.cluster to the EKS cluster's name"
+    );
+    assert!(
+        !statuses(&no_cluster)
+            .iter()
+            .any(|(c, _)| c.starts_with("addon"))
+    );
+    set_layer(dir.path(), "dev.aws.yaml", &layer);
+
+    let found = report(&preflight(&proxy.url), 0);
+    assert_eq!(
+        statuses(&found),
+        pairs(&[
+            ("credentials", "found"),
+            ("cluster", "found"),
+            ("addon eks-pod-identity-agent", "found"),
+            ("addon aws-mountpoint-s3-csi-driver", "found"),
+            ("bucket data", "found"),
+            ("dns zone", "missing"),
+            ("certificate app", "missing"),
+            ("certificate docs", "missing"),
+            ("certificate shop", "missing"),
+        ]),
+        "{found:#}"
+    );
+    assert_eq!(
+        field(&found, "dns zone", "evidence"),
+        "no public Route53 hosted zone holds pfz.test"
+    );
+    assert_eq!(
+        field(&found, "dns zone", "fix"),
+        "create one (`aws route53 create-hosted-zone --name pfz.test --caller-reference strata-pfz.test`) and delegate pfz.test to its name servers"
+    );
+    assert_eq!(
+        field(&found, "certificate app", "evidence"),
+        "no ACM certificate in eu-west-1 covers app.pfz.test"
+    );
+    assert!(
+        field(&found, "certificate app", "fix").starts_with(
+            "request one: `aws acm request-certificate --domain-name app.pfz.test --validation-method DNS --region eu-west-1`"
+        )
+    );
+    assert_eq!(found["discovered"]["zoneId"], Value::Null, "{found:#}");
+
+    // A bucket of that name, made by hand in this account: blocking unless adopted.
+    let name = format!("pfz-dev-data-{}", moto::ACCOUNT);
+    block_on(async {
+        moto::s3(REGION)
+            .await
+            .create_bucket()
+            .bucket(&name)
+            .create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest1)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("moto creates the bucket")
+    });
+    let by_hand = report(&preflight(&proxy.url), 2);
+    assert_eq!(
+        statuses(&by_hand).last().unwrap(),
+        &("bucket data".to_owned(), "blocking".to_owned())
+    );
+    assert_eq!(
+        field(&by_hand, "bucket data", "evidence"),
+        format!("s3 bucket {name} exists in this account but strata did not make it")
+    );
+    assert!(
+        field(&by_hand, "bucket data", "fix")
+            .starts_with("set `adopt: true` on buckets.data to take it over")
+    );
+    set_layer(
+        dir.path(),
+        "dev.aws.yaml",
+        &format!("{layer}buckets:\n  data:\n    adopt: true\n"),
+    );
+    let adopted = report(&preflight(&proxy.url), 0);
+    assert_eq!(
+        field(&adopted, "bucket data", "evidence"),
+        format!("s3 bucket {name} exists, not made by strata; `adopt: true` takes it over")
+    );
+
+    // Real S3 answers HeadBucket with 403 for a bucket of another account; moto
+    // answers 200, so a proxy answers that HEAD as S3 would.
+    // It sits in front of the recording proxy, which sees every request it forwards.
+    let foreign = FaultyProxy::start(&proxy.url, &format!("HEAD /{name}"), 403, None);
+    let taken = report(&preflight(&foreign.url), 2);
+    assert_eq!(
+        statuses(&taken).last().unwrap(),
+        &("bucket data".to_owned(), "blocking".to_owned())
+    );
+    assert_eq!(
+        field(&taken, "bucket data", "evidence"),
+        format!("s3 bucket {name} exists and belongs to another account")
+    );
+    assert_eq!(
+        field(&taken, "bucket data", "fix"),
+        "set buckets.data.name to another name (bucket names are global)"
+    );
+    let requests = foreign.requests();
+    assert!(requests.iter().any(|r| r.injected), "{requests:#?}");
+
+    assert!(proxy.writes().is_empty(), "{:?}", proxy.writes());
+    assert!(eks.writes().is_empty(), "{:?}", eks.writes());
+}
+
+/// The GCS emulator, the GKE stand-in and a fault proxy: the other pool, no cluster
+/// location, and a bucket name that is not this target's.
+#[test]
+fn gcp_the_wrong_pool_no_location_and_buckets_that_are_not_ours() {
+    let project_id = "pfh-dev-4821";
+    let base = format!(
+        "project: {{name: pfh}}\n\
+         gcp: {{projectId: {project_id}, cluster: pfh-dev, clusterLocation: europe-west1}}\n\
+         dns: {{domain: app.pfh.test, hosts: {{app: app.pfh.test}}}}\n"
+    );
+    let dir = project(&[("dev.gcp.yaml", base.clone())]);
+    let google = Standin::gcp_preflight(project_id, &["europe-west1/pfh-dev"], &[]);
+    let iam = Standin::gcp_iam(project_id);
+    let emulator = crate::support::gcs_emulator::host();
+    let preflight = |host: &str| {
+        let mut cmd = gcp_command(dir.path(), &google, &iam);
+        assert_loopback(host);
+        cmd.env("STORAGE_EMULATOR_HOST", host);
+        run(&mut cmd, &["--format", "json", "preflight", "dev-gcp"])
+    };
+
+    // The cluster's pool is another project's: the service accounts' bindings name
+    // this project's pool, so pods would get no identity.
+    google.configure(&json!({"clusters": [{
+        "project": project_id, "location": "europe-west1", "name": "pfh-dev",
+        "workloadPool": "other-project.svc.id.goog",
+    }]}));
+    let other_pool = report(&preflight(emulator), 2);
+    assert_eq!(
+        statuses(&other_pool),
+        pairs(&[
+            ("credentials", "found"),
+            ("cluster", "found"),
+            ("workload-pool", "blocking"),
+        ]),
+        "{other_pool:#}"
+    );
+    assert_eq!(
+        field(&other_pool, "workload-pool", "evidence"),
+        "the cluster's workload pool is other-project.svc.id.goog, not pfh-dev-4821.svc.id.goog"
+    );
+    assert_eq!(
+        field(&other_pool, "workload-pool", "fix"),
+        "`gcloud container clusters update pfh-dev --location europe-west1 --project pfh-dev-4821 --workload-pool=pfh-dev-4821.svc.id.goog`"
+    );
+    google.configure(&json!({"clusters": [{
+        "project": project_id, "location": "europe-west1", "name": "pfh-dev",
+    }]}));
+
+    // Without a location the cluster cannot be read; without a cluster it is not checked.
+    set_layer(
+        dir.path(),
+        "dev.gcp.yaml",
+        &base.replace("clusterLocation: europe-west1", "clusterLocation: null"),
+    );
+    let no_location = report(&preflight(emulator), 2);
+    assert_eq!(
+        statuses(&no_location),
+        pairs(&[("credentials", "found"), ("cluster", "blocking")])
+    );
+    assert_eq!(
+        field(&no_location, "cluster", "fix"),
+        "set gcp.clusterLocation to the cluster's region or zone"
+    );
+    set_layer(
+        dir.path(),
+        "dev.gcp.yaml",
+        &base.replace("cluster: pfh-dev, ", "cluster: null, "),
+    );
+    let no_cluster = report(&preflight(emulator), 0);
+    assert_eq!(check(&no_cluster, "cluster")["status"], "missing");
+    set_layer(dir.path(), "dev.gcp.yaml", &base);
+
+    // A bucket of that name made by hand, then one of another strata target.
+    let name = "pfh-dev-4821-dev-data";
+    let storage = format!("{emulator}/storage/v1");
+    assert_loopback(&storage);
+    block_on(async {
+        let http = reqwest::Client::new();
+        let made = http
+            .post(format!("{storage}/b?project={project_id}"))
+            .json(&json!({"name": name}))
+            .send()
+            .await
+            .expect("the emulator answers");
+        assert!(made.status().is_success(), "{}", made.status());
+    });
+    let by_hand = report(&preflight(emulator), 2);
+    assert_eq!(
+        field(&by_hand, "bucket data", "evidence"),
+        format!("gcs bucket {name} exists but strata did not make it")
+    );
+    assert!(field(&by_hand, "bucket data", "fix").starts_with("set `adopt: true` on buckets.data"));
+    let label = |target: &str| {
+        block_on(async {
+            let labelled = reqwest::Client::new()
+                .patch(format!("{storage}/b/{name}"))
+                .json(&json!({"labels": {"managed-by": "strata", "strata-target": target}}))
+                .send()
+                .await
+                .expect("the emulator answers");
+            assert!(labelled.status().is_success(), "{}", labelled.status());
+        })
+    };
+    label("prod-gcp");
+    let theirs = report(&preflight(emulator), 2);
+    assert_eq!(
+        field(&theirs, "bucket data", "evidence"),
+        format!("gcs bucket {name} belongs to strata target prod-gcp")
+    );
+    label("dev-gcp");
+    let ours = report(&preflight(emulator), 0);
+    assert_eq!(
+        field(&ours, "bucket data", "evidence"),
+        format!("gcs bucket {name} exists and is this target's")
+    );
+
+    // GCS answers 403 for a bucket of a project these credentials cannot read.
+    let foreign = FaultyProxy::start(emulator, &format!("GET /storage/v1/b/{name} "), 403, None);
+    let taken = report(&preflight(&foreign.url), 2);
+    assert_eq!(
+        field(&taken, "bucket data", "evidence"),
+        format!("gcs bucket {name} exists and belongs to another project")
+    );
+    assert_eq!(
+        field(&taken, "bucket data", "fix"),
+        "set buckets.data.name to another name (bucket names are global)"
+    );
+    let requests = foreign.requests();
+    assert!(requests.iter().any(|r| r.injected), "{requests:#?}");
+    assert!(requests.iter().all(|r| !r.is_write()), "{requests:#?}");
+
+    assert!(google.writes().is_empty(), "{:?}", google.writes());
+    assert!(iam.writes().is_empty(), "{:?}", iam.writes());
+}
+
+/// Preflight of several targets tells what it does as it goes: one `strata: ` line per
+/// check on stderr, in order; none with `--quiet` or `--format json`; stdout the same.
+#[test]
+fn preflight_reports_progress_on_stderr_unless_quiet_or_json() {
+    block_on(create_cluster(REGION, "pfp-dev"));
+    let project_id = "pfp-dev-4821";
+    let dir = project(&[
+        (
+            "dev.aws.yaml",
+            format!(
+                "project: {{name: pfp}}\naws: {{accountId: \"{}\", cluster: pfp-dev, identity: podIdentity}}\n",
+                moto::ACCOUNT
+            ),
+        ),
+        (
+            "dev.gcp.yaml",
+            format!(
+                "project: {{name: pfp}}\ngcp: {{projectId: {project_id}, cluster: pfp-dev, clusterLocation: europe-west1}}\n"
+            ),
+        ),
+    ]);
+    let proxy = RecordingProxy::start(moto::url());
+    let eks = Standin::eks_with_addons(
+        moto::url(),
+        &[
+            ("pfp-dev", "eks-pod-identity-agent", "ACTIVE"),
+            ("pfp-dev", "aws-mountpoint-s3-csi-driver", "CREATING"),
+        ],
+    );
+    let google = Standin::gcp_preflight(project_id, &["europe-west1/pfp-dev"], &[]);
+    let iam = Standin::gcp_iam(project_id);
+    let preflight = |flags: &[&str]| {
+        let mut cmd = command(dir.path(), &proxy, &eks);
+        gcp_env(&mut cmd, &google, &iam);
+        cmd.args(flags).args(["preflight", "dev-aws", "dev-gcp"]);
+        cmd.output().expect("strata runs")
+    };
+
+    let loud = preflight(&[]);
+    exit(&loud, 2);
+    let lines: Vec<String> = text(&loud.stderr)
+        .lines()
+        .filter(|l| l.starts_with("strata: "))
+        .map(|l| {
+            // `strata: dev-aws cluster: found (0.4 s)`, without the time.
+            let (line, time) = l.rsplit_once(" (").unwrap_or_else(|| panic!("{l}"));
+            assert!(time.ends_with(" s)"), "{l}");
+            line.to_owned()
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "strata: dev-aws credentials: found",
+            "strata: dev-aws cluster: found",
+            "strata: dev-aws addon eks-pod-identity-agent: found",
+            "strata: dev-aws addon aws-mountpoint-s3-csi-driver: blocking",
+            "strata: dev-gcp credentials: found",
+            "strata: dev-gcp cluster: found",
+            "strata: dev-gcp workload-pool: found",
+            "strata: dev-gcp addon gcs-fuse-csi-driver: found",
+            "strata: dev-gcp bucket data: found",
+            "strata: dev-gcp dns zone: missing",
+        ],
+        "{}",
+        text(&loud.stderr)
+    );
+    for flags in [&["--quiet"][..], &["-q"], &["--format", "json"]] {
+        let quiet = preflight(flags);
+        exit(&quiet, 2);
+        assert!(
+            !text(&quiet.stderr).contains("strata: "),
+            "{flags:?}: {}",
+            text(&quiet.stderr)
+        );
+    }
+    assert_eq!(text(&preflight(&["--quiet"]).stdout), text(&loud.stdout));
 }

@@ -157,7 +157,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
-        self.wfile.write(payload)
+        if self.command != "HEAD":  # a HEAD answer has headers only (S3's HeadBucket 403)
+            self.wfile.write(payload)
 
     def upstream_of(self):
         for prefix, url in routes:

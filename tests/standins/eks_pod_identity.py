@@ -4,6 +4,8 @@ other EKS request forwarded verbatim to an upstream (the moto server).
     eks_pod_identity.py --upstream http://127.0.0.1:PORT [--port 0] [--port-file F]
                         [--log FILE] [--cluster NAME ...] [--account 123456789012]
                         [--role-check auto|off|exists|trust]
+                        [--addon CLUSTER:NAME[:STATUS] ...]
+                        [--cluster-status CLUSTER:STATUS ...]
 
 Implements CreatePodIdentityAssociation, ListPodIdentityAssociations,
 DescribePodIdentityAssociation, UpdatePodIdentityAssociation and
@@ -13,7 +15,11 @@ DescribeAddon (which moto 5.1.22 lacks): the installed add-ons are set with --ad
 CLUSTER:NAME[:STATUS] (repeatable) or POST /__standin/config {"addons": {CLUSTER:
 {NAME: STATUS}}}; creating, updating or deleting an add-on is refused (501).
 Everything else (DescribeCluster, ...) goes to --upstream unchanged, so moto stays
-the source of truth for clusters and roles.
+the source of truth for clusters and roles; the one exception is what moto cannot
+show: its clusters are always ACTIVE and always have an OIDC issuer, so DescribeCluster
+answers of a cluster named in --cluster-status CLUSTER:STATUS or POST /__standin/config
+{"cluster_overrides": {CLUSTER: {"status": ..., "identity": null, ...}}} get those
+top-level Cluster fields replaced (null removes the field).
 
 Clusters: with --cluster (repeatable) only those names exist, in every region; without
 it the stand-in asks upstream `GET /clusters/{name}` with the caller's own
@@ -49,6 +55,18 @@ COLLECTION = re.compile(r"^/clusters/([^/]+)/pod-identity-associations$")
 ITEM = re.compile(r"^/clusters/([^/]+)/pod-identity-associations/([^/]+)$")
 ADDONS = re.compile(r"^/clusters/([^/]+)/addons$")
 ADDON = re.compile(r"^/clusters/([^/]+)/addons/([^/]+)$")
+CLUSTER_PATH = re.compile(r"^/clusters/([^/]+)$")
+# ClusterStatus and the top-level members of the Cluster shape (service-2.json).
+CLUSTER_STATUSES = {"CREATING", "ACTIVE", "DELETING", "FAILED", "UPDATING", "PENDING"}
+CLUSTER_FIELDS = {
+    "name", "arn", "createdAt", "version", "endpoint", "roleArn", "resourcesVpcConfig",
+    "kubernetesNetworkConfig", "logging", "identity", "status", "certificateAuthority",
+    "clientRequestToken", "platformVersion", "tags", "encryptionConfig", "connectorConfig",
+    "id", "health", "outpostConfig", "accessConfig", "upgradePolicy", "zonalShiftConfig",
+    "remoteNetworkConfig", "computeConfig", "storageConfig", "deletionProtection",
+    "controlPlaneScalingConfig", "kubeApiServerConfig", "kubeControllerManagerConfig",
+    "kubeSchedulerConfig",
+}
 ADDON_STATUSES = {"CREATING", "ACTIVE", "CREATE_FAILED", "UPDATING", "DELETING", "DELETE_FAILED", "DEGRADED", "UPDATE_FAILED"}
 ROLE_ARN = re.compile(r"^arn:aws(?:-[a-z]+)*:iam::(\d{12}):role/((?:[\w+=,.@-]+/)*)([\w+=,.@-]{1,64})$")
 CREDENTIAL = re.compile(r"Credential=([^/,\s]*)/(\d{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
@@ -100,6 +118,7 @@ class PodIdentity(Api):
         self.account = args.account
         self.role_check = self._role_check(args.role_check)
         self.initial_addons = parse_addons(args.addon or [])
+        self.initial_overrides = parse_cluster_statuses(getattr(args, "cluster_status", None) or [])
         self.reset()
 
     def _role_check(self, mode):
@@ -116,6 +135,8 @@ class PodIdentity(Api):
         self.tokens = {}  # (region, cluster, clientRequestToken) -> (request fields, associationId)
         # cluster -> {add-on name: status}, the same in every region
         self.addons = {c: dict(a) for c, a in getattr(self, "initial_addons", {}).items()}
+        # cluster -> {top-level Cluster field: value (None removes it)} for DescribeCluster
+        self.cluster_overrides = {c: dict(o) for c, o in getattr(self, "initial_overrides", {}).items()}
 
     def dump(self):
         return {
@@ -124,10 +145,11 @@ class PodIdentity(Api):
             "role_check": self.role_check,
             "account": self.account,
             "addons": self.addons,
+            "cluster_overrides": self.cluster_overrides,
         }
 
     def configure(self, settings):
-        unknown = set(settings) - {"clusters", "role_check", "addons"}
+        unknown = set(settings) - {"clusters", "role_check", "addons", "cluster_overrides"}
         if unknown:
             raise ValueError(f"unknown settings {sorted(unknown)}")
         if "clusters" in settings:
@@ -146,7 +168,9 @@ class PodIdentity(Api):
                     if status not in ADDON_STATUSES:
                         raise ValueError(f"add-on {name}: status {status!r} is not one of {sorted(ADDON_STATUSES)}")
             self.addons = {str(c): dict(a) for c, a in addons.items()}
-        return {"clusters": self.clusters, "role_check": self.role_check, "addons": self.addons}
+        if "cluster_overrides" in settings:
+            self.cluster_overrides = validate_cluster_overrides(settings["cluster_overrides"])
+        return {"clusters": self.clusters, "role_check": self.role_check, "addons": self.addons, "cluster_overrides": self.cluster_overrides}
 
     # -- routing and authentication -------------------------------------------------
 
@@ -228,7 +252,27 @@ class PodIdentity(Api):
         except OSError as failure:
             return error(502, "ServerException", f"eks_pod_identity: upstream {self.upstream} unreachable: {failure}")
         headers = [(k, v) for k, v in response_headers if k.lower() not in HOP_BY_HOP | {"server", "date"}]
+        body = self.override_cluster(request, status, body)
         return Reply(status, body, headers, error=dict((k.lower(), v) for k, v in headers).get("x-amzn-errortype"))
+
+    def override_cluster(self, request, status, body):
+        """moto's DescribeCluster answer with the --cluster-status / cluster_overrides
+        fields of that cluster put in (the log line says which)."""
+        match = CLUSTER_PATH.match(request.path)
+        if request.method != "GET" or status != 200 or not match:
+            return body
+        overrides = self.cluster_overrides.get(match.group(1))
+        if not overrides:
+            return body
+        answer = json.loads(body)
+        cluster = answer["cluster"]
+        for key, value in overrides.items():
+            if value is None:
+                cluster.pop(key, None)
+            else:
+                cluster[key] = value
+        request.notes["overridden"] = sorted(overrides)
+        return json.dumps(answer).encode()
 
     def _signed_headers(self, request, service, region):
         date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -659,6 +703,30 @@ def parse_addons(specs):
     return addons
 
 
+def parse_cluster_statuses(specs):
+    """--cluster-status CLUSTER:STATUS values as cluster overrides {cluster: {"status": S}}."""
+    overrides = {}
+    for spec in specs:
+        cluster, _, status = spec.partition(":")
+        if not cluster or status not in CLUSTER_STATUSES:
+            raise SystemExit(f"eks_pod_identity: --cluster-status {spec!r} is not CLUSTER:STATUS with STATUS one of {sorted(CLUSTER_STATUSES)}")
+        overrides[cluster] = {"status": status}
+    return overrides
+
+
+def validate_cluster_overrides(overrides):
+    """{cluster: {top-level Cluster field: value or null}}, checked; ValueError if not."""
+    if not isinstance(overrides, dict) or not all(isinstance(o, dict) for o in overrides.values()):
+        raise ValueError("cluster_overrides is {cluster: {Cluster field: value or null}}")
+    for cluster, fields in overrides.items():
+        unknown = sorted(set(fields) - CLUSTER_FIELDS)
+        if unknown:
+            raise ValueError(f"cluster {cluster}: {unknown[0]} is not a field of the Cluster shape")
+        if fields.get("status") is not None and fields["status"] not in CLUSTER_STATUSES:
+            raise ValueError(f"cluster {cluster}: status {fields['status']!r} is not one of {sorted(CLUSTER_STATUSES)}")
+    return {str(c): dict(o) for c, o in overrides.items()}
+
+
 def validate_addon_page(query):
     """(page size, start index) of ListAddons."""
     def one(name):
@@ -692,6 +760,7 @@ def main():
     parser.add_argument("--account", default="123456789012", help="the account in association ARNs (default: moto's)")
     parser.add_argument("--role-check", default="auto", choices=["auto", "off", "exists", "trust"])
     parser.add_argument("--addon", action="append", help="CLUSTER:NAME[:STATUS], an installed EKS add-on (repeatable; status default ACTIVE)")
+    parser.add_argument("--cluster-status", action="append", help="CLUSTER:STATUS, the status DescribeCluster answers for that cluster instead of moto's ACTIVE (repeatable)")
     args = parser.parse_args()
     try:
         api = PodIdentity(args)

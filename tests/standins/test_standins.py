@@ -1128,6 +1128,45 @@ def test_eks_addons_from_the_command_line_survive_a_reset(moto, tmp_path):
         server.stop()
 
 
+def test_eks_describe_cluster_overrides_what_moto_cannot_show(client, eks):
+    assert client.describe_cluster(name="prod")["cluster"]["status"] == "ACTIVE"
+    assert client.describe_cluster(name="prod")["cluster"]["identity"]["oidc"]["issuer"]
+    eks.control("POST", "config", {"cluster_overrides": {"prod": {"status": "CREATING", "identity": None}}})
+    cluster = client.describe_cluster(name="prod")["cluster"]
+    assert cluster["status"] == "CREATING" and "identity" not in cluster
+    # Everything else is still moto's, and other clusters are untouched.
+    assert cluster["arn"] == f"arn:aws:eks:{REGION}:{ACCOUNT}:cluster/prod"
+    with pytest.raises(botocore.exceptions.ClientError) as missing:
+        client.describe_cluster(name="missing")
+    assert aws_error(missing)[:2] == (404, "ResourceNotFoundException")
+    lines = eks.log_lines()
+    assert [(line["path"], line.get("overridden")) for line in lines] == [
+        ("/clusters/prod", None),
+        ("/clusters/prod", None),
+        ("/clusters/prod", ["identity", "status"]),
+        ("/clusters/missing", None),
+    ]
+    assert not any(line["mutating"] for line in lines)
+    for bad in ({"prod": {"status": "BROKEN"}}, {"prod": {"stauts": "ACTIVE"}}, ["prod"]):
+        status, _, payload = call("POST", f"{eks.url}/__standin/config", {"cluster_overrides": bad})
+        assert status == 400, payload
+    eks.control("POST", "reset", {})
+    assert client.describe_cluster(name="prod")["cluster"]["status"] == "ACTIVE"
+
+
+def test_eks_cluster_status_from_the_command_line_survives_a_reset(moto, tmp_path):
+    server = start(EKS, tmp_path, "--upstream", moto["url"], "--cluster-status", "prod:UPDATING")
+    try:
+        client = aws_client("eks", server.url)
+        assert client.describe_cluster(name="prod")["cluster"]["status"] == "UPDATING"
+        server.control("POST", "reset", {})
+        assert server.control("GET", "state")["cluster_overrides"] == {"prod": {"status": "UPDATING"}}
+    finally:
+        server.stop()
+    refused = subprocess.run([sys.executable, str(EKS), "--upstream", moto["url"], "--cluster-status", "prod:SLEEPING"], capture_output=True, text=True, timeout=30)
+    assert refused.returncode != 0 and "--cluster-status 'prod:SLEEPING'" in refused.stderr
+
+
 # -- GKE clusters and Cloud DNS zones (read side) -----------------------------------
 
 

@@ -139,6 +139,16 @@ impl Standin {
         self.control("POST", "/__standin/faults", Some(&rule));
     }
 
+    /// Forgets the state, faults and logged requests (settings given at the start, such
+    /// as `--addon`, come back).
+    pub fn reset(&self) {
+        self.control(
+            "POST",
+            "/__standin/reset",
+            Some(&serde_json::json!({"truncate_log": true})),
+        );
+    }
+
     /// POST /__standin/config: the stand-in's settings (see its doc), the effective ones back.
     pub fn configure(&self, settings: &Value) -> Value {
         self.control("POST", "/__standin/config", Some(settings))
