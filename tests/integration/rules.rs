@@ -616,3 +616,93 @@ fn helm_render(f: &Fixture, dest: &Path) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// The exceptions of dev-aws in a new environments/dev.aws.yaml: base.yaml's (lists
+/// replace, so it comes along) and `extra`.
+fn dev_aws_exceptions(f: &Fixture, extra: &str) {
+    write(
+        &f.path("environments/dev.aws.yaml"),
+        &format!(
+            "exceptions:\n  - rule: secret-literal\n    path: releases.app.values.ingress.tlsSecretName\n    reason: the name of the Secret that holds the certificate, not a secret value\n{extra}"
+        ),
+    );
+}
+
+#[test]
+fn an_exception_names_a_known_rule_and_gives_a_reason_of_ten_characters_or_more() {
+    let f = Fixture::init();
+    // Nine characters once trimmed: refused at the reason.
+    dev_aws_exceptions(
+        &f,
+        "  - rule: iam.wildcard-action\n    reason: \"  123456789  \"\n",
+    );
+    refused(
+        &f,
+        &["validate"],
+        &[
+            "error: environments/dev.aws.yaml:6:13: exceptions.1.reason: an exception needs a reason a reviewer can judge\n  hint: explain why the rule does not apply, in a sentence\n",
+        ],
+        &[],
+    );
+    // Ten are enough.
+    dev_aws_exceptions(
+        &f,
+        "  - rule: iam.wildcard-action\n    reason: \"1234567890\"\n",
+    );
+    accepted(&f, &["validate"]);
+    // A misspelt rule is refused with the rule it probably means; an unknown one with
+    // the list of rules.
+    dev_aws_exceptions(
+        &f,
+        "  - rule: prod.versoning\n    reason: versions are kept by the replication\n  - rule: prod.no-delete\n    reason: a v1 rule that v2 does not have\n",
+    );
+    let stderr = refused(
+        &f,
+        &["validate"],
+        &[
+            "error: environments/dev.aws.yaml:5:11: exceptions.1.rule: unknown rule `prod.versoning`\n  hint: did you mean `prod.versioning`?\n",
+            "error: environments/dev.aws.yaml:7:11: exceptions.2.rule: unknown rule `prod.no-delete`\n",
+        ],
+        &[],
+    );
+    assert_eq!(stderr.matches("error: ").count(), 2, "{stderr}");
+}
+
+#[test]
+fn a_lifecycle_rule_needs_an_action_and_expires_after_it_archives() {
+    let f = Fixture::init();
+    let lifecycle = |rules: &str| {
+        write(
+            &f.path("environments/dev.aws.yaml"),
+            &format!("buckets:\n  data:\n    lifecycle:\n{rules}"),
+        );
+    };
+    lifecycle("      - {prefix: tmp/}\n");
+    refused(
+        &f,
+        &["validate"],
+        &[
+            "error: environments/dev.aws.yaml:4:9: buckets.data.lifecycle.0: a lifecycle rule needs an action\n  hint: set archiveAfterDays, expireAfterDays or noncurrentExpireAfterDays\n",
+        ],
+        &[],
+    );
+    // Expiring on the day of archiving (or before) is refused at expireAfterDays.
+    for expire in [30, 10] {
+        lifecycle(&format!(
+            "      - {{archiveAfterDays: 30, expireAfterDays: {expire}}}\n"
+        ));
+        refused(
+            &f,
+            &["validate"],
+            &[&format!(
+                "error: environments/dev.aws.yaml:4:49: buckets.data.lifecycle.0.expireAfterDays: objects expire after {expire} days, before they would be archived after 30\n"
+            )],
+            &[],
+        );
+    }
+    // A day later is fine, and so is each action alone.
+    lifecycle(
+        "      - {archiveAfterDays: 30, expireAfterDays: 31}\n      - {expireAfterDays: 7, prefix: tmp/}\n      - {archiveAfterDays: 7}\n      - {noncurrentExpireAfterDays: 7}\n",
+    );
+    accepted(&f, &["validate"]);
+}
