@@ -905,16 +905,16 @@ fn first_apply_creates_everything_and_the_second_writes_nothing() {
         evidence["resources"][0]["fields"],
         json!([
             "bucket",
-            "versioning",
-            "encryption",
-            "publicAccessBlock",
-            "tlsOnly",
             "tags.cost-center",
             "tags.data-classification",
             "tags.managed-by",
             "tags.owner",
             "tags.strata-env",
-            "tags.strata-target"
+            "tags.strata-target",
+            "versioning",
+            "encryption",
+            "publicAccessBlock",
+            "tlsOnly"
         ])
     );
     assert_eq!(evidence["resources"][2]["fields"], json!([]));
