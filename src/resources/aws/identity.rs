@@ -546,6 +546,39 @@ pub(super) async fn apply_role(
     Ok(written)
 }
 
+/// A role just created may not be visible to EKS yet: the association calls retry
+/// what says so.
+const ASSOCIATION_TRANSIENT: [&str; 3] = [
+    "InvalidParameterException",
+    "ResourceNotFoundException",
+    "ThrottlingException",
+];
+
+/// Points an existing association at `role_arn` unless it already is; returns the
+/// fields written.
+async fn point_at_role(
+    c: &Clients,
+    cluster: &str,
+    live: LiveAssociation,
+    role_arn: &str,
+    resource: &str,
+) -> Result<Vec<String>> {
+    if live.role_arn == role_arn {
+        return Ok(Vec::new());
+    }
+    retry(&ASSOCIATION_TRANSIENT, || {
+        c.eks
+            .update_pod_identity_association()
+            .cluster_name(cluster)
+            .association_id(&live.id)
+            .role_arn(role_arn)
+            .send()
+    })
+    .await
+    .map_err(|e| cloud_error(resource, "UpdatePodIdentityAssociation", &e))?;
+    Ok(vec!["roleArn".into()])
+}
+
 pub(super) async fn apply_association(
     c: &Clients,
     target: &Target,
@@ -559,30 +592,11 @@ pub(super) async fn apply_association(
         association_name(target, workload)
     );
     let tags: HashMap<String, String> = desired_tags(target).into_iter().collect();
-    // A role just created may not be visible to EKS yet: retry what says so.
-    let transient = [
-        "InvalidParameterException",
-        "ResourceNotFoundException",
-        "ThrottlingException",
-    ];
     let live = read_association(c, target, workload, NoCluster::Refuse).await?;
-    match live.map(|a| (a.id, a.role_arn)) {
-        Some((_, live)) if live == role_arn => Ok(Vec::new()),
-        Some((id, _)) => {
-            retry(&transient, || {
-                c.eks
-                    .update_pod_identity_association()
-                    .cluster_name(&cluster)
-                    .association_id(&id)
-                    .role_arn(&role_arn)
-                    .send()
-            })
-            .await
-            .map_err(|e| cloud_error(&resource, "UpdatePodIdentityAssociation", &e))?;
-            Ok(vec!["roleArn".into()])
-        }
+    match live {
+        Some(live) => point_at_role(c, &cluster, live, &role_arn, &resource).await,
         None => {
-            let created = retry(&transient, || {
+            let created = retry(&ASSOCIATION_TRANSIENT, || {
                 c.eks
                     .create_pod_identity_association()
                     .cluster_name(&cluster)
@@ -598,24 +612,8 @@ pub(super) async fn apply_association(
                 // Another apply created it between the read and the create: read what
                 // it made, and converge that (its role may be another's).
                 Err(e) if e.code() == Some("ResourceInUseException") => {
-                    let live = read_association(c, target, workload, NoCluster::Refuse).await?;
-                    match live.map(|a| (a.id, a.role_arn)) {
-                        Some((_, live)) if live == role_arn => Ok(Vec::new()),
-                        Some((id, _)) => {
-                            retry(&transient, || {
-                                c.eks
-                                    .update_pod_identity_association()
-                                    .cluster_name(&cluster)
-                                    .association_id(&id)
-                                    .role_arn(&role_arn)
-                                    .send()
-                            })
-                            .await
-                            .map_err(|e| {
-                                cloud_error(&resource, "UpdatePodIdentityAssociation", &e)
-                            })?;
-                            Ok(vec!["roleArn".into()])
-                        }
+                    match read_association(c, target, workload, NoCluster::Refuse).await? {
+                        Some(live) => point_at_role(c, &cluster, live, &role_arn, &resource).await,
                         None => Err(cloud_error(&resource, "CreatePodIdentityAssociation", &e)),
                     }
                 }
