@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use aws_config::BehaviorVersion;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::error::SdkError;
 
@@ -23,7 +22,7 @@ struct Clients {
 }
 
 async fn clients(region: &str) -> Clients {
-    let conf = aws_config::defaults(BehaviorVersion::latest())
+    let conf = crate::resources::http::aws_config()
         .region(aws_config::Region::new(region.to_owned()))
         .load()
         .await;

@@ -4,3 +4,4 @@
 pub mod aws;
 pub mod gcp;
 pub mod helm;
+pub mod http;

@@ -2945,3 +2945,49 @@ fn apply_reports_progress_on_stderr_unless_quiet_or_json() {
     assert_eq!(text(&loud.stdout), text(&quiet.stdout));
     assert!(text(&loud.stderr).contains(&format!("strata: s3_bucket {bucket}: unchanged (")));
 }
+
+/// strata's HTTPS stack (rustls with ring, src/apply/http.rs; every other test talks
+/// plain HTTP to moto): a plan reads moto through a TLS proxy whose self-signed
+/// certificate it trusts through `SSL_CERT_FILE`; without that trust the certificate is
+/// refused, exit 2, and nothing reaches the server.
+#[test]
+fn plan_over_https_checks_the_servers_certificate() {
+    let p = Project::new("https");
+    let tls = support::SelfSigned::new();
+    let proxy = RecordingProxy::start_tls(moto::url(), &tls);
+    assert!(proxy.url.starts_with("https://"), "{}", proxy.url);
+
+    let args = ["--format", "json", "plan", "dev-aws"];
+    let out = p
+        .command_at(&proxy.url, &args)
+        .env("SSL_CERT_FILE", &tls.cert)
+        .output()
+        .expect("strata runs");
+    let plan = parse(&out, &args, 1);
+    assert_eq!(plan["account"], moto::ACCOUNT);
+    assert_eq!(
+        ops(&plan),
+        pairs(&[
+            ("s3_bucket", "create"),
+            ("iam_policy", "create"),
+            ("iam_oidc_provider", "unchanged"),
+            ("iam_role", "create"),
+        ])
+    );
+    let actions: Vec<String> = proxy
+        .requests()
+        .into_iter()
+        .filter_map(|r| r.action)
+        .collect();
+    assert!(
+        actions.iter().any(|a| a == "GetCallerIdentity"),
+        "STS went through the TLS proxy: {actions:?}"
+    );
+
+    proxy.clear();
+    let out = p.run_at(&proxy.url, &["plan", "dev-aws"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("certificate"), "{stderr}");
+    assert_eq!(proxy.requests(), Vec::new(), "nothing reached the server");
+}

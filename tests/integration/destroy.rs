@@ -359,7 +359,9 @@ fn destroy_prod_aws_needs_the_name_repeated_and_keeps_the_retained_bucket() {
     );
     let associations = || -> usize {
         block_on(async {
-            let state: Value = reqwest::get(format!("{eks}/__standin/state"))
+            let state: Value = crate::support::http()
+                .get(format!("{eks}/__standin/state"))
+                .send()
                 .await
                 .unwrap()
                 .json()
@@ -427,7 +429,7 @@ fn destroy_prod_aws_needs_the_name_repeated_and_keeps_the_retained_bucket() {
 
 async fn gcs_json(method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
     let base = strata::resources::gcp::emulator_base(gcs_emulator::host());
-    let mut req = reqwest::Client::new().request(method, format!("{base}{path}"));
+    let mut req = crate::support::http().request(method, format!("{base}{path}"));
     if let Some(body) = body {
         req = req.json(&body);
     }
@@ -439,7 +441,7 @@ async fn gcs_json(method: reqwest::Method, path: &str, body: Option<Value>) -> (
 
 async fn gcs_upload(bucket: &str, name: &str, content: &str) {
     let host = gcs_emulator::host().trim_end_matches('/');
-    let resp = reqwest::Client::new()
+    let resp = crate::support::http()
         .post(format!(
             "{host}/upload/storage/v1/b/{bucket}/o?uploadType=media&name={name}"
         ))
@@ -525,7 +527,7 @@ fn destroy_dev_gcp_finishes_after_a_fault_and_keeps_foreign_members_of_a_retaine
     });
     // The Google IAM stand-in refuses the service account's deletion once.
     block_on(async {
-        let resp = reqwest::Client::new()
+        let resp = crate::support::http()
             .post(format!("{iam}/__standin/faults"))
             .json(&json!({"op": "delete", "status": 400, "count": 1,
                 "message": "injected by the test"}))
@@ -601,7 +603,7 @@ fn destroy_dev_gcp_finishes_after_a_fault_and_keeps_foreign_members_of_a_retaine
             !members.contains(&format!("serviceAccount:{email}")),
             "{policy:#}"
         );
-        let account = reqwest::Client::new()
+        let account = crate::support::http()
             .get(format!(
                 "{iam}/v1/projects/{project_id}/serviceAccounts/{email}"
             ))
@@ -801,7 +803,7 @@ fn a_second_apply_while_the_first_is_paused_mid_way_is_refused() {
     let dir = project(&[("prod.aws.yaml", layer)]);
     let control = |path: &str, body: Value| {
         block_on(async {
-            reqwest::Client::new()
+            crate::support::http()
                 .post(format!("{eks}/__standin/{path}"))
                 .json(&body)
                 .send()
@@ -833,7 +835,9 @@ fn a_second_apply_while_the_first_is_paused_mid_way_is_refused() {
         .spawn()
         .unwrap();
     let parked: Value = block_on(async {
-        reqwest::get(format!("{eks}/__standin/paused?wait=1&timeout=60"))
+        crate::support::http()
+            .get(format!("{eks}/__standin/paused?wait=1&timeout=60"))
+            .send()
             .await
             .unwrap()
             .json()

@@ -80,7 +80,7 @@ fn fixture(bucket: &str) -> Fixture {
         docs,
         bucket: bucket.to_owned(),
         client: Client::emulator(host).expect("client"),
-        http: reqwest::Client::new(),
+        http: crate::support::http(),
         base: gcs::emulator_base(host),
     }
 }
@@ -651,7 +651,9 @@ fn triples(list: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
 async fn emulator_get(path: &str) -> reqwest::Response {
     let base = gcs::emulator_base(gcs_emulator::host());
     assert_loopback(&base);
-    reqwest::get(format!("{base}{path}"))
+    crate::support::http()
+        .get(format!("{base}{path}"))
+        .send()
         .await
         .expect("emulator answers")
 }
@@ -1063,7 +1065,7 @@ async fn two_buckets_and_two_workloads_get_their_settings_and_bindings() {
 
     // Each account as IAM holds it (read through the API, not through strata): strata's,
     // and bound to its workload's Kubernetes service account, as rendered.
-    let http = reqwest::Client::new();
+    let http = crate::support::http();
     for w in ["ingest", "reporting"] {
         let doc = rendered(&format!("iam/{w}.gcp.json"));
         let base = format!(
@@ -1536,7 +1538,7 @@ fn block_on_json(path: &str) -> Value {
 /// POST to the IAM stand-in of `dir` (as strata does, with a token); the JSON answer.
 async fn iam_post(dir: &CliProject, path: &str, body: Value) -> Value {
     assert_loopback(&dir.iam.url);
-    let response = reqwest::Client::new()
+    let response = crate::support::http()
         .post(format!("{}{path}", dir.iam.url))
         .bearer_auth("test-token")
         .json(&body)
@@ -1573,7 +1575,7 @@ async fn bucket_policy(bucket: &str) -> (std::collections::BTreeMap<String, Vec<
 async fn put_bucket_policy(bucket: &str, bindings: Value, etag: &Value) {
     let base = gcs::emulator_base(gcs_emulator::host());
     assert_loopback(&base);
-    let response = reqwest::Client::new()
+    let response = crate::support::http()
         .put(format!("{base}/b/{bucket}/iam"))
         .json(&json!({"bindings": bindings, "etag": etag}))
         .send()

@@ -606,7 +606,7 @@ fn gcp_chain_creates_the_account_binds_workload_identity_and_the_bucket() {
     );
     let email = format!("lakehouse-dev-api@{project_id}.iam.gserviceaccount.com");
     let (account, policy) = block_on(async {
-        let http = reqwest::Client::new();
+        let http = crate::support::http();
         let account: Value = http
             .get(format!(
                 "{iam}/v1/projects/{project_id}/serviceAccounts/{email}"
@@ -644,15 +644,17 @@ fn gcp_chain_creates_the_account_binds_workload_identity_and_the_bucket() {
         "{policy:#}"
     );
     let bucket_policy: Value = block_on(async {
-        reqwest::get(format!(
-            "{}/b/{bucket}/iam",
-            strata::resources::gcp::emulator_base(gcs_emulator::host())
-        ))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+        crate::support::http()
+            .get(format!(
+                "{}/b/{bucket}/iam",
+                strata::resources::gcp::emulator_base(gcs_emulator::host())
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     });
     let members: Vec<String> = bucket_policy["bindings"]
         .as_array()

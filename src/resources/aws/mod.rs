@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 
-use aws_config::BehaviorVersion;
 use aws_sdk_iam::error::ProvideErrorMetadata;
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::types::{
@@ -52,10 +51,7 @@ pub(crate) async fn clients(target: &Target) -> Clients {
 }
 
 async fn clients_in(region: aws_config::Region) -> Clients {
-    let conf = aws_config::defaults(BehaviorVersion::latest())
-        .region(region)
-        .load()
-        .await;
+    let conf = crate::resources::http::aws_config().region(region).load().await;
     // Emulators serve every bucket under one host: address buckets by path there.
     let s3_conf = aws_sdk_s3::config::Builder::from(&conf)
         .force_path_style(conf.endpoint_url().is_some())

@@ -311,7 +311,7 @@ fn after(attempts: u32) -> String {
 }
 
 fn http_client() -> Result<reqwest::Client> {
-    reqwest::Client::builder()
+    crate::resources::http::reqwest_builder()
         .timeout(Duration::from_secs(60))
         .build()
         .map_err(|e| Error::Cloud(format!("gcs: could not build the HTTP client: {e}")))

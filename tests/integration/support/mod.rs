@@ -131,6 +131,14 @@ pub fn assert_loopback(url: &str) {
     );
 }
 
+/// A reqwest client for talking to the emulators and stand-ins directly. strata's
+/// reqwest has no crypto provider of its own: this installs strata's (ring) first.
+pub fn http() -> reqwest::Client {
+    strata::resources::http::reqwest_builder()
+        .build()
+        .expect("reqwest client")
+}
+
 /// Copies a folder recursively (test fixtures are small).
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -440,18 +448,30 @@ pub struct RecordingProxy {
 
 impl RecordingProxy {
     pub fn start(upstream: &str) -> RecordingProxy {
+        Self::spawn(upstream, None)
+    }
+
+    /// The same, serving HTTPS with `cert` (the upstream stays plain HTTP).
+    pub fn start_tls(upstream: &str, cert: &SelfSigned) -> RecordingProxy {
+        Self::spawn(upstream, Some(cert))
+    }
+
+    fn spawn(upstream: &str, tls: Option<&SelfSigned>) -> RecordingProxy {
         assert_loopback(upstream);
         let port = free_port();
-        let url = format!("http://127.0.0.1:{port}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://127.0.0.1:{port}");
         assert_loopback(&url);
         let log = tempfile::NamedTempFile::new().expect("proxy log");
-        let child = Command::new(venv_bin().join("python"))
-            .arg(repo_root().join("tests/integration/support/recording_proxy.py"))
+        let mut cmd = Command::new(venv_bin().join("python"));
+        cmd.arg(repo_root().join("tests/integration/support/recording_proxy.py"))
             .arg(port.to_string())
             .arg(upstream)
-            .arg(log.path())
-            .spawn()
-            .expect("recording proxy starts");
+            .arg(log.path());
+        if let Some(tls) = tls {
+            cmd.arg(&tls.cert).arg(&tls.key);
+        }
+        let child = cmd.spawn().expect("recording proxy starts");
         wait_until(&format!("recording proxy on {url}"), 20, || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
@@ -485,6 +505,55 @@ impl Drop for RecordingProxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A self-signed certificate for 127.0.0.1 (and its key), made with the venv's
+/// `cryptography`, for HTTPS servers a test trusts through `SSL_CERT_FILE`.
+pub struct SelfSigned {
+    _dir: tempfile::TempDir,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl SelfSigned {
+    pub fn new() -> SelfSigned {
+        const SCRIPT: &str = r#"
+import datetime, ipaddress, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+key = ec.generate_private_key(ec.SECP256R1())
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "strata test 127.0.0.1")])
+now = datetime.datetime.now(datetime.timezone.utc)
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+    .public_key(key.public_key()).serial_number(x509.random_serial_number())
+    .not_valid_before(now - datetime.timedelta(minutes=5))
+    .not_valid_after(now + datetime.timedelta(days=1))
+    .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+    .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+    .sign(key, hashes.SHA256()))
+open(sys.argv[1], "wb").write(cert.public_bytes(serialization.Encoding.PEM))
+open(sys.argv[2], "wb").write(key.private_bytes(serialization.Encoding.PEM,
+    serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+"#;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        let out = Command::new(venv_bin().join("python"))
+            .arg("-c")
+            .arg(SCRIPT)
+            .arg(&cert)
+            .arg(&key)
+            .output()
+            .expect("python runs");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        SelfSigned {
+            _dir: dir,
+            cert,
+            key,
+        }
     }
 }
 

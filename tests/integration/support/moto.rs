@@ -30,7 +30,7 @@ pub fn url() -> &'static str {
 pub async fn sdk_config(region: &str) -> aws_config::SdkConfig {
     let url = url();
     assert_loopback(url);
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    strata::resources::http::aws_config()
         .region(aws_config::Region::new(region.to_owned()))
         .endpoint_url(url)
         .credentials_provider(aws_sdk_s3::config::Credentials::new(

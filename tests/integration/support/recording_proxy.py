@@ -2,7 +2,10 @@
 emulator on 127.0.0.1 and appends one JSON line per request to a log, so a test counts
 the requests the server actually saw rather than trusting strata's own evidence.
 
-    recording_proxy.py LISTEN_PORT UPSTREAM_URL LOG_FILE
+    recording_proxy.py LISTEN_PORT UPSTREAM_URL LOG_FILE [CERT_PEM KEY_PEM]
+
+With a certificate and key it serves HTTPS (to test strata's TLS stack; the upstream
+stays plain HTTP).
 
 Each line: {"method", "path", "query", "action", "status"}. `action` is the query
 protocol's `Action=` (IAM, STS: every call is a POST, the action says which), the JSON
@@ -14,6 +17,7 @@ loopback. Standard library only.
 
 import http.server
 import json
+import ssl
 import sys
 import threading
 import urllib.error
@@ -86,4 +90,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = do_HEAD = handle_one
 
 
-http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+if len(sys.argv) > 5:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[4], sys.argv[5])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
