@@ -8,12 +8,21 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// What `strata --version` prints after the name: the package version and the git
 /// revision it was built from (`0.1.0 (abc1234)`, or `(unknown revision)` when built
-/// outside git; see build.rs).
+/// outside git; see build.rs), and `, without cloud` for a build without the `cloud`
+/// feature (`0.1.0 (abc1234, without cloud)`).
+#[cfg(feature = "cloud")]
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (",
     env!("STRATA_REVISION"),
     ")"
+);
+#[cfg(not(feature = "cloud"))]
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("STRATA_REVISION"),
+    ", without cloud)"
 );
 
 #[derive(Debug, Parser)]

@@ -24,14 +24,17 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod desired;
+#[cfg(feature = "cloud")]
 pub mod engine;
 pub mod error;
 pub mod model;
 pub mod output;
+#[cfg(feature = "cloud")]
 pub mod preflight;
 pub mod project;
 pub mod render;
 pub mod report;
+#[cfg(feature = "cloud")]
 pub mod resources;
 pub mod suggest;
 pub mod yaml_check;

@@ -1,6 +1,7 @@
 //! One function per command, taking resolved arguments (as zola's `cmd/`). They load,
 //! call the pipeline, and hand data to the [`Reporter`].
 
+#[cfg(feature = "cloud")]
 mod cloud;
 
 use std::path::Path;
@@ -16,6 +17,7 @@ use crate::report::{self, Reporter, status_word};
 use crate::{Loaded, exit, render_all, timed};
 
 pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
+    #[cfg(feature = "cloud")]
     if !cli.quiet
         && out.format != Format::Json
         && matches!(
@@ -53,11 +55,13 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
         Command::Validate { targets } => validate(cli, out, targets),
         Command::List => list(cli, out),
         Command::Explain { target, key } => explain(cli, out, target, key),
+        #[cfg(feature = "cloud")]
         Command::Plan {
             target,
             out: file,
             destroy: false,
         } => cloud::plan(cli, out, target, file.as_deref()),
+        #[cfg(feature = "cloud")]
         Command::Plan {
             target,
             out: file,
@@ -70,6 +74,7 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
             }
             cloud::plan_destroy(cli, out, target)
         }
+        #[cfg(feature = "cloud")]
         Command::Destroy {
             target,
             approve,
@@ -83,6 +88,7 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
             *force_empty,
             *skip_helm,
         ),
+        #[cfg(feature = "cloud")]
         Command::Apply {
             target,
             approve,
@@ -96,9 +102,15 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
             *skip_helm,
             &in_project(cli, dir)?,
         ),
+        #[cfg(feature = "cloud")]
         Command::Preflight { targets, write } => {
             crate::preflight::preflight_command(cli, out, targets, *write)
         }
+        #[cfg(not(feature = "cloud"))]
+        Command::Plan { .. }
+        | Command::Apply { .. }
+        | Command::Destroy { .. }
+        | Command::Preflight { .. } => Err(without_cloud(&cli.command)),
         Command::Schema => {
             out.json(&schema());
             Ok(exit::OK)
@@ -131,6 +143,24 @@ pub fn dispatch(cli: &Cli, out: &Reporter) -> Result<u8> {
 
 /// The command the man pages describe: without clap's `help` subcommand, which has
 /// no page of its own, so that the main page lists only pages that exist.
+/// The error of a cloud command in a strata built without the `cloud` feature: exit 2,
+/// before anything is read, with the way to a strata that has it.
+#[cfg(not(feature = "cloud"))]
+fn without_cloud(command: &Command) -> Error {
+    let name = match command {
+        Command::Plan { .. } => "plan",
+        Command::Apply { .. } => "apply",
+        Command::Destroy { .. } => "destroy",
+        _ => "preflight",
+    };
+    Error::Usage(format!(
+        "`strata {name}` is not in this build: it was built without the `cloud` feature \
+         (cargo's --no-default-features), which renders and checks but talks to no cloud\n  \
+         hint: install the full strata with `cargo install --locked --path .` (no \
+         --no-default-features), or run it from a clone with `cargo run --locked -- {name} …`"
+    ))
+}
+
 fn man_command() -> clap::Command {
     let mut cmd = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
     cmd.build();

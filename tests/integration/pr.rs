@@ -657,7 +657,7 @@ fn the_action_installs_strata_writes_the_summary_and_fails_on_drift_or_error() {
     assert_eq!(
         job.cargo_log(),
         format!(
-            "install --locked --root {}/runner-temp/strata --path {}\n",
+            "install --locked --no-default-features --root {}/runner-temp/strata --path {}\n",
             job.tmp.path().display(),
             repo_root().display()
         )
@@ -699,7 +699,7 @@ fn the_action_installs_strata_writes_the_summary_and_fails_on_drift_or_error() {
     assert_eq!(
         job.cargo_log(),
         format!(
-            "install --locked --root {}/runner-temp/strata --git https://github.com/strata-dev/strata --rev v0.1.0 strata\n",
+            "install --locked --no-default-features --root {}/runner-temp/strata --git https://github.com/strata-dev/strata --rev v0.1.0 strata\n",
             job.tmp.path().display()
         )
     );
