@@ -963,16 +963,6 @@ fn known_bug(chain: Chain, step: &str, mode: Mode) -> Option<Known> {
             "gcp-storage-emulator drops the labels of a bucket insert (GCS keeps them)",
         ));
     }
-    // CreateBucket applied but answered with an error: strata cannot tell the bucket
-    // it made from one someone else made in the account meanwhile, so the next run
-    // refuses the untagged bucket and its hint says `adopt: true`. (A dropped
-    // connection is retried by the SDK and answered BucketAlreadyOwnedByYou, which
-    // converges; a failed tagging right after a create deletes the new bucket again.)
-    if aws && step == "PUT /<bucket>/" && mode == Mode::After {
-        return Some(Known::Limit(
-            "an untagged bucket is left; the next run refuses it and says `adopt: true`",
-        ));
-    }
     // The lock's DeletePolicy is refused (no permission): the run exits 2 naming the
     // command that removes the lock; a later run that writes is refused until then.
     if aws && step == "DeletePolicy (lock)" && mode == Mode::Before {

@@ -838,14 +838,22 @@ async fn apply_bucket(
             already = true;
         } else {
             let region = &b.region;
-            let mut create = c.s3.create_bucket().bucket(name);
+            // The ownership tags go with the create (S3 applies them atomically, given
+            // s3:TagResource): a run that stops right after it leaves a bucket the
+            // next run knows as strata's.
+            let mut conf = CreateBucketConfiguration::builder().set_tags(Some(s3_tag_set(
+                &b.tags,
+                &resource,
+                "CreateBucket",
+            )?));
             if region != "us-east-1" {
-                create = create.create_bucket_configuration(
-                    CreateBucketConfiguration::builder()
-                        .location_constraint(BucketLocationConstraint::from(region.as_str()))
-                        .build(),
-                );
+                conf = conf.location_constraint(BucketLocationConstraint::from(region.as_str()));
             }
+            let create = c
+                .s3
+                .create_bucket()
+                .bucket(name)
+                .create_bucket_configuration(conf.build());
             match create.send().await {
                 Ok(_) => written.push("bucket".to_owned()),
                 Err(e) if code_of(&e) == Some("BucketAlreadyOwnedByYou") => already = true,
@@ -861,8 +869,9 @@ async fn apply_bucket(
     }
     let want = desired_bucket(b);
     let created_now = written.iter().any(|f| f == "bucket");
-    // The ownership tags go first: a run that stops after CreateBucket must leave a
-    // bucket the next run knows as strata's (S3 takes no tags with the create).
+    // The ownership tags go first: an S3-compatible server that drops CreateBucket's
+    // tags (moto does) gets them before anything else; on S3 they are there already and
+    // writing them sends nothing.
     let mut changes: Vec<&FieldChange> = action.changes.iter().collect();
     changes.sort_by_key(|c| !c.field.starts_with("tags."));
     let mut tags_done = false;
@@ -1089,14 +1098,13 @@ async fn write_bucket_tags(
     resource: &str,
 ) -> Result<()> {
     let mut tags = read_bucket_tags(c, b).await?;
+    if want.iter().all(|(k, v)| tags.get(k) == Some(v)) {
+        // Set already, by the CreateBucket of this run.
+        return Ok(());
+    }
     tags.extend(want.clone());
-    let set = tags
-        .iter()
-        .map(|(k, v)| aws_sdk_s3::types::Tag::builder().key(k).value(v).build())
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Cloud(format!("{resource}: PutBucketTagging: {e}")))?;
     let tagging = Tagging::builder()
-        .set_tag_set(Some(set))
+        .set_tag_set(Some(s3_tag_set(&tags, resource, "PutBucketTagging")?))
         .build()
         .map_err(|e| Error::Cloud(format!("{resource}: PutBucketTagging: {e}")))?;
     c.s3.put_bucket_tagging()
@@ -1106,6 +1114,17 @@ async fn write_bucket_tags(
         .await
         .map_err(|e| cloud_error(resource, "PutBucketTagging", &e))?;
     Ok(())
+}
+
+fn s3_tag_set(
+    tags: &BTreeMap<String, String>,
+    resource: &str,
+    action: &str,
+) -> Result<Vec<aws_sdk_s3::types::Tag>> {
+    tags.iter()
+        .map(|(k, v)| aws_sdk_s3::types::Tag::builder().key(k).value(v).build())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Cloud(format!("{resource}: {action}: {e}")))
 }
 
 pub(crate) fn iam_tags(

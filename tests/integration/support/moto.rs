@@ -1,4 +1,6 @@
-//! One moto server (S3, IAM, STS) per test process, on a free loopback port.
+//! One moto server (S3, IAM, STS) per test process, on a free loopback port: moto's
+//! own server with the one S3 behaviour it lacks that strata relies on (the tags of a
+//! CreateBucket), from tests/py/moto_server.py.
 //!
 //! Started from a thread that lives as long as the process, with a parent-death
 //! signal, so the server goes away with the test binary.
@@ -16,13 +18,19 @@ static URL: OnceLock<String> = OnceLock::new();
 pub fn url() -> &'static str {
     URL.get_or_init(|| {
         let port = free_port();
+        // moto with the tags of a CreateBucket applied as S3 applies them
+        // (tests/py/moto_server.py; moto itself drops them).
         let args = [
+            super::repo_root()
+                .join("tests/py/moto_server.py")
+                .display()
+                .to_string(),
             "-H".to_owned(),
             "127.0.0.1".to_owned(),
             "-p".to_owned(),
             port.to_string(),
         ];
-        start_server("moto_server", &args, port, "/moto-api/")
+        start_server("python", &args, port, "/moto-api/")
     })
 }
 
