@@ -1976,7 +1976,7 @@ fn two_buckets_and_two_workloads_are_applied_from_their_rendered_documents() {
         write_calls(&proxy),
         [
             "CreatePolicy".to_owned(), // the apply lock
-            format!("PUT /{raw}/"), // with its tags
+            format!("PUT /{raw}/"),    // with its tags
             format!("PUT /{raw}/?versioning"),
             format!("PUT /{raw}/?encryption"),
             format!("PUT /{raw}/?publicAccessBlock"),

@@ -24,7 +24,10 @@
 //! never overwritten) and `CARGO_NET_OFFLINE=true`: every dependency is then already
 //! compiled and fetched, and only strata itself compiles (a release build from scratch
 //! takes minutes). `<tmp>/root/bin` comes first on `PATH`, so `strata` in every later
-//! block is the installed binary. `cargo run` in the quick start builds the same way.
+//! block is the installed binary. `cargo run` in the quick start builds the same way
+//! (its build without the `cloud` feature compiles the dependencies it needs with
+//! their own features, once per test folder), and its binary is then checked: it says
+//! `without cloud` and refuses `plan` with exit 2.
 //!
 //! **Sessions.** Each `console` block runs in one `bash` (not interactive: no job
 //! numbers are printed for `&`), started in the clone's root with `HOME` a temporary
@@ -61,6 +64,8 @@ use crate::support::{self, assert_loopback, free_port, text};
 enum Sh {
     /// Run as it is.
     Run,
+    /// Run as it is, then this check (exit 0 required) of what it built.
+    RunThenCheck(&'static str),
     /// Run as this command instead (the deviation says why).
     Instead(&'static str),
     /// Not run, because…
@@ -71,7 +76,14 @@ enum Sh {
 const PIPELINE: &str = "the shape of a deploy pipeline against a real account and cluster; each command runs in the walkthroughs above and in tests/integration/{planfile,destroy}.rs";
 
 const SH_LINES: &[(&str, Sh)] = &[
-    ("cargo run --locked -- render", Sh::Run),
+    (
+        "cargo run --locked --no-default-features -- render",
+        // The build without the cloud says so, and refuses a cloud command with exit 2
+        // and the way to the full build.
+        Sh::RunThenCheck(
+            r#"b="$CARGO_TARGET_DIR/debug/strata"; "$b" --version | grep -q 'without cloud' && { "$b" plan dev-aws 2> "$TMPDIR/plan.err"; test $? -eq 2; } && grep -q 'cargo install --locked --path .' "$TMPDIR/plan.err""#,
+        ),
+    ),
     (
         "scripts/test",
         Sh::Skip("it is the test suite that runs this test"),
@@ -650,6 +662,7 @@ fn every_readme_block_runs_and_prints_what_the_readme_shows() {
                     used_sh[at] = true;
                     let run = match &SH_LINES[at].1 {
                         Sh::Run => command.to_owned(),
+                        Sh::RunThenCheck(check) => format!("{command} && {{ {check}; }}"),
                         Sh::Instead(instead) => (*instead).to_owned(),
                         Sh::Skip(why) => {
                             skipped.push(format!("README.md:{}: `{command}`: {why}", block.line + 1 + i));

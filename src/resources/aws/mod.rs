@@ -51,7 +51,10 @@ pub(crate) async fn clients(target: &Target) -> Clients {
 }
 
 async fn clients_in(region: aws_config::Region) -> Clients {
-    let conf = crate::resources::http::aws_config().region(region).load().await;
+    let conf = crate::resources::http::aws_config()
+        .region(region)
+        .load()
+        .await;
     // Emulators serve every bucket under one host: address buckets by path there.
     let s3_conf = aws_sdk_s3::config::Builder::from(&conf)
         .force_path_style(conf.endpoint_url().is_some())
@@ -849,11 +852,10 @@ async fn apply_bucket(
             if region != "us-east-1" {
                 conf = conf.location_constraint(BucketLocationConstraint::from(region.as_str()));
             }
-            let create = c
-                .s3
-                .create_bucket()
-                .bucket(name)
-                .create_bucket_configuration(conf.build());
+            let create =
+                c.s3.create_bucket()
+                    .bucket(name)
+                    .create_bucket_configuration(conf.build());
             match create.send().await {
                 Ok(_) => written.push("bucket".to_owned()),
                 Err(e) if code_of(&e) == Some("BucketAlreadyOwnedByYou") => already = true,
