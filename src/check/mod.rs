@@ -19,6 +19,9 @@ pub mod names;
 pub mod secrets;
 pub mod values;
 
+#[cfg(test)]
+mod tests;
+
 use crate::config::Loc;
 use crate::desired::Desired;
 use crate::error::{Error, Located};
