@@ -266,6 +266,21 @@ fn an_aws_region_and_the_identity_settings_are_checked() {
     );
     let fine = irsa("  oidcIssuer: https://oidc.eks.eu-west-1.amazonaws.com/id/ABC\n");
     assert_none(&fine, &["OIDC issuer"]);
+    // The shortest there is: https:// and four characters.
+    assert_none(&irsa("  oidcIssuer: https://x.io\n"), &["OIDC issuer"]);
+
+    // A target without workloads assumes no role: it needs neither.
+    let errors = validate(&[(
+        "dev.aws.yaml",
+        "",
+        "aws:\n  identity: irsa\nworkloads: null",
+    )]);
+    assert_none(&errors, &["OIDC issuer"]);
+    let errors = validate(&[
+        ("dev.yaml", "  cluster: telemetry-dev\n\ngcp", "\ngcp"),
+        ("dev.aws.yaml", "", "workloads: null"),
+    ]);
+    assert_none(&errors, &["aws.cluster"]);
 
     // Pod Identity goes through the cluster.
     let errors = validate(&[("dev.yaml", "  cluster: telemetry-dev\n\ngcp", "\ngcp")]);
