@@ -320,13 +320,7 @@ fn parse(out: &Output, args: &[&str], code: i32) -> Value {
 
 const APPLY_DEV: &[&str] = &["apply", "dev-aws", "--approve", "--skip-helm"];
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
+use crate::support::block_on;
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
     list.iter()
@@ -787,6 +781,14 @@ fn lakehouse_tags(env: &str, classification: &str) -> BTreeMap<String, String> {
     ])
 }
 
+/// The plan of dev-aws in a fresh account (the OIDC provider planted by the test).
+const FRESH_PLAN: &[(&str, &str)] = &[
+    ("s3_bucket", "create"),
+    ("iam_policy", "create"),
+    ("iam_oidc_provider", "unchanged"),
+    ("iam_role", "create"),
+];
+
 /// The writes the server saw, each as `METHOD /path?query` (S3) or the action (IAM).
 fn write_calls(proxy: &RecordingProxy) -> Vec<String> {
     proxy
@@ -818,15 +820,7 @@ fn first_apply_creates_everything_and_the_second_writes_nothing() {
             ("iam_role", "Lakehouse-first-dev-api"),
         ])
     );
-    assert_eq!(
-        ops(&plan),
-        pairs(&[
-            ("s3_bucket", "create"),
-            ("iam_policy", "create"),
-            ("iam_oidc_provider", "unchanged"),
-            ("iam_role", "create"),
-        ])
-    );
+    assert_eq!(ops(&plan), pairs(FRESH_PLAN));
     assert_eq!(
         changed_fields(&plan, "iam_policy"),
         strings(&[
@@ -2944,7 +2938,7 @@ fn apply_reports_progress_on_stderr_unless_quiet_or_json() {
     assert!(text(&loud.stderr).contains(&format!("strata: s3_bucket {bucket}: unchanged (")));
 }
 
-/// strata's HTTPS stack (rustls with ring, src/apply/http.rs; every other test talks
+/// strata's HTTPS stack (rustls with ring, src/resources/http.rs; every other test talks
 /// plain HTTP to moto): a plan reads moto through a TLS proxy whose self-signed
 /// certificate it trusts through `SSL_CERT_FILE`; without that trust the certificate is
 /// refused, exit 2, and nothing reaches the server.
@@ -2963,15 +2957,7 @@ fn plan_over_https_checks_the_servers_certificate() {
         .expect("strata runs");
     let plan = parse(&out, &args, 1);
     assert_eq!(plan["account"], moto::ACCOUNT);
-    assert_eq!(
-        ops(&plan),
-        pairs(&[
-            ("s3_bucket", "create"),
-            ("iam_policy", "create"),
-            ("iam_oidc_provider", "unchanged"),
-            ("iam_role", "create"),
-        ])
-    );
+    assert_eq!(ops(&plan), pairs(FRESH_PLAN));
     let actions: Vec<String> = proxy
         .requests()
         .into_iter()

@@ -358,17 +358,9 @@ fn destroy_prod_aws_needs_the_name_repeated_and_keeps_the_retained_bucket() {
         0,
     );
     let associations = || -> usize {
-        block_on(async {
-            let state: Value = crate::support::http()
-                .get(format!("{eks}/__standin/state"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            state["associations"].as_array().map_or(0, Vec::len)
-        })
+        crate::support::get_json(&format!("{eks}/__standin/state"))["associations"]
+            .as_array()
+            .map_or(0, Vec::len)
     };
     assert_eq!(associations(), 1);
 
@@ -834,16 +826,7 @@ fn a_second_apply_while_the_first_is_paused_mid_way_is_refused() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let parked: Value = block_on(async {
-        crate::support::http()
-            .get(format!("{eks}/__standin/paused?wait=1&timeout=60"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
+    let parked = crate::support::get_json(&format!("{eks}/__standin/paused?wait=1&timeout=60"));
     assert_eq!(parked["waiting"], 1, "{parked}");
     let second = aws_command(dir.path(), Some(&eks))
         .args(["apply", "prod-aws", "--approve", "--skip-helm"])

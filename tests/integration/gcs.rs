@@ -1528,11 +1528,7 @@ fn transient_statuses_are_retried_with_their_waits_and_others_are_not() {
 
 /// The emulator's answer to GET `path` (below /storage/v1), from a blocking test.
 fn block_on_json(path: &str) -> Value {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(emulator_json(path))
+    crate::support::block_on(emulator_json(path))
 }
 
 /// POST to the IAM stand-in of `dir` (as strata does, with a token); the JSON answer.

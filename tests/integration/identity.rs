@@ -67,13 +67,7 @@ pub(crate) fn outcomes(evidence: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
+pub(crate) use crate::support::block_on;
 
 pub(crate) async fn create_cluster(region: &str, name: &str) -> String {
     let eks = aws_sdk_eks::Client::new(&moto::sdk_config(region).await);
@@ -643,19 +637,10 @@ fn gcp_chain_creates_the_account_binds_workload_identity_and_the_bucket() {
             "members": [format!("serviceAccount:{project_id}.svc.id.goog[lakehouse/lakehouse-api]")]}]),
         "{policy:#}"
     );
-    let bucket_policy: Value = block_on(async {
-        crate::support::http()
-            .get(format!(
-                "{}/b/{bucket}/iam",
-                strata::resources::gcp::emulator_base(gcs_emulator::host())
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
+    let bucket_policy = crate::support::get_json(&format!(
+        "{}/b/{bucket}/iam",
+        strata::resources::gcp::emulator_base(gcs_emulator::host())
+    ));
     let members: Vec<String> = bucket_policy["bindings"]
         .as_array()
         .unwrap()

@@ -139,6 +139,30 @@ pub fn http() -> reqwest::Client {
         .expect("reqwest client")
 }
 
+/// Runs a future to its end on a runtime of its own, from a blocking test.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// GET `url` (on loopback) and its JSON body: a stand-in's or an emulator's state.
+pub fn get_json(url: &str) -> serde_json::Value {
+    assert_loopback(url);
+    block_on(async {
+        http()
+            .get(url)
+            .send()
+            .await
+            .expect("GET answers")
+            .json()
+            .await
+            .expect("a JSON body")
+    })
+}
+
 /// Copies a folder recursively (test fixtures are small).
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
