@@ -322,14 +322,22 @@ mod tests {
             s3_bucket_name("-abc"),
             Err("must begin and end with a letter or digit".into())
         );
-        assert_eq!(
-            s3_bucket_name("a..b"),
-            Err("must not contain '..', '.-' or '-.'".into())
-        );
+        for bad in ["a..b", "a.-b", "a-.b"] {
+            assert_eq!(
+                s3_bucket_name(bad),
+                Err("must not contain '..', '.-' or '-.'".into()),
+                "{bad}"
+            );
+        }
         assert_eq!(
             s3_bucket_name("192.168.1.1"),
             Err("must not look like an IP address".into())
         );
+        // Four labels that are not all numbers, or numbers that are not four labels (or
+        // not bytes), are names.
+        assert_eq!(s3_bucket_name("logs.eu.data.v1"), Ok(()));
+        assert_eq!(s3_bucket_name("10.20.30"), Ok(()));
+        assert_eq!(s3_bucket_name("10.20.30.256"), Ok(()));
         assert_eq!(
             s3_bucket_name("xn--abc"),
             Err("must not start with `xn--`".into())
@@ -362,6 +370,67 @@ mod tests {
             Ok(())
         );
         assert!(iam_name("has space", 64).is_err());
+        // The length limit is inclusive, and empty is too short.
+        assert_eq!(iam_name(&"a".repeat(64), 64), Ok(()));
+        assert_eq!(
+            iam_name(&"a".repeat(65), 64),
+            Err("must be 1 to 64 characters, is 65".into())
+        );
+        assert_eq!(
+            iam_name("", 64),
+            Err("must be 1 to 64 characters, is 0".into())
+        );
+        assert_eq!(iam_name("a+=,.@_-Z9", 64), Ok(()));
+        assert_eq!(
+            iam_name("a/b", 64),
+            Err("the character '/' is not allowed (letters, digits and +=,.@_- are)".into())
+        );
+    }
+
+    #[test]
+    fn regions_hosts_projects_and_env_names() {
+        for good in ["us-east-1", "eu-west-1", "ap-southeast-2", "us-gov-west-1"] {
+            assert!(aws_region(good), "{good}");
+        }
+        for bad in [
+            "mars-1",
+            "us-east",
+            "us--1",
+            "US-east-1",
+            "us-east-one",
+            "us-east-1-",
+        ] {
+            assert!(!aws_region(bad), "{bad}");
+        }
+        assert_eq!(dns_name("app.example.com"), Ok(()));
+        assert!(dns_name("localhost").is_err());
+        assert!(dns_name(&format!("{}.com", "a".repeat(250))).is_err());
+        assert!(dns_name("bad_label.example.com").is_err());
+        // A label may be 63 characters, not 64; a dot is allowed only above 63.
+        assert_eq!(dns_label(&"a".repeat(63), 63), Ok(()));
+        assert!(dns_label(&"a".repeat(64), 63).is_err());
+        assert!(dns_label("a.b", 64).is_ok());
+        assert_eq!(gcp_project_id("telemetry-dev-7305"), Ok(()));
+        assert_eq!(gcp_project_id("abcdef"), Ok(()));
+        assert_eq!(gcp_project_id(&"a".repeat(30)), Ok(()));
+        assert_eq!(
+            gcp_project_id("abcde"),
+            Err("must be 6 to 30 characters".into())
+        );
+        assert_eq!(
+            gcp_project_id(&"a".repeat(31)),
+            Err("must be 6 to 30 characters".into())
+        );
+        assert_eq!(
+            gcp_project_id("7telemetry"),
+            Err("must start with a lowercase letter".into())
+        );
+        assert!(gcp_project_id("telemetry_dev").is_err());
+        assert!(env_var_name("LOG_LEVEL"));
+        assert!(env_var_name("_x9"));
+        assert!(!env_var_name(""));
+        assert!(!env_var_name("9LIVES"));
+        assert!(!env_var_name("LOG-LEVEL"));
     }
 
     #[test]
@@ -380,5 +449,8 @@ mod tests {
             Err("must begin and end with a letter or digit".into())
         );
         assert!(gsa_id(&"a".repeat(31)).is_err());
+        assert_eq!(gsa_id(&"a".repeat(30)), Ok(()));
+        assert_eq!(gsa_id("abcdef"), Ok(()));
+        assert!(gsa_id("lakehouse_api").is_err());
     }
 }
