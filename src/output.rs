@@ -288,7 +288,8 @@ pub fn read_tree(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
         .into_iter()
         .filter_map(|entry| entry.ok())
         .collect();
-    let read: Vec<Result<Vec<(String, Vec<u8>)>>> = top
+    type Files = Vec<(String, Vec<u8>)>;
+    let read: Vec<Result<Files>> = top
         .into_par_iter()
         .map(|top| {
             if top.file_type().is_file() {
