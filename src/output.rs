@@ -271,33 +271,48 @@ pub fn read_tree(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
     if !dir.exists() {
         return Ok(tree);
     }
-    let paths: Vec<(String, PathBuf)> = walkdir::WalkDir::new(dir)
+    let relative = |path: &Path| {
+        path.strip_prefix(dir)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .replace('\\', "/")
+    };
+    let read = |path: &Path| std::fs::read(path).map_err(|e| Error::io(path, e));
+    // Each entry of `dir` (a target's folder) is walked and read as one task, in
+    // parallel: one walk of the whole folder opened its thousands of folders one after
+    // another. Symbolic links are not followed, as before.
+    let top: Vec<walkdir::DirEntry> = walkdir::WalkDir::new(dir)
         .follow_links(false)
+        .min_depth(1)
+        .max_depth(1)
         .into_iter()
         .filter_map(|entry| entry.ok())
-        .filter(|entry| entry.file_type().is_file())
-        .map(|entry| {
-            let rel = entry
-                .path()
-                .strip_prefix(dir)
-                .unwrap_or(entry.path())
-                .to_string_lossy()
-                .replace('\\', "/");
-            (rel, entry.into_path())
-        })
-        .filter(|(rel, _)| rel != MARKER)
         .collect();
-    let read: Vec<Result<(String, Vec<u8>)>> = paths
+    type Files = Vec<(String, Vec<u8>)>;
+    let read: Vec<Result<Files>> = top
         .into_par_iter()
-        .map(|(rel, path)| {
-            std::fs::read(&path)
-                .map(|b| (rel, b))
-                .map_err(|e| Error::io(path, e))
+        .map(|top| {
+            if top.file_type().is_file() {
+                let rel = relative(top.path());
+                if rel == MARKER {
+                    return Ok(Vec::new());
+                }
+                return Ok(vec![(rel, read(top.path())?)]);
+            }
+            if !top.file_type().is_dir() {
+                return Ok(Vec::new());
+            }
+            walkdir::WalkDir::new(top.path())
+                .follow_links(false)
+                .into_iter()
+                .filter_map(|entry| entry.ok())
+                .filter(|entry| entry.file_type().is_file())
+                .map(|entry| Ok((relative(entry.path()), read(entry.path())?)))
+                .collect()
         })
         .collect();
-    for entry in read {
-        let (rel, bytes) = entry?;
-        tree.insert(rel, bytes);
+    for files in read {
+        tree.extend(files?);
     }
     Ok(tree)
 }

@@ -115,7 +115,7 @@ pub fn check_secret_literals(layer: &Node, allowed: &[String]) -> Result<()> {
 fn walk_secrets(node: &Node, path: &str, allowed: &[String], errors: &mut Vec<Error>) {
     match &node.value {
         Value::Map(entries) => {
-            for (key, child) in entries {
+            for (key, child) in entries.iter() {
                 let child_path = join_path(path, key);
                 let literal = matches!(child.value, Value::Str(_));
                 if key != "secrets"

@@ -793,7 +793,7 @@ fn show(value: &serde_json::Value) -> String {
 
 fn collect_paths(node: &crate::config::Node, path: &str, all: &mut Vec<String>) {
     if let Value::Map(entries) = &node.value {
-        for (key, child) in entries {
+        for (key, child) in entries.iter() {
             let p = join_path(path, key);
             all.push(p.clone());
             collect_paths(child, &p, all);

@@ -22,7 +22,9 @@
 //! of kind or a null breaks it (`{x: {p: 1}}`, `{x: 5}`, `{x: {q: 2}}` give `{x: {q: 2}}`
 //! folded left but keep `p` grouped right); layers are always folded first to last.
 
-use super::node::{Loc, Node, Value};
+use std::sync::Arc;
+
+use super::node::{Loc, Map, Node, Value};
 
 /// A key removed by an explicit null, with the null's location.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,7 +38,10 @@ pub struct Removal {
 pub fn merge_into(base: &mut Node, over: &Node, path: &str, removals: &mut Vec<Removal>) {
     match (&mut base.value, &over.value) {
         (Value::Map(below), Value::Map(above)) => {
-            for (key, value) in above {
+            // A mapping shared with other trees is copied here (shallowly: its own
+            // entries, whose mappings stay shared until a change reaches them).
+            let below = Arc::make_mut(below);
+            for (key, value) in above.iter() {
                 let child_path = join_path(path, key);
                 if value.value == Value::Null {
                     below.shift_remove(key);
@@ -55,22 +60,33 @@ pub fn merge_into(base: &mut Node, over: &Node, path: &str, removals: &mut Vec<R
     }
 }
 
-/// A copy of `node` with every null-valued map entry dropped (rule 4).
+/// A copy of `node` with every null-valued map entry dropped (rule 4). A mapping with
+/// no null below it is shared, not copied.
 pub fn without_nulls(node: &Node) -> Node {
     match &node.value {
-        Value::Map(entries) => Node {
-            value: Value::Map(
+        Value::Map(entries) if has_null_entry(entries) => Node {
+            value: Value::Map(Arc::new(
                 entries
                     .iter()
                     .filter(|(_, v)| v.value != Value::Null)
                     .map(|(k, v)| (k.clone(), without_nulls(v)))
                     .collect(),
-            ),
+            )),
             loc: node.loc.clone(),
             key_loc: node.key_loc.clone(),
         },
         _ => node.clone(),
     }
+}
+
+/// Whether a mapping holds a null entry, itself or in a mapping below it (list items
+/// do not count: they are taken verbatim).
+fn has_null_entry(entries: &Map) -> bool {
+    entries.values().any(|v| match &v.value {
+        Value::Null => true,
+        Value::Map(m) => has_null_entry(m),
+        _ => false,
+    })
 }
 
 pub fn join_path(parent: &str, key: &str) -> String {
@@ -127,7 +143,6 @@ mod tests {
 
     use std::sync::Arc;
 
-    use indexmap::IndexMap;
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -304,11 +319,11 @@ mod tests {
     }
 
     fn to_map(entries: Vec<(String, Value)>, layer: u32) -> Node {
-        let map: IndexMap<String, Node> = entries
+        let map: Map = entries
             .into_iter()
             .map(|(k, v)| (k, node(v, layer)))
             .collect();
-        node(Value::Map(map), layer)
+        node(Value::Map(Arc::new(map)), layer)
     }
 
     /// Any tree, nulls and kind changes included.
@@ -324,14 +339,18 @@ mod tests {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..3)
                     .prop_map(|items| node(Value::Seq(items), 0)),
-                prop::collection::vec(("[a-c]", inner), 0..4)
-                    .prop_map(|entries| node(Value::Map(entries.into_iter().collect()), 0)),
+                prop::collection::vec(("[a-c]", inner), 0..4).prop_map(|entries| node(
+                    Value::Map(Arc::new(entries.into_iter().collect())),
+                    0
+                )),
             ]
         })
         .prop_map(|n| match n.value {
             Value::Map(_) => n,
             other => node(
-                Value::Map([("k".to_owned(), node(other, 0))].into_iter().collect()),
+                Value::Map(Arc::new(
+                    [("k".to_owned(), node(other, 0))].into_iter().collect(),
+                )),
                 0,
             ),
         })

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use merge::Removal;
-pub use node::{Loc, Node, Value};
+pub use node::{Loc, Map, Node, Value};
 
 use crate::error::{Error, Located, Result};
 use crate::project::Project;
@@ -371,7 +371,8 @@ impl Layers {
         let (tree, removals) = partial.finish();
         let mut tree = tree.unwrap_or_else(|| empty_map(Arc::from("environments/base.yaml")));
         if let Value::Map(sections) = &mut tree.value {
-            sections.retain(|key, _| key == &target.cloud || !CLOUDS.contains(&key.as_str()));
+            Arc::make_mut(sections)
+                .retain(|key, _| key == &target.cloud || !CLOUDS.contains(&key.as_str()));
         }
         Merged { tree, removals }
     }
@@ -403,7 +404,7 @@ fn targets_of(
         let Value::Map(map) = &mut node.value else {
             continue;
         };
-        let Some(clouds) = map.shift_remove(CLOUDS_KEY) else {
+        let Some(clouds) = Arc::make_mut(map).shift_remove(CLOUDS_KEY) else {
             errors.push(
                 Located::new(
                     node.loc.clone(),

@@ -66,6 +66,9 @@ pub struct Node {
     pub key_loc: Loc,
 }
 
+/// The entries of a mapping, in the order written (the hasher does not change it).
+pub type Map = IndexMap<String, Node>;
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     Null,
@@ -74,7 +77,11 @@ pub enum Value {
     Float(f64),
     Str(String),
     Seq(Vec<Node>),
-    Map(IndexMap<String, Node>),
+    /// Shared: a copy of a tree shares the mappings neither side changed, and a change
+    /// copies only the mappings on its path (`Arc::make_mut`). Every target's merged tree
+    /// starts as a copy of the base and cloud layers merged once, so each holds only what
+    /// its own layers changed.
+    Map(Arc<Map>),
     /// `!ref PATH`: the value at PATH, resolved by [`crate::model::refs`].
     Ref(String),
     /// `!sub "text ${PATH} text"`: a string with references in it.
@@ -103,9 +110,9 @@ impl Value {
 }
 
 impl Node {
-    pub fn map(&self) -> Option<&IndexMap<String, Node>> {
+    pub fn map(&self) -> Option<&Map> {
         match &self.value {
-            Value::Map(m) => Some(m),
+            Value::Map(m) => Some(m.as_ref()),
             _ => None,
         }
     }
@@ -167,7 +174,7 @@ impl Node {
                     .map(|item| Node::with_file(item, file, None))
                     .collect(),
             ),
-            RawValue::Map(entries) => Value::Map(
+            RawValue::Map(entries) => Value::Map(Arc::new(
                 entries
                     .into_iter()
                     .map(|(key, item)| {
@@ -175,7 +182,7 @@ impl Node {
                         (key.0, Node::with_file(item, file, Some(key_loc)))
                     })
                     .collect(),
-            ),
+            )),
         };
         Node {
             value: converted,

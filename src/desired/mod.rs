@@ -264,7 +264,7 @@ fn env_vars(
     match &node.value {
         Value::Null => {}
         Value::Map(entries) => {
-            for (name, value) in entries {
+            for (name, value) in entries.iter() {
                 let text = match &value.value {
                     // Its reference failed, and says so.
                     Value::Null if target.reference_errors.iter().any(|l| l.loc == value.loc) => {

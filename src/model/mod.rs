@@ -571,6 +571,11 @@ pub fn resolve(layers: TargetLayers, merged: Merged) -> Result<Target> {
 /// Types every top-level section on its own (so that one run reports a problem in each),
 /// then the whole tree.
 fn typed_sections(merged: &Merged, layers: &TargetLayers) -> Result<Config> {
+    // The whole tree first: when it types, every section does (they are its fields,
+    // with the same types), and one pass is all a good target costs.
+    if let Ok(config) = typed(merged, layers) {
+        return Ok(config);
+    }
     let Some(sections) = merged.tree.map() else {
         return typed(merged, layers);
     };

@@ -15,14 +15,14 @@
 //! workload's `env` and `statements`, and `vars`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::{Value as J, json};
 
 use super::names::Names;
 use super::{Cloud, Config};
-use crate::config::{Loc, Merged, Node, TargetLayers, Value};
+use crate::config::{Loc, Map, Merged, Node, TargetLayers, Value};
 use crate::error::Located;
 
 /// The roots a reference may start with.
@@ -220,7 +220,7 @@ fn lookup_path_mut<'a>(node: &'a mut Node, path: &str) -> Option<&'a mut Node> {
     let mut node = node;
     for segment in path.split('.') {
         node = match &mut node.value {
-            Value::Map(entries) => entries.get_mut(segment)?,
+            Value::Map(entries) => Arc::make_mut(entries).get_mut(segment)?,
             Value::Seq(items) => items.get_mut(segment.parse::<usize>().ok()?)?,
             _ => return None,
         };
@@ -288,7 +288,15 @@ impl Resolver<'_> {
         match &mut node.value {
             Value::Ref(_) | Value::Sub(_) => *node = self.node(node, path),
             Value::Map(entries) => {
-                for (key, value) in entries.iter_mut() {
+                // Only the mappings on the way to a reference are copied (they may be
+                // shared with the merged tree and other targets).
+                if !entries.values().any(has_references) {
+                    return;
+                }
+                for (key, value) in Arc::make_mut(entries).iter_mut() {
+                    if !has_references(value) {
+                        continue;
+                    }
                     path.push('.');
                     path.push_str(key);
                     self.in_place(value, path);
@@ -339,11 +347,11 @@ impl Resolver<'_> {
                 with_loc(Value::Str(value), node)
             }
             Value::Map(entries) => {
-                let map: IndexMap<String, Node> = entries
+                let map: Map = entries
                     .iter()
                     .map(|(k, v)| (k.clone(), self.node(v, &format!("{path}.{k}"))))
                     .collect();
-                with_loc(Value::Map(map), node)
+                with_loc(Value::Map(Arc::new(map)), node)
             }
             Value::Seq(items) => {
                 let items = items
@@ -549,7 +557,9 @@ fn relocate(node: &mut Node, site: &Node) {
     node.loc = site.loc.clone();
     node.key_loc = site.key_loc.clone();
     match &mut node.value {
-        Value::Map(m) => m.values_mut().for_each(|v| relocate(v, site)),
+        Value::Map(m) => Arc::make_mut(m)
+            .values_mut()
+            .for_each(|v| relocate(v, site)),
         Value::Seq(items) => items.iter_mut().for_each(|v| relocate(v, site)),
         _ => {}
     }
@@ -589,11 +599,11 @@ pub fn from_json(value: &J, site: &Node) -> Node {
         },
         J::String(s) => Value::Str(s.clone()),
         J::Array(items) => Value::Seq(items.iter().map(|i| from_json(i, site)).collect()),
-        J::Object(m) => Value::Map(
+        J::Object(m) => Value::Map(Arc::new(
             m.iter()
                 .map(|(k, v)| (k.clone(), from_json(v, site)))
                 .collect(),
-        ),
+        )),
     };
     with_loc(v, site)
 }
@@ -627,7 +637,7 @@ fn leaf_paths(value: &J, path: &str, out: &mut Vec<String>) {
 fn node_paths(node: &Node, path: &str, out: &mut Vec<String>) {
     match &node.value {
         Value::Map(m) => {
-            for (k, v) in m {
+            for (k, v) in m.iter() {
                 node_paths(v, &format!("{path}.{k}"), out);
             }
         }
