@@ -169,6 +169,40 @@ mod tests {
             .unwrap_or_else(|| panic!("{path} is in the tree"))
     }
 
+    /// `without_nulls` shares a mapping with no null below it (each target's tree is
+    /// built from the shared layers this way: a copy would cost every target its own)
+    /// and rebuilds only the mappings on the way to a null.
+    #[test]
+    fn without_nulls_shares_what_it_does_not_change() {
+        let tree = layer(
+            "l0.yaml",
+            "clean: {a: 1, b: {c: 2}}\ndirty: {a: 1, gone: null}",
+        );
+        let out = without_nulls(&tree);
+        let map = |n: &Node| match &n.value {
+            Value::Map(m) => Arc::clone(m),
+            other => panic!("a mapping, not {other:?}"),
+        };
+        assert!(
+            !Arc::ptr_eq(&map(&tree), &map(&out)),
+            "the root holds a null below it"
+        );
+        assert!(Arc::ptr_eq(
+            &map(at(&tree, "clean")),
+            &map(at(&out, "clean"))
+        ));
+        assert!(Arc::ptr_eq(
+            &map(at(&tree, "clean.b")),
+            &map(at(&out, "clean.b"))
+        ));
+        assert!(!Arc::ptr_eq(
+            &map(at(&tree, "dirty")),
+            &map(at(&out, "dirty"))
+        ));
+        assert!(out.lookup("dirty.gone".split('.')).is_none());
+        assert_eq!(at(&out, "dirty.a").value, at(&tree, "dirty.a").value);
+    }
+
     #[test]
     fn maps_merge_deeply() {
         let (tree, _) = merged(&["a: {b: {c: 1, d: 2}, e: 3}", "a: {b: {d: 20, f: 30}}"]);
