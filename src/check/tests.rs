@@ -10,21 +10,32 @@ use crate::Loaded;
 use crate::error::Error;
 use crate::project::Project;
 
-const EXAMPLE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/examples/storage-only/environments"
-);
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
 
 /// One edit of a layer file (relative to environments/): `old` replaced by `new` (it
 /// must be there), or `new` appended when `old` is empty (the file is created when it
 /// does not exist).
 type Edit<'a> = (&'a str, &'a str, &'a str);
 
-/// Every error `validate` reports for the example with `edits`, as printed.
+/// Every error `validate` reports for the storage-only example with `edits`, as printed.
 fn validate(edits: &[Edit]) -> Vec<String> {
+    validate_example("storage-only", edits)
+}
+
+/// The same for the bundled example `name` (its environments/ and charts/).
+fn validate_example(name: &str, edits: &[Edit]) -> Vec<String> {
     let dir = tempfile::tempdir().expect("temp dir");
     let env = dir.path().join("environments");
-    copy_dir(Path::new(EXAMPLE), &env);
+    let example = Path::new(EXAMPLES).join(name);
+    copy_dir(&example.join("environments"), &env);
+    for extra in ["charts", "vars.schema.json"] {
+        let from = example.join(extra);
+        if from.is_dir() {
+            copy_dir(&from, &dir.path().join(extra));
+        } else if from.is_file() {
+            std::fs::copy(&from, dir.path().join(extra)).unwrap();
+        }
+    }
     for (file, old, new) in edits {
         let path = env.join(file);
         let body = std::fs::read_to_string(&path).unwrap_or_default();
@@ -340,4 +351,73 @@ fn a_lifecycle_rule_acts_and_archives_before_it_expires() {
         &rules("      - {archiveAfterDays: 30, expireAfterDays: 31}"),
         &[order],
     );
+}
+
+const API_REPLICAS: &str = "      replicas: 2\n      args: [serve]\n";
+
+#[test]
+fn the_three_tier_example_is_valid() {
+    // Its values set annotation keys the charts' values.yaml cannot list (an empty
+    // map there takes any keys) and `global`, which every chart shares.
+    assert_eq!(validate_example("three-tier", &[]), Vec::<String>::new());
+}
+
+#[test]
+fn a_release_value_the_chart_does_not_have_is_refused_with_the_closest_key() {
+    let typo = |old: &str, new: &str| validate_example("three-tier", &[("base.yaml", old, new)]);
+    let errors = typo(API_REPLICAS, "      replicaz: 2\n      args: [serve]\n");
+    assert_one(
+        &errors,
+        &[
+            "environments/base.yaml:74",
+            "`replicaz` is not a value of charts/backend",
+            "did you mean `replicas`?",
+            "`strictValues: false` on the release accepts keys the chart does not declare",
+        ],
+    );
+    // Below the top level too.
+    let errors = typo("        create: false\n", "        craete: false\n");
+    assert_one(
+        &errors,
+        &[
+            "`craete` is not a value of charts/backend",
+            "did you mean `create`?",
+        ],
+    );
+    // A key nothing is close to lists what is there instead.
+    let errors = typo(
+        API_REPLICAS,
+        "      zzzzzzzzzz: 2\n      replicas: 2\n      args: [serve]\n",
+    );
+    assert_one(
+        &errors,
+        &[
+            "`zzzzzzzzzz` is not a value of charts/backend",
+            "keys charts/backend/values.yaml has here: ",
+        ],
+    );
+}
+
+#[test]
+fn strict_values_false_takes_keys_the_chart_does_not_declare() {
+    let unknown = "is not a value of charts/backend";
+    let edits = |strict: &str| {
+        validate_example(
+            "three-tier",
+            &[
+                (
+                    "base.yaml",
+                    API_REPLICAS,
+                    "      replicaz: 2\n      replicas: 2\n      args: [serve]\n",
+                ),
+                (
+                    "base.yaml",
+                    "    timeout: 10m",
+                    &format!("    strictValues: {strict}\n    timeout: 10m"),
+                ),
+            ],
+        )
+    };
+    assert_one(&edits("true"), &[unknown]);
+    assert_none(&edits("false"), &[unknown]);
 }
