@@ -98,18 +98,41 @@ fn scalar(value: &J, out: &mut String) -> Option<()> {
         J::Number(n) if n.is_i64() || n.is_u64() => out.push_str(&n.to_string()),
         J::Number(_) => return None,
         J::String(s) if plain_word(s) => out.push_str(s),
-        J::String(s) => {
-            // serde-saphyr's own answer for this string, when it is one line.
-            let text = serde_saphyr::to_string(s).ok()?;
-            let line = text.strip_suffix('\n')?;
-            if line.is_empty() || line.contains('\n') || line.starts_with(['|', '>']) {
-                return None;
-            }
-            out.push_str(line);
-        }
+        J::String(s) => out.push_str(&quoted(s)?),
         J::Array(_) | J::Object(_) => return None,
     }
     Some(())
+}
+
+/// serde-saphyr's own one-line answer for a string that is not a plain word; `None`
+/// when it would not write it on one line. The same strings (`250m`, `2.4.1`, a URL)
+/// come back in every target, and serde-saphyr's writer is costly for one scalar, so
+/// each thread remembers the answers (the first few thousand strings).
+fn quoted(s: &str) -> Option<std::rc::Rc<str>> {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::rc::Rc;
+    const REMEMBERED: usize = 4096;
+    thread_local! {
+        static SEEN: RefCell<HashMap<Box<str>, Option<Rc<str>>>> = RefCell::new(HashMap::new());
+    }
+    if let Some(known) = SEEN.with(|seen| seen.borrow().get(s).cloned()) {
+        return known;
+    }
+    let answer = serde_saphyr::to_string(&s).ok().and_then(|text| {
+        let line = text.strip_suffix('\n')?;
+        if line.is_empty() || line.contains('\n') || line.starts_with(['|', '>']) {
+            return None;
+        }
+        Some(Rc::from(line))
+    });
+    SEEN.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        if seen.len() < REMEMBERED {
+            seen.insert(Box::from(s), answer.clone());
+        }
+    });
+    answer
 }
 
 /// A string any YAML reader takes as that string when written bare: a letter first,
@@ -126,13 +149,10 @@ fn plain_word(s: &str) -> bool {
     if !bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/')) {
         return false;
     }
-    if s.len() > 5 {
-        return true;
-    }
-    !matches!(
-        s.to_ascii_lowercase().as_str(),
-        "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null"
-    )
+    s.len() > 5
+        || !["y", "n", "yes", "no", "on", "off", "true", "false", "null"]
+            .iter()
+            .any(|word| s.eq_ignore_ascii_case(word))
 }
 
 #[cfg(test)]
