@@ -389,7 +389,7 @@ fn render_one(
     Error::from_list(errors)?;
     // Checked: the data the values files were written from is not needed any more
     // (kept, it would be held for every target at once).
-    rendered.values.clear();
+    rendered.data.clear();
     rendered.lines = None;
     Ok(rendered)
 }

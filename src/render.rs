@@ -133,10 +133,10 @@ impl Renderer {
     /// artifacts replaces it; the checks judge whatever was rendered).
     pub fn render(&self, target: &Target, desired: &Desired) -> Result<Rendered> {
         let mut rendered = Rendered::default();
-        for (out, bytes, loc, values) in builtin(target, desired) {
+        for (out, bytes, loc, data) in builtin(target, desired) {
             let path = rendered.insert(&target.name, out, bytes, Origin::Strata(loc));
-            if let Some(values) = values {
-                rendered.values.insert(path, values);
+            if let Some(data) = data {
+                rendered.data.insert(path, data);
             }
         }
         if self.outputs.is_empty() {
@@ -273,11 +273,12 @@ pub enum Origin {
 pub struct Rendered {
     pub artifacts: BTreeMap<String, Arc<[u8]>>,
     pub origins: BTreeMap<String, Origin>,
-    /// The data a release values file strata wrote itself was serialized from, by the
-    /// artifact's path, so that the checks need not parse the YAML back: [`yaml_text`]
-    /// round-trips (a test holds it). A template that replaces the file removes its
-    /// entry, and the checks parse what the template rendered.
-    pub values: BTreeMap<String, Arc<serde_json::Value>>,
+    /// The data that an artifact strata wrote itself (a release's values file, a
+    /// bucket or IAM document) was serialized from, by the artifact's path, so that the
+    /// checks need not parse back what was just written: [`yaml_text`] round-trips (a
+    /// test holds it), and so does `serde_json`'s writer. A template that replaces the
+    /// file removes its entry, and the checks parse what the template rendered.
+    pub data: BTreeMap<String, Arc<serde_json::Value>>,
     /// How to name the template line behind a line of a template's artifact, for the
     /// checks; `None` when the project has no templates.
     pub lines: Option<Arc<TemplateLines>>,
@@ -287,7 +288,7 @@ impl Rendered {
     /// Adds an artifact; returns its path relative to the output folder.
     fn insert(&mut self, target: &str, out: String, bytes: Arc<[u8]>, origin: Origin) -> String {
         let path = format!("{target}/{out}");
-        self.values.remove(&path);
+        self.data.remove(&path);
         self.artifacts.insert(path.clone(), bytes);
         self.origins.insert(path.clone(), origin);
         path
@@ -347,6 +348,12 @@ fn json_bytes(value: &serde_json::Value) -> Arc<[u8]> {
     Arc::from(text.into_bytes())
 }
 
+/// A JSON document of strata's, as the artifact's bytes and the data they were
+/// written from (for the checks).
+fn json_artifact(value: &Arc<serde_json::Value>) -> (Arc<[u8]>, Option<Arc<serde_json::Value>>) {
+    (json_bytes(value), Some(value.clone()))
+}
+
 /// YAML of a value: block style, keys in the order written, strings quoted where YAML
 /// would read them as something else. Sequences are indented under their key, and a
 /// long one-line string stays on one line (not folded with `>-`): the style yamllint's
@@ -367,7 +374,8 @@ fn yaml_documents(docs: &[serde_json::Value]) -> String {
 }
 
 /// One of strata's own artifacts: its path under the target's folder, its bytes, where
-/// it was declared and, for release values, the data the YAML was written from.
+/// it was declared and, for release values and JSON documents, the data it was
+/// written from.
 type Builtin = (String, Arc<[u8]>, Loc, Option<Arc<serde_json::Value>>);
 
 /// strata's own artifacts.
@@ -407,27 +415,30 @@ fn builtin(target: &Target, desired: &Desired) -> Vec<Builtin> {
     }
     for w in &desired.workloads {
         if let Some(policy) = &w.policy {
+            let (bytes, data) = json_artifact(policy);
             out.push((
                 format!("iam/{}.policy.json", w.key),
-                json_bytes(policy),
+                bytes,
                 w.loc.clone(),
-                None,
+                data,
             ));
         }
         if let Some(trust) = &w.trust {
+            let (bytes, data) = json_artifact(trust);
             out.push((
                 format!("iam/{}.trust.json", w.key),
-                json_bytes(trust),
+                bytes,
                 w.loc.clone(),
-                None,
+                data,
             ));
         }
         if let Some(gcp) = &w.gcp {
+            let (bytes, data) = json_artifact(gcp);
             out.push((
                 format!("iam/{}.gcp.json", w.key),
-                json_bytes(gcp),
+                bytes,
                 w.loc.clone(),
-                None,
+                data,
             ));
         }
         let mut text = header("#", &format!("Environment of workload {}", w.key), target);
@@ -451,11 +462,12 @@ fn builtin(target: &Target, desired: &Desired) -> Vec<Builtin> {
         ));
     }
     for b in &desired.buckets {
+        let (bytes, data) = json_artifact(&b.document);
         out.push((
             format!("buckets/{}.json", b.key),
-            json_bytes(&b.document),
+            bytes,
             b.loc.clone(),
-            None,
+            data,
         ));
     }
     out

@@ -9,6 +9,8 @@
 //! place for a document copied from `templates/` as it is. A member that is missing
 //! points at the object that lacks it.
 
+use std::sync::Arc;
+
 use serde_json::Value as J;
 
 use super::{Finding, Findings, json_pos, origin_loc};
@@ -48,10 +50,16 @@ pub(crate) fn check(f: &mut Findings, desired: &Desired, rendered: &Rendered) {
     }
 }
 
-fn parsed(f: &mut Findings, rendered: &Rendered, rel: &str) -> Option<J> {
+/// The document at `rel` as data: the data strata wrote it from, or what a template
+/// rendered, parsed (a finding when it is not JSON).
+fn parsed(f: &mut Findings, rendered: &Rendered, rel: &str) -> Option<Arc<J>> {
     let path = format!("{}/{rel}", f.target.name);
-    match serde_json::from_slice(rendered.artifacts.get(&path)?) {
-        Ok(doc) => Some(doc),
+    let bytes = rendered.artifacts.get(&path)?;
+    if let Some(data) = rendered.data.get(&path) {
+        return Some(data.clone());
+    }
+    match serde_json::from_slice(bytes) {
+        Ok(doc) => Some(Arc::new(doc)),
         Err(e) => {
             let loc = rendered
                 .source_of(&path, e.line(), e.column())

@@ -69,7 +69,7 @@ pub(crate) fn check(f: &mut Findings, desired: &Desired, rendered: &Rendered, in
         // strata's own file: the data it was written from (it round-trips); a
         // template's: what it rendered, parsed.
         let parsed;
-        let values: &J = if let Some(values) = rendered.values.get(&full) {
+        let values: &J = if let Some(values) = rendered.data.get(&full) {
             values
         } else {
             parsed = match parse_values(bytes) {
@@ -120,7 +120,14 @@ pub(crate) fn check(f: &mut Findings, desired: &Desired, rendered: &Rendered, in
             // Helm checks the schema against the chart's defaults with the values over
             // them, not against the values alone.
             let merged = coalesce(chart.values.as_ref(), values);
-            for error in schema.iter_errors(&merged) {
+            // The errors are collected only when there are some: `is_valid` stops at
+            // the first and builds none, many times quicker on a valid document.
+            let errors = if schema.is_valid(&merged) {
+                None
+            } else {
+                Some(schema.iter_errors(&merged))
+            };
+            for error in errors.into_iter().flatten() {
                 let mut pointer = error.instance_path().as_str().to_owned();
                 let keyword = error.kind().keyword().to_owned();
                 if keyword == "additionalProperties" {
@@ -171,6 +178,9 @@ fn vars(f: &mut Findings, inputs: &Inputs) {
     let t = f.target;
     let node = t.resolved_at("vars");
     let value = node.map_or(J::Object(Default::default()), Node::to_json);
+    if schema.is_valid(&value) {
+        return;
+    }
     for error in schema.iter_errors(&value) {
         let pointer = error.instance_path().as_str().to_owned();
         let keyword = error.kind().keyword().to_owned();

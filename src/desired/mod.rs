@@ -10,6 +10,7 @@ pub mod platform;
 
 use indexmap::IndexMap;
 use serde_json::Value as J;
+use std::sync::Arc;
 
 use crate::config::{Loc, Node, Value};
 use crate::error::{Error, Located, Result};
@@ -27,7 +28,7 @@ pub struct Desired {
 pub struct BucketSpec {
     pub key: String,
     /// `buckets/<key>.json`: every setting apply converges to.
-    pub document: J,
+    pub document: Arc<J>,
     /// Where the bucket is declared.
     pub loc: Loc,
 }
@@ -42,10 +43,10 @@ pub struct WorkloadSpec {
     /// Bucket key → mount path.
     pub mounts: IndexMap<String, String>,
     /// aws: `iam/<key>.policy.json` and `iam/<key>.trust.json`.
-    pub policy: Option<J>,
-    pub trust: Option<J>,
+    pub policy: Option<Arc<J>>,
+    pub trust: Option<Arc<J>>,
     /// gcp: `iam/<key>.gcp.json`.
-    pub gcp: Option<J>,
+    pub gcp: Option<Arc<J>>,
     /// `env/<key>.env`: plain variables (resolved) and secret references.
     pub env: IndexMap<String, String>,
     pub secrets: IndexMap<String, SecretKey>,
@@ -146,7 +147,7 @@ pub fn build(target: &Target) -> Result<Desired> {
         .iter()
         .map(|(key, bucket)| BucketSpec {
             key: key.clone(),
-            document: buckets::document(target, key, bucket),
+            document: Arc::new(buckets::document(target, key, bucket)),
             loc: target.key_loc_of(&format!("buckets.{key}")),
         })
         .collect();
@@ -171,12 +172,17 @@ pub fn build(target: &Target) -> Result<Desired> {
         let (policy, trust, gcp, statement_locs) = match target.cloud {
             Cloud::Aws => {
                 let (policy, locs) = iam::aws_policy(target, key, workload, extra);
-                (Some(policy), Some(iam::aws_trust(target, key)), None, locs)
+                (
+                    Some(Arc::new(policy)),
+                    Some(Arc::new(iam::aws_trust(target, key))),
+                    None,
+                    locs,
+                )
             }
             Cloud::Gcp => (
                 None,
                 None,
-                Some(iam::gcp_document(target, key, workload)),
+                Some(Arc::new(iam::gcp_document(target, key, workload))),
                 Vec::new(),
             ),
         };
