@@ -267,6 +267,60 @@ pub fn check_folder(dir: &Path) -> Result<bool> {
 /// Reads every file below `dir` (relative paths with `/`), but the marker; an absent
 /// folder is empty.
 pub fn read_tree(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
+    read_tree_with(dir, |_, path| {
+        std::fs::read(path).map_err(|e| Error::io(path, e))
+    })
+}
+
+/// The files below `dir` as [`read_tree`] reads them, each file that holds exactly
+/// the bytes `rendered` has at its path sharing those bytes (`prefix` is the path of
+/// `dir` in `rendered`, with its `/`). `render --check` of an unchanged folder then
+/// keeps no second copy of it: each file is read into one buffer per thread and
+/// compared there.
+pub fn read_tree_against(
+    dir: &Path,
+    prefix: &str,
+    rendered: &Tree,
+) -> Result<BTreeMap<String, Arc<[u8]>>> {
+    use std::io::Read;
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    read_tree_with(dir, |rel, path| {
+        BUFFER.with(|buffer| {
+            let mut buffer = buffer.borrow_mut();
+            // Read until the end into the buffer (grown, never shrunk): an open, the
+            // reads and a close, without the size query of `fs::read`: on a folder of
+            // thousands of small files the system calls are most of the cost.
+            let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            let mut filled = 0;
+            loop {
+                if filled == buffer.len() {
+                    let grown = (buffer.len() * 2).max(64 << 10);
+                    buffer.resize(grown, 0);
+                }
+                match file.read(&mut buffer[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(Error::io(path, e)),
+                }
+            }
+            let content = &buffer[..filled];
+            match rendered.get(&format!("{prefix}{rel}")) {
+                Some(bytes) if bytes[..] == *content => Ok(bytes.clone()),
+                _ => Ok(Arc::from(content)),
+            }
+        })
+    })
+}
+
+/// Walks `dir` (each of its entries as one task, in parallel) and reads each file
+/// with `read(relative path, path)`.
+fn read_tree_with<B: Send>(
+    dir: &Path,
+    read: impl Fn(&str, &Path) -> Result<B> + Sync,
+) -> Result<BTreeMap<String, B>> {
     let mut tree = BTreeMap::new();
     if !dir.exists() {
         return Ok(tree);
@@ -277,7 +331,6 @@ pub fn read_tree(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
             .to_string_lossy()
             .replace('\\', "/")
     };
-    let read = |path: &Path| std::fs::read(path).map_err(|e| Error::io(path, e));
     // Each entry of `dir` (a target's folder) is walked and read as one task, in
     // parallel: one walk of the whole folder opened its thousands of folders one after
     // another. Symbolic links are not followed, as before.
@@ -288,8 +341,8 @@ pub fn read_tree(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
         .into_iter()
         .filter_map(|entry| entry.ok())
         .collect();
-    type Files = Vec<(String, Vec<u8>)>;
-    let read: Vec<Result<Files>> = top
+    type Files<B> = Vec<(String, B)>;
+    let read: Vec<Result<Files<B>>> = top
         .into_par_iter()
         .map(|top| {
             if top.file_type().is_file() {
@@ -297,7 +350,8 @@ pub fn read_tree(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
                 if rel == MARKER {
                     return Ok(Vec::new());
                 }
-                return Ok(vec![(rel, read(top.path())?)]);
+                let bytes = read(&rel, top.path())?;
+                return Ok(vec![(rel, bytes)]);
             }
             if !top.file_type().is_dir() {
                 return Ok(Vec::new());
@@ -307,7 +361,11 @@ pub fn read_tree(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
                 .into_iter()
                 .filter_map(|entry| entry.ok())
                 .filter(|entry| entry.file_type().is_file())
-                .map(|entry| Ok((relative(entry.path()), read(entry.path())?)))
+                .map(|entry| {
+                    let rel = relative(entry.path());
+                    let bytes = read(&rel, entry.path())?;
+                    Ok((rel, bytes))
+                })
                 .collect()
         })
         .collect();
@@ -319,13 +377,18 @@ pub fn read_tree(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
 
 /// [`read_tree`] of the folders of `targets` only (all of `dir` when empty): what a
 /// `render --check` of named targets compares.
-pub fn read_targets(dir: &Path, targets: &[String]) -> Result<BTreeMap<String, Vec<u8>>> {
+pub fn read_targets(
+    dir: &Path,
+    targets: &[String],
+    rendered: &Tree,
+) -> Result<BTreeMap<String, Arc<[u8]>>> {
     if targets.is_empty() {
-        return read_tree(dir);
+        return read_tree_against(dir, "", rendered);
     }
     let mut tree = BTreeMap::new();
     for target in targets {
-        for (path, bytes) in read_tree(&dir.join(target))? {
+        for (path, bytes) in read_tree_against(&dir.join(target), &format!("{target}/"), rendered)?
+        {
             tree.insert(format!("{target}/{path}"), bytes);
         }
     }
@@ -666,9 +729,9 @@ pub enum DriftStatus {
 
 /// Compares the rendered tree with the folder's contents (`label` names the folder in
 /// diff headers). Only paths for which `in_scope` holds are compared.
-pub fn compare(
+pub fn compare<B: AsRef<[u8]> + Sync>(
     label: &str,
-    on_disk: &BTreeMap<String, Vec<u8>>,
+    on_disk: &BTreeMap<String, B>,
     rendered: &Tree,
     in_scope: impl Fn(&str) -> bool,
 ) -> Vec<FileDrift> {
@@ -682,10 +745,11 @@ pub fn compare(
     paths
         .into_par_iter()
         .filter_map(|path| {
-            let old = on_disk.get(path).map(Vec::as_slice);
+            let old = on_disk.get(path).map(AsRef::as_ref);
             let new = rendered.get(path).map(|b| &b[..]);
             let status = match (old, new) {
-                (Some(a), Some(b)) if a == b => return None,
+                // The same bytes: shared by `read_tree_against`, or equal.
+                (Some(a), Some(b)) if std::ptr::eq(a, b) || a == b => return None,
                 (Some(_), Some(_)) => DriftStatus::Changed,
                 (None, Some(_)) => DriftStatus::Added,
                 (Some(_), None) => DriftStatus::Removed,

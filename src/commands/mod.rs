@@ -270,13 +270,23 @@ pub fn render_tree(
     let (targets, mut errors) = timed("merge, type and validate targets", || {
         loaded.targets_and_errors(names)
     })?;
-    errors.extend(crate::check::across(&targets));
-    let renderer = timed("compile templates", || loaded.renderer())?;
-    let (charts, chart_errors) = timed("read charts", || loaded.charts(&targets));
+    // The rules across targets (one name claimed twice) are one serial pass: it runs
+    // beside the render, which is parallel.
+    let (across, rendered) = rayon::join(
+        || crate::check::across(&targets),
+        || -> Result<_> {
+            let renderer = timed("compile templates", || loaded.renderer())?;
+            let (charts, chart_errors) = timed("read charts", || loaded.charts(&targets));
+            let tree = timed("render targets", || {
+                render_all(&renderer, &targets, &charts)
+            });
+            Ok((chart_errors, tree))
+        },
+    );
+    errors.extend(across);
+    let (chart_errors, tree) = rendered?;
     errors.extend(chart_errors);
-    let tree = match timed("render targets", || {
-        render_all(&renderer, &targets, &charts)
-    }) {
+    let tree = match tree {
         Ok(tree) => tree,
         Err(e) => {
             errors.extend(e.flatten().into_iter().map(Error::duplicate));
@@ -336,12 +346,10 @@ fn render(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Result<u8>
 }
 
 fn render_check(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Result<u8> {
-    // Reading the folder is I/O-bound and independent of the render: overlap them.
-    let (rendered, on_disk) = rayon::join(
-        || render_tree(cli, names),
-        || timed("read output folder", || output::read_targets(dir, names)),
-    );
-    let (loaded, targets, tree) = rendered?;
+    // The folder is read after the render, so that each file that is unchanged is
+    // compared as it is read and shares the rendered bytes (no second copy of the
+    // folder in memory; the render keeps both cores busy on its own).
+    let (loaded, targets, tree) = render_tree(cli, names)?;
     leave(targets);
     let label = loaded
         .project
@@ -361,7 +369,9 @@ fn render_check(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Resu
     } else {
         format!("strata -C {}", cli.project.display())
     };
-    let on_disk = on_disk?;
+    let on_disk = timed("read output folder", || {
+        output::read_targets(dir, names, &tree)
+    })?;
     let drift = timed("compare", || {
         output::compare(&label, &on_disk, &tree, |path| {
             output::in_targets(names, path)
@@ -388,7 +398,7 @@ fn render_check(cli: &Cli, out: &Reporter, names: &[String], dir: &Path) -> Resu
 
 /// The rendered targets when the folder holds none of them (a folder of another
 /// project, or a wrong `--out`): said before the diff, which is all additions.
-fn holds_none(on_disk: &std::collections::BTreeMap<String, Vec<u8>>, tree: &Tree) -> Option<usize> {
+fn holds_none<B>(on_disk: &std::collections::BTreeMap<String, B>, tree: &Tree) -> Option<usize> {
     let target = |path: &String| path.split('/').next().unwrap_or_default().to_owned();
     let rendered: std::collections::BTreeSet<String> = tree.keys().map(target).collect();
     let present = on_disk.keys().any(|p| rendered.contains(&target(p)));
