@@ -212,31 +212,34 @@ fn vars(f: &mut Findings, inputs: &Inputs) {
 
 /// Helm's coalescing of a chart's `values.yaml` with the given values: maps merge
 /// key by key, anything else from the values replaces the default, and a null in the
-/// values removes the default.
+/// values removes the default. Keys keep the defaults' order, then the values' own.
 pub fn coalesce(defaults: Option<&J>, values: &J) -> J {
-    match (defaults, values) {
-        (Some(J::Object(d)), J::Object(v)) => {
-            // Each default copied once: merged where the values have the key too.
-            let mut out = serde_json::Map::with_capacity(d.len() + v.len());
-            for (key, default) in d {
-                match v.get(key) {
-                    None => {
-                        out.insert(key.clone(), default.clone());
-                    }
-                    Some(J::Null) => {}
-                    Some(value) => {
-                        out.insert(key.clone(), coalesce(Some(default), value));
-                    }
-                }
-            }
-            for (key, value) in v {
-                if !value.is_null() && !d.contains_key(key) {
-                    out.insert(key.clone(), value.clone());
-                }
-            }
-            J::Object(out)
+    match defaults {
+        Some(defaults) if defaults.is_object() && values.is_object() => {
+            // One copy of the defaults (a map's copy rehashes nothing), merged into in
+            // place: only the values' keys are looked up.
+            let mut out = defaults.clone();
+            coalesce_into(&mut out, values);
+            out
         }
         _ => values.clone(),
+    }
+}
+
+/// [`coalesce`] of `values` over `target`, in place.
+fn coalesce_into(target: &mut J, values: &J) {
+    let (J::Object(out), J::Object(v)) = (&mut *target, values) else {
+        *target = values.clone();
+        return;
+    };
+    for (key, value) in v {
+        if value.is_null() {
+            out.shift_remove(key);
+        } else if let Some(slot) = out.get_mut(key) {
+            coalesce_into(slot, value);
+        } else {
+            out.insert(key.clone(), value.clone());
+        }
     }
 }
 
@@ -445,4 +448,80 @@ fn key_loc(release: &ReleaseSpec, pointer: &str) -> Option<Loc> {
         node = node.get(&segment)?;
     }
     Some(node.key_loc.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    /// Helm's rule written the plain way (a new map per level, every default copied):
+    /// what `coalesce` did before it merged in place, kept as its oracle.
+    fn plain(defaults: Option<&J>, values: &J) -> J {
+        match (defaults, values) {
+            (Some(J::Object(d)), J::Object(v)) => {
+                let mut out = serde_json::Map::new();
+                for (key, default) in d {
+                    match v.get(key) {
+                        None => {
+                            out.insert(key.clone(), default.clone());
+                        }
+                        Some(J::Null) => {}
+                        Some(value) => {
+                            out.insert(key.clone(), plain(Some(default), value));
+                        }
+                    }
+                }
+                for (key, value) in v {
+                    if !value.is_null() && !d.contains_key(key) {
+                        out.insert(key.clone(), value.clone());
+                    }
+                }
+                J::Object(out)
+            }
+            _ => values.clone(),
+        }
+    }
+
+    #[test]
+    fn values_merge_over_the_defaults_in_their_order() {
+        let defaults =
+            json!({"a": 1, "m": {"x": 1, "y": {"deep": true}}, "gone": 3, "list": [1, 2], "z": {}});
+        let values = json!({"new": {"k": null}, "m": {"y": 2, "w": 5}, "gone": null, "list": [3], "a": {"now": "map"}});
+        let merged = coalesce(Some(&defaults), &values);
+        assert_eq!(
+            serde_json::to_string(&merged).unwrap(),
+            r#"{"a":{"now":"map"},"m":{"x":1,"y":2,"w":5},"list":[3],"z":{},"new":{"k":null}}"#
+        );
+        assert_eq!(coalesce(None, &values), values);
+        assert_eq!(coalesce(Some(&json!("scalar")), &values), values);
+        assert_eq!(coalesce(Some(&defaults), &json!(null)), json!(null));
+    }
+
+    fn value() -> impl Strategy<Value = J> {
+        let leaf = prop_oneof![
+            Just(J::Null),
+            any::<bool>().prop_map(J::Bool),
+            (0i64..5).prop_map(|i| json!(i)),
+            "[ab]".prop_map(J::String),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(J::Array),
+                prop::collection::vec(("[a-e]", inner), 0..5)
+                    .prop_map(|entries| J::Object(entries.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn coalesce_is_helms_rule_key_for_key_and_in_order(defaults in value(), values in value()) {
+            let ours = coalesce(Some(&defaults), &values);
+            let theirs = plain(Some(&defaults), &values);
+            // Same keys in the same order, not only equal maps.
+            prop_assert_eq!(serde_json::to_string(&ours).unwrap(), serde_json::to_string(&theirs).unwrap());
+        }
+    }
 }
