@@ -735,13 +735,26 @@ pub fn compare<B: AsRef<[u8]> + Sync>(
     rendered: &Tree,
     in_scope: impl Fn(&str) -> bool,
 ) -> Vec<FileDrift> {
-    let mut paths: Vec<&String> = on_disk
-        .keys()
-        .chain(rendered.keys())
-        .filter(|p| in_scope(p))
-        .collect();
-    paths.sort();
-    paths.dedup();
+    // Both maps are sorted: their keys merged in one pass, each path once.
+    let mut paths: Vec<&String> = Vec::with_capacity(on_disk.len().max(rendered.len()));
+    let (mut a, mut b) = (on_disk.keys().peekable(), rendered.keys().peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x < y => a.next(),
+            (Some(x), Some(y)) if x > y => b.next(),
+            (Some(_), Some(_)) => {
+                a.next();
+                b.next()
+            }
+            (Some(_), None) => a.next(),
+            (None, _) => b.next(),
+        };
+        match next {
+            Some(path) if in_scope(path) => paths.push(path),
+            Some(_) => {}
+            None => break,
+        }
+    }
     paths
         .into_par_iter()
         .filter_map(|path| {
