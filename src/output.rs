@@ -1405,6 +1405,19 @@ mod tests {
             "{}",
             d[0].diff
         );
+        // Reordered with a key added, nothing removed: the diff shows the addition.
+        let d = compare(
+            "out",
+            &on_disk(&[("t/x.json", "{\n  \"c\": 1,\n  \"b\": 2,\n  \"a\": 1\n}\n")]),
+            &rendered(&[(
+                "t/x.json",
+                "{\n  \"a\": 1,\n  \"b\": 2,\n  \"c\": 1,\n  \"0\": 4\n}\n",
+            )]),
+            |_| true,
+        );
+        assert!(d[0].semantic);
+        assert_eq!((d[0].lines_added, d[0].lines_removed), (1, 0));
+        assert!(d[0].diff.contains("+  \"0\": 4,\n"), "{}", d[0].diff);
         // Not JSON or YAML (or not parsing): as it is.
         let d = compare(
             "out",
