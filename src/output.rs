@@ -850,6 +850,9 @@ fn canonical(path: &str, text: &str) -> Option<String> {
     } else {
         return None;
     };
+    // serde_json keeps the order keys were read in (`preserve_order`): sort them, first,
+    // so that normalize_iam orders the statements by content alone.
+    value.sort_all_objects();
     if path.contains("/iam/") {
         normalize_iam(&mut value);
     }
@@ -1104,5 +1107,458 @@ mod tests {
             write_render(&out, rendered(&[("u/b", "2")]), &["u".to_owned()], &[]).unwrap();
         assert_eq!((files, summary.removed), (2, 0));
         assert!(out.join(MARKER).is_file());
+    }
+
+    /// The refusal of `check_out_dir(path)`, as printed.
+    fn refusal(path: &Path) -> String {
+        check_out_dir(path, None).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn check_out_dir_names_what_is_in_the_way() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let why = refusal(&link);
+        assert!(
+            why.contains(&format!(
+                "it is a symbolic link (to {}), which a render would replace with a folder",
+                real.display()
+            )),
+            "{why}"
+        );
+        assert!(
+            why.contains("hint: give the folder the link points to"),
+            "{why}"
+        );
+        // With a trailing `/` too, which would make lstat follow the link.
+        let slashed = PathBuf::from(format!("{}/", link.display()));
+        assert!(refusal(&slashed).contains("it is a symbolic link"));
+        assert!(check_out_dir(&real, None).is_ok());
+
+        let file = tmp.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        assert!(refusal(&file).contains("it is a file, not a folder"));
+        assert!(refusal(Path::new("/dev/null")).contains("it is a device, not a folder"));
+        let fifo = tmp.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(refusal(&fifo).contains("it is a FIFO (named pipe), not a folder"));
+        let socket = tmp.path().join("socket");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        assert!(refusal(&socket).contains("it is a socket, not a folder"));
+        // A folder that holds a repository or a project, or lies in a repository.
+        for (inside, why) in [
+            (".git", "it contains .git"),
+            ("environments", "it contains environments"),
+            ("Cargo.toml", "it contains Cargo.toml"),
+        ] {
+            let dir = tmp.path().join(format!("has-{inside}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(inside), "").unwrap();
+            assert!(refusal(&dir).contains(why), "{inside}");
+        }
+        let in_git = tmp.path().join("repo/.git/out");
+        assert!(refusal(&in_git).contains("it is inside a repository's .git folder"));
+    }
+
+    #[test]
+    fn check_out_dir_says_which_of_the_project_it_would_destroy() {
+        let tmp = tempfile::tempdir().unwrap();
+        let project = tmp.path().join("p");
+        std::fs::create_dir_all(&project).unwrap();
+        let why = |out: &Path| check_out_dir(out, Some(&project)).unwrap_err().to_string();
+        assert!(why(&project).contains("it is the project folder"));
+        assert!(why(&project.join(".")).contains("it is the project folder"));
+        assert!(why(tmp.path()).contains("it contains the project ("));
+        assert!(why(&project.join("charts/x")).contains("it is inside the project's charts/"));
+        assert!(check_out_dir(&project.join("out"), Some(&project)).is_ok());
+        assert!(check_out_dir(&project.join("environments-out"), Some(&project)).is_ok());
+    }
+
+    #[test]
+    fn a_refused_folder_written_as_dots_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let project = tmp.path().join("p");
+        std::fs::create_dir_all(&project).unwrap();
+        let why = check_out_dir(&project.join(".."), Some(&project))
+            .unwrap_err()
+            .to_string();
+        let named = tmp.path().canonicalize().unwrap();
+        assert!(
+            why.starts_with(&format!(
+                "refusing to render into {}: it contains the project",
+                named.display()
+            )),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn check_folder_is_false_for_nothing_and_refuses_a_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(!check_folder(&tmp.path().join("absent")).unwrap());
+        assert!(check_folder(tmp.path()).unwrap());
+        let file = tmp.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        // Another error than "not found" is one (below a file: not a folder).
+        assert!(check_folder(&file.join("below")).is_err());
+        let why = check_folder(&file).unwrap_err().to_string();
+        assert!(
+            why.starts_with(&format!(
+                "refusing to compare with {}: it is a file, not a folder",
+                file.display()
+            )),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn claim_lists_five_strangers_and_counts_the_rest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        for name in ["a", "b", "c", "d"] {
+            std::fs::write(out.join(name), "").unwrap();
+        }
+        std::fs::create_dir(out.join("e")).unwrap();
+        let why = |out: &Path| claim(out, &[]).unwrap_err().to_string();
+        assert!(
+            why(&out).contains("it holds a, b, c, d, e/\n"),
+            "{}",
+            why(&out)
+        );
+        for name in ["f", "g"] {
+            std::fs::write(out.join(name), "").unwrap();
+        }
+        assert!(
+            why(&out).contains("it holds a, b, c, d, e/ and 2 more\n"),
+            "{}",
+            why(&out)
+        );
+        // A folder that cannot be read is no new folder (a file, here).
+        assert!(claim(&out.join("a"), &[]).is_err());
+    }
+
+    #[test]
+    fn a_write_that_only_changes_or_only_removes_files_is_done() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        write_tree(&out, &rendered(&[("t/a", "1"), ("t/b", "2")])).unwrap();
+        // One file changed, none removed.
+        let summary = write_tree(&out, &rendered(&[("t/a", "1"), ("t/b", "3")])).unwrap();
+        assert_eq!(
+            summary,
+            WriteSummary {
+                written: 1,
+                unchanged: 1,
+                removed: 0
+            }
+        );
+        assert!(summary.changed());
+        assert_eq!(
+            read_tree(&out).unwrap(),
+            on_disk(&[("t/a", "1"), ("t/b", "3")])
+        );
+        // One removed, none written.
+        let summary = write_tree(&out, &rendered(&[("t/a", "1")])).unwrap();
+        assert_eq!(
+            summary,
+            WriteSummary {
+                written: 0,
+                unchanged: 1,
+                removed: 1
+            }
+        );
+        assert!(summary.changed());
+        assert_eq!(read_tree(&out).unwrap(), on_disk(&[("t/a", "1")]));
+        // Same length, other bytes: written.
+        let summary = write_tree(&out, &rendered(&[("t/a", "2")])).unwrap();
+        assert_eq!(summary.written, 1);
+        assert_eq!(read_tree(&out).unwrap(), on_disk(&[("t/a", "2")]));
+        assert!(out.join(MARKER).is_file());
+        // Nothing at all: the folder goes.
+        let summary = write_tree(&out, &Tree::new()).unwrap();
+        assert_eq!(summary.removed, 1);
+        assert!(!out.exists());
+    }
+
+    #[test]
+    fn an_unchanged_file_is_linked_not_rewritten() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        write_tree(&out, &rendered(&[("t/a", "1"), ("t/b", "2")])).unwrap();
+        let inode = |rel: &str| std::fs::metadata(out.join(rel)).unwrap().ino();
+        let (a, b) = (inode("t/a"), inode("t/b"));
+        write_tree(&out, &rendered(&[("t/a", "1"), ("t/b", "3")])).unwrap();
+        assert_eq!(inode("t/a"), a, "the unchanged file is the same file");
+        assert_ne!(inode("t/b"), b);
+        assert_eq!(std::fs::read_to_string(out.join("t/b")).unwrap(), "3");
+    }
+
+    #[test]
+    fn named_targets_add_up_and_a_target_that_renders_nothing_goes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let both = ["t".to_owned(), "u".to_owned()];
+        let (files, summary) = write_render(
+            &out,
+            rendered(&[("t/a", "1"), ("t/b", "2"), ("u/c", "3")]),
+            &both,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(files, 3);
+        assert_eq!(
+            summary,
+            WriteSummary {
+                written: 3,
+                unchanged: 0,
+                removed: 0
+            }
+        );
+        let (files, summary) = write_render(
+            &out,
+            rendered(&[("t/a", "1"), ("t/b", "9"), ("u/d", "4")]),
+            &both,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(files, 3);
+        assert_eq!(
+            summary,
+            WriteSummary {
+                written: 2,
+                unchanged: 1,
+                removed: 1
+            }
+        );
+        // A marker in a target's folder is its file like any other, and counted.
+        std::fs::write(out.join("u").join(MARKER), "").unwrap();
+        let (files, _) =
+            write_render(&out, rendered(&[("t/a", "1")]), &["t".to_owned()], &[]).unwrap();
+        assert_eq!(files, 3, "t/a, u/d and u/{MARKER}");
+        let (files, summary) = write_render(&out, Tree::new(), &["u".to_owned()], &[]).unwrap();
+        assert_eq!((files, summary.removed), (1, 2));
+        assert!(!out.join("u").exists());
+        assert_eq!(read_tree(&out).unwrap(), on_disk(&[("t/a", "1")]));
+    }
+
+    #[test]
+    fn write_targets_writes_only_the_targets_it_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        write_render(&out, rendered(&[("t/a", "1"), ("u/b", "2")]), &[], &[]).unwrap();
+        let (files, summary) =
+            write_targets(&out, rendered(&[("u/b", "3")]), &["u".to_owned()]).unwrap();
+        assert_eq!((files, summary.written), (2, 1));
+        assert_eq!(
+            read_tree(&out).unwrap(),
+            on_disk(&[("t/a", "1"), ("u/b", "3")])
+        );
+    }
+
+    #[test]
+    fn read_targets_reads_the_folders_of_the_targets_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        write_render(&out, rendered(&[("t/a", "1"), ("u/b/c", "2")]), &[], &[]).unwrap();
+        assert_eq!(
+            read_targets(&out, &["u".to_owned()]).unwrap(),
+            on_disk(&[("u/b/c", "2")])
+        );
+        assert_eq!(
+            read_targets(&out, &[]).unwrap(),
+            on_disk(&[("t/a", "1"), ("u/b/c", "2")])
+        );
+        assert_eq!(read_tree(&tmp.path().join("absent")).unwrap(), on_disk(&[]));
+    }
+
+    #[test]
+    fn in_targets_matches_the_first_segment_only() {
+        let dev = ["dev".to_owned()];
+        assert!(in_targets(&[], "anything/x"));
+        assert!(in_targets(&dev, "dev/a.yaml"));
+        assert!(!in_targets(&dev, "dev-aws/a.yaml"));
+        assert!(!in_targets(&dev, "prod/dev"));
+    }
+
+    #[test]
+    fn parent_and_name_of_relative_and_root_paths() {
+        assert_eq!(
+            parent_and_name(Path::new("out")).unwrap(),
+            (PathBuf::from("."), OsString::from("out"))
+        );
+        assert_eq!(
+            parent_and_name(Path::new("a/out")).unwrap(),
+            (PathBuf::from("a"), OsString::from("out"))
+        );
+        assert!(parent_and_name(Path::new("/")).is_err());
+    }
+
+    #[test]
+    fn exchange_by_rename_swaps_two_folders() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        for (dir, text) in [(&a, "new"), (&b, "old")] {
+            std::fs::create_dir(dir).unwrap();
+            std::fs::write(dir.join("f"), text).unwrap();
+        }
+        exchange_by_rename(&a, &b).unwrap();
+        assert_eq!(std::fs::read_to_string(b.join("f")).unwrap(), "new");
+        assert_eq!(std::fs::read_to_string(a.join("f")).unwrap(), "old");
+        exchange(&a, &b).unwrap();
+        assert_eq!(std::fs::read_to_string(b.join("f")).unwrap(), "old");
+        let names: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn a_leftover_of_this_very_process_is_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let parent = tmp.path();
+        let mine = tmp_path(parent, std::ffi::OsStr::new("out"), "-t");
+        std::fs::create_dir(&mine).unwrap();
+        remove_leftovers(parent, std::ffi::OsStr::new("out"));
+        assert!(!mine.exists());
+        assert!(!another_process_running("x"));
+        assert!(!another_process_running(&std::process::id().to_string()));
+        assert!(process_exists(1), "init, always there");
+    }
+
+    #[test]
+    fn compare_diffs_the_canonical_form_when_that_says_it_in_fewer_lines() {
+        // Keys in another order: the same content.
+        let disk = on_disk(&[
+            ("t/a.json", "{\"b\": 1, \"a\": 2}\n"),
+            ("t/b.yaml", "b: 1\na: 2\n"),
+            ("t/c.yml", "b: 1\na: 2\n"),
+        ]);
+        let new = rendered(&[
+            ("t/a.json", "{\"a\": 2, \"b\": 1}\n"),
+            ("t/b.yaml", "a: 2\nb: 1\n"),
+            ("t/c.yml", "a: 2\nb: 1\n"),
+        ]);
+        for d in compare("out", &disk, &new, |_| true) {
+            assert!(d.semantic, "{}", d.path);
+            assert_eq!((d.lines_added, d.lines_removed), (0, 0), "{}", d.path);
+            assert_eq!(
+                d.diff,
+                format!(
+                    "--- out/{0}\n+++ rendered/{0}\n# same content, formatted differently (key order or layout)\n",
+                    d.path
+                )
+            );
+        }
+        // A change in a file already in canonical form: the plain diff, as is.
+        let canonical_old = "{\n  \"a\": 1,\n  \"b\": 2\n}\n";
+        let canonical_new = "{\n  \"a\": 1,\n  \"b\": 3\n}\n";
+        let d = compare(
+            "out",
+            &on_disk(&[("t/x.json", canonical_old)]),
+            &rendered(&[("t/x.json", canonical_new)]),
+            |_| true,
+        );
+        assert!(!d[0].semantic);
+        assert_eq!((d[0].lines_added, d[0].lines_removed), (1, 1));
+        // Reordered and changed: the canonical diff shows only the change.
+        let d = compare(
+            "out",
+            &on_disk(&[("t/x.json", "{\n  \"c\": 1,\n  \"b\": 2,\n  \"a\": 1\n}\n")]),
+            &rendered(&[("t/x.json", "{\n  \"a\": 1,\n  \"b\": 3,\n  \"c\": 1\n}\n")]),
+            |_| true,
+        );
+        assert!(d[0].semantic);
+        assert_eq!((d[0].lines_added, d[0].lines_removed), (1, 1));
+        assert!(
+            d[0].diff.contains("-  \"b\": 2,\n+  \"b\": 3,\n"),
+            "{}",
+            d[0].diff
+        );
+        // Reordered with a key added, nothing removed: the diff shows the addition.
+        let d = compare(
+            "out",
+            &on_disk(&[("t/x.json", "{\n  \"c\": 1,\n  \"b\": 2,\n  \"a\": 1\n}\n")]),
+            &rendered(&[(
+                "t/x.json",
+                "{\n  \"a\": 1,\n  \"b\": 2,\n  \"c\": 1,\n  \"0\": 4\n}\n",
+            )]),
+            |_| true,
+        );
+        assert!(d[0].semantic);
+        assert_eq!((d[0].lines_added, d[0].lines_removed), (1, 0));
+        assert!(d[0].diff.contains("+  \"0\": 4,\n"), "{}", d[0].diff);
+        // Not JSON or YAML (or not parsing): as it is.
+        let d = compare(
+            "out",
+            &on_disk(&[
+                ("t/x.env", "B=1\nA=2\n"),
+                ("t/y.json", "{\"b\": 1, \"a\": \n"),
+            ]),
+            &rendered(&[
+                ("t/x.env", "A=2\nB=1\n"),
+                ("t/y.json", "{\"a\": 2, \"b\": 1}\n"),
+            ]),
+            |_| true,
+        );
+        assert!(d.iter().all(|d| !d.semantic));
+        // Added and removed files are never "semantic".
+        let d = compare(
+            "out",
+            &on_disk(&[("t/gone.json", "{}\n")]),
+            &rendered(&[("t/new.json", "{}\n")]),
+            |_| true,
+        );
+        assert!(
+            d.iter()
+                .all(|d| !d.semantic && d.lines_added + d.lines_removed == 1)
+        );
+    }
+
+    #[test]
+    fn compare_takes_iams_equivalences_in_iam_documents_only() {
+        let old = r#"{"Version": "2012-10-17", "Statement": [
+  {"Effect": "Allow", "Action": "s3:GetObject", "Resource": ["arn:b", "arn:a"]},
+  {"Effect": "Allow", "Action": ["s3:PutObject", "s3:DeleteObject"], "Resource": "arn:c"}
+]}
+"#;
+        let new = r#"{"Version": "2012-10-17", "Statement": [
+  {"Effect": "Allow", "Action": ["s3:DeleteObject", "s3:PutObject"], "Resource": ["arn:c"]},
+  {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:a", "arn:b"]}
+]}
+"#;
+        let gcp_old = r#"{"bindings": [{"role": "r", "members": ["user:b", "user:a"]}]}"#;
+        let gcp_new = r#"{"bindings": [{"role": "r", "members": ["user:a", "user:b"]}]}"#;
+        let d = compare(
+            "out",
+            &on_disk(&[
+                ("t/iam/x.policy.json", old),
+                ("t/iam/y.gcp.json", gcp_old),
+                ("t/buckets/x.json", old),
+            ]),
+            &rendered(&[
+                ("t/iam/x.policy.json", new),
+                ("t/iam/y.gcp.json", gcp_new),
+                ("t/buckets/x.json", new),
+            ]),
+            |_| true,
+        );
+        let same: Vec<(&str, usize)> = d
+            .iter()
+            .map(|d| (d.path.as_str(), d.lines_added + d.lines_removed))
+            .collect();
+        assert_eq!(
+            same[1..],
+            [("t/iam/x.policy.json", 0), ("t/iam/y.gcp.json", 0)]
+        );
+        assert_eq!(same[0].0, "t/buckets/x.json");
+        assert!(same[0].1 > 0, "outside iam/ a list's order is content");
     }
 }

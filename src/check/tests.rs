@@ -4,6 +4,7 @@
 //! mutation pass (`scripts/mutants --fast`), which before these saw none of the rules.
 //! The binary's own tests of the same rules are in tests/integration/rules.rs.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::Loaded;
@@ -24,29 +25,23 @@ fn validate(edits: &[Edit]) -> Vec<String> {
 
 /// The same for the bundled example `name` (its environments/ and charts/).
 fn validate_example(name: &str, edits: &[Edit]) -> Vec<String> {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let env = dir.path().join("environments");
-    let example = Path::new(EXAMPLES).join(name);
-    copy_dir(&example.join("environments"), &env);
-    for extra in ["charts", "vars.schema.json"] {
-        let from = example.join(extra);
-        if from.is_dir() {
-            copy_dir(&from, &dir.path().join(extra));
-        } else if from.is_file() {
-            std::fs::copy(&from, dir.path().join(extra)).unwrap();
-        }
-    }
-    for (file, old, new) in edits {
-        let path = env.join(file);
-        let body = std::fs::read_to_string(&path).unwrap_or_default();
-        let body = if old.is_empty() {
-            format!("{body}\n{new}\n")
-        } else {
-            assert!(body.contains(old), "{file} has no `{old}`");
-            body.replacen(old, new, 1)
-        };
-        std::fs::write(&path, body).unwrap();
-    }
+    let files: Vec<String> = edits
+        .iter()
+        .map(|(file, _, _)| format!("environments/{file}"))
+        .collect();
+    let edits: Vec<Edit> = edits
+        .iter()
+        .zip(&files)
+        .map(|((_, old, new), file)| (file.as_str(), *old, *new))
+        .collect();
+    validate_project(name, &[], &edits)
+}
+
+/// The same with the files of the project root `removed` first, then `edits` of any
+/// file of the project (paths relative to its root: `charts/backend/values.yaml`,
+/// `templates/releases/api.values.yaml`).
+fn validate_project(name: &str, removed: &[&str], edits: &[Edit]) -> Vec<String> {
+    let dir = example_copy(name, removed, edits);
     let loaded = Loaded::load(Project::Disk(dir.path().to_path_buf())).expect("the layers load");
     let (targets, mut errors) = loaded.targets_and_errors(&[]).expect("no usage error");
     errors.extend(super::across(&targets));
@@ -59,6 +54,53 @@ fn validate_example(name: &str, edits: &[Edit]) -> Vec<String> {
     crate::dedup_errors(&mut errors);
     crate::sort_errors(&mut errors);
     errors.iter().map(|e| e.to_string()).collect()
+}
+
+/// What `render` writes for the project of [`validate_project`], which must be valid:
+/// each artifact's text by its path under the output folder.
+fn render_project(name: &str, removed: &[&str], edits: &[Edit]) -> BTreeMap<String, String> {
+    let dir = example_copy(name, removed, edits);
+    let loaded = Loaded::load(Project::Disk(dir.path().to_path_buf())).expect("the layers load");
+    let (targets, errors) = loaded.targets_and_errors(&[]).expect("no usage error");
+    assert!(errors.is_empty(), "{errors:#?}");
+    let (charts, chart_errors) = loaded.charts(&targets);
+    assert!(chart_errors.is_empty(), "{chart_errors:#?}");
+    let renderer = loaded.renderer().expect("templates compile");
+    let tree = crate::render_all(&renderer, &targets, &charts).expect("it renders");
+    tree.into_iter()
+        .map(|(path, bytes)| (path, String::from_utf8(bytes.to_vec()).expect("UTF-8")))
+        .collect()
+}
+
+/// A copy of the bundled example `name` (its environments/, charts/, templates/ and
+/// vars.schema.json) with `removed` and `edits` applied.
+fn example_copy(name: &str, removed: &[&str], edits: &[Edit]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let example = Path::new(EXAMPLES).join(name);
+    for extra in ["environments", "charts", "templates", "vars.schema.json"] {
+        let from = example.join(extra);
+        if from.is_dir() {
+            copy_dir(&from, &dir.path().join(extra));
+        } else if from.is_file() {
+            std::fs::copy(&from, dir.path().join(extra)).unwrap();
+        }
+    }
+    for file in removed {
+        std::fs::remove_file(dir.path().join(file)).expect("a file of the example");
+    }
+    for (file, old, new) in edits {
+        let path = dir.path().join(file);
+        let body = std::fs::read_to_string(&path).unwrap_or_default();
+        let body = if old.is_empty() {
+            format!("{body}\n{new}\n")
+        } else {
+            assert!(body.contains(old), "{file} has no `{old}`");
+            body.replacen(old, new, 1)
+        };
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, body).unwrap();
+    }
+    dir
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -420,4 +462,235 @@ fn strict_values_false_takes_keys_the_chart_does_not_declare() {
     };
     assert_one(&edits("true"), &[unknown]);
     assert_none(&edits("false"), &[unknown]);
+}
+
+/// The errors, one string each, for the three-tier example with `edits` anywhere in
+/// the project and `removed` files gone.
+fn three_tier(removed: &[&str], edits: &[Edit]) -> Vec<String> {
+    validate_project("three-tier", removed, edits)
+}
+
+const WORKER_VALUES: &str =
+    "      replicas: 1\n      args: [work, --queue, jobs]\n      service: {enabled: false}\n";
+const BACKEND_SCHEMA: &str = "charts/backend/values.schema.json";
+const BACKEND_VALUES: &str = "charts/backend/values.yaml";
+
+#[test]
+fn a_release_value_of_the_wrong_type_is_refused_at_the_value_or_the_list_item() {
+    // A scalar: the value's own column; an item of a list: that item; a list where
+    // a mapping belongs: its key (its value may start a line further down).
+    let errors = three_tier(
+        &[],
+        &[(
+            "environments/base.yaml",
+            WORKER_VALUES,
+            "      replicas: one\n      args: [work, --queue, 3]\n      service: [false]\n",
+        )],
+    );
+    assert_eq!(
+        errors,
+        [
+            "environments/base.yaml:95:17: releases.worker.values.replicas: charts/backend/values.schema.json: value is not of type \"integer\" (at /replicas, rule `type`)",
+            "environments/base.yaml:96:29: releases.worker.values.args.2: charts/backend/values.schema.json: value is not of type \"string\" (at /args/2, rule `type`)",
+            "environments/base.yaml:97:7: releases.worker.values.service: charts/backend/values.schema.json: value is not of type \"object\" (at /service, rule `type`)",
+        ]
+    );
+}
+
+#[test]
+fn a_required_key_nobody_sets_is_reported_at_the_values_line() {
+    // Helm checks the schema against values.yaml with the values over it: `port`,
+    // required, is in neither once the chart's default goes.
+    let errors = three_tier(&[], &[(BACKEND_VALUES, "port: 8080\n", "")]);
+    assert_eq!(
+        errors,
+        [
+            "environments/base.yaml:71:5: releases.api.values: charts/backend/values.schema.json: \"port\" is a required property (at /, rule `required`)",
+            "environments/base.yaml:92:5: releases.worker.values: charts/backend/values.schema.json: \"port\" is a required property (at /, rule `required`)",
+        ]
+    );
+}
+
+const REPLICAZ: &str = "      replicaz: 2\n      replicas: 2\n      args: [serve]\n";
+const REPLICAZ_ERROR: &str = "environments/base.yaml:74:7: releases.api.values.replicaz: `replicaz` is not a value of charts/backend (values.yaml has no such key)\n  hint: did you mean `replicas`?; `strictValues: false` on the release accepts keys the chart does not declare";
+
+#[test]
+fn an_unknown_key_is_reported_once_at_the_key_and_not_again_by_the_schema() {
+    // The schema (additionalProperties: false) refuses it too; that is not repeated.
+    let errors = three_tier(&[], &[("environments/base.yaml", API_REPLICAS, REPLICAZ)]);
+    assert_eq!(errors, [REPLICAZ_ERROR]);
+}
+
+#[test]
+fn strict_values_false_leaves_an_unknown_key_to_the_schema_which_points_at_the_key() {
+    let errors = three_tier(
+        &[],
+        &[
+            ("environments/base.yaml", API_REPLICAS, REPLICAZ),
+            (
+                "environments/base.yaml",
+                "    timeout: 10m",
+                "    strictValues: false\n    timeout: 10m",
+            ),
+        ],
+    );
+    assert_eq!(
+        errors,
+        [
+            "environments/base.yaml:75:7: releases.api.values.replicaz: charts/backend/values.schema.json: Additional properties are not allowed ('replicaz' was unexpected) (at /replicaz, rule `additionalProperties`)"
+        ]
+    );
+}
+
+#[test]
+fn a_chart_with_only_values_yaml_or_only_a_schema_still_refuses_unknown_keys() {
+    let typo = [("environments/base.yaml", API_REPLICAS, REPLICAZ)];
+    assert_eq!(three_tier(&[BACKEND_SCHEMA], &typo), [REPLICAZ_ERROR]);
+    // Without values.yaml the schema's `properties` are the keys (and its required
+    // keys are missing).
+    let errors = three_tier(&[BACKEND_VALUES], &typo);
+    assert_one(&errors, &[REPLICAZ_ERROR]);
+    assert_one(
+        &errors,
+        &["releases.api.values: ", "\"port\" is a required property"],
+    );
+}
+
+#[test]
+fn a_schema_that_opens_a_map_takes_keys_values_yaml_does_not_list() {
+    // The api sets three prometheus.io/* pod annotations (and the worker one in prod);
+    // values.yaml lists one other.
+    let annotations = |schema: &str| {
+        three_tier(
+            &[],
+            &[
+                (
+                    BACKEND_VALUES,
+                    "podAnnotations: {}\n",
+                    "podAnnotations: {team: shop}\n",
+                ),
+                (
+                    BACKEND_SCHEMA,
+                    "\"podAnnotations\": {\"$ref\": \"#/definitions/stringMap\"},",
+                    &format!("\"podAnnotations\": {schema},"),
+                ),
+            ],
+        )
+    };
+    for open in [
+        r#"{"type": "object", "additionalProperties": {"type": "string"}}"#,
+        r#"{"type": "object", "additionalProperties": true}"#,
+        r#"{"type": "object", "patternProperties": {"^.+$": {"type": "string"}}}"#,
+    ] {
+        assert_eq!(annotations(open), Vec::<String>::new(), "{open}");
+    }
+    let errors = annotations(r#"{"type": "object", "properties": {"team": {"type": "string"}}}"#);
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+    assert_one(
+        &errors,
+        &[
+            "environments/base.yaml:80:9: releases.api.values.podAnnotations.prometheus.io/scrape: `prometheus.io/scrape` is not a value of charts/backend",
+            "keys charts/backend/values.yaml has here: team;",
+        ],
+    );
+}
+
+#[test]
+fn a_mapping_the_schema_declares_with_no_properties_has_no_keys_to_offer() {
+    let errors = three_tier(
+        &[],
+        &[
+            (
+                BACKEND_SCHEMA,
+                "\"podAnnotations\":",
+                "\"labels\": {\"type\": \"object\", \"properties\": {}},\n    \"podAnnotations\":",
+            ),
+            (
+                "environments/base.yaml",
+                API_REPLICAS,
+                "      replicas: 2\n      labels: {team: shop}\n      args: [serve]\n",
+            ),
+        ],
+    );
+    assert_eq!(
+        errors,
+        [
+            "environments/base.yaml:75:16: releases.api.values.labels.team: `team` is not a value of charts/backend (values.yaml has no such key)\n  hint: the chart's values.yaml has no keys here; `strictValues: false` on the release accepts keys the chart does not declare"
+        ]
+    );
+}
+
+#[test]
+fn vars_are_checked_against_vars_schema_json_at_the_value() {
+    let errors = three_tier(
+        &[],
+        &[(
+            "environments/dev.yaml",
+            "  logLevel: debug\n",
+            "  logLevel: verbose\n",
+        )],
+    );
+    assert_eq!(
+        errors,
+        [
+            "environments/dev.yaml:17:13: vars.logLevel: vars.schema.json: value is not one of \"debug\", \"info\" or 2 other candidates (at /logLevel, rule `enum`)"
+        ]
+    );
+}
+
+#[test]
+fn a_values_file_from_templates_is_checked_at_the_template_line_and_column() {
+    // Copied as it is (no `.j2`): the findings name its very line and column.
+    let errors = three_tier(
+        &[],
+        &[(
+            "templates/releases/api.values.yaml",
+            "",
+            "global: {environment: dev, imageRegistry: ghcr.io/example/shop}\nimage: {name: api, tag: \"3.2.0\"}\nreplicaz: 2\nreplicas: two\nargs: [serve, 3]\nservice: [false]\n",
+        )],
+    );
+    assert_eq!(
+        errors,
+        [
+            "templates/releases/api.values.yaml:4:1: releases.api.values.replicaz: `replicaz` is not a value of charts/backend (values.yaml has no such key)\n  hint: did you mean `replicas`?; `strictValues: false` on the release accepts keys the chart does not declare",
+            "templates/releases/api.values.yaml:5:11: releases.api.values.replicas: charts/backend/values.schema.json: value is not of type \"integer\" (at /replicas, rule `type`)",
+            "templates/releases/api.values.yaml:6:15: releases.api.values.args.1: charts/backend/values.schema.json: value is not of type \"string\" (at /args/1, rule `type`)",
+            "templates/releases/api.values.yaml:7:1: releases.api.values.service: charts/backend/values.schema.json: value is not of type \"object\" (at /service, rule `type`)",
+        ]
+    );
+}
+
+#[test]
+fn release_values_that_resolve_to_null_are_an_empty_mapping() {
+    // The merge drops a `values: null` (it removes the key), but a reference can still
+    // reach a null: an item of a list. The values file and what templates see are an
+    // empty mapping, as when a release has no `values:`.
+    let rendered = render_project(
+        "storage-only",
+        &[],
+        &[
+            (
+                "environments/base.yaml",
+                "",
+                "vars:\n  nulls: [~]\nreleases:\n  extra:\n    chart: charts/extra\n    values: !ref vars.nulls.0\n",
+            ),
+            (
+                "charts/extra/Chart.yaml",
+                "",
+                "apiVersion: v2\nname: extra\nversion: 0.1.0\n",
+            ),
+            ("charts/extra/values.yaml", "", "replicas: 1\n"),
+            (
+                "templates/extra.yaml.j2",
+                "",
+                "values: {{ releases.extra.values | to_json }}\n",
+            ),
+        ],
+    );
+    assert_eq!(rendered["dev-aws/extra.yaml"].trim(), "values: {}");
+    assert!(
+        rendered["dev-aws/releases/extra.values.yaml"].ends_with("do not edit.\n{}\n"),
+        "{}",
+        rendered["dev-aws/releases/extra.values.yaml"]
+    );
 }
