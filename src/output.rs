@@ -1367,15 +1367,54 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("out");
         write_render(&out, rendered(&[("t/a", "1"), ("u/b/c", "2")]), &[], &[]).unwrap();
+        let bytes = |tree: BTreeMap<String, Arc<[u8]>>| -> BTreeMap<String, Vec<u8>> {
+            tree.into_iter().map(|(p, b)| (p, b.to_vec())).collect()
+        };
+        let nothing = Tree::new();
         assert_eq!(
-            read_targets(&out, &["u".to_owned()]).unwrap(),
+            bytes(read_targets(&out, &["u".to_owned()], &nothing).unwrap()),
             on_disk(&[("u/b/c", "2")])
         );
         assert_eq!(
-            read_targets(&out, &[]).unwrap(),
+            bytes(read_targets(&out, &[], &nothing).unwrap()),
             on_disk(&[("t/a", "1"), ("u/b/c", "2")])
         );
         assert_eq!(read_tree(&tmp.path().join("absent")).unwrap(), on_disk(&[]));
+    }
+
+    #[test]
+    fn read_targets_shares_the_rendered_bytes_of_an_unchanged_file_and_reads_a_changed_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        write_render(
+            &out,
+            rendered(&[
+                ("t/same", "1\n"),
+                ("t/changed", "old\n"),
+                ("t/extra", "x\n"),
+            ]),
+            &[],
+            &[],
+        )
+        .unwrap();
+        let now = rendered(&[("t/same", "1\n"), ("t/changed", "new\n")]);
+        for names in [vec![], vec!["t".to_owned()]] {
+            let read = read_targets(&out, &names, &now).unwrap();
+            assert!(Arc::ptr_eq(&read["t/same"], &now["t/same"]), "{names:?}");
+            assert_eq!(&read["t/changed"][..], b"old\n");
+            assert!(!Arc::ptr_eq(&read["t/changed"], &now["t/changed"]));
+            assert_eq!(&read["t/extra"][..], b"x\n");
+            let drift = compare("out", &read, &now, |_| true);
+            let seen: Vec<(&str, DriftStatus)> =
+                drift.iter().map(|d| (d.path.as_str(), d.status)).collect();
+            assert_eq!(
+                seen,
+                vec![
+                    ("t/changed", DriftStatus::Changed),
+                    ("t/extra", DriftStatus::Removed)
+                ]
+            );
+        }
     }
 
     #[test]
