@@ -694,3 +694,35 @@ fn release_values_that_resolve_to_null_are_an_empty_mapping() {
         rendered["dev-aws/releases/extra.values.yaml"]
     );
 }
+
+#[test]
+fn a_map_the_chart_schema_opens_through_a_ref_takes_keys_values_yaml_does_not_list() {
+    // charts/backend: `resources` is `$ref: #/definitions/resources`, whose `requests`
+    // is `$ref: #/definitions/resourceList`, a map of any resource names.
+    let edit = |new: &str| {
+        validate_example(
+            "three-tier",
+            &[(
+                "base.yaml",
+                "        requests: {cpu: 250m, memory: 256Mi}\n",
+                new,
+            )],
+        )
+    };
+    assert_eq!(
+        edit("        requests: {cpu: 250m, memory: 256Mi, ephemeral-storage: 1Gi}\n"),
+        Vec::<String>::new()
+    );
+    // What the referenced schema closes stays closed: `resources` has only requests
+    // and limits.
+    let errors =
+        edit("        requests: {cpu: 250m, memory: 256Mi}\n        requestz: {cpu: 1m}\n");
+    assert_one(
+        &errors,
+        &[
+            "environments/base.yaml:102",
+            "`requestz` is not a value of charts/backend",
+            "did you mean `requests`?",
+        ],
+    );
+}

@@ -101,7 +101,7 @@ pub(crate) fn check(f: &mut Findings, desired: &Desired, rendered: &Rendered, in
             unknown_keys(
                 f,
                 &written,
-                &chart.path,
+                chart,
                 values,
                 Some(known),
                 props,
@@ -355,20 +355,48 @@ fn open(known: Option<&J>) -> bool {
     }
 }
 
-fn schema_properties(schema: Option<&J>) -> Option<&serde_json::Map<String, J>> {
+/// The subschema a local `$ref` (`#/definitions/x`, `#/$defs/x`) of `schema` names in
+/// `root`, followed until one has no `$ref` (at most 16 times: a cycle ends there);
+/// `schema` itself when its `$ref` is not local or names nothing.
+fn follow<'a>(root: Option<&'a J>, schema: &'a J) -> &'a J {
+    let mut at = schema;
+    for _ in 0..16 {
+        let Some(pointer) = at
+            .get("$ref")
+            .and_then(J::as_str)
+            .and_then(|r| r.strip_prefix('#'))
+        else {
+            break;
+        };
+        match root.and_then(|root| root.pointer(pointer)) {
+            Some(next) => at = next,
+            None => break,
+        }
+    }
+    at
+}
+
+/// The `properties` of `schema`, or of the subschema its local `$ref` names.
+fn schema_properties<'a>(
+    root: Option<&'a J>,
+    schema: Option<&'a J>,
+) -> Option<&'a serde_json::Map<String, J>> {
+    let schema = schema?;
     schema
-        .and_then(|s| s.get("properties"))
+        .get("properties")
+        .or_else(|| follow(root, schema).get("properties"))
         .and_then(J::as_object)
 }
 
-fn schema_open(schema: Option<&J>) -> bool {
+fn schema_open(root: Option<&J>, schema: Option<&J>) -> bool {
     // A schema that says what extra keys may be (additionalProperties a schema, or
-    // patternProperties) takes keys values.yaml does not list.
-    schema.is_some_and(|s| {
+    // patternProperties) takes keys values.yaml does not list, also through a `$ref`.
+    let open = |s: &J| {
         s.get("patternProperties").is_some()
             || s.get("additionalProperties")
                 .is_some_and(|a| a.is_object() || *a == J::Bool(true))
-    })
+    };
+    schema.is_some_and(|s| open(s) || open(follow(root, s)))
 }
 
 /// The keys of `values` (at JSON pointer `path`, a buffer restored on return) that
@@ -376,19 +404,20 @@ fn schema_open(schema: Option<&J>) -> bool {
 fn unknown_keys(
     f: &mut Findings,
     written: &Written,
-    chart: &str,
+    chart: &Chart,
     values: &J,
     known: Option<&J>,
     schema: Option<&J>,
     path: &mut String,
 ) {
     let J::Object(map) = values else { return };
+    let root = chart.schema_json.as_ref();
     let known_map = known.and_then(J::as_object);
-    let props = schema_properties(schema);
+    let props = schema_properties(root, schema);
     if open(known) && props.is_none() {
         return;
     }
-    if schema_open(schema) {
+    if schema_open(root, schema) {
         return;
     }
     for (key, value) in map {
@@ -421,7 +450,7 @@ fn unknown_keys(
                     let mut c = candidates.clone();
                     c.sort_unstable();
                     c.dedup();
-                    format!("keys {chart}/values.yaml has here: {}", c.join(", "))
+                    format!("keys {}/values.yaml has here: {}", chart.path, c.join(", "))
                 }
             };
             // Point at the key, not its value.
@@ -430,7 +459,7 @@ fn unknown_keys(
                 rule: None,
                 path: at,
                 loc,
-                message: format!("`{key}` is not a value of {chart} (values.yaml has no such key)"),
+                message: format!("`{key}` is not a value of {} (values.yaml has no such key)", chart.path),
                 hint: format!("{hint}; `strictValues: false` on the release accepts keys the chart does not declare"),
             });
             path.truncate(len);
