@@ -1383,6 +1383,59 @@ mod tests {
     }
 
     #[test]
+    fn a_file_larger_than_the_read_buffer_is_read_whole() {
+        // The buffer starts at 64 KiB and doubles: 300 KiB takes three growths.
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let big: String = (0..300 * 1024)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        write_render(
+            &out,
+            rendered(&[("t/big", &big), ("t/small", "s")]),
+            &[],
+            &[],
+        )
+        .unwrap();
+        let nothing = Tree::new();
+        let read = read_targets(&out, &[], &nothing).unwrap();
+        assert_eq!(read["t/big"].len(), big.len());
+        assert_eq!(&read["t/big"][..], big.as_bytes());
+        assert_eq!(&read["t/small"][..], b"s");
+        // The same file, rendered the same: shared, not reported.
+        let now = rendered(&[("t/big", &big), ("t/small", "s")]);
+        let read = read_targets(&out, &[], &now).unwrap();
+        assert!(Arc::ptr_eq(&read["t/big"], &now["t/big"]));
+        assert!(compare("out", &read, &now, |_| true).is_empty());
+    }
+
+    #[test]
+    fn compare_reports_a_removed_file_that_sorts_after_every_rendered_one() {
+        // Each side's paths come in order: one on disk that sorts after a rendered one
+        // that is not on disk must not be skipped.
+        let disk = on_disk(&[("b/removed", "1\n")]);
+        let new = rendered(&[("a/new", "2\n")]);
+        let drift = compare("out", &disk, &new, |_| true);
+        let seen: Vec<(&str, DriftStatus)> =
+            drift.iter().map(|d| (d.path.as_str(), d.status)).collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("a/new", DriftStatus::Added),
+                ("b/removed", DriftStatus::Removed)
+            ]
+        );
+        let drift = compare(
+            "out",
+            &on_disk(&[("a/x", "1\n"), ("c/y", "1\n")]),
+            &rendered(&[("b/z", "1\n")]),
+            |_| true,
+        );
+        let paths: Vec<&str> = drift.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(paths, vec!["a/x", "b/z", "c/y"]);
+    }
+
+    #[test]
     fn read_targets_shares_the_rendered_bytes_of_an_unchanged_file_and_reads_a_changed_one() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("out");
