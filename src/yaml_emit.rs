@@ -176,7 +176,7 @@ mod tests {
             "resources": {"cpu": "250m", "memory": "512Mi", "limits": {"cpu": "1"}},
             "url": "https://example.com/a?b=c",
             "empty": {"map": {}, "list": []},
-            "list": ["a", "b c", "yes", "No", "", " x", "#", "null", 3, null, false],
+            "list": ["a", "b c", "yes", "No", "false", "False", "TRUE", "", " x", "#", "null", 3, null, false],
             "maps": [{"name": "a", "value": "1"}, {}, {"nested": {"k": ["v"]}}],
             "Sub.Key-with_odd/chars": "x",
         });
