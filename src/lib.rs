@@ -387,8 +387,8 @@ fn render_one(
         .filter(|e| !matches!(e, Error::Input(l) if failed.contains(&&l.loc)))
         .collect();
     Error::from_list(errors)?;
-    // Checked: the data the values files were written from is not needed any more
-    // (kept, it would be held for every target at once).
+    // Checked: the data strata's own artifacts were written from is not needed any
+    // more (kept, it would be held for every target at once).
     rendered.data.clear();
     rendered.lines = None;
     Ok(rendered)
