@@ -178,6 +178,7 @@ mod tests {
             "empty": {"map": {}, "list": []},
             "list": ["a", "b c", "yes", "No", "false", "False", "TRUE", "", " x", "#", "null", 3, null, false],
             "maps": [{"name": "a", "value": "1"}, {}, {"nested": {"k": ["v"]}}],
+            "deeper": {"list": [{"k": "v", "j": "w"}, {"m": {"q": [{"o": 1, "p": 2}]}}]},
             "Sub.Key-with_odd/chars": "x",
         });
         let ours = emit(&value).expect("in the subset");
