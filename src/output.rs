@@ -266,13 +266,15 @@ pub fn check_folder(dir: &Path) -> Result<bool> {
 
 /// Reads every file below `dir` (relative paths with `/`), but the marker; an absent
 /// folder is empty.
+/// (Only the tests read a folder without a render to compare it with.)
+#[cfg(test)]
 pub fn read_tree(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
     read_tree_with(dir, |_, path| {
         std::fs::read(path).map_err(|e| Error::io(path, e))
     })
 }
 
-/// The files below `dir` as [`read_tree`] reads them, each file that holds exactly
+/// The files below `dir` as `read_tree` reads them, each file that holds exactly
 /// the bytes `rendered` has at its path sharing those bytes (`prefix` is the path of
 /// `dir` in `rendered`, with its `/`). `render --check` of an unchanged folder then
 /// keeps no second copy of it: each file is read into one buffer per thread and
@@ -375,7 +377,7 @@ fn read_tree_with<B: Send>(
     Ok(tree)
 }
 
-/// [`read_tree`] of the folders of `targets` only (all of `dir` when empty): what a
+/// [`read_tree_against`] of the folders of `targets` only (all of `dir` when empty): what a
 /// `render --check` of named targets compares.
 pub fn read_targets(
     dir: &Path,
