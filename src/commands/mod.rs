@@ -271,19 +271,21 @@ pub fn render_tree(
         loaded.targets_and_errors(names)
     })?;
     // The rules across targets (one name claimed twice) are one serial pass: it runs
-    // beside the render, which is parallel.
-    let (across, rendered) = rayon::join(
-        || crate::check::across(&targets),
-        || -> Result<_> {
+    // in a thread of its own beside the render, which is parallel. The render stays on
+    // this thread, so the memory freed by loading is the memory it reuses.
+    let (across, rendered) = std::thread::scope(|scope| {
+        let across = scope.spawn(|| crate::check::across(&targets));
+        let rendered = (|| -> Result<_> {
             let renderer = timed("compile templates", || loaded.renderer())?;
             let (charts, chart_errors) = timed("read charts", || loaded.charts(&targets));
             let tree = timed("render targets", || {
                 render_all(&renderer, &targets, &charts)
             });
             Ok((chart_errors, tree))
-        },
-    );
-    errors.extend(across);
+        })();
+        (across.join(), rendered)
+    });
+    errors.extend(across.unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
     let (chart_errors, tree) = rendered?;
     errors.extend(chart_errors);
     let tree = match tree {

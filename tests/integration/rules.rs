@@ -706,3 +706,41 @@ fn a_lifecycle_rule_needs_an_action_and_expires_after_it_archives() {
     );
     accepted(&f, &["validate"]);
 }
+
+/// The rule across targets (`check::across`, which runs beside the render) through the
+/// binary: one bucket name set in `base.yaml` is claimed by every environment of a
+/// cloud. Each later target is named with the first, at the line that set the name;
+/// the folder a render wrote before is left as it was (`refused` compares it).
+#[test]
+fn two_targets_that_claim_one_bucket_name_are_refused_naming_both() {
+    let f = Fixture::init();
+    accepted(&f, &["render"]);
+    replace(
+        &f,
+        "environments/base.yaml",
+        "buckets:\n  data:\n",
+        "buckets:\n  data:\n    name: lakehouse-shared-data\n",
+    );
+    for command in ["validate", "render"] {
+        let stderr = refused(
+            &f,
+            &[command],
+            &[
+                "error: environments/base.yaml:20:11: buckets.data: aws bucket `lakehouse-shared-data` of target prod-aws is also the one of target dev-aws (environments/base.yaml:20:11)",
+                "gcp bucket `lakehouse-shared-data` of target staging-gcp is also the one of target dev-gcp",
+                "give one of them another name",
+                "4 errors in 1 file",
+            ],
+            &[],
+        );
+        assert!(!stderr.contains("of target dev-aws is also"), "{stderr}");
+    }
+    // Without the shared name each target derives its own again.
+    replace(
+        &f,
+        "environments/base.yaml",
+        "    name: lakehouse-shared-data\n",
+        "",
+    );
+    accepted(&f, &["validate"]);
+}
