@@ -401,4 +401,48 @@ mod tests {
                 .is_empty()
         );
     }
+
+    #[test]
+    fn a_credential_is_a_private_key_a_known_token_or_a_jwt_and_nothing_near_them() {
+        assert_eq!(
+            credential("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----"),
+            Some("a private key")
+        );
+        // A certificate is public; "PRIVATE KEY" alone is prose.
+        assert_eq!(credential("-----BEGIN CERTIFICATE-----\nMIIB\n"), None);
+        assert_eq!(credential("rotate the PRIVATE KEY yearly"), None);
+        // A token on any line of a multi-line value.
+        assert_eq!(
+            credential("first line\nAKIAABCDEFGHIJKLMNOP"),
+            Some("an AWS access key id")
+        );
+        // A JWT: three base64url parts of eight or more, the first a JSON header; every
+        // character class of base64url (`-`, `_`, padding `=`) is taken.
+        let jwt = "eyJhbGci-iJI_zI1NiJ9.eyJzdWIiOiIxMjM0In0=.c2ln-bmF0_dXJl";
+        assert_eq!(credential(jwt), Some("a JSON Web Token"));
+        assert_eq!(credential(&format!("  {jwt}\n")), Some("a JSON Web Token"));
+        assert_eq!(
+            credential("eyJhbGci.eyJzdWIi.c2lnbmF0"),
+            Some("a JSON Web Token"),
+            "eight characters a part is enough"
+        );
+        for not_a_jwt in [
+            // Two or four parts.
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl.c2lnbmF0dXJl",
+            // Not a JSON header first.
+            "abJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl",
+            // A part shorter than eight.
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWI.c2lnbmF0dXJl",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF",
+            // A character outside base64url, in the first, second or last part.
+            "eyJhbGci+iJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIi/iIxMjM0In0.c2lnbmF0dXJl",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0 XJl",
+            // A dotted name is not a token.
+            "eyJustAName.example.com",
+        ] {
+            assert_eq!(credential(not_a_jwt), None, "{not_a_jwt}");
+        }
+    }
 }

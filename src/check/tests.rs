@@ -726,3 +726,114 @@ fn a_map_the_chart_schema_opens_through_a_ref_takes_keys_values_yaml_does_not_li
         ],
     );
 }
+
+#[test]
+fn a_secret_like_key_with_a_literal_string_is_refused_without_the_value() {
+    let literal = "a secret-like key holds a literal string (value not shown)";
+    let env = "      LOG_LEVEL: info\n";
+    let errors = validate(&[(
+        "base.yaml",
+        env,
+        "      LOG_LEVEL: info\n      DB_PASSWORD: hunter2hunter2\n",
+    )]);
+    assert_one(
+        &errors,
+        &[
+            "environments/base.yaml:40:20: workloads.ingest.env.DB_PASSWORD",
+            literal,
+            "move it under the workload's `secrets:`",
+        ],
+    );
+    assert!(errors.iter().all(|e| !e.contains("hunter2")), "{errors:#?}");
+    // A number under such a key is a setting, and an exception lets a string through.
+    assert_eq!(
+        validate(&[(
+            "base.yaml",
+            env,
+            "      LOG_LEVEL: info\n      TOKEN_EXPIRE_HOURS: 8\n"
+        )]),
+        Vec::<String>::new()
+    );
+    // An exception lets the string through in a file that only targets with that
+    // exception read: dev.yaml, read by the dev targets alone.
+    let exception = "exceptions:\n  - {rule: secret-literal, path: workloads.ingest.env.DB_PASSWORD, reason: a fixture password of the test database}";
+    let in_dev = |exception: &str| {
+        validate(&[
+            (
+                "dev.yaml",
+                "      LOG_LEVEL: debug",
+                "      LOG_LEVEL: debug\n      DB_PASSWORD: hunter2hunter2",
+            ),
+            ("dev.yaml", "", exception),
+        ])
+    };
+    assert_eq!(in_dev(exception), Vec::<String>::new());
+    assert_one(
+        &in_dev(&exception.replace("DB_PASSWORD", "DB_PASSWORT")),
+        &[
+            "environments/dev.yaml:15:20: workloads.ingest.env.DB_PASSWORD",
+            literal,
+        ],
+    );
+    // In base.yaml it is not enough: the prod targets read base.yaml too, and their
+    // exceptions are prod.yaml's (a list replaces the one before it).
+    let in_base = validate(&[
+        (
+            "base.yaml",
+            env,
+            "      LOG_LEVEL: info\n      DB_PASSWORD: hunter2hunter2\n",
+        ),
+        ("base.yaml", "", exception),
+    ]);
+    assert_one(
+        &in_base,
+        &[
+            "environments/base.yaml:40:20: workloads.ingest.env.DB_PASSWORD",
+            literal,
+        ],
+    );
+}
+
+#[test]
+fn a_credential_is_refused_under_any_key_in_a_map_a_list_or_a_sub() {
+    let aws = "AKIAABCDEFGHIJKLMNOP";
+    let github = format!("ghp_{}", "a1".repeat(18));
+    let errors = validate(&[(
+        "base.yaml",
+        "      LOG_LEVEL: info\n",
+        &format!(
+            "      LOG_LEVEL: {github}\n      BATCH_LABEL: !sub \"xoxb-{}\"\n",
+            "1234567890".repeat(3)
+        ),
+    )]);
+    assert_one(
+        &errors,
+        &[
+            "environments/base.yaml:39:18: workloads.ingest.env.LOG_LEVEL",
+            "this value looks like a GitHub token (value not shown)",
+            "revoke it",
+        ],
+    );
+    assert_one(
+        &errors,
+        &[
+            "workloads.ingest.env.BATCH_LABEL",
+            "this value looks like a Slack token (value not shown)",
+        ],
+    );
+    let errors = validate(&[(
+        "base.yaml",
+        "    cost-center: platform\n",
+        &format!("    cost-center: platform\n  owners: [data-eng, {aws}]\n"),
+    )]);
+    assert_one(
+        &errors,
+        &[
+            "project.owners.1",
+            "this value looks like an AWS access key id (value not shown)",
+        ],
+    );
+    for e in &errors {
+        assert!(!e.contains(aws) && !e.contains(&github), "{e}");
+    }
+}
