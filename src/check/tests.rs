@@ -837,3 +837,78 @@ fn a_credential_is_refused_under_any_key_in_a_map_a_list_or_a_sub() {
         assert!(!e.contains(aws) && !e.contains(&github), "{e}");
     }
 }
+
+/// What `render` writes for the project at `dir`, read in place: each artifact's
+/// bytes by its path under the output folder.
+fn render_dir(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let loaded = Loaded::load(Project::Disk(dir.to_path_buf())).expect("the layers load");
+    let (targets, errors) = loaded.targets_and_errors(&[]).expect("no usage error");
+    assert!(errors.is_empty(), "{errors:#?}");
+    let (charts, chart_errors) = loaded.charts(&targets);
+    assert!(chart_errors.is_empty(), "{chart_errors:#?}");
+    let renderer = loaded.renderer().expect("templates compile");
+    let tree = crate::render_all(&renderer, &targets, &charts).expect("it renders");
+    tree.into_iter()
+        .map(|(path, bytes)| (path, bytes.to_vec()))
+        .collect()
+}
+
+/// Every file under `dir`, by its path relative to it.
+fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, into: &mut BTreeMap<String, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, into);
+            } else {
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                into.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut files = BTreeMap::new();
+    walk(dir, dir, &mut files);
+    files
+}
+
+/// The committed renders (`snapshots/` of the lakehouse at the root and of each
+/// bundled example) are what the render writes, byte for byte. The binary's
+/// `pipeline::drift` holds the same through `render --check`; this one runs in the
+/// fast mutation pass, so that a mutant of the model, the desired state or the render
+/// that changes any artifact of the examples is caught there.
+#[test]
+fn every_bundled_project_renders_its_committed_snapshots() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut projects = vec![root.to_path_buf()];
+    projects.extend(["storage-only", "three-tier"].map(|name| Path::new(EXAMPLES).join(name)));
+    for project in projects {
+        let rendered = render_dir(&project);
+        let mut committed = files_under(&project.join("snapshots"));
+        // The output folder's own marker, which `render` writes beside the targets.
+        committed.remove(crate::output::MARKER);
+        let only = |a: &BTreeMap<String, Vec<u8>>, b: &BTreeMap<String, Vec<u8>>| {
+            a.keys()
+                .filter(|k| !b.contains_key(*k))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            (only(&rendered, &committed), only(&committed, &rendered)),
+            (vec![], vec![]),
+            "{}: (rendered only, committed only)",
+            project.display()
+        );
+        for (path, bytes) in &rendered {
+            assert!(
+                committed[path] == *bytes,
+                "{}: snapshots/{path} differs from the render:\n{}",
+                project.display(),
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+}
