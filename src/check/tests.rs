@@ -912,3 +912,135 @@ fn every_bundled_project_renders_its_committed_snapshots() {
         }
     }
 }
+
+/// The first line of each error (its place, key path and message).
+fn first_lines(errors: &[String]) -> Vec<&str> {
+    errors
+        .iter()
+        .map(|e| e.lines().next().unwrap_or_default())
+        .collect()
+}
+
+#[test]
+fn a_type_error_in_each_section_is_reported_once_at_its_key_with_every_unknown_top_level_key() {
+    let errors = validate(&[
+        ("base.yaml", "  owner: data-eng", "  owner: [data-eng]"),
+        (
+            "base.yaml",
+            "    versioning: true",
+            "    versioning: sometimes",
+        ),
+        ("base.yaml", "      raw: readwrite", "      raw: writeonly"),
+        (
+            "base.yaml",
+            "",
+            "kube:\n  createNamespace: maybe\ndns:\n  domain: [a]\nreleases:\n  web: {chart: [x]}\nsurprise: 1\nprotected: maybe\nexceptionz: []",
+        ),
+        (
+            "dev.yaml",
+            "  cluster: telemetry-dev",
+            "  cluster: [telemetry-dev]",
+        ),
+        (
+            "dev.yaml",
+            "  projectId: telemetry-dev-7305",
+            "  projectId: {a: 1}",
+        ),
+        ("prod.yaml", EXCEPTION_REASON, "    reason: [x]\n"),
+    ]);
+    assert_eq!(
+        first_lines(&errors),
+        [
+            "environments/base.yaml:6:10: project.owner: expected a string, found a list",
+            "environments/base.yaml:15:17: buckets.raw.versioning: expected a boolean, found \"sometimes\"",
+            "environments/base.yaml:34:12: workloads.ingest.access.raw: unknown variant `writeonly`, expected one of `read`, `readwrite`, `admin`",
+            "environments/base.yaml:43:20: kube.createNamespace: expected a boolean, found \"maybe\"",
+            "environments/base.yaml:45:11: dns.domain: expected a string, found a list",
+            "environments/base.yaml:47:16: releases.web.chart: expected a string, found a list",
+            "environments/base.yaml:48:1: surprise: unknown key `surprise`",
+            "environments/base.yaml:49:12: protected: expected a boolean, found \"maybe\"",
+            "environments/base.yaml:50:1: exceptionz: unknown key `exceptionz`",
+            "environments/dev.yaml:5:12: aws.cluster: expected a string, found a list",
+            "environments/dev.yaml:8:14: gcp.projectId: expected a string, found a mapping",
+            "environments/prod.yaml:28:13: exceptions.0.reason: expected a string, found a list",
+        ]
+    );
+    assert_one(
+        &errors,
+        &["unknown key `exceptionz`", "did you mean `exceptions`?"],
+    );
+    assert_one(
+        &errors,
+        &[
+            "unknown key `surprise`",
+            "allowed keys here: project, kube, protected, aws, gcp, buckets, workloads, releases, dns, vars, exceptions",
+        ],
+    );
+}
+
+#[test]
+fn a_missing_project_or_cloud_section_is_said_beside_the_other_errors() {
+    // No `project:` at all, and a type error: both.
+    let errors = validate(&[
+        (
+            "base.yaml",
+            "project:\n  name: telemetry\n  owner: data-eng\n  tags:\n    cost-center: platform\n",
+            "",
+        ),
+        (
+            "base.yaml",
+            "    versioning: true",
+            "    versioning: sometimes",
+        ),
+    ]);
+    // Once for each environment, at its own file, which every target of it reads.
+    for env in ["dev", "prod"] {
+        assert_one(
+            &errors,
+            &[
+                &format!(
+                    "environments/{env}.yaml:1:1: project: required key `project` is not set by any layer"
+                ),
+                "or in environments/base.yaml when every target shares it",
+            ],
+        );
+    }
+    assert_one(&errors, &["buckets.raw.versioning: expected a boolean"]);
+    // A target on aws whose layers set no `aws:`.
+    let errors = validate(&[
+        ("clouds/aws.yaml", "aws:\n  region: eu-west-1\n", ""),
+        (
+            "dev.yaml",
+            "aws:\n  accountId: \"111111111111\"\n  cluster: telemetry-dev\n",
+            "",
+        ),
+    ]);
+    assert_one(
+        &errors,
+        &[
+            "environments/dev.yaml:1:1: aws: target dev-aws runs on aws but no layer sets `aws:`",
+            "set `aws:` with accountId, region in environments/dev.yaml",
+        ],
+    );
+    assert_none(&errors, &["target dev-gcp runs on"]);
+    let errors = validate(&[
+        (
+            "clouds/gcp.yaml",
+            "gcp:\n  location: EU\n  clusterLocation: europe-west1\n",
+            "",
+        ),
+        (
+            "dev.yaml",
+            "gcp:\n  projectId: telemetry-dev-7305\n  cluster: telemetry-dev\n",
+            "",
+        ),
+    ]);
+    assert_one(
+        &errors,
+        &[
+            "target dev-gcp runs on gcp but no layer sets `gcp:`",
+            "projectId, location",
+        ],
+    );
+    assert_none(&errors, &["target dev-aws runs on"]);
+}

@@ -591,11 +591,31 @@ fn typed_sections(merged: &Merged, layers: &TargetLayers) -> Result<Config> {
             "releases" => check_section::<IndexMap<String, Release>>(merged, layers, key, node),
             "dns" => check_section::<Dns>(merged, layers, key, node),
             "exceptions" => check_section::<Vec<Exception>>(merged, layers, key, node),
-            _ => Ok(()),
+            "protected" => check_section::<bool>(merged, layers, key, node),
+            "vars" => Ok(()),
+            // The whole-tree pass stops at its first error: each unknown key is said
+            // here, so that one run names them all beside the sections' errors.
+            _ => Err(type_error(
+                merged,
+                layers,
+                Vec::new(),
+                &format!(
+                    "unknown field `{key}`, expected one of {}",
+                    backticked(TOP_LEVEL)
+                ),
+            )),
         };
         if let Err(e) = result {
             errors.push(e);
         }
+    }
+    if !sections.contains_key("project") {
+        errors.push(type_error(
+            merged,
+            layers,
+            Vec::new(),
+            "missing field `project`",
+        ));
     }
     if !errors.is_empty() {
         // The whole-tree pass may find more (an unknown top-level key, a missing section).
@@ -608,6 +628,29 @@ fn typed_sections(merged: &Merged, layers: &TargetLayers) -> Result<Config> {
         return Err(Error::from_list(errors).unwrap_err());
     }
     typed(merged, layers)
+}
+
+/// The keys of [`Config`], in its order (a test holds them to its schema).
+const TOP_LEVEL: &[&str] = &[
+    "project",
+    "kube",
+    "protected",
+    "aws",
+    "gcp",
+    "buckets",
+    "workloads",
+    "releases",
+    "dns",
+    "vars",
+    "exceptions",
+];
+
+/// `` `a`, `b` `` as serde lists the fields it expected.
+fn backticked(keys: &[&str]) -> String {
+    keys.iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn is_section_error(e: &Error, errors: &[Error]) -> bool {
@@ -822,4 +865,21 @@ pub fn locate(tree: &Node, path: &str) -> Loc {
         }
     }
     tree.loc.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_top_level_keys_are_the_configs_own() {
+        let schema = serde_json::to_value(schemars::schema_for!(Config)).unwrap();
+        let properties: Vec<&str> = schema["properties"]
+            .as_object()
+            .expect("Config has properties")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(properties, TOP_LEVEL);
+    }
 }
