@@ -436,7 +436,7 @@ fn merge_template_errors(errors: Vec<Error>) -> Vec<Error> {
 }
 
 /// Stack of each worker thread (virtual: only what is used is resident).
-const WORKER_STACK: usize = 16 << 20;
+pub(crate) const WORKER_STACK: usize = 16 << 20;
 
 /// Runs the command line; returns the process exit code.
 pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {

@@ -625,4 +625,108 @@ mod tests {
             "the location is said twice: {text}"
         );
     }
+
+    #[test]
+    fn a_layer_of_exactly_the_size_limit_is_read_and_one_byte_more_is_refused() {
+        let at_limit = format!("a: 1\n#{}\n", "x".repeat(MAX_LAYER_BYTES - 7));
+        assert_eq!(at_limit.len(), MAX_LAYER_BYTES);
+        let node = parse_layer(at_limit.as_bytes(), "f.yaml").expect("at the limit");
+        assert!(node.get("a").is_some());
+        let over = format!("{at_limit}#");
+        assert_eq!(
+            error_text(&over),
+            "f.yaml:1:1: the file is larger than 4194304 bytes (4 MiB), the limit for a layer\n  \
+             hint: split the configuration, or remove generated content from it"
+        );
+    }
+
+    #[test]
+    fn a_layer_of_comments_blank_lines_and_markers_is_an_empty_mapping() {
+        for text in [
+            "",
+            "\n  \n",
+            "# only a comment\n",
+            "---\n# c\n\n---\n",
+            "  # indented\n",
+        ] {
+            let node = parse_layer(text.as_bytes(), "f.yaml").expect(text);
+            assert_eq!(node.map().map(|m| m.len()), Some(0), "{text:?}");
+        }
+        // A value after them is content: a scalar root is refused, a mapping read.
+        assert_eq!(
+            error_text("# c\nplain\n"),
+            "f.yaml:2:1: a layer must be a mapping of keys, found a string"
+        );
+        let node = parse_layer(b"# c\n---\na: 1\n", "f.yaml").unwrap();
+        assert!(node.get("a").is_some());
+    }
+
+    /// Runs `f` on a thread with the stack strata's workers have (the parser is
+    /// recursive; a test thread has 2 MiB).
+    fn on_a_worker_stack(f: impl FnOnce() + Send + 'static) {
+        std::thread::Builder::new()
+            .stack_size(crate::WORKER_STACK)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn each_parser_budget_is_named_plainly() {
+        on_a_worker_stack(each_parser_budget_is_named_plainly_on_a_worker);
+    }
+
+    fn each_parser_budget_is_named_plainly_on_a_worker() {
+        let first = |yaml: &str| error_text(yaml).lines().next().unwrap().to_owned();
+        let hint =
+            "hint: the document is too large or too deeply nested (or expands aliases too often)";
+        // 65 levels of nesting; 64 are read.
+        let deep = |levels: usize| format!("{}1{}\n", "[".repeat(levels), "]".repeat(levels));
+        let text = error_text(&format!("a: {}", deep(64)));
+        assert!(
+            text.starts_with("f.yaml:1:")
+                && text.contains("the document is nested more than 64 levels deep"),
+            "{text}"
+        );
+        assert!(text.contains(hint), "{text}");
+        parse_layer(format!("a: {}", deep(62)).as_bytes(), "f.yaml").expect("62 levels under a");
+        // The node budget (200 000) is pinned by the error corpus
+        // (`huge_list_million_items`): parsing that many nodes takes seconds in a
+        // debug build, too slow for the lib's tests.
+        // 1001 aliases.
+        let aliases = format!("a: &x 1\nb: [{}]\n", "*x,".repeat(1_001));
+        assert!(
+            first(&aliases).contains("the document uses more than 1000 aliases"),
+            "{}",
+            first(&aliases)
+        );
+    }
+
+    #[test]
+    fn a_control_character_is_named_by_its_code_point() {
+        assert_eq!(
+            error_text("a: 1\nb: x\u{1}y\n").lines().next().unwrap(),
+            "f.yaml:2:4: the control character U+0001 is not allowed in YAML"
+        );
+        assert!(
+            error_text("a: 1\nb: \u{0}\n")
+                .contains("the control character U+0000 (a NUL byte) is not allowed in YAML"),
+        );
+    }
+
+    #[test]
+    fn a_plain_key_over_1024_characters_gets_the_long_key_hint_and_a_short_one_does_not() {
+        let long = error_text(&format!("{}: 1\n", "k".repeat(1_100)));
+        assert!(
+            long.contains("YAML limits a plain key to 1024 characters"),
+            "{long}"
+        );
+        let short = error_text("a: b: c\n");
+        assert!(
+            short.contains("mapping values are not allowed in this context")
+                && !short.contains("1024"),
+            "{short}"
+        );
+    }
 }
