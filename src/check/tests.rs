@@ -1044,3 +1044,153 @@ fn a_missing_project_or_cloud_section_is_said_beside_the_other_errors() {
     );
     assert_none(&errors, &["target dev-aws runs on"]);
 }
+
+#[test]
+fn a_workload_naming_a_bucket_the_target_lacks_is_refused_with_what_there_is() {
+    let access = |line: &str| validate(&[("base.yaml", "      raw: readwrite\n", line)]);
+    assert_one(
+        &access("      rwa: readwrite\n"),
+        &[
+            "environments/base.yaml:34:7: workloads.ingest.access.rwa",
+            "no bucket `rwa` in this target",
+            "did you mean `raw`?",
+        ],
+    );
+    assert_one(
+        &access("      archive: readwrite\n"),
+        &[
+            "no bucket `archive` in this target",
+            "buckets: raw, scratch",
+        ],
+    );
+    // A target with no bucket at all says so.
+    let errors = validate(&[("dev.yaml", "", "buckets: null")]);
+    assert_one(
+        &errors,
+        &[
+            "workloads.ingest.access.raw",
+            "no bucket `raw` in this target",
+            "no bucket is declared under `buckets:`",
+        ],
+    );
+}
+
+#[test]
+fn an_environment_variable_is_a_scalar_without_control_characters() {
+    let env = |line: &str| {
+        validate(&[(
+            "base.yaml",
+            "      LOG_LEVEL: info\n",
+            &format!("      LOG_LEVEL: info\n{line}\n"),
+        )])
+    };
+    assert_eq!(
+        env("      NOTE: \"two\\nlines\\tand a tab\""),
+        Vec::<String>::new()
+    );
+    assert_one(
+        &env("      NOTE: \"a\\rb\""),
+        &[
+            "environments/base.yaml:40:13: workloads.ingest.env.NOTE",
+            "an environment variable cannot hold the control character U+000D",
+            "only newlines and tabs are allowed",
+        ],
+    );
+    assert_one(
+        &env("      NOTE: [a, b]"),
+        &[
+            "environments/base.yaml:40:13: workloads.ingest.env.NOTE",
+            "an environment variable is a string, number or boolean, found a list",
+        ],
+    );
+    // A reference to a null is a null variable; a reference to nothing is said once,
+    // as that, not again as a null variable.
+    let errors = validate(&[
+        (
+            "base.yaml",
+            "      LOG_LEVEL: info\n",
+            "      LOG_LEVEL: info\n      NOTE: !ref vars.nulls.0\n",
+        ),
+        ("base.yaml", "", "vars:\n  nulls: [null]"),
+    ]);
+    assert_one(
+        &errors,
+        &[
+            "workloads.ingest.env.NOTE: an environment variable is a string, number or boolean, found null",
+        ],
+    );
+    let errors = env("      NOTE: !ref buckets.nope.name");
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_one(
+        &errors,
+        &[
+            "environments/base.yaml:40:18: workloads.ingest.env.NOTE: `buckets.nope.name` points at nothing",
+        ],
+    );
+}
+
+#[test]
+fn a_template_is_read_with_trimmed_blocks_and_ends_with_one_newline() {
+    let rendered = render_project(
+        "storage-only",
+        &[],
+        &[
+            // Block tags take their line with them, indentation before them too.
+            (
+                "templates/blocks.yaml.j2",
+                "",
+                "a: 1\n  {% if target.cloud == \"aws\" %}\nb: 2\n  {% endif %}\nc: 3\n",
+            ),
+            // No newline at the end: one is added; one there is kept, not doubled.
+            // (An edit with `old` empty appends "\n{new}\n": the second edit takes the
+            // newline at the end away.)
+            ("templates/bare.yaml.j2", "", "a: {{ 1 + 1 }}"),
+            ("templates/bare.yaml.j2", "}}\n", "}}"),
+        ],
+    );
+    assert_eq!(rendered["dev-aws/blocks.yaml"], "\na: 1\nb: 2\nc: 3\n\n");
+    assert_eq!(rendered["dev-gcp/blocks.yaml"], "\na: 1\nc: 3\n\n");
+    assert_eq!(rendered["dev-aws/bare.yaml"], "\na: 2\n");
+}
+
+#[test]
+fn a_macro_that_breaks_the_yaml_of_its_caller_is_named_at_the_macros_line() {
+    let errors = validate_project(
+        "storage-only",
+        &[],
+        &[
+            (
+                "templates/_macros.j2",
+                "",
+                "{% macro owner() %}\nowner: [{{ project.owner }}\n{% endmacro %}",
+            ),
+            (
+                "templates/notes.yaml.j2",
+                "",
+                "{% from '_macros.j2' import owner %}\ntarget: {{ target.name }}\n{{ owner() }}",
+            ),
+        ],
+    );
+    assert_eq!(
+        first_lines(&errors),
+        [
+            "templates/_macros.j2:3: rendered notes.yaml (from templates/notes.yaml.j2) is not valid YAML (output line 3): unclosed bracket '[' (rendering targets dev-aws, dev-gcp, prod-aws, prod-gcp)"
+        ]
+    );
+    // The template's own line, when the template itself wrote it.
+    let errors = validate_project(
+        "storage-only",
+        &[],
+        &[(
+            "templates/notes.yaml.j2",
+            "",
+            "target: {{ target.name }}\nowner: [{{ project.owner }}",
+        )],
+    );
+    assert_eq!(
+        first_lines(&errors),
+        [
+            "templates/notes.yaml.j2:3: rendered notes.yaml is not valid YAML (output line 3): unclosed bracket '[' (rendering targets dev-aws, dev-gcp, prod-aws, prod-gcp)"
+        ]
+    );
+}
