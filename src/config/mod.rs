@@ -729,4 +729,20 @@ mod tests {
             "{short}"
         );
     }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_placed_at_their_line_and_character() {
+        for (bytes, at) in [
+            (&b"a: 1\nb: \xff\n"[..], "f.yaml:2:4:"),
+            (&b"\xffa: 1\n"[..], "f.yaml:1:1:"),
+            // Columns count characters, not bytes: `\xc3\xa9` is one (é).
+            (&b"a: 1\nc: 2\nb\xc3\xa9: \xff\n"[..], "f.yaml:3:5:"),
+        ] {
+            let text = parse_layer(bytes, "f.yaml").unwrap_err().to_string();
+            assert_eq!(
+                text,
+                format!("{at} the file is not valid UTF-8\n  hint: save the file as UTF-8"),
+            );
+        }
+    }
 }
