@@ -381,10 +381,9 @@ fn render_one(
     let desired = desired::build(target)?;
     let mut rendered = renderer.render(target, &desired)?;
     // A value whose reference failed is reported once, as that.
-    let failed: Vec<&config::Loc> = target.reference_errors.iter().map(|l| &l.loc).collect();
     let errors: Vec<Error> = check::target(target, &desired, &rendered, charts)
         .into_iter()
-        .filter(|e| !matches!(e, Error::Input(l) if failed.contains(&&l.loc)))
+        .filter(|e| !matches!(e, Error::Input(l) if target.unresolved_at(&l.loc)))
         .collect();
     Error::from_list(errors)?;
     // Checked: the data strata's own artifacts were written from is not needed any

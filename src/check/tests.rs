@@ -1194,3 +1194,101 @@ fn a_macro_that_breaks_the_yaml_of_its_caller_is_named_at_the_macros_line() {
         ]
     );
 }
+
+/// `validate` with `vars` appended to base.yaml and `env` lines added to the ingest
+/// workload's env (after `LOG_LEVEL: info`, line 39).
+fn with_references(vars: &str, env: &str) -> Vec<String> {
+    let mut edits = vec![(
+        "base.yaml",
+        "      LOG_LEVEL: info\n",
+        format!("      LOG_LEVEL: info\n{env}\n"),
+    )];
+    if !vars.is_empty() {
+        edits.push(("base.yaml", "", format!("vars:\n{vars}")));
+    }
+    let edits: Vec<Edit> = edits.iter().map(|(f, o, n)| (*f, *o, n.as_str())).collect();
+    validate(&edits)
+}
+
+#[test]
+fn references_that_fail_are_said_at_the_reference_with_what_would_do() {
+    let cases: &[(&str, &str)] = &[
+        // An unknown root, close to one and far from all.
+        ("", "      A: !ref bukets.raw.name"),
+        ("", "      A: !ref elsewhere.raw"),
+        // Nothing under a known root, and a name a reference cannot reach.
+        ("", "      A: !ref vars.region"),
+        ("  zone: a\n  tier: b", "      A: !ref vars.regio"),
+        ("", "      A: !ref buckets.raw.nmae"),
+        // A cycle through vars, and one of !sub.
+        (
+            "  region: !ref vars.zone\n  zone: !sub \"${vars.region}-a\"",
+            "      A: !ref vars.zone",
+        ),
+        // !sub takes scalars only.
+        ("  m: {a: 1}", "      A: !sub \"x-${vars.m}\""),
+    ];
+    let expected: &[&[&str]] = &[
+        &[
+            "environments/base.yaml:40:15: workloads.ingest.env.A: `bukets.raw.name` is not something a reference can reach\n  hint: did you mean `buckets`? references start with one of: target, project, kube, aws, gcp, dns, vars, buckets, workloads",
+        ],
+        &[
+            "environments/base.yaml:40:15: workloads.ingest.env.A: `elsewhere.raw` is not something a reference can reach\n  hint: references start with one of: target, project, kube, aws, gcp, dns, vars, buckets, workloads",
+        ],
+        // Said for each target whose hint differs: aws targets have an `aws.region`.
+        &[
+            "environments/base.yaml:40:15: workloads.ingest.env.A: `vars.region` points at nothing\n  hint: did you mean `aws.region`?",
+            "environments/base.yaml:40:15: workloads.ingest.env.A: `vars.region` points at nothing\n  hint: this target has nothing under `vars`",
+        ],
+        &[
+            "environments/base.yaml:40:15: workloads.ingest.env.A: `vars.regio` points at nothing\n  hint: did you mean `aws.region`?",
+            "environments/base.yaml:40:15: workloads.ingest.env.A: `vars.regio` points at nothing\n  hint: did you mean `vars.tier`?",
+        ],
+        &[
+            "environments/base.yaml:40:15: workloads.ingest.env.A: `buckets.raw.nmae` points at nothing\n  hint: did you mean `buckets.raw.name`?",
+        ],
+        // The cycle is said once, where it closes; the env var that reached into it is
+        // not judged again as a null (it was, before: "found null").
+        &[
+            "environments/base.yaml:44:16: vars.region: reference cycle: vars.zone -> vars.region -> vars.zone\n  hint: break the cycle: one of these values must be written out",
+        ],
+        &[
+            "environments/base.yaml:40:15: workloads.ingest.env.A: `${vars.m}` is a mapping, and !sub puts only strings, numbers and booleans into text\n  hint: use !ref for a whole value, or reach a scalar inside it",
+        ],
+    ];
+    for ((vars, env), expected) in cases.iter().zip(expected) {
+        assert_eq!(with_references(vars, env), *expected, "{vars:?} {env:?}");
+    }
+}
+
+#[test]
+fn references_resolve_through_vars_and_sub_into_the_artifacts() {
+    let rendered = render_project(
+        "storage-only",
+        &[],
+        &[
+            (
+                "environments/base.yaml",
+                "      LOG_LEVEL: info\n",
+                "      LOG_LEVEL: info\n      A: !ref vars.zone\n      B: !sub \"$${literal} ${vars.zone}/${buckets.raw.name} ${vars.n} ${vars.on}\"\n      C: !ref vars.list.1\n",
+            ),
+            (
+                "environments/base.yaml",
+                "",
+                "vars:\n  region: !ref target.env\n  zone: !sub \"${vars.region}-a\"\n  n: 3\n  on: true\n  list: [x, !ref vars.region]",
+            ),
+        ],
+    );
+    assert_eq!(
+        rendered["dev-aws/env/ingest.env"]
+            .lines()
+            .filter(|l| ["A=", "B=", "C="].iter().any(|p| l.starts_with(p)))
+            .collect::<Vec<_>>(),
+        [
+            "A=dev-a",
+            // `$${` is a literal `${`; the env file quotes the line and escapes the `$`.
+            "B=\"\\${literal} dev-a/telemetry-dev-raw-111111111111 3 true\"",
+            "C=dev",
+        ]
+    );
+}

@@ -273,7 +273,7 @@ fn env_vars(
             for (name, value) in entries.iter() {
                 let text = match &value.value {
                     // Its reference failed, and says so.
-                    Value::Null if target.reference_errors.iter().any(|l| l.loc == value.loc) => {
+                    Value::Null if target.unresolved_at(&value.loc) => {
                         continue;
                     }
                     Value::Str(s) => s.clone(),

@@ -468,6 +468,9 @@ pub struct Target {
     /// References that reached nothing (or went round in a cycle): the target is
     /// invalid, but is still checked for everything else.
     pub reference_errors: Vec<Located>,
+    /// Where a reference left a null because it failed (here or at what it reached):
+    /// the later checks say nothing more about the value there.
+    pub unresolved: Vec<Loc>,
     pub layers: TargetLayers,
     pub merged: Merged,
 }
@@ -502,6 +505,11 @@ impl Target {
             }
         }
         self.merged.tree.loc.clone()
+    }
+
+    /// Whether a reference failed at `loc` (and left a null there).
+    pub fn unresolved_at(&self, loc: &Loc) -> bool {
+        self.unresolved.contains(loc)
     }
 
     /// Whether a named exception relaxes `rule` for this target (at `path`, when the
@@ -552,7 +560,7 @@ pub fn resolve(layers: TargetLayers, merged: Merged) -> Result<Target> {
     // A reference to nothing is this target's error, but not the end of it: the
     // reference reads as null, and the later checks still run (they say nothing more
     // about a value whose reference failed).
-    let (resolved, references, reference_errors) =
+    let (resolved, references, unresolved) =
         refs::resolve_target(&config, &names, &layers, &merged, cloud);
     Ok(Target {
         name: layers.name.clone(),
@@ -562,7 +570,8 @@ pub fn resolve(layers: TargetLayers, merged: Merged) -> Result<Target> {
         names,
         resolved,
         references,
-        reference_errors,
+        reference_errors: unresolved.errors,
+        unresolved: unresolved.sites,
         layers,
         merged,
     })

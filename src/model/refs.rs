@@ -139,7 +139,7 @@ pub fn resolve_target(
     layers: &TargetLayers,
     merged: &Merged,
     cloud: Cloud,
-) -> (Resolved, BTreeMap<String, Reference>, Vec<Located>) {
+) -> (Resolved, BTreeMap<String, Reference>, Unresolved) {
     let scope = scope(config, names, layers, cloud);
     let mut resolver = Resolver {
         scope: &scope,
@@ -150,6 +150,7 @@ pub fn resolve_target(
         steps: 0,
         references: BTreeMap::new(),
         errors: Vec::new(),
+        unresolved: Vec::new(),
     };
     // Only what holds a reference is copied; the rest is read from the merged tree.
     let mut resolved = Resolved::default();
@@ -170,7 +171,25 @@ pub fn resolve_target(
     let mut errors = std::mem::take(&mut resolver.errors);
     errors.sort_by_key(|e| e.to_string());
     errors.dedup_by(|a, b| a.to_string() == b.to_string());
-    (resolved, resolver.references, errors)
+    let mut unresolved = resolver.unresolved;
+    unresolved.extend(errors.iter().map(|e| e.loc.clone()));
+    (
+        resolved,
+        resolver.references,
+        Unresolved {
+            errors,
+            sites: unresolved,
+        },
+    )
+}
+
+/// What resolving a target's references could not do.
+pub struct Unresolved {
+    /// The references that reached nothing or went round in a cycle, each said once.
+    pub errors: Vec<Located>,
+    /// Every place a failed reference left a null: the errors' own, and those of a
+    /// `!ref` to a value whose resolution failed (said at that value).
+    pub sites: Vec<Loc>,
 }
 
 /// The free-form subtrees of a target that held references, resolved, by key path.
@@ -278,6 +297,9 @@ struct Resolver<'a> {
     steps: usize,
     references: BTreeMap<String, Reference>,
     errors: Vec<Located>,
+    /// Where a `!ref` gave nothing: its own error, or one of a value it reached (a
+    /// cycle in `vars`), says why; the null left there is not to be judged again.
+    unresolved: Vec<Loc>,
 }
 
 impl Resolver<'_> {
@@ -329,6 +351,9 @@ impl Resolver<'_> {
                         value: json,
                     },
                 );
+                if value.is_none() {
+                    self.unresolved.push(node.loc.clone());
+                }
                 let mut out = value.unwrap_or_else(|| with_loc(Value::Null, node));
                 out.key_loc = node.key_loc.clone();
                 out
