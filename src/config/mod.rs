@@ -704,6 +704,18 @@ mod tests {
     }
 
     #[test]
+    fn values_that_add_up_to_more_than_8_mib_through_aliases_are_refused() {
+        // A 3 MiB value, read four times: the file is under the size limit, what it
+        // expands to is not.
+        let text = format!("a: &x {}\nb: [*x, *x, *x]\n", "x".repeat(3 << 20));
+        assert_eq!(
+            error_text(&text),
+            "f.yaml:2:9: the document's values add up to more than 8 MiB\n  \
+             hint: the document is too large or too deeply nested (or expands aliases too often)"
+        );
+    }
+
+    #[test]
     fn a_control_character_is_named_by_its_code_point() {
         assert_eq!(
             error_text("a: 1\nb: x\u{1}y\n").lines().next().unwrap(),
@@ -712,6 +724,11 @@ mod tests {
         assert!(
             error_text("a: 1\nb: \u{0}\n")
                 .contains("the control character U+0000 (a NUL byte) is not allowed in YAML"),
+        );
+        // Another character YAML does not take there is left as the parser says it.
+        assert_eq!(
+            error_text("a: @x\n"),
+            "f.yaml:1:4: unexpected character: `@'"
         );
     }
 
