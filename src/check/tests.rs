@@ -1292,3 +1292,84 @@ fn references_resolve_through_vars_and_sub_into_the_artifacts() {
         ]
     );
 }
+
+/// `validate` of the storage-only example with `templates` (path under templates/,
+/// text) added: each replaces one of strata's documents.
+fn with_templates(templates: &[(&str, &str)]) -> Vec<String> {
+    let paths: Vec<String> = templates
+        .iter()
+        .map(|(p, _)| format!("templates/{p}"))
+        .collect();
+    let edits: Vec<Edit> = templates
+        .iter()
+        .zip(&paths)
+        .map(|((_, text), path)| (path.as_str(), "", *text))
+        .collect();
+    validate_project("storage-only", &[], &edits)
+}
+
+/// A bucket document that breaks what apply needs (name, place, ownership, rule ids)
+/// and, in production, every setting a prod rule asks for.
+const HOSTILE_BUCKET: &str = r#"{"name": "someone-elses-bucket",
+ "key": "raw", "cloud": {{ target.cloud | to_json }},
+ "region": "us-east-1", "location": "US",
+ "versioning": false, "encryption": "none", "publicAccessBlock": false, "tlsOnly": false, "requireSse": false,
+ "lifecycle": [{"id": "mine", "afterDays": 30}, {"id": "strata-0-x", "afterDays": 30}, {"id": "strata-0-x", "afterDays": 31}],
+ "tags": {"managed-by": "strata", "strata-target": "another-target"},
+ "retain": true, "adopt": false}"#;
+
+#[test]
+fn a_template_made_bucket_document_keeps_what_apply_needs_and_the_prod_rules() {
+    let errors = with_templates(&[("buckets/raw.json.j2", HOSTILE_BUCKET)]);
+    // Each at the template line that wrote it; the prod rules in prod only (the dev
+    // targets' documents break them too, and are not told).
+    assert_eq!(
+        first_lines(&errors),
+        [
+            "templates/buckets/raw.json.j2:2: buckets.raw: rendered dev-aws/buckets/raw.json names bucket \"someone-elses-bucket\", not `telemetry-dev-raw-111111111111`",
+            "templates/buckets/raw.json.j2:2: buckets.raw: rendered dev-gcp/buckets/raw.json names bucket \"someone-elses-bucket\", not `telemetry-dev-7305-dev-raw`",
+            "templates/buckets/raw.json.j2:2: buckets.raw: rendered prod-aws/buckets/raw.json names bucket \"someone-elses-bucket\", not `telemetry-prod-raw-333333333333`",
+            "templates/buckets/raw.json.j2:2: buckets.raw: rendered prod-gcp/buckets/raw.json names bucket \"someone-elses-bucket\", not `telemetry-prod-7305-prod-raw`",
+            "templates/buckets/raw.json.j2:4: buckets.raw: rendered buckets/raw.json: location is \"US\", the target's is EU",
+            "templates/buckets/raw.json.j2:4: buckets.raw: rendered buckets/raw.json: region is \"us-east-1\", the target's is eu-west-1",
+            "templates/buckets/raw.json.j2:5: buckets.raw.encryption: production policy `prod.encryption`: production buckets are encrypted (encryption: true), in prod [prod.encryption]",
+            "templates/buckets/raw.json.j2:5: buckets.raw.publicAccessBlock: production policy `prod.public-access-block`: production buckets block public access (publicAccessBlock: true), in prod [prod.public-access-block]",
+            "templates/buckets/raw.json.j2:5: buckets.raw.requireSse: production policy `prod.require-sse`: production uploads request encryption (requireSse: true), in prod [prod.require-sse]",
+            "templates/buckets/raw.json.j2:5: buckets.raw.tlsOnly: production policy `prod.tls-only`: production buckets refuse plain HTTP (tlsOnly: true), in prod [prod.tls-only]",
+            "templates/buckets/raw.json.j2:5: buckets.raw.versioning: production policy `prod.versioning`: production buckets keep versions (versioning: true), in prod [prod.versioning]",
+            "templates/buckets/raw.json.j2:6: buckets.raw: rendered buckets/raw.json: lifecycle rule id \"mine\" does not start with `strata-`; apply would never recognise it as its own",
+            "templates/buckets/raw.json.j2:6: buckets.raw: rendered buckets/raw.json: lifecycle rule id \"strata-0-x\" appears twice",
+            "templates/buckets/raw.json.j2:7: buckets.raw: rendered buckets/raw.json: tags must carry managed-by=strata and strata-target=dev-aws (strata's ownership)",
+            "templates/buckets/raw.json.j2:7: buckets.raw: rendered buckets/raw.json: tags must carry managed-by=strata and strata-target=dev-gcp (strata's ownership)",
+            "templates/buckets/raw.json.j2:7: buckets.raw: rendered buckets/raw.json: tags must carry managed-by=strata and strata-target=prod-aws (strata's ownership)",
+            "templates/buckets/raw.json.j2:7: buckets.raw: rendered buckets/raw.json: tags must carry managed-by=strata and strata-target=prod-gcp (strata's ownership)",
+        ]
+    );
+    // The same document with its name, place, ids and tags mended passes outside
+    // prod, and in prod is told only the prod rules.
+    let mended = HOSTILE_BUCKET
+        .replace(
+            "\"someone-elses-bucket\"",
+            "{{ buckets.raw.name | to_json }}",
+        )
+        .replace(
+            "\"us-east-1\"",
+            "{{ (aws.region if target.cloud == 'aws' else '') | to_json }}",
+        )
+        .replace(
+            "\"US\"",
+            "{{ (gcp.location if target.cloud == 'gcp' else '') | to_json }}",
+        )
+        .replace("\"mine\"", "\"strata-9-mine\"")
+        .replace(
+            "\"strata-0-x\", \"afterDays\": 31",
+            "\"strata-1-x\", \"afterDays\": 31",
+        )
+        .replace("\"another-target\"", "{{ target.name | to_json }}");
+    let errors = with_templates(&[("buckets/raw.json.j2", &mended)]);
+    assert!(
+        errors.iter().all(|e| e.contains("production policy")),
+        "{errors:#?}"
+    );
+    assert_eq!(errors.len(), 5, "{errors:#?}");
+}
