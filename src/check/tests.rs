@@ -1373,3 +1373,71 @@ fn a_template_made_bucket_document_keeps_what_apply_needs_and_the_prod_rules() {
     );
     assert_eq!(errors.len(), 5, "{errors:#?}");
 }
+
+#[test]
+fn a_template_env_file_is_name_equals_value_and_a_template_mistake_has_its_column() {
+    let env = |text: &str| with_templates(&[("notes.env.j2", text)]);
+    // Comments, blank lines (indented too) and NAME=value pass.
+    assert_eq!(
+        env("# a comment\n  \n  # indented\nGOOD_1=x=y\nB=\n"),
+        Vec::<String>::new()
+    );
+    for (text, line) in [
+        ("GOOD=1\nbad-name=2\n", 3),
+        ("=x\n", 2),
+        ("GOOD=1\nNOEQUALS\n", 3),
+    ] {
+        assert_eq!(
+            first_lines(&env(text)),
+            [format!(
+                "templates/notes.env.j2:{line}: rendered notes.env line {line} is not NAME=value (rendering targets dev-aws, dev-gcp, prod-aws, prod-gcp)"
+            )],
+            "{text:?}"
+        );
+    }
+    // An undefined value, at its line and column, with the whole expression.
+    let errors = with_templates(&[("notes.yaml.j2", "a: 1\nb: {{ buckets.raw.nmae }}\n")]);
+    assert_eq!(
+        first_lines(&errors),
+        [
+            "templates/notes.yaml.j2:3:14: undefined value `buckets.raw.nmae` (rendering targets dev-aws, dev-gcp, prod-aws, prod-gcp)"
+        ]
+    );
+}
+
+#[test]
+fn a_lock_file_discovered_for_another_domain_is_stale_for_its_target_only() {
+    let lock = "dns:\n  domain: old.example.com\n  zoneId: Z123\n";
+    let errors = validate_project(
+        "storage-only",
+        &[],
+        &[
+            (
+                "environments/dev.yaml",
+                "",
+                "dns:\n  domain: dev.example.com",
+            ),
+            ("environments/discovered/dev-aws.yaml", "", lock),
+        ],
+    );
+    assert_eq!(
+        errors,
+        [
+            "environments/discovered/dev-aws.yaml:3:11: dns.domain: the lock file was discovered for \"old.example.com\", but the layers now say \"dev.example.com\"\n  hint: run `strata preflight dev-aws --write` to discover again, and commit the lock file"
+        ]
+    );
+    // Discovered for the domain the layers say: nothing to say.
+    let errors = validate_project(
+        "storage-only",
+        &[],
+        &[
+            (
+                "environments/dev.yaml",
+                "",
+                "dns:\n  domain: old.example.com",
+            ),
+            ("environments/discovered/dev-aws.yaml", "", lock),
+        ],
+    );
+    assert_eq!(errors, Vec::<String>::new());
+}
