@@ -1441,3 +1441,76 @@ fn a_lock_file_discovered_for_another_domain_is_stale_for_its_target_only() {
     );
     assert_eq!(errors, Vec::<String>::new());
 }
+
+/// A workload policy with one mistake a statement, from line 3 on (aws targets only).
+const HOSTILE_POLICY: &str = r#"{% if target.cloud == "aws" %}{"Version": "2012-10-17", "Statement": [
+  {"Effect": "Allow", "Action": "*", "Resource": "*"},
+  {"Effect": "Permit", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::x/*"},
+  {"Effect": "Allow", "Action": "s3GetObject", "Resource": "bucket-x"},
+  {"Effect": "Allow", "Action": ["iam:PassRole", "sts:AssumeRole"], "Resource": "arn:aws:iam::111111111111:role/x"},
+  {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::x/*", "Principal": "*"},
+  {"Effect": "Allow", "Action": "s3:GetObject"},
+  "a string",
+  {"Effect": "Deny", "Action": "*", "Resource": "*"}
+]}{% endif %}"#;
+
+/// A Pod Identity trust policy that lets anyone in, with a foreign action.
+const HOSTILE_TRUST: &str = r#"{% if target.cloud == "aws" %}{"Version": "2012-10-17", "Statement": [
+  {"Effect": "Allow", "Principal": {"AWS": "*"},
+   "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"]},
+  {"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}
+]}{% endif %}"#;
+
+#[test]
+fn a_template_made_policy_and_trust_are_judged_statement_by_statement() {
+    let errors = with_templates(&[
+        ("iam/ingest.policy.json.j2", HOSTILE_POLICY),
+        ("iam/ingest.trust.json.j2", HOSTILE_TRUST),
+    ]);
+    // Each statement's findings at its line; a Deny is not judged for what it allows.
+    assert_eq!(
+        first_lines(&errors),
+        [
+            "templates/iam/ingest.policy.json.j2:3: workloads.ingest: iam/ingest.policy.json statement 1: allows `*`, with which a workload can give itself any permission [iam.escalation]",
+            "templates/iam/ingest.policy.json.j2:3: workloads.ingest: iam/ingest.policy.json statement 1: allows `*`: a wildcard grants actions nobody reviewed [iam.wildcard-action]",
+            "templates/iam/ingest.policy.json.j2:3: workloads.ingest: iam/ingest.policy.json statement 1: allows its actions on every resource (`*`) [iam.wildcard-resource]",
+            "templates/iam/ingest.policy.json.j2:4: workloads.ingest: iam/ingest.policy.json statement 2: Effect must be Allow or Deny",
+            "templates/iam/ingest.policy.json.j2:5: workloads.ingest: iam/ingest.policy.json statement 3: `bucket-x` is not an ARN",
+            "templates/iam/ingest.policy.json.j2:5: workloads.ingest: iam/ingest.policy.json statement 3: `s3GetObject` is not an IAM action (service:Action)",
+            "templates/iam/ingest.policy.json.j2:6: workloads.ingest: iam/ingest.policy.json statement 4: allows `iam:PassRole`, with which a workload can give itself any permission [iam.escalation]",
+            "templates/iam/ingest.policy.json.j2:7: workloads.ingest: iam/ingest.policy.json statement 5: `Principal` has no place in a workload's policy",
+            "templates/iam/ingest.policy.json.j2:8: workloads.ingest: iam/ingest.policy.json statement 6: a statement needs Action and Resource",
+            "templates/iam/ingest.policy.json.j2:9: workloads.ingest: iam/ingest.policy.json statement 7: a statement must be an object",
+            "templates/iam/ingest.trust.json.j2:3: workloads.ingest: iam/ingest.trust.json: principal {\"AWS\":\"*\"} is not the EKS Pod Identity service (pods.eks.amazonaws.com)",
+            "templates/iam/ingest.trust.json.j2:4: workloads.ingest: iam/ingest.trust.json: actions [\"sts:AssumeRole\", \"sts:SetSourceIdentity\"]: Pod Identity needs sts:AssumeRole and sts:TagSession only",
+        ]
+    );
+    // A lone statement object is judged too; an empty trust policy is refused.
+    let errors = with_templates(&[
+        (
+            "iam/ingest.policy.json.j2",
+            "{% if target.cloud == \"aws\" %}{\"Version\": \"2012-10-17\", \"Statement\": {\"Effect\": \"Allow\", \"Action\": \"s3:*\", \"Resource\": \"arn:aws:s3:::x\"}}{% endif %}",
+        ),
+        (
+            "iam/ingest.trust.json.j2",
+            "{% if target.cloud == \"aws\" %}{\"Statement\": []}{% endif %}",
+        ),
+    ]);
+    assert_eq!(
+        first_lines(&errors),
+        [
+            "templates/iam/ingest.policy.json.j2:2: workloads.ingest: iam/ingest.policy.json statement 1: allows `s3:*`: a wildcard grants actions nobody reviewed [iam.wildcard-action]",
+            "templates/iam/ingest.trust.json.j2:2: workloads.ingest: iam/ingest.trust.json: the trust policy has no statements",
+        ]
+    );
+    let errors = with_templates(&[(
+        "iam/ingest.policy.json.j2",
+        "{% if target.cloud == \"aws\" %}{\"Version\": \"2012-10-17\"}{% endif %}",
+    )]);
+    assert_eq!(
+        first_lines(&errors),
+        [
+            "templates/iam/ingest.policy.json.j2:2: workloads.ingest: iam/ingest.policy.json statement 1: the policy has no Statement list",
+        ]
+    );
+}
