@@ -1514,3 +1514,59 @@ fn a_template_made_policy_and_trust_are_judged_statement_by_statement() {
         ]
     );
 }
+
+const HOSTILE_GCP: &str = r#"{% if target.cloud == "gcp" %}{"serviceAccount": {"accountId": "x", "email": "someone@other.iam.gserviceaccount.com", "project": {{ gcp.projectId | to_json }}},
+ "workloadIdentity": {"role": "roles/iam.workloadIdentityUser",
+   "members": ["serviceAccount:elsewhere.svc.id.goog[ns/sa]"]},
+ "bucketBindings": [
+   {"bucket": "not-ours", "role": "roles/storage.objectViewer", "members": [{{ ("serviceAccount:" ~ workloads.ingest.gsaEmail) | to_json }}]},
+   {"bucket": {{ buckets.raw.name | to_json }}, "role": "roles/owner", "members": [{{ ("serviceAccount:" ~ workloads.ingest.gsaEmail) | to_json }}]},
+   {"bucket": {{ buckets.raw.name | to_json }}, "role": "roles/storage.objectViewer", "members": ["allUsers"]}],
+ "projectBindings": [
+   {"role": "roles/resourcemanager.projectIamAdmin", "members": [{{ ("serviceAccount:" ~ workloads.ingest.gsaEmail) | to_json }}]},
+   {"role": "roles/editor", "members": ["user:someone@example.com"]}]}{% endif %}"#;
+
+const HOSTILE_IRSA_TRUST: &str = r#"{% if target.cloud == "aws" %}{"Version": "2012-10-17", "Statement": [
+  {"Effect": "Allow", "Principal": {"Federated": "arn:aws:iam::999999999999:oidc-provider/elsewhere"},
+   "Action": "sts:AssumeRole",
+   "Condition": {"StringEquals": {"oidc.eks.eu-west-1.amazonaws.com/id/ABC:sub": "system:serviceaccount:other:sa"}}}
+]}{% endif %}"#;
+
+#[test]
+fn a_template_made_gcp_document_and_irsa_trust_grant_to_their_own_only() {
+    let errors = with_templates(&[("iam/ingest.gcp.json.j2", HOSTILE_GCP)]);
+    assert_eq!(
+        first_lines(&errors),
+        [
+            "templates/iam/ingest.gcp.json.j2:2: workloads.ingest.gcpServiceAccount: iam/ingest.gcp.json: the service account must be telemetry-dev-ingest@telemetry-dev-7305.iam.gserviceaccount.com",
+            "templates/iam/ingest.gcp.json.j2:2: workloads.ingest.gcpServiceAccount: iam/ingest.gcp.json: the service account must be telemetry-prod-ingest@telemetry-prod-7305.iam.gserviceaccount.com",
+            "templates/iam/ingest.gcp.json.j2:3: workloads.ingest.serviceAccount: iam/ingest.gcp.json: Workload Identity must bind roles/iam.workloadIdentityUser to serviceAccount:telemetry-dev-7305.svc.id.goog[telemetry/telemetry-ingest] only",
+            "templates/iam/ingest.gcp.json.j2:3: workloads.ingest.serviceAccount: iam/ingest.gcp.json: Workload Identity must bind roles/iam.workloadIdentityUser to serviceAccount:telemetry-prod-7305.svc.id.goog[telemetry/telemetry-ingest] only",
+            "templates/iam/ingest.gcp.json.j2:6: workloads.ingest.access: iam/ingest.gcp.json: binds roles on bucket `not-ours`, which this target does not declare",
+            "templates/iam/ingest.gcp.json.j2:7: workloads.ingest.roles: iam/ingest.gcp.json: grants the basic role roles/owner [gcp.primitive-role]",
+            "templates/iam/ingest.gcp.json.j2:8: workloads.ingest.roles: iam/ingest.gcp.json: grants roles/storage.objectViewer to `allUsers`; a workload's document grants to its own service account only",
+            "templates/iam/ingest.gcp.json.j2:10: workloads.ingest.roles: iam/ingest.gcp.json: grants roles/resourcemanager.projectIamAdmin on the whole project [gcp.project-admin]",
+            "templates/iam/ingest.gcp.json.j2:11: workloads.ingest.roles: iam/ingest.gcp.json: grants roles/editor to `user:someone@example.com`; a workload's document grants to its own service account only",
+            "templates/iam/ingest.gcp.json.j2:11: workloads.ingest.roles: iam/ingest.gcp.json: grants the basic role roles/editor [gcp.primitive-role]",
+        ]
+    );
+    let irsa = "  cluster: telemetry-dev\n  identity: irsa\n  oidcIssuer: https://oidc.eks.eu-west-1.amazonaws.com/id/ABC\n";
+    let errors = validate_project(
+        "storage-only",
+        &[],
+        &[
+            ("environments/dev.yaml", "  cluster: telemetry-dev\n", irsa),
+            ("templates/iam/ingest.trust.json.j2", "", HOSTILE_IRSA_TRUST),
+        ],
+    );
+    // dev-aws (IRSA) is told what IRSA needs; prod-aws (Pod Identity) what it needs.
+    assert_eq!(
+        first_lines(&errors),
+        [
+            "templates/iam/ingest.trust.json.j2:3: workloads.ingest: iam/ingest.trust.json: principal {\"Federated\":\"arn:aws:iam::999999999999:oidc-provider/elsewhere\"} is not the EKS Pod Identity service (pods.eks.amazonaws.com)",
+            "templates/iam/ingest.trust.json.j2:3: workloads.ingest: iam/ingest.trust.json: principal {\"Federated\":\"arn:aws:iam::999999999999:oidc-provider/elsewhere\"} is not this cluster's OIDC provider (arn:aws:iam::111111111111:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC)",
+            "templates/iam/ingest.trust.json.j2:4: workloads.ingest: iam/ingest.trust.json: actions [\"sts:AssumeRole\"]: IRSA needs sts:AssumeRoleWithWebIdentity only",
+            "templates/iam/ingest.trust.json.j2:5: workloads.ingest: iam/ingest.trust.json: the role must be limited to `system:serviceaccount:telemetry:telemetry-ingest` (a StringEquals condition on oidc.eks.eu-west-1.amazonaws.com/id/ABC:sub)",
+        ]
+    );
+}
