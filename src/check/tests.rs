@@ -1570,3 +1570,36 @@ fn a_template_made_gcp_document_and_irsa_trust_grant_to_their_own_only() {
         ]
     );
 }
+
+#[test]
+fn a_template_syntax_error_is_named_at_its_line_and_a_project_without_base_yaml_is_refused() {
+    // Said when the templates are compiled, before any target renders.
+    let dir = example_copy(
+        "storage-only",
+        &[],
+        &[(
+            "templates/notes.yaml.j2",
+            "",
+            "a: 1\n{% if target.cloud == %}\nb: 2\n{% endif %}",
+        )],
+    );
+    let loaded = Loaded::load(Project::Disk(dir.path().to_path_buf())).expect("the layers load");
+    let error = loaded.renderer().err().expect("a syntax error").to_string();
+    assert_eq!(
+        error,
+        "templates/notes.yaml.j2:3:23: syntax error: unexpected end of block"
+    );
+    let dir = example_copy("storage-only", &["environments/base.yaml"], &[]);
+    let error = Loaded::load(Project::Disk(dir.path().to_path_buf()))
+        .err()
+        .expect("no base layer")
+        .to_string();
+    assert!(
+        error.starts_with("environments/base.yaml is missing in ")
+            && error.contains("every project needs a base layer"),
+        "{error}"
+    );
+    // Any other layer may be missing: a project of base.yaml and one environment.
+    let dir = example_copy("storage-only", &["environments/prod.yaml"], &[]);
+    assert!(Loaded::load(Project::Disk(dir.path().to_path_buf())).is_ok());
+}
