@@ -127,6 +127,18 @@ fn yaml_error(error: &serde_saphyr::Error, file: &Arc<str>) -> Error {
         Some(what) if what.starts_with("ScalarBytes") || what.starts_with("TotalScalar") => {
             "the document's values add up to more than 8 MiB".to_owned()
         }
+        // Not a size: a `---` between two halves of a layer.
+        Some(what) if what.starts_with("Documents") => {
+            return Located::new(
+                loc,
+                "",
+                "a layer is one YAML document, and this `---` starts a second one",
+            )
+            .hint(
+                "remove the `---` line (a layer's keys all belong to one mapping), or move what follows it to a layer file of its own",
+            )
+            .into();
+        }
         Some(what) => format!("the document exceeds a size limit ({what})"),
         None => match message.strip_prefix("unexpected character: `") {
             // The scanner quotes a control character as Rust debug text (`\u{0}').
@@ -713,6 +725,17 @@ mod tests {
             "f.yaml:2:9: the document's values add up to more than 8 MiB\n  \
              hint: the document is too large or too deeply nested (or expands aliases too often)"
         );
+    }
+
+    #[test]
+    fn a_second_document_in_a_layer_is_named_as_that() {
+        for text in ["a: 1\n---\nb: 2\n", "---\na: 1\n---\nb: 2\n---\nc: 3\n"] {
+            let error = error_text(text);
+            assert!(
+                error.contains(": a layer is one YAML document, and this `---` starts a second one\n  hint: remove the `---` line (a layer's keys all belong to one mapping), or move what follows it to a layer file of its own"),
+                "{error}"
+            );
+        }
     }
 
     #[test]
