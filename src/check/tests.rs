@@ -1403,6 +1403,14 @@ fn a_template_env_file_is_name_equals_value_and_a_template_mistake_has_its_colum
             "templates/notes.yaml.j2:3:14: undefined value `buckets.raw.nmae` (rendering targets dev-aws, dev-gcp, prod-aws, prod-gcp)"
         ]
     );
+    // Underscores belong to the expression; a parenthesis before it does not.
+    let errors = with_templates(&[("notes.yaml.j2", "b: {{ (buckets.raw_data.name) }}\n")]);
+    assert_eq!(
+        first_lines(&errors),
+        [
+            "templates/notes.yaml.j2:2:15: undefined value `buckets.raw_data.name` (rendering targets dev-aws, dev-gcp, prod-aws, prod-gcp)"
+        ]
+    );
 }
 
 #[test]
@@ -1425,6 +1433,29 @@ fn a_lock_file_discovered_for_another_domain_is_stale_for_its_target_only() {
         [
             "environments/discovered/dev-aws.yaml:3:11: dns.domain: the lock file was discovered for \"old.example.com\", but the layers now say \"dev.example.com\"\n  hint: run `strata preflight dev-aws --write` to discover again, and commit the lock file"
         ]
+    );
+    // A lock file for a target no environment defines (an old one, a typo).
+    let dir = example_copy(
+        "storage-only",
+        &[],
+        &[("environments/discovered/qa-aws.yaml", "", lock)],
+    );
+    let error = match Loaded::load(Project::Disk(dir.path().to_path_buf())) {
+        Err(e) => e.to_string(),
+        Ok(loaded) => loaded
+            .targets_and_errors(&[])
+            .map(|(_, errors)| {
+                errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_else(|e| e.to_string()),
+    };
+    assert!(
+        error.contains("environments/discovered/qa-aws.yaml:1:1: this lock file is for target `qa-aws`, which no environment defines"),
+        "{error}"
     );
     // Discovered for the domain the layers say: nothing to say.
     let errors = validate_project(
