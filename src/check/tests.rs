@@ -1634,3 +1634,92 @@ fn a_template_syntax_error_is_named_at_its_line_and_a_project_without_base_yaml_
     let dir = example_copy("storage-only", &["environments/prod.yaml"], &[]);
     assert!(Loaded::load(Project::Disk(dir.path().to_path_buf())).is_ok());
 }
+
+#[test]
+fn the_filters_to_yaml_to_json_and_quote_write_what_yaml_and_json_read_back() {
+    let rendered = render_project(
+        "storage-only",
+        &[],
+        &[
+            (
+                "environments/base.yaml",
+                "",
+                "vars:\n  m: {b: [1, two], a: \"yes\"}",
+            ),
+            (
+                "templates/filters.yaml.j2",
+                "",
+                "m:\n{{ vars.m | to_yaml | indent(2, true) }}\nj: {{ vars.m | to_json }}\nq: {{ \"a \\\"b\\\": c\" | quote }}\nn: {{ 5 | quote }}",
+            ),
+        ],
+    );
+    assert_eq!(
+        rendered["dev-aws/filters.yaml"],
+        // (Keys in the order templates see them: sorted; `to_json` indents.)
+        "\nm:\n  a: \"yes\"\n  b:\n  - 1\n  - two\nj: {\n  \"a\": \"yes\",\n  \"b\": [\n    1,\n    \"two\"\n  ]\n}\nq: \"a \\\"b\\\": c\"\nn: \"5\"\n"
+    );
+}
+
+#[test]
+fn an_env_layer_for_a_cloud_its_environment_does_not_list_and_a_bad_env_name_are_refused() {
+    let load_errors = |removed: &[&str], edits: &[Edit]| -> String {
+        let dir = example_copy("storage-only", removed, edits);
+        match Loaded::load(Project::Disk(dir.path().to_path_buf())) {
+            Err(e) => e.to_string(),
+            Ok(loaded) => match loaded.targets_and_errors(&[]) {
+                Err(e) => e.to_string(),
+                Ok((_, errors)) => errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            },
+        }
+    };
+    // prod lists only aws: its gcp layer is used by no target; an env nobody defines.
+    let errors = load_errors(
+        &[],
+        &[
+            (
+                "environments/prod.yaml",
+                "clouds: [aws, gcp]",
+                "clouds: [aws]",
+            ),
+            ("environments/prod.gcp.yaml", "", "gcp: {location: EU}"),
+            ("environments/qa.aws.yaml", "", "aws: {region: eu-west-1}"),
+        ],
+    );
+    assert!(
+        errors.contains("environments/prod.gcp.yaml:1:1: this layer is for target `prod-gcp`, which no environment defines\n  hint: list `gcp` under `clouds:` in environments/prod.yaml, or delete this file")
+            && errors.contains("environments/qa.aws.yaml:1:1: this layer is for target `qa-aws`"),
+        "{errors}"
+    );
+    assert!(!errors.contains("dev.aws.yaml"), "{errors}");
+    // Environment names: lowercase letters, digits and '-', a letter first, 32 at most.
+    let env_file = "clouds: [aws]\naws: {accountId: \"222222222222\", cluster: c}";
+    for (name, valid) in [
+        ("Qa", false),
+        ("qa_1", false),
+        ("1qa", false),
+        (&*"q".repeat(33), false),
+        (&*"q".repeat(32), true),
+        ("qa-2", true),
+    ] {
+        let file = format!("environments/{name}.yaml");
+        let errors = load_errors(&[], &[(&file, "", env_file)]);
+        let refused = format!("`{name}` is not a valid environment name");
+        assert_eq!(errors.contains(&refused), !valid, "{name}: {errors}");
+    }
+    // A layer both clouds of dev use is fine.
+    assert_eq!(
+        load_errors(
+            &[],
+            &[(
+                "environments/dev.aws.yaml",
+                "",
+                "aws: {cluster: telemetry-dev}"
+            )]
+        ),
+        ""
+    );
+}
