@@ -56,6 +56,23 @@ fn validate_project(name: &str, removed: &[&str], edits: &[Edit]) -> Vec<String>
     errors.iter().map(|e| e.to_string()).collect()
 }
 
+/// The errors of loading the project of [`validate_project`] and typing its targets
+/// (the stage before the checks), one text; empty when there are none.
+fn load_errors(removed: &[&str], edits: &[Edit]) -> String {
+    let dir = example_copy("storage-only", removed, edits);
+    match Loaded::load(Project::Disk(dir.path().to_path_buf())) {
+        Err(e) => e.to_string(),
+        Ok(loaded) => match loaded.targets_and_errors(&[]) {
+            Err(e) => e.to_string(),
+            Ok((_, errors)) => errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        },
+    }
+}
+
 /// What `render` writes for the project of [`validate_project`], which must be valid:
 /// each artifact's text by its path under the output folder.
 fn render_project(name: &str, removed: &[&str], edits: &[Edit]) -> BTreeMap<String, String> {
@@ -1435,24 +1452,7 @@ fn a_lock_file_discovered_for_another_domain_is_stale_for_its_target_only() {
         ]
     );
     // A lock file for a target no environment defines (an old one, a typo).
-    let dir = example_copy(
-        "storage-only",
-        &[],
-        &[("environments/discovered/qa-aws.yaml", "", lock)],
-    );
-    let error = match Loaded::load(Project::Disk(dir.path().to_path_buf())) {
-        Err(e) => e.to_string(),
-        Ok(loaded) => loaded
-            .targets_and_errors(&[])
-            .map(|(_, errors)| {
-                errors
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
-            .unwrap_or_else(|e| e.to_string()),
-    };
+    let error = load_errors(&[], &[("environments/discovered/qa-aws.yaml", "", lock)]);
     assert!(
         error.contains("environments/discovered/qa-aws.yaml:1:1: this lock file is for target `qa-aws`, which no environment defines"),
         "{error}"
@@ -1662,20 +1662,6 @@ fn the_filters_to_yaml_to_json_and_quote_write_what_yaml_and_json_read_back() {
 
 #[test]
 fn an_env_layer_for_a_cloud_its_environment_does_not_list_and_a_bad_env_name_are_refused() {
-    let load_errors = |removed: &[&str], edits: &[Edit]| -> String {
-        let dir = example_copy("storage-only", removed, edits);
-        match Loaded::load(Project::Disk(dir.path().to_path_buf())) {
-            Err(e) => e.to_string(),
-            Ok(loaded) => match loaded.targets_and_errors(&[]) {
-                Err(e) => e.to_string(),
-                Ok((_, errors)) => errors
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            },
-        }
-    };
     // prod lists only aws: its gcp layer is used by no target; an env nobody defines.
     let errors = load_errors(
         &[],
