@@ -301,7 +301,6 @@ pub enum Access {
     Admin,
 }
 
-
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GcpRole {
@@ -881,5 +880,17 @@ mod tests {
             .map(String::as_str)
             .collect();
         assert_eq!(properties, TOP_LEVEL);
+    }
+
+    /// The schema editors read (`strata schema`) is the committed one; the binary's
+    /// `review::committed_schemas_are_current…` holds the same for every copy.
+    #[test]
+    fn the_committed_schema_is_what_strata_schema_prints() {
+        let mut printed = serde_json::to_string_pretty(&crate::commands::schema()).unwrap();
+        printed.push('\n');
+        let committed =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/strata.schema.json"))
+                .unwrap();
+        assert!(printed == committed, "strata.schema.json is stale");
     }
 }
