@@ -951,7 +951,7 @@ fn a_type_error_in_each_section_is_reported_once_at_its_key_with_every_unknown_t
         (
             "base.yaml",
             "",
-            "kube:\n  createNamespace: maybe\ndns:\n  domain: [a]\nreleases:\n  web: {chart: [x]}\nsurprise: 1\nprotected: maybe\nexceptionz: []",
+            "kube:\n  createNamespace: maybe\ndns:\n  domain: [a]\nreleases:\n  web: {chart: [x]}\nsurprise: 1\nprotected: maybe\nexceptionz: []\nvars: {a: 1}",
         ),
         (
             "dev.yaml",
