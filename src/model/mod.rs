@@ -617,13 +617,8 @@ fn typed_sections(merged: &Merged, layers: &TargetLayers) -> Result<Config> {
         ));
     }
     if !errors.is_empty() {
-        // The whole-tree pass may find more (an unknown top-level key, a missing section).
-        if let Err(e) = typed::<Config>(merged, layers) {
-            let seen: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            if !seen.contains(&e.to_string()) && !is_section_error(&e, &errors) {
-                errors.push(e);
-            }
-        }
+        // Every section, every top-level key and `project:` itself were looked at:
+        // the whole-tree pass would only say one of these again.
         return Err(Error::from_list(errors).unwrap_err());
     }
     typed(merged, layers)
@@ -650,16 +645,6 @@ fn backticked(keys: &[&str]) -> String {
         .map(|k| format!("`{k}`"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn is_section_error(e: &Error, errors: &[Error]) -> bool {
-    // The whole-tree pass stops at the first section that failed alone: the same place.
-    let loc = |e: &Error| match e {
-        Error::Input(l) => Some((l.loc.clone(), l.key_path.clone())),
-        _ => None,
-    };
-    let this = loc(e);
-    errors.iter().any(|other| loc(other) == this)
 }
 
 fn check_section<T: DeserializeOwned>(
