@@ -392,6 +392,12 @@ mod tests {
             found("a: 1\nb: x:y: z\nclient_secret: 'q8Zr2LmX7vTk9PwN4sYb'\n"),
             [(3, "a high-entropy value under a secret-like key")]
         );
+        // Sixteen characters is long enough; fifteen is not.
+        assert_eq!(
+            found("API_TOKEN=q8Zr2LmX7vTk9PwN\n"),
+            [(1, "a high-entropy value under a secret-like key")]
+        );
+        assert!(found("API_TOKEN=q8Zr2LmX7vTk9Pw\n").is_empty());
         assert!(found("name: XAKIAABCDEFGHIJKLMNOP\n").is_empty());
         assert!(found("key: AKIA123\n").is_empty());
         assert!(found("BUCKET_NAME=q8Zr2LmX7vTk9PwN4sYb\n").is_empty());
