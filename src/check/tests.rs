@@ -1709,3 +1709,15 @@ fn an_env_layer_for_a_cloud_its_environment_does_not_list_and_a_bad_env_name_are
         ""
     );
 }
+
+#[test]
+fn a_null_that_removes_a_required_key_is_said_at_the_null() {
+    let errors = validate(&[("dev.aws.yaml", "", "aws:\n  region: null")]);
+    assert_eq!(
+        first_lines(&errors),
+        [
+            "environments/dev.aws.yaml:3:11: aws.region: `region` is required, but this null removes it"
+        ]
+    );
+    assert_one(&errors, &["set a value instead of null"]);
+}
