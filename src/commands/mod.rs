@@ -902,3 +902,18 @@ fn init(out: &Reporter, dir: &Path, example: &str) -> Result<u8> {
     }
     Ok(exit::OK)
 }
+
+#[cfg(test)]
+mod schema_tests {
+    /// The schema editors read (`strata schema`) is the committed one; the binary's
+    /// `review::committed_schemas_are_current…` holds the same for every copy.
+    #[test]
+    fn the_committed_schema_is_what_strata_schema_prints() {
+        let mut printed = serde_json::to_string_pretty(&super::schema()).unwrap();
+        printed.push('\n');
+        let committed =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/strata.schema.json"))
+                .unwrap();
+        assert!(printed == committed, "strata.schema.json is stale");
+    }
+}
