@@ -77,15 +77,9 @@ fn load_errors(removed: &[&str], edits: &[Edit]) -> String {
 /// each artifact's text by its path under the output folder.
 fn render_project(name: &str, removed: &[&str], edits: &[Edit]) -> BTreeMap<String, String> {
     let dir = example_copy(name, removed, edits);
-    let loaded = Loaded::load(Project::Disk(dir.path().to_path_buf())).expect("the layers load");
-    let (targets, errors) = loaded.targets_and_errors(&[]).expect("no usage error");
-    assert!(errors.is_empty(), "{errors:#?}");
-    let (charts, chart_errors) = loaded.charts(&targets);
-    assert!(chart_errors.is_empty(), "{chart_errors:#?}");
-    let renderer = loaded.renderer().expect("templates compile");
-    let tree = crate::render_all(&renderer, &targets, &charts).expect("it renders");
-    tree.into_iter()
-        .map(|(path, bytes)| (path, String::from_utf8(bytes.to_vec()).expect("UTF-8")))
+    render_dir(dir.path())
+        .into_iter()
+        .map(|(path, bytes)| (path, String::from_utf8(bytes).expect("UTF-8")))
         .collect()
 }
 
