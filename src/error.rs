@@ -18,6 +18,9 @@ pub struct Located {
     pub key_path: String,
     pub message: String,
     pub hint: Option<String>,
+    /// The targets whose rendering broke the rule, when the place does not tell them:
+    /// a template line is shared by every target that renders it. Empty otherwise.
+    pub targets: Vec<String>,
 }
 
 /// Longest key (a segment of a key path, or a name between backticks) an error shows
@@ -74,7 +77,14 @@ impl Located {
             key_path: elide(&key_path, '.', false),
             message: elide(&message, '`', true),
             hint: None,
+            targets: Vec::new(),
         }
+    }
+
+    /// Names the target the error was found in (see [`Located::targets`]).
+    pub fn in_target(mut self, target: impl Into<String>) -> Self {
+        self.targets = vec![target.into()];
+        self
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
@@ -90,11 +100,30 @@ impl fmt::Display for Located {
             write!(f, "{}: ", self.key_path)?;
         }
         write!(f, "{}", self.message)?;
+        if !self.targets.is_empty() {
+            write!(f, " (in {})", targets_phrase(&self.targets))?;
+        }
         if let Some(hint) = &self.hint {
             write!(f, "\n  hint: {hint}")?;
         }
         Ok(())
     }
+}
+
+/// Most target names an error lists; a longer list ends in how many more there are,
+/// so that a template mistake in a thousand targets stays one readable line.
+const TARGETS_LISTED: usize = 6;
+
+/// `target dev-aws`, `targets dev-aws, prod-aws`, or for a long list
+/// `targets a, b, c, d, e, f and 994 more`.
+pub fn targets_phrase(targets: &[String]) -> String {
+    let plural = if targets.len() == 1 { "" } else { "s" };
+    let shown = targets.len().min(TARGETS_LISTED);
+    let mut out = format!("target{plural} {}", targets[..shown].join(", "));
+    if targets.len() > shown {
+        out.push_str(&format!(" and {} more", targets.len() - shown));
+    }
+    out
 }
 
 /// A template that failed to compile or render.
@@ -104,8 +133,8 @@ pub struct TemplateError {
     pub template: String,
     pub line: Option<u32>,
     pub col: Option<u32>,
-    /// The target being rendered, when the error is specific to one.
-    pub target: Option<String>,
+    /// The targets being rendered, when the error is specific to them (empty when not).
+    pub targets: Vec<String>,
     pub message: String,
     pub hint: Option<String>,
 }
@@ -120,9 +149,8 @@ impl fmt::Display for TemplateError {
             }
         }
         write!(f, ": {}", self.message)?;
-        if let Some(target) = &self.target {
-            let plural = if target.contains(", ") { "s" } else { "" };
-            write!(f, " (rendering target{plural} {target})")?;
+        if !self.targets.is_empty() {
+            write!(f, " (rendering {})", targets_phrase(&self.targets))?;
         }
         if let Some(hint) = &self.hint {
             write!(f, "\n  hint: {hint}")?;
@@ -231,3 +259,50 @@ impl From<TemplateError> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("t{i}")).collect()
+    }
+
+    #[test]
+    fn a_list_of_targets_is_said_whole_up_to_six_then_counted() {
+        assert_eq!(targets_phrase(&names(1)), "target t1");
+        assert_eq!(targets_phrase(&names(2)), "targets t1, t2");
+        assert_eq!(targets_phrase(&names(6)), "targets t1, t2, t3, t4, t5, t6");
+        assert_eq!(
+            targets_phrase(&names(1000)),
+            "targets t1, t2, t3, t4, t5, t6 and 994 more"
+        );
+    }
+
+    #[test]
+    fn the_targets_of_an_error_come_after_its_message_and_before_its_hint() {
+        let e = Located::new(
+            Loc::file(std::sync::Arc::from("templates/a.j2")),
+            "k",
+            "broken",
+        )
+        .hint("mend it")
+        .in_target("dev-aws");
+        assert_eq!(
+            e.to_string(),
+            "templates/a.j2:1:1: k: broken (in target dev-aws)\n  hint: mend it"
+        );
+        let t = TemplateError {
+            template: "templates/a.j2".into(),
+            line: Some(3),
+            col: None,
+            targets: names(7),
+            message: "undefined value".into(),
+            hint: None,
+        };
+        assert_eq!(
+            t.to_string(),
+            "templates/a.j2:3: undefined value (rendering targets t1, t2, t3, t4, t5, t6 and 1 more)"
+        );
+    }
+}

@@ -410,26 +410,40 @@ pub fn sort_errors(errors: &mut [Error]) {
     errors.sort_by_cached_key(key);
 }
 
-/// A template mistake fails every target the same way: report it once, naming them all.
+/// A template mistake fails every target the same way, and a rule broken at a template
+/// line is broken there by each target that renders it: report each once, naming every
+/// target it was found in.
 fn merge_template_errors(errors: Vec<Error>) -> Vec<Error> {
-    let mut merged: Vec<Error> = Vec::new();
-    for error in errors {
-        if let Error::Template(new) = &error
-            && let Some(Error::Template(seen)) = merged.iter_mut().find(|e| match e {
-                Error::Template(t) => {
-                    (&t.template, t.line, t.col, &t.message)
-                        == (&new.template, new.line, new.col, &new.message)
-                }
-                _ => false,
-            })
-        {
-            if let (Some(seen), Some(more)) = (&mut seen.target, &new.target) {
-                seen.push_str(", ");
-                seen.push_str(more);
+    /// The error's target list, and what must be equal for two errors to be one.
+    fn parts(e: &mut Error) -> Option<(&mut Vec<String>, String)> {
+        match e {
+            Error::Template(t) if !t.targets.is_empty() => {
+                let same = format!("{}\0{:?}\0{:?}\0{}", t.template, t.line, t.col, t.message);
+                Some((&mut t.targets, same))
             }
-            continue;
+            Error::Input(l) if !l.targets.is_empty() => {
+                let same = format!("{}\0{}\0{}\0{:?}", l.loc, l.key_path, l.message, l.hint);
+                Some((&mut l.targets, same))
+            }
+            _ => None,
         }
-        merged.push(error);
+    }
+    let mut merged: Vec<Error> = Vec::new();
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for mut error in errors {
+        let Some((targets, same)) = parts(&mut error) else {
+            merged.push(error);
+            continue;
+        };
+        if let Some(&i) = seen.get(&same) {
+            let more = std::mem::take(targets);
+            if let Some((list, _)) = parts(&mut merged[i]) {
+                list.extend(more);
+            }
+        } else {
+            seen.insert(same, merged.len());
+            merged.push(error);
+        }
     }
     merged
 }

@@ -25,7 +25,7 @@ use crate::model::Target;
 
 mod lines;
 
-const TEMPLATE_DIR: &str = "templates";
+pub(crate) const TEMPLATE_DIR: &str = "templates";
 const EXTENSION: &str = ".j2";
 
 /// One rendered file, relative to the output folder (`prod-aws/values.yaml`).
@@ -101,7 +101,7 @@ impl Renderer {
                         template: format!("{TEMPLATE_DIR}/{rel}"),
                         line: None,
                         col: None,
-                        target: None,
+                        targets: Vec::new(),
                         message: "the template is not valid UTF-8".into(),
                         hint: None,
                     }));
@@ -195,7 +195,7 @@ impl Renderer {
                             template: format!("{TEMPLATE_DIR}/{template}"),
                             line,
                             col: None,
-                            target: Some(target.name.clone()),
+                            targets: vec![target.name.clone()],
                             message,
                             hint: Some(failure.hint.to_owned()),
                         }
@@ -629,7 +629,7 @@ fn template_error(e: &minijinja::Error, target: Option<&str>) -> Error {
         template: format!("{TEMPLATE_DIR}/{name}"),
         line: e.line().map(|l| l as u32),
         col,
-        target: target.map(str::to_owned),
+        targets: target.map(str::to_owned).into_iter().collect(),
         message,
         hint,
     }

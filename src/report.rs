@@ -170,7 +170,15 @@ pub fn error_list(error: &Error) -> Vec<ErrorRecord> {
                 line: Some(l.loc.line),
                 column: (l.loc.col > 0).then_some(l.loc.col),
                 key_path: Some(l.key_path.clone()).filter(|k| !k.is_empty()),
-                message: l.message.clone(),
+                message: if l.targets.is_empty() {
+                    l.message.clone()
+                } else {
+                    format!(
+                        "{} (in {})",
+                        l.message,
+                        crate::error::targets_phrase(&l.targets)
+                    )
+                },
                 hint: l.hint.clone(),
             },
             Error::Template(t) => ErrorRecord {
@@ -178,9 +186,14 @@ pub fn error_list(error: &Error) -> Vec<ErrorRecord> {
                 line: t.line,
                 column: t.col,
                 key_path: None,
-                message: match &t.target {
-                    Some(target) => format!("{} (rendering target {target})", t.message),
-                    None => t.message.clone(),
+                message: if t.targets.is_empty() {
+                    t.message.clone()
+                } else {
+                    format!(
+                        "{} (rendering {})",
+                        t.message,
+                        crate::error::targets_phrase(&t.targets)
+                    )
                 },
                 hint: t.hint.clone(),
             },

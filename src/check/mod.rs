@@ -120,7 +120,17 @@ impl<'a> Findings<'a> {
             Some(rule) => format!("{} [{rule}]", f.message),
             None => f.message,
         };
+        // A template line is shared by every target that renders it: say which one
+        // broke the rule there (the same finding in several is merged, naming each).
+        let from_template = f
+            .loc
+            .file
+            .strip_prefix(crate::render::TEMPLATE_DIR)
+            .is_some_and(|rest| rest.starts_with('/'));
         let mut e = Located::new(f.loc, f.path, message);
+        if from_template {
+            e = e.in_target(self.target.name.as_str());
+        }
         if !hint.is_empty() {
             e = e.hint(hint);
         }

@@ -663,10 +663,10 @@ fn a_values_file_from_templates_is_checked_at_the_template_line_and_column() {
     assert_eq!(
         errors,
         [
-            "templates/releases/api.values.yaml:4:1: releases.api.values.replicaz: `replicaz` is not a value of charts/backend (values.yaml has no such key)\n  hint: did you mean `replicas`?; `strictValues: false` on the release accepts keys the chart does not declare",
-            "templates/releases/api.values.yaml:5:11: releases.api.values.replicas: charts/backend/values.schema.json: value is not of type \"integer\" (at /replicas, rule `type`)",
-            "templates/releases/api.values.yaml:6:15: releases.api.values.args.1: charts/backend/values.schema.json: value is not of type \"string\" (at /args/1, rule `type`)",
-            "templates/releases/api.values.yaml:7:1: releases.api.values.service: charts/backend/values.schema.json: value is not of type \"object\" (at /service, rule `type`)",
+            "templates/releases/api.values.yaml:4:1: releases.api.values.replicaz: `replicaz` is not a value of charts/backend (values.yaml has no such key) (in targets dev-aws, dev-gcp, prod-aws, prod-gcp)\n  hint: did you mean `replicas`?; `strictValues: false` on the release accepts keys the chart does not declare",
+            "templates/releases/api.values.yaml:5:11: releases.api.values.replicas: charts/backend/values.schema.json: value is not of type \"integer\" (at /replicas, rule `type`) (in targets dev-aws, dev-gcp, prod-aws, prod-gcp)",
+            "templates/releases/api.values.yaml:6:15: releases.api.values.args.1: charts/backend/values.schema.json: value is not of type \"string\" (at /args/1, rule `type`) (in targets dev-aws, dev-gcp, prod-aws, prod-gcp)",
+            "templates/releases/api.values.yaml:7:1: releases.api.values.service: charts/backend/values.schema.json: value is not of type \"object\" (at /service, rule `type`) (in targets dev-aws, dev-gcp, prod-aws, prod-gcp)",
         ]
     );
 }
@@ -1338,23 +1338,23 @@ fn a_template_made_bucket_document_keeps_what_apply_needs_and_the_prod_rules() {
     assert_eq!(
         first_lines(&errors),
         [
-            "templates/buckets/raw.json.j2:2: buckets.raw: rendered dev-aws/buckets/raw.json names bucket \"someone-elses-bucket\", not `telemetry-dev-raw-111111111111`",
-            "templates/buckets/raw.json.j2:2: buckets.raw: rendered dev-gcp/buckets/raw.json names bucket \"someone-elses-bucket\", not `telemetry-dev-7305-dev-raw`",
-            "templates/buckets/raw.json.j2:2: buckets.raw: rendered prod-aws/buckets/raw.json names bucket \"someone-elses-bucket\", not `telemetry-prod-raw-333333333333`",
-            "templates/buckets/raw.json.j2:2: buckets.raw: rendered prod-gcp/buckets/raw.json names bucket \"someone-elses-bucket\", not `telemetry-prod-7305-prod-raw`",
-            "templates/buckets/raw.json.j2:4: buckets.raw: rendered buckets/raw.json: location is \"US\", the target's is EU",
-            "templates/buckets/raw.json.j2:4: buckets.raw: rendered buckets/raw.json: region is \"us-east-1\", the target's is eu-west-1",
-            "templates/buckets/raw.json.j2:5: buckets.raw.encryption: production policy `prod.encryption`: production buckets are encrypted (encryption: true), in prod [prod.encryption]",
-            "templates/buckets/raw.json.j2:5: buckets.raw.publicAccessBlock: production policy `prod.public-access-block`: production buckets block public access (publicAccessBlock: true), in prod [prod.public-access-block]",
-            "templates/buckets/raw.json.j2:5: buckets.raw.requireSse: production policy `prod.require-sse`: production uploads request encryption (requireSse: true), in prod [prod.require-sse]",
-            "templates/buckets/raw.json.j2:5: buckets.raw.tlsOnly: production policy `prod.tls-only`: production buckets refuse plain HTTP (tlsOnly: true), in prod [prod.tls-only]",
-            "templates/buckets/raw.json.j2:5: buckets.raw.versioning: production policy `prod.versioning`: production buckets keep versions (versioning: true), in prod [prod.versioning]",
-            "templates/buckets/raw.json.j2:6: buckets.raw: rendered buckets/raw.json: lifecycle rule id \"mine\" does not start with `strata-`; apply would never recognise it as its own",
-            "templates/buckets/raw.json.j2:6: buckets.raw: rendered buckets/raw.json: lifecycle rule id \"strata-0-x\" appears twice",
-            "templates/buckets/raw.json.j2:7: buckets.raw: rendered buckets/raw.json: tags must carry managed-by=strata and strata-target=dev-aws (strata's ownership)",
-            "templates/buckets/raw.json.j2:7: buckets.raw: rendered buckets/raw.json: tags must carry managed-by=strata and strata-target=dev-gcp (strata's ownership)",
-            "templates/buckets/raw.json.j2:7: buckets.raw: rendered buckets/raw.json: tags must carry managed-by=strata and strata-target=prod-aws (strata's ownership)",
-            "templates/buckets/raw.json.j2:7: buckets.raw: rendered buckets/raw.json: tags must carry managed-by=strata and strata-target=prod-gcp (strata's ownership)",
+            "templates/buckets/raw.json.j2:2: buckets.raw: rendered dev-aws/buckets/raw.json names bucket \"someone-elses-bucket\", not `telemetry-dev-raw-111111111111` (in target dev-aws)",
+            "templates/buckets/raw.json.j2:2: buckets.raw: rendered dev-gcp/buckets/raw.json names bucket \"someone-elses-bucket\", not `telemetry-dev-7305-dev-raw` (in target dev-gcp)",
+            "templates/buckets/raw.json.j2:2: buckets.raw: rendered prod-aws/buckets/raw.json names bucket \"someone-elses-bucket\", not `telemetry-prod-raw-333333333333` (in target prod-aws)",
+            "templates/buckets/raw.json.j2:2: buckets.raw: rendered prod-gcp/buckets/raw.json names bucket \"someone-elses-bucket\", not `telemetry-prod-7305-prod-raw` (in target prod-gcp)",
+            "templates/buckets/raw.json.j2:4: buckets.raw: rendered buckets/raw.json: location is \"US\", the target's is EU (in targets dev-gcp, prod-gcp)",
+            "templates/buckets/raw.json.j2:4: buckets.raw: rendered buckets/raw.json: region is \"us-east-1\", the target's is eu-west-1 (in targets dev-aws, prod-aws)",
+            "templates/buckets/raw.json.j2:5: buckets.raw.encryption: production policy `prod.encryption`: production buckets are encrypted (encryption: true), in prod [prod.encryption] (in targets prod-aws, prod-gcp)",
+            "templates/buckets/raw.json.j2:5: buckets.raw.publicAccessBlock: production policy `prod.public-access-block`: production buckets block public access (publicAccessBlock: true), in prod [prod.public-access-block] (in targets prod-aws, prod-gcp)",
+            "templates/buckets/raw.json.j2:5: buckets.raw.requireSse: production policy `prod.require-sse`: production uploads request encryption (requireSse: true), in prod [prod.require-sse] (in target prod-aws)",
+            "templates/buckets/raw.json.j2:5: buckets.raw.tlsOnly: production policy `prod.tls-only`: production buckets refuse plain HTTP (tlsOnly: true), in prod [prod.tls-only] (in target prod-aws)",
+            "templates/buckets/raw.json.j2:5: buckets.raw.versioning: production policy `prod.versioning`: production buckets keep versions (versioning: true), in prod [prod.versioning] (in targets prod-aws, prod-gcp)",
+            "templates/buckets/raw.json.j2:6: buckets.raw: rendered buckets/raw.json: lifecycle rule id \"mine\" does not start with `strata-`; apply would never recognise it as its own (in targets dev-aws, dev-gcp, prod-aws, prod-gcp)",
+            "templates/buckets/raw.json.j2:6: buckets.raw: rendered buckets/raw.json: lifecycle rule id \"strata-0-x\" appears twice (in targets dev-aws, dev-gcp, prod-aws, prod-gcp)",
+            "templates/buckets/raw.json.j2:7: buckets.raw: rendered buckets/raw.json: tags must carry managed-by=strata and strata-target=dev-aws (strata's ownership) (in target dev-aws)",
+            "templates/buckets/raw.json.j2:7: buckets.raw: rendered buckets/raw.json: tags must carry managed-by=strata and strata-target=dev-gcp (strata's ownership) (in target dev-gcp)",
+            "templates/buckets/raw.json.j2:7: buckets.raw: rendered buckets/raw.json: tags must carry managed-by=strata and strata-target=prod-aws (strata's ownership) (in target prod-aws)",
+            "templates/buckets/raw.json.j2:7: buckets.raw: rendered buckets/raw.json: tags must carry managed-by=strata and strata-target=prod-gcp (strata's ownership) (in target prod-gcp)",
         ]
     );
     // The same document with its name, place, ids and tags mended passes outside
@@ -1497,18 +1497,18 @@ fn a_template_made_policy_and_trust_are_judged_statement_by_statement() {
     assert_eq!(
         first_lines(&errors),
         [
-            "templates/iam/ingest.policy.json.j2:3: workloads.ingest: iam/ingest.policy.json statement 1: allows `*`, with which a workload can give itself any permission [iam.escalation]",
-            "templates/iam/ingest.policy.json.j2:3: workloads.ingest: iam/ingest.policy.json statement 1: allows `*`: a wildcard grants actions nobody reviewed [iam.wildcard-action]",
-            "templates/iam/ingest.policy.json.j2:3: workloads.ingest: iam/ingest.policy.json statement 1: allows its actions on every resource (`*`) [iam.wildcard-resource]",
-            "templates/iam/ingest.policy.json.j2:4: workloads.ingest: iam/ingest.policy.json statement 2: Effect must be Allow or Deny",
-            "templates/iam/ingest.policy.json.j2:5: workloads.ingest: iam/ingest.policy.json statement 3: `bucket-x` is not an ARN",
-            "templates/iam/ingest.policy.json.j2:5: workloads.ingest: iam/ingest.policy.json statement 3: `s3GetObject` is not an IAM action (service:Action)",
-            "templates/iam/ingest.policy.json.j2:6: workloads.ingest: iam/ingest.policy.json statement 4: allows `iam:PassRole`, with which a workload can give itself any permission [iam.escalation]",
-            "templates/iam/ingest.policy.json.j2:7: workloads.ingest: iam/ingest.policy.json statement 5: `Principal` has no place in a workload's policy",
-            "templates/iam/ingest.policy.json.j2:8: workloads.ingest: iam/ingest.policy.json statement 6: a statement needs Action and Resource",
-            "templates/iam/ingest.policy.json.j2:9: workloads.ingest: iam/ingest.policy.json statement 7: a statement must be an object",
-            "templates/iam/ingest.trust.json.j2:3: workloads.ingest: iam/ingest.trust.json: principal {\"AWS\":\"*\"} is not the EKS Pod Identity service (pods.eks.amazonaws.com)",
-            "templates/iam/ingest.trust.json.j2:4: workloads.ingest: iam/ingest.trust.json: actions [\"sts:AssumeRole\", \"sts:SetSourceIdentity\"]: Pod Identity needs sts:AssumeRole and sts:TagSession only",
+            "templates/iam/ingest.policy.json.j2:3: workloads.ingest: iam/ingest.policy.json statement 1: allows `*`, with which a workload can give itself any permission [iam.escalation] (in targets dev-aws, prod-aws)",
+            "templates/iam/ingest.policy.json.j2:3: workloads.ingest: iam/ingest.policy.json statement 1: allows `*`: a wildcard grants actions nobody reviewed [iam.wildcard-action] (in targets dev-aws, prod-aws)",
+            "templates/iam/ingest.policy.json.j2:3: workloads.ingest: iam/ingest.policy.json statement 1: allows its actions on every resource (`*`) [iam.wildcard-resource] (in targets dev-aws, prod-aws)",
+            "templates/iam/ingest.policy.json.j2:4: workloads.ingest: iam/ingest.policy.json statement 2: Effect must be Allow or Deny (in targets dev-aws, prod-aws)",
+            "templates/iam/ingest.policy.json.j2:5: workloads.ingest: iam/ingest.policy.json statement 3: `bucket-x` is not an ARN (in targets dev-aws, prod-aws)",
+            "templates/iam/ingest.policy.json.j2:5: workloads.ingest: iam/ingest.policy.json statement 3: `s3GetObject` is not an IAM action (service:Action) (in targets dev-aws, prod-aws)",
+            "templates/iam/ingest.policy.json.j2:6: workloads.ingest: iam/ingest.policy.json statement 4: allows `iam:PassRole`, with which a workload can give itself any permission [iam.escalation] (in targets dev-aws, prod-aws)",
+            "templates/iam/ingest.policy.json.j2:7: workloads.ingest: iam/ingest.policy.json statement 5: `Principal` has no place in a workload's policy (in targets dev-aws, prod-aws)",
+            "templates/iam/ingest.policy.json.j2:8: workloads.ingest: iam/ingest.policy.json statement 6: a statement needs Action and Resource (in targets dev-aws, prod-aws)",
+            "templates/iam/ingest.policy.json.j2:9: workloads.ingest: iam/ingest.policy.json statement 7: a statement must be an object (in targets dev-aws, prod-aws)",
+            "templates/iam/ingest.trust.json.j2:3: workloads.ingest: iam/ingest.trust.json: principal {\"AWS\":\"*\"} is not the EKS Pod Identity service (pods.eks.amazonaws.com) (in targets dev-aws, prod-aws)",
+            "templates/iam/ingest.trust.json.j2:4: workloads.ingest: iam/ingest.trust.json: actions [\"sts:AssumeRole\", \"sts:SetSourceIdentity\"]: Pod Identity needs sts:AssumeRole and sts:TagSession only (in targets dev-aws, prod-aws)",
         ]
     );
     // A lone statement object is judged too; an empty trust policy is refused.
@@ -1525,8 +1525,8 @@ fn a_template_made_policy_and_trust_are_judged_statement_by_statement() {
     assert_eq!(
         first_lines(&errors),
         [
-            "templates/iam/ingest.policy.json.j2:2: workloads.ingest: iam/ingest.policy.json statement 1: allows `s3:*`: a wildcard grants actions nobody reviewed [iam.wildcard-action]",
-            "templates/iam/ingest.trust.json.j2:2: workloads.ingest: iam/ingest.trust.json: the trust policy has no statements",
+            "templates/iam/ingest.policy.json.j2:2: workloads.ingest: iam/ingest.policy.json statement 1: allows `s3:*`: a wildcard grants actions nobody reviewed [iam.wildcard-action] (in targets dev-aws, prod-aws)",
+            "templates/iam/ingest.trust.json.j2:2: workloads.ingest: iam/ingest.trust.json: the trust policy has no statements (in targets dev-aws, prod-aws)",
         ]
     );
     let errors = with_templates(&[(
@@ -1536,7 +1536,7 @@ fn a_template_made_policy_and_trust_are_judged_statement_by_statement() {
     assert_eq!(
         first_lines(&errors),
         [
-            "templates/iam/ingest.policy.json.j2:2: workloads.ingest: iam/ingest.policy.json statement 1: the policy has no Statement list",
+            "templates/iam/ingest.policy.json.j2:2: workloads.ingest: iam/ingest.policy.json statement 1: the policy has no Statement list (in targets dev-aws, prod-aws)",
         ]
     );
 }
@@ -1564,16 +1564,16 @@ fn a_template_made_gcp_document_and_irsa_trust_grant_to_their_own_only() {
     assert_eq!(
         first_lines(&errors),
         [
-            "templates/iam/ingest.gcp.json.j2:2: workloads.ingest.gcpServiceAccount: iam/ingest.gcp.json: the service account must be telemetry-dev-ingest@telemetry-dev-7305.iam.gserviceaccount.com",
-            "templates/iam/ingest.gcp.json.j2:2: workloads.ingest.gcpServiceAccount: iam/ingest.gcp.json: the service account must be telemetry-prod-ingest@telemetry-prod-7305.iam.gserviceaccount.com",
-            "templates/iam/ingest.gcp.json.j2:3: workloads.ingest.serviceAccount: iam/ingest.gcp.json: Workload Identity must bind roles/iam.workloadIdentityUser to serviceAccount:telemetry-dev-7305.svc.id.goog[telemetry/telemetry-ingest] only",
-            "templates/iam/ingest.gcp.json.j2:3: workloads.ingest.serviceAccount: iam/ingest.gcp.json: Workload Identity must bind roles/iam.workloadIdentityUser to serviceAccount:telemetry-prod-7305.svc.id.goog[telemetry/telemetry-ingest] only",
-            "templates/iam/ingest.gcp.json.j2:6: workloads.ingest.access: iam/ingest.gcp.json: binds roles on bucket `not-ours`, which this target does not declare",
-            "templates/iam/ingest.gcp.json.j2:7: workloads.ingest.roles: iam/ingest.gcp.json: grants the basic role roles/owner [gcp.primitive-role]",
-            "templates/iam/ingest.gcp.json.j2:8: workloads.ingest.roles: iam/ingest.gcp.json: grants roles/storage.objectViewer to `allUsers`; a workload's document grants to its own service account only",
-            "templates/iam/ingest.gcp.json.j2:10: workloads.ingest.roles: iam/ingest.gcp.json: grants roles/resourcemanager.projectIamAdmin on the whole project [gcp.project-admin]",
-            "templates/iam/ingest.gcp.json.j2:11: workloads.ingest.roles: iam/ingest.gcp.json: grants roles/editor to `user:someone@example.com`; a workload's document grants to its own service account only",
-            "templates/iam/ingest.gcp.json.j2:11: workloads.ingest.roles: iam/ingest.gcp.json: grants the basic role roles/editor [gcp.primitive-role]",
+            "templates/iam/ingest.gcp.json.j2:2: workloads.ingest.gcpServiceAccount: iam/ingest.gcp.json: the service account must be telemetry-dev-ingest@telemetry-dev-7305.iam.gserviceaccount.com (in target dev-gcp)",
+            "templates/iam/ingest.gcp.json.j2:2: workloads.ingest.gcpServiceAccount: iam/ingest.gcp.json: the service account must be telemetry-prod-ingest@telemetry-prod-7305.iam.gserviceaccount.com (in target prod-gcp)",
+            "templates/iam/ingest.gcp.json.j2:3: workloads.ingest.serviceAccount: iam/ingest.gcp.json: Workload Identity must bind roles/iam.workloadIdentityUser to serviceAccount:telemetry-dev-7305.svc.id.goog[telemetry/telemetry-ingest] only (in target dev-gcp)",
+            "templates/iam/ingest.gcp.json.j2:3: workloads.ingest.serviceAccount: iam/ingest.gcp.json: Workload Identity must bind roles/iam.workloadIdentityUser to serviceAccount:telemetry-prod-7305.svc.id.goog[telemetry/telemetry-ingest] only (in target prod-gcp)",
+            "templates/iam/ingest.gcp.json.j2:6: workloads.ingest.access: iam/ingest.gcp.json: binds roles on bucket `not-ours`, which this target does not declare (in targets dev-gcp, prod-gcp)",
+            "templates/iam/ingest.gcp.json.j2:7: workloads.ingest.roles: iam/ingest.gcp.json: grants the basic role roles/owner [gcp.primitive-role] (in targets dev-gcp, prod-gcp)",
+            "templates/iam/ingest.gcp.json.j2:8: workloads.ingest.roles: iam/ingest.gcp.json: grants roles/storage.objectViewer to `allUsers`; a workload's document grants to its own service account only (in targets dev-gcp, prod-gcp)",
+            "templates/iam/ingest.gcp.json.j2:10: workloads.ingest.roles: iam/ingest.gcp.json: grants roles/resourcemanager.projectIamAdmin on the whole project [gcp.project-admin] (in targets dev-gcp, prod-gcp)",
+            "templates/iam/ingest.gcp.json.j2:11: workloads.ingest.roles: iam/ingest.gcp.json: grants roles/editor to `user:someone@example.com`; a workload's document grants to its own service account only (in targets dev-gcp, prod-gcp)",
+            "templates/iam/ingest.gcp.json.j2:11: workloads.ingest.roles: iam/ingest.gcp.json: grants the basic role roles/editor [gcp.primitive-role] (in targets dev-gcp, prod-gcp)",
         ]
     );
     let irsa = "  cluster: telemetry-dev\n  identity: irsa\n  oidcIssuer: https://oidc.eks.eu-west-1.amazonaws.com/id/ABC\n";
@@ -1589,10 +1589,10 @@ fn a_template_made_gcp_document_and_irsa_trust_grant_to_their_own_only() {
     assert_eq!(
         first_lines(&errors),
         [
-            "templates/iam/ingest.trust.json.j2:3: workloads.ingest: iam/ingest.trust.json: principal {\"Federated\":\"arn:aws:iam::999999999999:oidc-provider/elsewhere\"} is not the EKS Pod Identity service (pods.eks.amazonaws.com)",
-            "templates/iam/ingest.trust.json.j2:3: workloads.ingest: iam/ingest.trust.json: principal {\"Federated\":\"arn:aws:iam::999999999999:oidc-provider/elsewhere\"} is not this cluster's OIDC provider (arn:aws:iam::111111111111:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC)",
-            "templates/iam/ingest.trust.json.j2:4: workloads.ingest: iam/ingest.trust.json: actions [\"sts:AssumeRole\"]: IRSA needs sts:AssumeRoleWithWebIdentity only",
-            "templates/iam/ingest.trust.json.j2:5: workloads.ingest: iam/ingest.trust.json: the role must be limited to `system:serviceaccount:telemetry:telemetry-ingest` (a StringEquals condition on oidc.eks.eu-west-1.amazonaws.com/id/ABC:sub)",
+            "templates/iam/ingest.trust.json.j2:3: workloads.ingest: iam/ingest.trust.json: principal {\"Federated\":\"arn:aws:iam::999999999999:oidc-provider/elsewhere\"} is not the EKS Pod Identity service (pods.eks.amazonaws.com) (in target prod-aws)",
+            "templates/iam/ingest.trust.json.j2:3: workloads.ingest: iam/ingest.trust.json: principal {\"Federated\":\"arn:aws:iam::999999999999:oidc-provider/elsewhere\"} is not this cluster's OIDC provider (arn:aws:iam::111111111111:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC) (in target dev-aws)",
+            "templates/iam/ingest.trust.json.j2:4: workloads.ingest: iam/ingest.trust.json: actions [\"sts:AssumeRole\"]: IRSA needs sts:AssumeRoleWithWebIdentity only (in target dev-aws)",
+            "templates/iam/ingest.trust.json.j2:5: workloads.ingest: iam/ingest.trust.json: the role must be limited to `system:serviceaccount:telemetry:telemetry-ingest` (a StringEquals condition on oidc.eks.eu-west-1.amazonaws.com/id/ABC:sub) (in target dev-aws)",
         ]
     );
 }

@@ -228,8 +228,12 @@ fn a_finding_on_a_template_made_policy_names_the_template_line_in_text_json_and_
         &f,
         &["validate", "prod-aws"],
         &[
-            &format!("error: templates/iam/api.policy.json.j2:11: workloads.api: {action}"),
-            &format!("error: templates/iam/_statements.j2:2: workloads.api: {resource}"),
+            &format!(
+                "error: templates/iam/api.policy.json.j2:11: workloads.api: {action} (in target prod-aws)"
+            ),
+            &format!(
+                "error: templates/iam/_statements.j2:2: workloads.api: {resource} (in target prod-aws)"
+            ),
             "2 errors in 2 files",
         ],
         &[],
@@ -240,11 +244,14 @@ fn a_finding_on_a_template_made_policy_names_the_template_line_in_text_json_and_
         &f,
         &["validate", "dev-aws"],
         &[&format!(
-            "error: templates/iam/_statements.j2:2: workloads.api: {resource}"
+            "error: templates/iam/_statements.j2:2: workloads.api: {resource} (in target dev-aws)"
         )],
         &[],
     );
 
+    // A template line is every target's: the finding says which one broke the rule.
+    let action = format!("{action} (in target prod-aws)");
+    let resource = format!("{resource} (in target prod-aws)");
     let out = f.run(".", &["validate", "prod-aws", "--format", "json"]);
     assert_eq!(out.status.code(), Some(2));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
