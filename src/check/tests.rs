@@ -1305,6 +1305,147 @@ fn references_resolve_through_vars_and_sub_into_the_artifacts() {
     );
 }
 
+#[test]
+fn references_that_multiply_are_stopped_before_they_exhaust_the_memory() {
+    // Each value of vars refers twice to the next: 2^24 values if copied out. Stopped
+    // at 100000, said at the reference that would pass it.
+    let vars: String = (0..24)
+        .map(|i| {
+            format!(
+                "  v{i}: {{a: !ref vars.v{}, b: !ref vars.v{}}}\n",
+                i + 1,
+                i + 1
+            )
+        })
+        .chain(["  v24: leaf".to_owned()])
+        .collect();
+    let errors = with_references(&vars, "");
+    assert!(
+        errors.iter().any(|e| e.contains(": the references of this target make more than 100000 values\n  hint: a value of vars that refers more than once")),
+        "{errors:#?}"
+    );
+    // Many references, each to one value: stopped at 100000 references.
+    let many = "${vars.x}".repeat(100_001);
+    let errors = with_references("  x: a", &format!("      A: !sub \"{many}\""));
+    assert!(
+        errors.iter().any(|e| e.starts_with("environments/base.yaml:40:15: workloads.ingest.env.A: more than 100000 references to resolve\n")),
+        "{:#?}",
+        errors.iter().map(|e| e.chars().take(300).collect::<String>()).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn two_references_that_fail_in_one_target_are_both_said() {
+    let errors = with_references("", "      A: !ref vars.nope\n      B: !ref vars.nada");
+    for name in ["vars.nope", "vars.nada"] {
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains(&format!("`{name}` points at nothing"))),
+            "{name}: {errors:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_reference_to_an_optional_key_left_unset_points_at_nothing() {
+    // `aws.cluster` is optional and the storage-only example leaves it unset: the
+    // reference fails as one to a missing key, not as a null put into the env var.
+    let errors = with_references("", "      A: !ref aws.cluster");
+    assert!(!errors.is_empty());
+    for e in &errors {
+        assert!(
+            e.starts_with("environments/base.yaml:40:15: workloads.ingest.env.A: `aws.cluster` points at nothing"),
+            "{errors:#?}"
+        );
+    }
+}
+
+#[test]
+fn references_inside_a_list_are_resolved_where_the_list_is_written_and_where_it_is_reached() {
+    // A workload's extra statements are a list: a `!sub` in an item's Resource list
+    // reaches the policy resolved.
+    let rendered = render_project(
+        "storage-only",
+        &[],
+        &[(
+            "environments/clouds/aws.yaml",
+            "      AWS_REGION: !ref aws.region\n",
+            "      AWS_REGION: !ref aws.region\n    statements:\n      - Effect: Allow\n        Action: [s3:GetObject]\n        Resource: [!sub \"arn:aws:s3:::${buckets.raw.name}/extra/*\"]\n",
+        )],
+    );
+    assert!(
+        rendered["dev-aws/iam/ingest.policy.json"]
+            .contains("\"arn:aws:s3:::telemetry-dev-raw-111111111111/extra/*\""),
+        "{}",
+        rendered["dev-aws/iam/ingest.policy.json"]
+    );
+    // A `!ref` to a list of `vars` that holds a reference: the list arrives resolved.
+    // (Without the example's vars schema, which lists the keys of `vars`.)
+    let rendered = render_project(
+        "three-tier",
+        &["vars.schema.json"],
+        &[
+            (
+                "environments/base.yaml",
+                "      args: [serve]\n",
+                "      args: !ref vars.argv\n",
+            ),
+            (
+                "environments/base.yaml",
+                "  logLevel: info\n",
+                "  logLevel: info\n  argv: [serve, !ref buckets.assets.name]\n",
+            ),
+        ],
+    );
+    assert!(
+        rendered["dev-aws/releases/api.values.yaml"]
+            .contains("args:\n  - serve\n  - shop-dev-assets-444444444444\n"),
+        "{}",
+        rendered["dev-aws/releases/api.values.yaml"]
+    );
+}
+
+#[test]
+fn a_resolved_value_is_read_at_any_depth_and_in_any_section_that_holds_resolved_parts() {
+    // What `strata explain` reads: a key below a resolved subtree, and a section (or the
+    // whole tree) that holds several, each with its references resolved.
+    let dir = example_copy("three-tier", &[], &[]);
+    let loaded = Loaded::load(Project::Disk(dir.path().to_path_buf())).expect("the layers load");
+    let (targets, errors) = loaded.targets_and_errors(&[]).expect("no usage error");
+    assert!(errors.is_empty(), "{errors:#?}");
+    let t = targets
+        .iter()
+        .find(|t| t.name == "dev-aws")
+        .expect("dev-aws");
+    let at = |path: &str| {
+        t.resolved
+            .materialize(&t.merged.tree, path)
+            .map(|n| n.to_json())
+    };
+    assert_eq!(
+        at("releases.api.values.image.tag"),
+        Some(serde_json::json!("3.2.0"))
+    );
+    assert_eq!(
+        at("releases.api.values.global.target"),
+        Some(serde_json::json!("dev-aws"))
+    );
+    for (whole, below) in [
+        ("", "/releases/api/values/global/target"),
+        ("releases", "/api/values/global/target"),
+        ("releases.api", "/values/global/target"),
+    ] {
+        let node = at(whole).unwrap_or_else(|| panic!("{whole:?}"));
+        assert_eq!(
+            node.pointer(below),
+            Some(&serde_json::json!("dev-aws")),
+            "{whole:?}"
+        );
+    }
+    assert_eq!(at("releases.api.values.nope"), None);
+}
+
 /// `validate` of the storage-only example with `templates` (path under templates/,
 /// text) added: each replaces one of strata's documents.
 fn with_templates(templates: &[(&str, &str)]) -> Vec<String> {

@@ -461,6 +461,9 @@ pub struct Target {
     /// Where a reference left a null because it failed (here or at what it reached):
     /// the later checks say nothing more about the value there.
     pub unresolved: Vec<Loc>,
+    /// Whether resolving stopped at its bound (references that multiply): the one
+    /// error says so, and nothing else of the target, which is partial, is judged.
+    pub references_exhausted: bool,
     pub layers: TargetLayers,
     pub merged: Merged,
 }
@@ -497,9 +500,10 @@ impl Target {
         self.merged.tree.loc.clone()
     }
 
-    /// Whether a reference failed at `loc` (and left a null there).
+    /// Whether a reference failed at `loc` (and left a null there), or resolving gave
+    /// up (and any place may hold what is left of it).
     pub fn unresolved_at(&self, loc: &Loc) -> bool {
-        self.unresolved.contains(loc)
+        self.references_exhausted || self.unresolved.contains(loc)
     }
 
     /// Whether a named exception relaxes `rule` for this target (at `path`, when the
@@ -562,6 +566,7 @@ pub fn resolve(layers: TargetLayers, merged: Merged) -> Result<Target> {
         references,
         reference_errors: unresolved.errors,
         unresolved: unresolved.sites,
+        references_exhausted: unresolved.exhausted,
         layers,
         merged,
     })

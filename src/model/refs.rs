@@ -46,9 +46,15 @@ pub const FREE_FORM: &[&str] = &[
     "workloads.*.statements",
 ];
 
-/// Resolution stops after this many references in one target (a chain of `vars` that
-/// doubles at every step must not run forever).
+/// Resolution stops after this many references in one target.
 const MAX_STEPS: usize = 100_000;
+
+/// Resolution stops once the references of one target have delivered this many values
+/// (each scalar, list and mapping one). A value reached by reference is resolved once
+/// and then copied to each use, so `vars` whose every entry refers twice to the next
+/// double at each step: 24 such lines would make 16 million values and exhaust the
+/// memory. The YAML parser's alias budget stops the same within one file.
+const MAX_VALUES: u64 = 100_000;
 
 /// One reference as written, for `explain`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -146,6 +152,7 @@ pub fn resolve_target(
         tree: &merged.tree,
         memo: HashMap::new(),
         stack: Vec::new(),
+        delivered: 0,
         failed: Default::default(),
         steps: 0,
         references: BTreeMap::new(),
@@ -179,6 +186,7 @@ pub fn resolve_target(
         Unresolved {
             errors,
             sites: unresolved,
+            exhausted: resolver.steps > MAX_STEPS || resolver.delivered > MAX_VALUES,
         },
     )
 }
@@ -190,6 +198,9 @@ pub struct Unresolved {
     /// Every place a failed reference left a null: the errors' own, and those of a
     /// `!ref` to a value whose resolution failed (said at that value).
     pub sites: Vec<Loc>,
+    /// Whether resolution stopped at a bound ([`MAX_STEPS`], [`MAX_VALUES`]): every
+    /// reference after it failed without a word, so what the target holds is partial.
+    pub exhausted: bool,
 }
 
 /// The free-form subtrees of a target that held references, resolved, by key path.
@@ -235,14 +246,15 @@ impl Resolved {
     }
 }
 
+/// The node at the dotted `path` of mappings below `node`. (The resolved subtrees are
+/// found by [`FREE_FORM`]'s patterns, which go through mappings only.)
 fn lookup_path_mut<'a>(node: &'a mut Node, path: &str) -> Option<&'a mut Node> {
     let mut node = node;
     for segment in path.split('.') {
-        node = match &mut node.value {
-            Value::Map(entries) => Arc::make_mut(entries).get_mut(segment)?,
-            Value::Seq(items) => items.get_mut(segment.parse::<usize>().ok()?)?,
-            _ => return None,
+        let Value::Map(entries) = &mut node.value else {
+            return None;
         };
+        node = Arc::make_mut(entries).get_mut(segment)?;
     }
     Some(node)
 }
@@ -287,8 +299,11 @@ struct Resolver<'a> {
     /// The merged tree: `vars` and each workload's `env` are read from it (and
     /// resolved) when a reference reaches them.
     tree: &'a Node,
-    /// Resolved free-form paths, so a value used many times is resolved once.
-    memo: HashMap<String, Node>,
+    /// Resolved free-form paths, so a value used many times is resolved once, with
+    /// how many values each holds.
+    memo: HashMap<String, (Node, u64)>,
+    /// How many values the references have delivered (see [`MAX_VALUES`]).
+    delivered: u64,
     /// The free-form paths being resolved, to find cycles.
     stack: Vec<String>,
     /// Free-form paths whose resolution failed (the error is reported once; what
@@ -308,7 +323,7 @@ impl Resolver<'_> {
     fn in_place(&mut self, node: &mut Node, path: &mut String) {
         let len = path.len();
         match &mut node.value {
-            Value::Ref(_) | Value::Sub(_) => *node = self.node(node, path),
+            Value::Ref(_) | Value::Sub(_) => *node = self.node(node, path).0,
             Value::Map(entries) => {
                 // Only the mappings on the way to a reference are copied (they may be
                 // shared with the merged tree and other targets).
@@ -337,10 +352,14 @@ impl Resolver<'_> {
         }
     }
 
-    fn node(&mut self, node: &Node, path: &str) -> Node {
+    /// `node` (at key path `path`) resolved, and how many values it holds.
+    fn node(&mut self, node: &Node, path: &str) -> (Node, u64) {
         match &node.value {
             Value::Ref(target) => {
-                let value = self.reference(target, node, path);
+                let (value, count) = match self.reference(target, node, path) {
+                    Some((value, count)) => (Some(value), count),
+                    None => (None, 1),
+                };
                 let json = value.as_ref().map_or(J::Null, Node::to_json);
                 self.references.insert(
                     path.to_owned(),
@@ -356,7 +375,7 @@ impl Resolver<'_> {
                 }
                 let mut out = value.unwrap_or_else(|| with_loc(Value::Null, node));
                 out.key_loc = node.key_loc.clone();
-                out
+                (out, count)
             }
             Value::Sub(text) => {
                 let (value, paths) = self.substitute(text, node, path);
@@ -369,29 +388,40 @@ impl Resolver<'_> {
                         value: J::String(value.clone()),
                     },
                 );
-                with_loc(Value::Str(value), node)
+                (with_loc(Value::Str(value), node), 1)
             }
             Value::Map(entries) => {
+                let mut count = 1;
                 let map: Map = entries
                     .iter()
-                    .map(|(k, v)| (k.clone(), self.node(v, &format!("{path}.{k}"))))
+                    .map(|(k, v)| {
+                        let (v, n) = self.node(v, &format!("{path}.{k}"));
+                        count += n;
+                        (k.clone(), v)
+                    })
                     .collect();
-                with_loc(Value::Map(Arc::new(map)), node)
+                (with_loc(Value::Map(Arc::new(map)), node), count)
             }
             Value::Seq(items) => {
+                let mut count = 1;
                 let items = items
                     .iter()
                     .enumerate()
-                    .map(|(i, v)| self.node(v, &format!("{path}.{i}")))
+                    .map(|(i, v)| {
+                        let (v, n) = self.node(v, &format!("{path}.{i}"));
+                        count += n;
+                        v
+                    })
                     .collect();
-                with_loc(Value::Seq(items), node)
+                (with_loc(Value::Seq(items), node), count)
             }
-            _ => node.clone(),
+            _ => (node.clone(), 1),
         }
     }
 
-    /// The value at `target`, as a node located at the reference; `None` after an error.
-    fn reference(&mut self, target: &str, site: &Node, path: &str) -> Option<Node> {
+    /// The value at `target`, as a node located at the reference, and how many values it
+    /// holds; `None` after an error.
+    fn reference(&mut self, target: &str, site: &Node, path: &str) -> Option<(Node, u64)> {
         self.steps += 1;
         if self.steps > MAX_STEPS {
             if self.steps == MAX_STEPS + 1 {
@@ -425,7 +455,11 @@ impl Resolver<'_> {
             return self.free_form(target, site, path);
         }
         match pointer(self.scope, target).map(|v| host_name(target, v)) {
-            Some(value) => Some(from_json(value, site)),
+            Some(value) => {
+                let count = json_count(value);
+                self.deliver(count, site, path)
+                    .then(|| (from_json(value, site), count))
+            }
             None => {
                 let hint = self.suggest(target);
                 self.fail(site, path, format!("`{target}` points at nothing"), &hint);
@@ -435,11 +469,17 @@ impl Resolver<'_> {
     }
 
     /// A value of `vars` or of a workload's `env`, itself resolved first.
-    fn free_form(&mut self, target: &str, site: &Node, path: &str) -> Option<Node> {
-        if let Some(done) = self.memo.get(target) {
-            let mut out = done.clone();
+    fn free_form(&mut self, target: &str, site: &Node, path: &str) -> Option<(Node, u64)> {
+        if let Some((_, count)) = self.memo.get(target) {
+            // Counted before the copy: a copy of a value too large is what must not
+            // be made.
+            let count = *count;
+            if !self.deliver(count, site, path) {
+                return None;
+            }
+            let mut out = self.memo[target].0.clone();
             relocate(&mut out, site);
-            return Some(out);
+            return Some((out, count));
         }
         if self.failed.contains(target) {
             return None;
@@ -462,16 +502,38 @@ impl Resolver<'_> {
         };
         self.stack.push(target.to_owned());
         let errors = self.errors.len();
-        let resolved = self.node(&found, target);
+        let (resolved, count) = self.node(&found, target);
         self.stack.pop();
         if self.errors.len() > errors {
             self.failed.insert(target.to_owned());
             return None;
         }
-        self.memo.insert(target.to_owned(), resolved.clone());
+        // Made of values written in the layers and of those its own references
+        // delivered (each counted there): only its copies, above, are counted.
+        self.memo
+            .insert(target.to_owned(), (resolved.clone(), count));
         let mut out = resolved;
         relocate(&mut out, site);
-        Some(out)
+        Some((out, count))
+    }
+
+    /// Counts `count` more values delivered by references; past [`MAX_VALUES`], says so
+    /// (once) and answers false: the value is not to be copied.
+    fn deliver(&mut self, count: u64, site: &Node, path: &str) -> bool {
+        let before = self.delivered;
+        self.delivered = self.delivered.saturating_add(count);
+        if self.delivered <= MAX_VALUES {
+            return true;
+        }
+        if before <= MAX_VALUES {
+            self.fail(
+                site,
+                path,
+                format!("the references of this target make more than {MAX_VALUES} values"),
+                "a value of vars that refers more than once to another, itself made the same way, doubles at each step; refer to the value it is built from instead",
+            );
+        }
+        false
     }
 
     /// `!sub`: the text with each `${PATH}` of a known root replaced.
@@ -501,7 +563,7 @@ impl Resolver<'_> {
                 out.push_str(&rest[at..at + 2 + end + 1]);
             } else {
                 paths.push(inner.to_owned());
-                if let Some(node) = self.reference(inner, site, path) {
+                if let Some((node, _)) = self.reference(inner, site, path) {
                     match scalar_text(&node) {
                         Some(text) => out.push_str(&text),
                         None => self.fail(
@@ -611,6 +673,15 @@ fn pointer<'a>(scope: &'a J, path: &str) -> Option<&'a J> {
         };
     }
     Some(value)
+}
+
+/// How many values `value` holds (itself, and each item and member, recursively).
+fn json_count(value: &J) -> u64 {
+    1 + match value {
+        J::Array(items) => items.iter().map(json_count).sum(),
+        J::Object(m) => m.values().map(json_count).sum(),
+        _ => 0,
+    }
 }
 
 /// A JSON value as a node, every part located at the reference that produced it.
