@@ -94,7 +94,13 @@ pub fn dns_label(name: &str, max: usize) -> std::result::Result<(), String> {
 }
 
 pub fn dns_name(host: &str) -> std::result::Result<(), String> {
-    if host.len() > 253 || !host.contains('.') {
+    if host.len() > 253 {
+        return Err(format!(
+            "a host name is at most 253 characters, is {}",
+            host.len()
+        ));
+    }
+    if !host.contains('.') {
         return Err("expected a fully qualified host name".into());
     }
     host.split('.').try_for_each(|label| dns_label(label, 63))
@@ -405,6 +411,19 @@ mod tests {
         assert_eq!(dns_name("app.example.com"), Ok(()));
         assert!(dns_name("localhost").is_err());
         assert!(dns_name(&format!("{}.com", "a".repeat(250))).is_err());
+        // At most 253 characters in all, each label at most 63.
+        let label = "a".repeat(63);
+        let host = |last: usize| format!("{label}.{label}.{label}.{}", "b".repeat(last));
+        assert_eq!(host(61).len(), 253);
+        assert_eq!(dns_name(&host(61)), Ok(()));
+        assert_eq!(
+            dns_name(&host(62)),
+            Err("a host name is at most 253 characters, is 254".into())
+        );
+        assert_eq!(
+            dns_name("localhost"),
+            Err("expected a fully qualified host name".into())
+        );
         assert!(dns_name("bad_label.example.com").is_err());
         // A label may be 63 characters, not 64; a dot is allowed only above 63.
         assert_eq!(dns_label(&"a".repeat(63), 63), Ok(()));

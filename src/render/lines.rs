@@ -299,6 +299,16 @@ mod tests {
     }
 
     #[test]
+    fn of_equally_nested_producers_the_first_is_named() {
+        // `{{-` joins line 2's expression to line 1's text: one output line, made by
+        // two template lines at the same depth.
+        let (plain, marked) = both(&[("t.j2", "key: {{ name }}\n{{- name }}\nnext\n")]);
+        assert_eq!(plain, "key: nn\nnext\n");
+        assert_eq!(producer(&marked, 1), Some((0, 1)));
+        assert_eq!(producer(&marked, 2), Some((0, 3)));
+    }
+
+    #[test]
     fn a_template_holding_marker_characters_is_not_instrumented() {
         assert_eq!(instrument("a: \u{E000}\n", 0, syntax()), None);
         assert_eq!(instrument("a: {{ broken\n", 0, syntax()), None);
