@@ -63,6 +63,11 @@ fn syntax() -> minijinja::syntax::SyntaxConfig {
         .expect("default delimiters are valid")
 }
 
+/// The most instructions one render of one template may run. A template of a
+/// thousand-line loop runs some tens of thousands; a loop that would never end (or
+/// run for hours, `range(100000)` twice nested) is stopped instead of hanging CI.
+pub(crate) const TEMPLATE_FUEL: u64 = 2_000_000;
+
 /// The environment templates render in, without templates.
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
@@ -70,6 +75,7 @@ fn environment() -> Environment<'static> {
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_syntax(syntax());
     env.set_recursion_limit(64);
+    env.set_fuel(Some(TEMPLATE_FUEL));
     env.add_filter("to_yaml", to_yaml);
     env.add_filter("to_json", to_json);
     env.add_filter("quote", quote);
@@ -620,6 +626,10 @@ fn template_error(e: &minijinja::Error, target: Option<&str>) -> Error {
             Some("templates see: target, project, kube, aws, gcp, dns, buckets, workloads, releases, vars, exceptions; check the spelling against the environment files".to_owned()),
         ),
         minijinja::ErrorKind::SyntaxError => (format!("syntax error: {}", e.detail().unwrap_or("invalid syntax")), None),
+        minijinja::ErrorKind::OutOfFuel => (
+            format!("the template ran more than {TEMPLATE_FUEL} steps and was stopped"),
+            Some("a loop that never ends, or loops nested too deep: render less per template, or loop over data the layers give (vars, buckets) instead of over range()".to_owned()),
+        ),
         _ => {
             let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
             (format!("{}{detail}", e.kind()), None)

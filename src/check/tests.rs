@@ -1335,6 +1335,29 @@ fn references_that_multiply_are_stopped_before_they_exhaust_the_memory() {
 }
 
 #[test]
+fn sub_leaves_what_is_not_a_reference_as_written() {
+    // Not a known root (`${HOME}`, `${foo.bar}`), or a root alone (`${vars}`): the
+    // shell's or the program's, written as it is; `${project.name}` is strata's.
+    let rendered = render_project(
+        "storage-only",
+        &[],
+        &[(
+            "environments/base.yaml",
+            "      LOG_LEVEL: info\n",
+            "      LOG_LEVEL: info\n      A: !sub \"${HOME} ${foo.bar} ${vars} ${project.name}\"\n",
+        )],
+    );
+    let line = rendered["dev-aws/env/ingest.env"]
+        .lines()
+        .find(|l| l.starts_with("A="))
+        .map(str::to_owned);
+    assert_eq!(
+        line.as_deref(),
+        Some("A=\"\\${HOME} \\${foo.bar} \\${vars} telemetry\"")
+    );
+}
+
+#[test]
 fn two_references_that_fail_in_one_target_are_both_said() {
     let errors = with_references("", "      A: !ref vars.nope\n      B: !ref vars.nada");
     for name in ["vars.nope", "vars.nada"] {
@@ -1734,6 +1757,20 @@ fn a_template_made_gcp_document_and_irsa_trust_grant_to_their_own_only() {
             "templates/iam/ingest.trust.json.j2:3: workloads.ingest: iam/ingest.trust.json: principal {\"Federated\":\"arn:aws:iam::999999999999:oidc-provider/elsewhere\"} is not this cluster's OIDC provider (arn:aws:iam::111111111111:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC) (in target dev-aws)",
             "templates/iam/ingest.trust.json.j2:4: workloads.ingest: iam/ingest.trust.json: actions [\"sts:AssumeRole\"]: IRSA needs sts:AssumeRoleWithWebIdentity only (in target dev-aws)",
             "templates/iam/ingest.trust.json.j2:5: workloads.ingest: iam/ingest.trust.json: the role must be limited to `system:serviceaccount:telemetry:telemetry-ingest` (a StringEquals condition on oidc.eks.eu-west-1.amazonaws.com/id/ABC:sub) (in target dev-aws)",
+        ]
+    );
+}
+
+#[test]
+fn a_template_loop_that_would_run_for_hours_is_stopped_at_its_template() {
+    let errors = with_templates(&[(
+        "notes.txt.j2",
+        "ok\n{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}\n",
+    )]);
+    assert_eq!(
+        first_lines(&errors),
+        [
+            "templates/notes.txt.j2:3:41: the template ran more than 2000000 steps and was stopped (rendering targets dev-aws, dev-gcp, prod-aws, prod-gcp)"
         ]
     );
 }
