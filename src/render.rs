@@ -68,6 +68,34 @@ fn syntax() -> minijinja::syntax::SyntaxConfig {
 /// run for hours, `range(100000)` twice nested) is stopped instead of hanging CI.
 pub(crate) const TEMPLATE_FUEL: u64 = 2_000_000;
 
+/// The largest file one template may render: far above any manifest or values file
+/// (Kubernetes stores an object in at most 1.5 MiB), far below what a loop printing a
+/// long string could fill the memory with before the fuel runs out.
+pub(crate) const MAX_RENDERED: usize = 16 << 20;
+
+/// The text a template renders, refused (an error for minijinja to stop at) past
+/// [`MAX_RENDERED`] bytes.
+#[derive(Default)]
+struct Capped {
+    text: Vec<u8>,
+    over: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.text.len() + bytes.len() > MAX_RENDERED {
+            self.over = true;
+            return Err(std::io::Error::other("rendered file too large"));
+        }
+        self.text.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The environment templates render in, without templates.
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
@@ -169,9 +197,25 @@ impl Renderer {
                         .env
                         .get_template(name)
                         .map_err(|e| template_error(&e, Some(&target.name)))?;
-                    let mut text = template
-                        .render(&ctx)
-                        .map_err(|e| template_error(&e, Some(&target.name)))?;
+                    let mut capped = Capped::default();
+                    if let Err(e) = template.render_captured_to(ctx.clone(), &mut capped) {
+                        let mut error = template_error(&e, Some(&target.name));
+                        if capped.over
+                            && let Error::Template(t) = &mut error
+                        {
+                            // minijinja's error for a failed write names no place.
+                            t.template = format!("{TEMPLATE_DIR}/{name}");
+                            t.message = format!(
+                                "rendered {out} would be larger than {} MiB and was stopped",
+                                MAX_RENDERED >> 20
+                            );
+                            t.hint = Some("a loop that prints more than any file needs: render less per template".to_owned());
+                        }
+                        return Err(error);
+                    }
+                    // minijinja writes what the template's text and values are: UTF-8.
+                    let mut text = String::from_utf8(capped.text)
+                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
                     if text.trim().is_empty() {
                         continue;
                     }

@@ -1776,6 +1776,33 @@ fn a_template_loop_that_would_run_for_hours_is_stopped_at_its_template() {
 }
 
 #[test]
+fn a_template_that_would_render_a_file_too_large_to_hold_is_stopped() {
+    // 100000 times 100 kB: 10 GB of output before the fuel would run out.
+    let errors = with_templates(&[(
+        "notes.txt.j2",
+        "{% for i in range(100000) %}{{ \"x\" * 100000 }}{% endfor %}\n",
+    )]);
+    assert_eq!(
+        first_lines(&errors),
+        [
+            "templates/notes.txt.j2: rendered notes.txt would be larger than 16 MiB and was stopped (rendering targets dev-aws, dev-gcp, prod-aws, prod-gcp)"
+        ]
+    );
+    // Under the bound: a file of 16 MiB less a line is written (and the empty line
+    // the edit starts with).
+    let rendered = render_project(
+        "storage-only",
+        &[],
+        &[(
+            "templates/notes.txt.j2",
+            "",
+            "{% for i in range(16 * 1024 - 1) %}{{ \"x\" * 1023 }}\n{% endfor %}",
+        )],
+    );
+    assert_eq!(rendered["dev-aws/notes.txt"].len(), 1 + (16 << 20) - 1024);
+}
+
+#[test]
 fn a_template_syntax_error_is_named_at_its_line_and_a_project_without_base_yaml_is_refused() {
     // Said when the templates are compiled, before any target renders.
     let dir = example_copy(
