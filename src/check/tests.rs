@@ -1358,6 +1358,77 @@ fn sub_leaves_what_is_not_a_reference_as_written() {
 }
 
 #[test]
+fn a_value_reached_by_reference_is_judged_at_the_reference() {
+    // Each part of a value of vars a release's values reach (the value, a member of a
+    // mapping, an item of a list) is reported at the `!ref` that brought it there.
+    let errors = validate_project(
+        "three-tier",
+        &["vars.schema.json"],
+        &[(
+            "environments/dev.aws.yaml",
+            "",
+            "releases:\n  api:\n    values:\n      args: !ref vars.argv\n      replicas: !ref vars.reps\n      service: !ref vars.svc\nvars:\n  argv: [serve, 3]\n  reps: two\n  svc: {enabled: \"yes\"}",
+        )],
+    );
+    assert_eq!(
+        first_lines(&errors),
+        [
+            "environments/dev.aws.yaml:5:18: releases.api.values.args.1: charts/backend/values.schema.json: value is not of type \"string\" (at /args/1, rule `type`)",
+            "environments/dev.aws.yaml:6:22: releases.api.values.replicas: charts/backend/values.schema.json: value is not of type \"integer\" (at /replicas, rule `type`)",
+            "environments/dev.aws.yaml:7:21: releases.api.values.service.enabled: charts/backend/values.schema.json: value is not of type \"boolean\" (at /service/enabled, rule `type`)",
+        ]
+    );
+}
+
+#[test]
+fn a_host_reached_by_reference_is_its_name_also_once_the_lock_file_holds_its_certificate() {
+    let rendered = render_project(
+        "three-tier",
+        &[],
+        &[(
+            "environments/discovered/dev-aws.yaml",
+            "",
+            "dns:\n  domain: dev.example.com\n  hosts:\n    web:\n      name: shop.dev.example.com\n      certArn: \"arn:aws:acm:eu-central-1:444444444444:certificate/abc\"",
+        )],
+    );
+    let web = &rendered["dev-aws/releases/web.values.yaml"];
+    assert!(
+        web.contains("publicUrl: https://shop.dev.example.com\n"),
+        "{web}"
+    );
+    assert!(web.contains("  host: shop.dev.example.com\n"), "{web}");
+}
+
+#[test]
+fn sub_reaches_into_lists_of_the_target_and_writes_numbers_as_written() {
+    let rendered = render_project(
+        "storage-only",
+        &[],
+        &[
+            (
+                "environments/clouds/aws.yaml",
+                "  region: eu-west-1\n",
+                "  region: eu-west-1\n  selfManagedAddons: [aws-mountpoint-s3-csi-driver]\n",
+            ),
+            (
+                "environments/clouds/aws.yaml",
+                "      AWS_REGION: !ref aws.region\n",
+                "      AWS_REGION: !ref aws.region\n      A: !sub \"${aws.selfManagedAddons.0} ${vars.ratio} ${vars.n}\"\n",
+            ),
+            ("environments/base.yaml", "", "vars:\n  ratio: 0.5\n  n: 7"),
+        ],
+    );
+    let line = rendered["dev-aws/env/ingest.env"]
+        .lines()
+        .find(|l| l.starts_with("A="))
+        .map(str::to_owned);
+    assert_eq!(
+        line.as_deref(),
+        Some("A=\"aws-mountpoint-s3-csi-driver 0.5 7\"")
+    );
+}
+
+#[test]
 fn two_references_that_fail_in_one_target_are_both_said() {
     let errors = with_references("", "      A: !ref vars.nope\n      B: !ref vars.nada");
     for name in ["vars.nope", "vars.nada"] {
