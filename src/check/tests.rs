@@ -1429,6 +1429,21 @@ fn sub_reaches_into_lists_of_the_target_and_writes_numbers_as_written() {
 }
 
 #[test]
+fn a_prod_rule_broken_in_a_document_strata_writes_is_said_once_at_the_layer_key() {
+    let errors = validate(&[(
+        "prod.yaml",
+        "  raw:\n    requireSse: true\n",
+        "  raw:\n    requireSse: true\n    versioning: false\n",
+    )]);
+    assert_eq!(
+        first_lines(&errors),
+        [
+            "environments/prod.yaml:17:17: buckets.raw.versioning: production policy `prod.versioning`: production buckets keep versions (versioning: true), in prod [prod.versioning]"
+        ]
+    );
+}
+
+#[test]
 fn two_references_that_fail_in_one_target_are_both_said() {
     let errors = with_references("", "      A: !ref vars.nope\n      B: !ref vars.nada");
     for name in ["vars.nope", "vars.nada"] {
@@ -1790,7 +1805,8 @@ const HOSTILE_GCP: &str = r#"{% if target.cloud == "gcp" %}{"serviceAccount": {"
 const HOSTILE_IRSA_TRUST: &str = r#"{% if target.cloud == "aws" %}{"Version": "2012-10-17", "Statement": [
   {"Effect": "Allow", "Principal": {"Federated": "arn:aws:iam::999999999999:oidc-provider/elsewhere"},
    "Action": "sts:AssumeRole",
-   "Condition": {"StringEquals": {"oidc.eks.eu-west-1.amazonaws.com/id/ABC:sub": "system:serviceaccount:other:sa"}}}
+   "Condition": {"StringEquals": {
+     "oidc.eks.eu-west-1.amazonaws.com/id/ABC:sub": "system:serviceaccount:other:sa"}}}
 ]}{% endif %}"#;
 
 #[test]
@@ -1827,7 +1843,7 @@ fn a_template_made_gcp_document_and_irsa_trust_grant_to_their_own_only() {
             "templates/iam/ingest.trust.json.j2:3: workloads.ingest: iam/ingest.trust.json: principal {\"Federated\":\"arn:aws:iam::999999999999:oidc-provider/elsewhere\"} is not the EKS Pod Identity service (pods.eks.amazonaws.com) (in target prod-aws)",
             "templates/iam/ingest.trust.json.j2:3: workloads.ingest: iam/ingest.trust.json: principal {\"Federated\":\"arn:aws:iam::999999999999:oidc-provider/elsewhere\"} is not this cluster's OIDC provider (arn:aws:iam::111111111111:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC) (in target dev-aws)",
             "templates/iam/ingest.trust.json.j2:4: workloads.ingest: iam/ingest.trust.json: actions [\"sts:AssumeRole\"]: IRSA needs sts:AssumeRoleWithWebIdentity only (in target dev-aws)",
-            "templates/iam/ingest.trust.json.j2:5: workloads.ingest: iam/ingest.trust.json: the role must be limited to `system:serviceaccount:telemetry:telemetry-ingest` (a StringEquals condition on oidc.eks.eu-west-1.amazonaws.com/id/ABC:sub) (in target dev-aws)",
+            "templates/iam/ingest.trust.json.j2:6: workloads.ingest: iam/ingest.trust.json: the role must be limited to `system:serviceaccount:telemetry:telemetry-ingest` (a StringEquals condition on oidc.eks.eu-west-1.amazonaws.com/id/ABC:sub) (in target dev-aws)",
         ]
     );
 }

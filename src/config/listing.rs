@@ -236,6 +236,97 @@ mod tests {
         assert_eq!(yaml_stem(".yaml"), None);
     }
 
+    /// Every entry of environments/ that is not a layer, said at its path, in one run;
+    /// the layers beside them are what is listed once they are gone.
+    #[test]
+    fn what_is_not_a_layer_is_said_at_its_path() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let root = &dir.path().join("project");
+        let env = root.join("environments");
+        for folder in [
+            "clouds",
+            "discovered",
+            "other",
+            "clouds/deeper",
+            "discovered/old",
+        ] {
+            std::fs::create_dir_all(env.join(folder)).unwrap();
+        }
+        for file in [
+            "base.yaml",
+            "dev.yaml",
+            "qa.yml",
+            "clouds/aws.yaml",
+            "notes.txt",
+            "prod.yaml",
+            "prod.yml",
+            "discovered/dev-aws.yaml",
+            ".gitkeep",
+        ] {
+            std::fs::write(env.join(file), "{}\n").unwrap();
+        }
+        std::fs::write(dir.path().join("outside.yaml"), "{}\n").unwrap();
+        symlink("nowhere.yaml", env.join("gone.yaml")).unwrap();
+        symlink("loop.yaml", env.join("loop.yaml")).unwrap();
+        symlink("../../outside.yaml", env.join("out.yaml")).unwrap();
+        symlink("dev.yaml", env.join("staging.yaml")).unwrap();
+        let errors = layer_files(&Project::Disk(root.to_path_buf()))
+            .unwrap_err()
+            .to_string();
+        let lines: Vec<&str> = errors
+            .lines()
+            .filter(|l| !l.starts_with("  hint"))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "environments/clouds/deeper: is a folder; environments/clouds/ holds only cloud layer files (*.yaml)",
+                "environments/discovered/old: is a folder; environments/discovered/ holds only generated *.yaml lock files",
+                "environments/gone.yaml: is a symbolic link to nowhere.yaml, which does not exist",
+                "environments/loop.yaml: is a symbolic link to loop.yaml that cannot be followed (Too many levels of symbolic links (os error 40))",
+                "environments/notes.txt: is not a layer file (*.yaml), and strata reads nothing else here",
+                "environments/other: is a folder; environments/ holds *.yaml layer files and the folders clouds/ and discovered/",
+                "environments/out.yaml: is a symbolic link to ../../outside.yaml, outside the project",
+                "environments/prod.yaml: names the same layer `prod` as environments/prod.yml",
+                "environments/qa.yml: is not read: layer files end in .yaml",
+            ],
+            "{errors}"
+        );
+        assert!(
+            errors.contains("move it out of environments/ (dotfiles"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("merge them into environments/prod.yaml"),
+            "{errors}"
+        );
+        for file in ["clouds/deeper", "discovered/old", "other"] {
+            std::fs::remove_dir(env.join(file)).unwrap();
+        }
+        for file in [
+            "gone.yaml",
+            "loop.yaml",
+            "out.yaml",
+            "notes.txt",
+            "prod.yml",
+            "qa.yml",
+        ] {
+            std::fs::remove_file(env.join(file)).unwrap();
+        }
+        assert_eq!(
+            layer_files(&Project::Disk(root.to_path_buf())).unwrap(),
+            [
+                "environments/base.yaml",
+                "environments/clouds/aws.yaml",
+                "environments/dev.yaml",
+                "environments/discovered/dev-aws.yaml",
+                "environments/prod.yaml",
+                "environments/staging.yaml",
+            ]
+        );
+    }
+
     #[test]
     fn the_bundled_example_has_only_layers() {
         let files = layer_files(&Project::Embedded).unwrap();

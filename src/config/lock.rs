@@ -279,6 +279,24 @@ mod tests {
     }
 
     #[test]
+    fn a_host_key_is_written_plain_when_it_can_be_and_quoted_when_not() {
+        let mut facts = facts();
+        facts.hosts.insert(
+            "odd: #key".to_owned(),
+            HostFacts {
+                name: "odd.example.com".into(),
+                cert_arn: Some("arn:aws:acm:eu-west-1:123456789012:certificate/2".into()),
+            },
+        );
+        let text = facts.to_yaml("dev-aws");
+        assert!(text.contains("\n    app:\n"), "{text}");
+        assert!(text.contains("\n    \"odd: #key\":\n"), "{text}");
+        let node = parse_layer(text.as_bytes(), &path("dev-aws")).unwrap();
+        facts.hosts.shift_remove("docs");
+        assert_eq!(Facts::from_node(&node), facts);
+    }
+
+    #[test]
     fn anything_but_the_discovered_keys_is_refused_at_its_key() {
         let node = parse_layer(
             b"dns:\n  zoneId: Z1\n  ttl: 5\nbuckets: {}\n",
