@@ -314,6 +314,42 @@ mod tests {
     }
 
     #[test]
+    fn a_discovered_key_that_is_not_text_is_refused_at_its_key() {
+        let node = parse_layer(
+            b"dns:\n  domain: 5\n  zoneId: Z1\n  hosts:\n    app: {name: 5, nick: x, certArn: arn}\n",
+            "environments/discovered/dev-aws.yaml",
+        )
+        .unwrap();
+        let errors: Vec<String> = check_content(&node).iter().map(|e| e.to_string()).collect();
+        let places: Vec<&str> = errors
+            .iter()
+            .map(|e| e.split(": ").take(2).last().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            places,
+            ["dns.domain", "dns.hosts.app.name", "dns.hosts.app.nick"],
+            "{errors:#?}"
+        );
+    }
+
+    #[test]
+    fn a_host_the_layers_write_as_a_mapping_is_compared_by_its_name() {
+        let lock = parse_layer(facts().to_yaml("dev-aws").as_bytes(), &path("dev-aws")).unwrap();
+        let same = parse_layer(
+            b"dns: {domain: example.com, hosts: {app: {name: app.example.com}}}\n",
+            "environments/dev.yaml",
+        )
+        .unwrap();
+        assert!(check_against(&lock, &same, "dev-aws").is_empty());
+        let moved = parse_layer(
+            b"dns: {domain: example.com, hosts: {app: {name: www.example.com}}}\n",
+            "environments/dev.yaml",
+        )
+        .unwrap();
+        assert_eq!(check_against(&lock, &moved, "dev-aws").len(), 1);
+    }
+
+    #[test]
     fn a_lock_discovered_for_other_names_is_stale() {
         let lock = parse_layer(facts().to_yaml("dev-aws").as_bytes(), &path("dev-aws")).unwrap();
         let same = parse_layer(
