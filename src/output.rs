@@ -439,6 +439,13 @@ fn parent_and_name(out: &Path) -> Result<(PathBuf, OsString)> {
     Ok((parent, base_name))
 }
 
+/// Whether the relative path `rel` names a file inside the folder it is joined to:
+/// not empty, and each part a plain name (no `..`, `.`, root or empty part).
+fn stays_inside(rel: &str) -> bool {
+    rel.split('/')
+        .all(|part| !part.is_empty() && part != "." && part != "..")
+}
+
 /// `.out.strata-tmp-<pid><suffix>` beside `out`: on the same file system, so that it
 /// can be swapped in, and found by [`remove_leftovers`] if the run is killed.
 fn tmp_path(parent: &Path, base_name: &std::ffi::OsStr, suffix: &str) -> PathBuf {
@@ -451,6 +458,16 @@ fn tmp_path(parent: &Path, base_name: &std::ffi::OsStr, suffix: &str) -> PathBuf
 /// Replaces the folder `dest` with `desired` (and the marker, with `marked`), building
 /// the new one at `tmp` and swapping the two; a `desired` with no files removes `dest`.
 fn replace(dest: &Path, tmp: &Path, desired: &Tree, marked: bool) -> Result<WriteSummary> {
+    // The checks refuse any name that could leave its folder; this is the last guard,
+    // before anything is written: every file stays inside `dest`.
+    if let Some(rel) = desired.keys().find(|rel| !stays_inside(rel)) {
+        return Err(Error::OutDir {
+            doing: "render into",
+            path: dest.to_path_buf(),
+            why: format!("the artifact path {rel:?} would leave the folder"),
+            hint: "nothing was written; this is a bug in strata's checks, please report it with the key that made the path".into(),
+        });
+    }
     let mut existing = if dest.exists() {
         list_files(dest)
     } else {
@@ -963,6 +980,40 @@ mod tests {
         let drift = compare("out", &disk, &new, |p| p.starts_with("a/"));
         assert_eq!(drift.len(), 1);
         assert_eq!(drift[0].path, "a/x");
+    }
+
+    #[test]
+    fn a_path_that_would_leave_the_folder_is_refused_before_anything_is_written() {
+        for good in ["a", "dev-aws/buckets/raw.json", "a/.b"] {
+            assert!(stays_inside(good), "{good}");
+        }
+        for bad in [
+            "",
+            "/etc/x",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "a/./b",
+            "./a",
+            "a/",
+        ] {
+            assert!(!stays_inside(bad), "{bad}");
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let tree: Tree = [
+            ("dev-aws/a.json".to_owned(), Arc::from(&b"{}"[..])),
+            (
+                "dev-aws/buckets/../../../x.json".to_owned(),
+                Arc::from(&b"{}"[..]),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let err = write_tree(&out, &tree).unwrap_err().to_string();
+        assert!(err.contains("would leave the folder"), "{err}");
+        assert!(!out.exists());
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
 
     #[test]

@@ -149,9 +149,57 @@ pub fn gsa_id(id: &str) -> std::result::Result<(), String> {
 
 /// The names of one target, each by its provider's rules, and no two resources of a
 /// kind under one name.
+/// A key of `buckets`, `workloads` or `releases` names files of the output
+/// (`buckets/<key>.json`, `iam/<key>.policy.json`, `releases/<key>.values.yaml`) and is
+/// a segment of key paths (`buckets.<key>.name`): letters, digits, `_` and `-`, a letter
+/// or digit first, at most 63. Anything else (a `/`, a `..`, a `.`) could name a file
+/// outside its folder or a path no reference can spell.
+pub fn section_key(key: &str) -> std::result::Result<(), String> {
+    let mut chars = key.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !first_ok || !rest_ok {
+        return Err(
+            "only letters, digits, '_' and '-' are allowed, a letter or digit first".into(),
+        );
+    }
+    if key.len() > 63 {
+        return Err(format!("at most 63 characters, is {}", key.len()));
+    }
+    Ok(())
+}
+
 pub(crate) fn target(f: &mut super::Findings, desired: &crate::desired::Desired) {
     use crate::model::Cloud;
     let t = f.target;
+    for (section, kind, keys) in [
+        (
+            "buckets",
+            "bucket",
+            t.config.buckets.keys().collect::<Vec<_>>(),
+        ),
+        ("workloads", "workload", t.config.workloads.keys().collect()),
+        ("releases", "release", t.config.releases.keys().collect()),
+    ] {
+        for key in keys {
+            if let Err(why) = section_key(key) {
+                let loc = t
+                    .merged
+                    .tree
+                    .lookup([section, key.as_str()])
+                    .map_or_else(|| t.loc_of(section), |n| n.key_loc.clone());
+                f.push(super::Finding {
+                    rule: None,
+                    path: format!("{section}.{key}"),
+                    loc,
+                    message: format!("{kind} key `{key}` is not a name: {why}"),
+                    hint: format!(
+                        "the key names its files ({section}/<key>…) and its key paths; rename it"
+                    ),
+                });
+            }
+        }
+    }
     let mut seen: std::collections::BTreeMap<(String, String), String> = Default::default();
     let mut unique = |f: &mut super::Findings, kind: &str, name: &str, path: String| {
         let key = (kind.to_owned(), name.to_owned());
@@ -411,6 +459,22 @@ mod tests {
         assert_eq!(dns_name("app.example.com"), Ok(()));
         assert!(dns_name("localhost").is_err());
         assert!(dns_name(&format!("{}.com", "a".repeat(250))).is_err());
+        for good in ["raw", "raw_data", "raw-2", "9lives", &"k".repeat(63)] {
+            assert_eq!(section_key(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            "a.b",
+            "-a",
+            "_a",
+            "a b",
+            "ü",
+            &"k".repeat(64),
+        ] {
+            assert!(section_key(bad).is_err(), "{bad}");
+        }
         // At most 253 characters in all, each label at most 63.
         let label = "a".repeat(63);
         let host = |last: usize| format!("{label}.{label}.{label}.{}", "b".repeat(last));

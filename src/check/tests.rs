@@ -1444,6 +1444,42 @@ fn a_prod_rule_broken_in_a_document_strata_writes_is_said_once_at_the_layer_key(
 }
 
 #[test]
+fn a_key_that_would_name_a_file_outside_its_folder_is_refused_at_the_key() {
+    // With its own valid name, a bucket keyed `../../../x` rendered
+    // `dev-aws/buckets/../../../x.json`: outside the output folder.
+    let errors = validate(&[
+        (
+            "base.yaml",
+            "  scratch:\n",
+            "  \"../../../x\":\n    name: telemetry-x-1\n",
+        ),
+        (
+            "base.yaml",
+            "      scratch: admin\n",
+            "      \"../../../x\": admin\n",
+        ),
+        (
+            "base.yaml",
+            "      SCRATCH_BUCKET_URL: !ref buckets.scratch.url\n",
+            "",
+        ),
+        ("base.yaml", "  ingest:\n", "  in.gest:\n"),
+    ]);
+    let keys: Vec<&str> = first_lines(&errors)
+        .into_iter()
+        .filter(|e| e.contains("is not a name"))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "environments/base.yaml:23:3: buckets.../../../x: bucket key `../../../x` is not a name: only letters, digits, '_' and '-' are allowed, a letter or digit first",
+            "environments/base.yaml:33:3: workloads.in.gest: workload key `in.gest` is not a name: only letters, digits, '_' and '-' are allowed, a letter or digit first",
+        ],
+        "{errors:#?}"
+    );
+}
+
+#[test]
 fn two_references_that_fail_in_one_target_are_both_said() {
     let errors = with_references("", "      A: !ref vars.nope\n      B: !ref vars.nada");
     for name in ["vars.nope", "vars.nada"] {
