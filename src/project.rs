@@ -293,10 +293,31 @@ fn walk_disk(base: &Path, label: &str) -> Result<Vec<(String, Vec<u8>)>> {
     }
     let canonical_base = base.canonicalize().map_err(|e| Error::io(base, e))?;
     let mut files = Vec::new();
-    for entry in walkdir::WalkDir::new(base)
+    let mut errors = Vec::new();
+    // Control characters in a name are shown escaped (`x\ny`), never written raw.
+    let entry_error = |rel: &str, message: &str, hint: &str| Error::Entry {
+        path: format!(
+            "{label}/{}",
+            rel.chars()
+                .map(|c| if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                })
+                .collect::<String>()
+        ),
+        message: message.to_owned(),
+        hint: hint.to_owned(),
+    };
+    // Dotfiles and dot-folders (.gitkeep, .DS_Store) are not templates: left out, as
+    // in environments/.
+    let walker = walkdir::WalkDir::new(base)
         .follow_links(false)
         .sort_by_file_name()
-    {
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().as_encoded_bytes().starts_with(b"."));
+    let mut bad_folders: Vec<String> = Vec::new();
+    for entry in walker {
         let entry = entry.map_err(|e| {
             let path = e
                 .path()
@@ -304,12 +325,40 @@ fn walk_disk(base: &Path, label: &str) -> Result<Vec<(String, Vec<u8>)>> {
                 .unwrap_or_else(|| base.to_path_buf());
             Error::io(path, e.into())
         })?;
+        if entry.depth() == 0 {
+            continue;
+        }
         let rel = entry
             .path()
             .strip_prefix(base)
             .unwrap_or(entry.path())
             .to_string_lossy()
             .replace('\\', "/");
+        if bad_folders
+            .iter()
+            .any(|f| rel.starts_with(&format!("{f}/")))
+        {
+            continue;
+        }
+        // A template's name is the name of the file it renders, in every target.
+        let problem = match entry.file_name().to_str() {
+            None => Some("the name is not valid UTF-8"),
+            Some(name) if name.chars().any(char::is_control) => {
+                Some("the name holds a control character (a newline, a tab)")
+            }
+            Some(_) => None,
+        };
+        if let Some(problem) = problem {
+            errors.push(entry_error(
+                &rel,
+                problem,
+                "rename it: the names under templates/ become the names of the files they render",
+            ));
+            if entry.file_type().is_dir() {
+                bad_folders.push(rel);
+            }
+            continue;
+        }
         let mut path = entry.path().to_path_buf();
         if entry.path_is_symlink() {
             let resolved = entry
@@ -325,10 +374,79 @@ fn walk_disk(base: &Path, label: &str) -> Result<Vec<(String, Vec<u8>)>> {
             }
             path = resolved;
         }
-        if path.is_file() {
+        let meta = std::fs::metadata(&path).map_err(|e| Error::io(format!("{label}/{rel}"), e))?;
+        if meta.is_file() {
             let bytes = std::fs::read(&path).map_err(|e| Error::io(format!("{label}/{rel}"), e))?;
             files.push((rel, bytes));
+        } else if !meta.is_dir() {
+            // A FIFO would block the read; a device is not a template either.
+            errors.push(entry_error(
+                &rel,
+                "is not a regular file (a FIFO, a socket or a device), not a template",
+                "remove it: templates/ holds the templates and files to copy into each target",
+            ));
         }
     }
+    Error::from_list(errors)?;
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What is under templates/ besides templates: dotfiles left out, and every name
+    /// or kind of file that cannot become an artifact said at its path, in one run.
+    #[test]
+    fn templates_are_regular_files_with_printable_names_and_dotfiles_are_left_out() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("templates");
+        for folder in ["sub", ".hidden", "bad\nfolder"] {
+            std::fs::create_dir_all(t.join(folder)).unwrap();
+        }
+        for file in [
+            "ok.yaml.j2",
+            ".gitkeep",
+            "sub/.j2",
+            ".hidden/x.yaml.j2",
+            "x\ty.yaml",
+            "bad\nfolder/a.yaml",
+        ] {
+            std::fs::write(t.join(file), "a: 1\n").unwrap();
+        }
+        std::fs::write(
+            t.join(std::ffi::OsStr::from_bytes(b"raw\xff.yaml")),
+            "a: 1\n",
+        )
+        .unwrap();
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(t.join("pipe.yaml"))
+            .status()
+            .unwrap();
+        assert!(fifo.success());
+        let err = walk_disk(&t, "templates").unwrap_err().to_string();
+        let said: Vec<&str> = err.lines().filter(|l| !l.starts_with("  hint")).collect();
+        assert_eq!(
+            said,
+            [
+                "templates/bad\\nfolder: the name holds a control character (a newline, a tab)",
+                "templates/pipe.yaml: is not a regular file (a FIFO, a socket or a device), not a template",
+                "templates/raw\u{FFFD}.yaml: the name is not valid UTF-8",
+                "templates/x\\ty.yaml: the name holds a control character (a newline, a tab)",
+            ],
+            "{err}"
+        );
+        for bad in ["pipe.yaml", "x\ty.yaml"] {
+            std::fs::remove_file(t.join(bad)).unwrap();
+        }
+        std::fs::remove_file(t.join(std::ffi::OsStr::from_bytes(b"raw\xff.yaml"))).unwrap();
+        std::fs::remove_dir_all(t.join("bad\nfolder")).unwrap();
+        let files: Vec<String> = walk_disk(&t, "templates")
+            .unwrap()
+            .into_iter()
+            .map(|(rel, _)| rel)
+            .collect();
+        assert_eq!(files, ["ok.yaml.j2"]);
+    }
 }
