@@ -1480,6 +1480,50 @@ fn a_key_that_would_name_a_file_outside_its_folder_is_refused_at_the_key() {
 }
 
 #[test]
+fn a_null_in_a_list_item_leaves_its_optional_key_unset() {
+    // The merge removes a null map value, but not inside a list item: there the typing
+    // reads it as the optional key left unset.
+    let errors = validate(&[(
+        "base.yaml",
+        "      - {expireAfterDays: 7}\n",
+        "      - {expireAfterDays: 7, prefix: ~}\n",
+    )]);
+    assert_eq!(errors, Vec::<String>::new());
+}
+
+#[test]
+fn actions_are_judged_by_their_service_and_name_and_those_that_hand_out_power_are_named() {
+    let errors = with_templates(&[(
+        "iam/ingest.policy.json.j2",
+        r#"{% if target.cloud == "aws" %}{"Version": "2012-10-17", "Statement": [
+ {"Effect": "Allow", "Action": ["s3:GetObject", "organizations:ListAccounts"], "Resource": "arn:aws:s3:::telemetry-dev-raw-111111111111/*"},
+ {"Effect": "Allow", "Action": ["s3:GetObject", "sso:CreatePermissionSet"], "Resource": "arn:aws:s3:::telemetry-dev-raw-111111111111/*"},
+ {"Effect": "Allow", "Action": ["s3:GetObject", "sts:AssumeRole"], "Resource": "arn:aws:s3:::telemetry-dev-raw-111111111111/*"},
+ {"Effect": "Allow", "Action": [":GetObject", "S3:GetObject", "s3:", "s3:Get-Object", "s3:Get*", "s3-x2:Get"], "Resource": "arn:aws:s3:::telemetry-dev-raw-111111111111/*"}
+]}{% endif %}"#,
+    )]);
+    let said: Vec<&str> = first_lines(&errors)
+        .into_iter()
+        .filter(|e| e.contains("(in targets dev-aws, prod-aws)"))
+        .filter(|e| e.contains("[iam.escalation]") || e.contains("is not an IAM action"))
+        .map(|e| e.split("statement ").nth(1).unwrap_or(e))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "1: allows `organizations:ListAccounts`, with which a workload can give itself any permission [iam.escalation] (in targets dev-aws, prod-aws)",
+            "2: allows `sso:CreatePermissionSet`, with which a workload can give itself any permission [iam.escalation] (in targets dev-aws, prod-aws)",
+            "3: allows `sts:AssumeRole`, with which a workload can give itself any permission [iam.escalation] (in targets dev-aws, prod-aws)",
+            "4: `:GetObject` is not an IAM action (service:Action) (in targets dev-aws, prod-aws)",
+            "4: `S3:GetObject` is not an IAM action (service:Action) (in targets dev-aws, prod-aws)",
+            "4: `s3:Get-Object` is not an IAM action (service:Action) (in targets dev-aws, prod-aws)",
+            "4: `s3:` is not an IAM action (service:Action) (in targets dev-aws, prod-aws)",
+        ],
+        "{errors:#?}"
+    );
+}
+
+#[test]
 fn two_references_that_fail_in_one_target_are_both_said() {
     let errors = with_references("", "      A: !ref vars.nope\n      B: !ref vars.nada");
     for name in ["vars.nope", "vars.nada"] {

@@ -152,6 +152,19 @@ fn yaml_error(error: &serde_saphyr::Error, file: &Arc<str>) -> Error {
                 let name = if code == 0 { " (a NUL byte)" } else { "" };
                 format!("the control character U+{code:04X}{name} is not allowed in YAML")
             }
+            // `.inf` and `.nan`: serde-saphyr's words are about its own options.
+            _ if message.starts_with("non-finite float") => {
+                let value = message.split('`').nth(1).unwrap_or(".inf");
+                return Located::new(
+                    loc,
+                    "",
+                    format!("`{value}` is not a number strata takes: numbers are finite"),
+                )
+                .hint(format!(
+                    "write the number itself, or quote it (\"{value}\") for a string"
+                ))
+                .into();
+            }
             _ => message,
         },
     };
@@ -767,6 +780,34 @@ mod tests {
             short.contains("mapping values are not allowed in this context")
                 && !short.contains("1024"),
             "{short}"
+        );
+    }
+
+    #[test]
+    fn tags_and_numbers_the_parser_reads_its_own_way() {
+        // YAML's own tags are the parser's: `!!str 5` is the string "5".
+        let node = parse_layer(b"a: !!str 5\nb: !!int \"7\"\n", "f.yaml").unwrap();
+        assert_eq!(node.to_json(), serde_json::json!({"a": "5", "b": 7}));
+        // strata's tags take a plain string, and say what they found instead.
+        for (yaml, found) in [
+            ("a: !ref [x]\n", "a list"),
+            ("a: !sub {b: 1}\n", "a mapping"),
+            ("a: !ref 5\n", "a number"),
+            ("a: !ref true\n", "a boolean"),
+        ] {
+            let tag = &yaml[3..7];
+            let text = error_text(yaml);
+            assert!(text.starts_with("f.yaml:1:"), "{text}");
+            assert!(
+                text.ends_with(&format!(": `{tag}` takes a plain string, found {found}")),
+                "{text}"
+            );
+        }
+        // Not a number strata can hold, said in strata's words (serde-saphyr's were
+        // about its own options).
+        assert_eq!(
+            error_text("a:\n  b: .inf\n"),
+            "f.yaml:2:6: `.inf` is not a number strata takes: numbers are finite\n  hint: write the number itself, or quote it (\".inf\") for a string"
         );
     }
 
