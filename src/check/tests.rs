@@ -1524,6 +1524,27 @@ fn actions_are_judged_by_their_service_and_name_and_those_that_hand_out_power_ar
 }
 
 #[test]
+fn every_unknown_key_of_every_bucket_is_said_in_one_run() {
+    // The typing stops at a section's first error: each bucket is typed on its own,
+    // and after an unknown key it runs again without it.
+    let errors = validate(&[(
+        "dev.yaml",
+        "",
+        "buckets:\n  extra: {versionin: true, tagz: {}, lifecycle: [{expireAfterDays: x}]}\n  scratch: {retain: maybe}",
+    )]);
+    // In the merged order of the keys; a type error (not a typo) ends its bucket's.
+    assert_eq!(
+        first_lines(&errors),
+        [
+            "environments/dev.yaml:17:11: buckets.extra.versionin: unknown key `versionin`",
+            "environments/dev.yaml:17:28: buckets.extra.tagz: unknown key `tagz`",
+            "environments/dev.yaml:17:68: buckets.extra.lifecycle.0.expireAfterDays: expected a whole number, found \"x\"",
+            "environments/dev.yaml:18:21: buckets.scratch.retain: expected a boolean, found \"maybe\"",
+        ]
+    );
+}
+
+#[test]
 fn two_references_that_fail_in_one_target_are_both_said() {
     let errors = with_references("", "      A: !ref vars.nope\n      B: !ref vars.nada");
     for name in ["vars.nope", "vars.nada"] {

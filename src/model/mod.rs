@@ -25,7 +25,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Loc, Merged, Node, TargetLayers};
+use crate::config::{Loc, Merged, Node, TargetLayers, Value};
 use crate::error::{Error, Located, Result};
 
 pub use names::{BucketNames, WorkloadNames};
@@ -590,9 +590,9 @@ fn typed_sections(merged: &Merged, layers: &TargetLayers) -> Result<Config> {
             "kube" => check_section::<Kube>(merged, layers, key, node),
             "aws" => check_section::<Aws>(merged, layers, key, node),
             "gcp" => check_section::<Gcp>(merged, layers, key, node),
-            "buckets" => check_section::<IndexMap<String, Bucket>>(merged, layers, key, node),
-            "workloads" => check_section::<IndexMap<String, Workload>>(merged, layers, key, node),
-            "releases" => check_section::<IndexMap<String, Release>>(merged, layers, key, node),
+            "buckets" => check_entries::<Bucket>(merged, layers, key, node),
+            "workloads" => check_entries::<Workload>(merged, layers, key, node),
+            "releases" => check_entries::<Release>(merged, layers, key, node),
             "dns" => check_section::<Dns>(merged, layers, key, node),
             "exceptions" => check_section::<Vec<Exception>>(merged, layers, key, node),
             "protected" => check_section::<bool>(merged, layers, key, node),
@@ -652,19 +652,90 @@ fn backticked(keys: &[&str]) -> String {
         .join(", ")
 }
 
+/// Each entry of a section that maps names to one type (`buckets`, `workloads`,
+/// `releases`) typed on its own, so that a mistake in each is said in one run.
+fn check_entries<T: DeserializeOwned>(
+    merged: &Merged,
+    layers: &TargetLayers,
+    key: &str,
+    node: &Node,
+) -> Result<()> {
+    let Some(entries) = node.map() else {
+        return check_section::<IndexMap<String, T>>(merged, layers, key, node);
+    };
+    let errors: Vec<Error> = entries
+        .iter()
+        .filter_map(|(name, entry)| {
+            check_section::<T>(merged, layers, &format!("{key}.{name}"), entry).err()
+        })
+        .collect();
+    Error::from_list(errors)
+}
+
+/// Most unknown keys said in one section (beyond, the next run says the rest).
+const UNKNOWN_KEYS_SAID: usize = 100;
+
+/// A section typed as `T`, its error at its key path. The typing stops at its first
+/// error; after an unknown key (the usual typo) it runs again without that key, so
+/// that every unknown key of the section is said in one run, with the first other
+/// error after them.
 fn check_section<T: DeserializeOwned>(
     merged: &Merged,
     layers: &TargetLayers,
     key: &str,
     node: &Node,
 ) -> Result<()> {
-    serde_path_to_error::deserialize::<_, T>(node)
-        .map(|_| ())
-        .map_err(|e| {
-            let mut segments = vec![key.to_owned()];
-            segments.extend(path_segments(e.path()));
-            type_error(merged, layers, segments, &e.inner().to_string())
-        })
+    let mut errors = Vec::new();
+    let mut node = std::borrow::Cow::Borrowed(node);
+    loop {
+        let Err(e) = serde_path_to_error::deserialize::<_, T>(node.as_ref()) else {
+            break;
+        };
+        let mut segments: Vec<String> = key.split('.').map(str::to_owned).collect();
+        let inner = path_segments(e.path());
+        segments.extend(inner.iter().cloned());
+        let raw = e.inner().to_string();
+        errors.push(type_error(merged, layers, segments, &raw));
+        let Some(field) = between(&raw, "unknown field `", "`") else {
+            break;
+        };
+        if errors.len() >= UNKNOWN_KEYS_SAID || !remove_key(node.to_mut(), &inner, field) {
+            break;
+        }
+    }
+    Error::from_list(errors)
+}
+
+/// Removes the key `field` from the mapping at `path` below `node` (or at `path`
+/// itself when its last segment is `field`); whether it was there.
+fn remove_key(node: &mut Node, path: &[String], field: &str) -> bool {
+    let parent = match path.split_last() {
+        Some((last, head)) if last == field => head,
+        _ => path,
+    };
+    let mut at = node;
+    for segment in parent {
+        at = match &mut at.value {
+            Value::Map(entries) => {
+                match std::sync::Arc::make_mut(entries).get_mut(segment.as_str()) {
+                    Some(next) => next,
+                    None => return false,
+                }
+            }
+            Value::Seq(items) => match segment.parse::<usize>().ok().and_then(|i| items.get_mut(i))
+            {
+                Some(next) => next,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match &mut at.value {
+        Value::Map(entries) => std::sync::Arc::make_mut(entries)
+            .shift_remove(field)
+            .is_some(),
+        _ => false,
+    }
 }
 
 fn path_segments(path: &serde_path_to_error::Path) -> Vec<String> {
