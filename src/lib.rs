@@ -236,13 +236,22 @@ impl Loaded {
                     continue;
                 }
                 let result = charts::read(&self.project, &path);
-                if let Err(e) = &result {
-                    let loc = target.loc_of(&format!("releases.{key}.chart"));
-                    errors.push(
-                        error::Located::new(loc, format!("releases.{key}.chart"), e.to_string())
-                            .hint("a chart is a folder of the project with a Chart.yaml (`helm create` makes one)")
-                            .into(),
-                    );
+                match &result {
+                    // Placed in the chart's own file already.
+                    Err(e @ Error::Input(_)) => errors.push(e.duplicate()),
+                    Err(e) => {
+                        let loc = target.loc_of(&format!("releases.{key}.chart"));
+                        let mut located = error::Located::new(
+                            loc,
+                            format!("releases.{key}.chart"),
+                            e.to_string(),
+                        );
+                        if e.to_string().starts_with("no chart at") {
+                            located = located.hint("a chart is a folder of the project with a Chart.yaml (`helm create` makes one)");
+                        }
+                        errors.push(located.into());
+                    }
+                    Ok(_) => {}
                 }
                 charts.insert(path, result);
             }
@@ -268,13 +277,10 @@ mod charts {
                 "no chart at {path} (it has no Chart.yaml)"
             )));
         }
-        let values =
-            match project.read(&format!("{path}/values.yaml"))? {
-                Some(bytes) => Some(parse_yaml(&bytes).map_err(|e| {
-                    Error::Usage(format!("{path}/values.yaml is not valid YAML: {e}"))
-                })?),
-                None => None,
-            };
+        let values = match project.read(&format!("{path}/values.yaml"))? {
+            Some(bytes) => Some(parse_yaml(&bytes, &format!("{path}/values.yaml"))?),
+            None => None,
+        };
         let schema_file = format!("{path}/values.schema.json");
         let (schema, schema_json) = match project.read(&schema_file)? {
             Some(bytes) => {
@@ -312,12 +318,24 @@ mod charts {
             })
     }
 
-    fn parse_yaml(bytes: &[u8]) -> std::result::Result<serde_json::Value, String> {
-        let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+    /// A chart's values.yaml, its errors at their place in it (in the words a layer's
+    /// get: the parser's own are several lines of its source).
+    fn parse_yaml(bytes: &[u8], file: &str) -> Result<serde_json::Value> {
+        let file: std::sync::Arc<str> = std::sync::Arc::from(file);
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            Error::from(
+                crate::error::Located::new(
+                    crate::config::Loc::file(file.clone()),
+                    "",
+                    format!("the file is not valid UTF-8 (byte {})", e.valid_up_to()),
+                )
+                .hint("save the file as UTF-8"),
+            )
+        })?;
         if text.trim().is_empty() {
             return Ok(serde_json::Value::Null);
         }
-        serde_saphyr::from_str(text).map_err(|e| e.to_string())
+        serde_saphyr::from_str(text).map_err(|e| crate::config::yaml_error(&e, &file))
     }
 }
 

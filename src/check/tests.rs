@@ -1545,6 +1545,38 @@ fn every_unknown_key_of_every_bucket_is_said_in_one_run() {
 }
 
 #[test]
+fn a_chart_file_that_does_not_parse_is_said_at_its_own_line() {
+    // values.yaml: at its line, in the words a layer's error gets (the parser's own
+    // are several lines of its source); a schema that is not JSON: at the release's
+    // chart key, without the hint for a missing chart.
+    let errors = three_tier(
+        &[],
+        &[
+            ("charts/backend/values.yaml", "", "replicas: 1\nreplicas: 2"),
+            ("charts/web/values.schema.json", "", "{"),
+        ],
+    );
+    let said: Vec<&str> = errors
+        .iter()
+        .filter(|e| e.contains("charts/"))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(said.len(), 2, "{errors:#?}");
+    assert!(
+        said[0].starts_with("charts/backend/values.yaml:")
+            && said[0].contains(
+                ": duplicate mapping key: replicas\n  hint: remove one of the two entries"
+            ),
+        "{said:#?}"
+    );
+    assert!(
+        said[1].contains(": releases.web.chart: charts/web/values.schema.json is not valid JSON: ")
+            && !said[1].contains("helm create"),
+        "{said:#?}"
+    );
+}
+
+#[test]
 fn two_references_that_fail_in_one_target_are_both_said() {
     let errors = with_references("", "      A: !ref vars.nope\n      B: !ref vars.nada");
     for name in ["vars.nope", "vars.nada"] {

@@ -102,7 +102,14 @@ fn empty_map(file: Arc<str>) -> Node {
 }
 
 /// Turns a serde-saphyr error into one of ours, keeping its line and column.
-fn yaml_error(error: &serde_saphyr::Error, file: &Arc<str>) -> Error {
+/// The limit a budget named in Rust terms was breached at: `Nodes { nodes: 250001 }`
+/// is 250000 (a layer's budget and a chart's values.yaml's differ).
+fn breached_at(what: &str) -> Option<u64> {
+    let digits: String = what.chars().filter(char::is_ascii_digit).collect();
+    digits.parse::<u64>().ok()?.checked_sub(1)
+}
+
+pub(crate) fn yaml_error(error: &serde_saphyr::Error, file: &Arc<str>) -> Error {
     let loc = error
         .location()
         .filter(|l| l.line() > 0)
@@ -110,17 +117,26 @@ fn yaml_error(error: &serde_saphyr::Error, file: &Arc<str>) -> Error {
         .unwrap_or_else(|| Loc::file(file.clone()));
     let text = error.to_string();
     // serde-saphyr appends its own " at line X column Y"; ours is in front already.
-    let message = strip_location_suffix(text.lines().next().unwrap_or("invalid YAML"))
+    let first = text.lines().next().unwrap_or("invalid YAML");
+    // Some of serde-saphyr's errors start with the place instead (`error: line 2
+    // column 1: …`); ours is in front already.
+    let first = first
+        .strip_prefix("error: line ")
+        .and_then(|rest| rest.split_once(": "))
+        .map_or(first, |(_, message)| message);
+    let message = strip_location_suffix(first)
         // Advice to serde-saphyr's caller, not to the user (our hint says what to do).
         .replace(", set DuplicateKeyPolicy in Options if acceptable", "");
     // The parser names its budget in Rust terms (`Depth { depth: 65 }`); say it plainly.
     let message = match message.strip_prefix("budget breached: ") {
-        Some(what) if what.starts_with("Depth") => {
-            "the document is nested more than 64 levels deep".to_owned()
-        }
-        Some(what) if what.starts_with("Nodes") => {
-            "the document has more than 200000 nodes".to_owned()
-        }
+        Some(what) if what.starts_with("Depth") => format!(
+            "the document is nested more than {} levels deep",
+            breached_at(what).unwrap_or(64)
+        ),
+        Some(what) if what.starts_with("Nodes") => format!(
+            "the document has more than {} nodes",
+            breached_at(what).unwrap_or(200_000)
+        ),
         Some(what) if what.starts_with("Alias") => {
             "the document uses more than 1000 aliases".to_owned()
         }
