@@ -1577,6 +1577,56 @@ fn a_chart_file_that_does_not_parse_is_said_at_its_own_line() {
 }
 
 #[test]
+fn resources_are_arns_and_project_roles_that_administer_are_named() {
+    let errors = with_templates(&[(
+        "iam/ingest.policy.json.j2",
+        r#"{% if target.cloud == "aws" %}{"Version": "2012-10-17", "Statement": [
+ {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::telemetry-dev-raw-111111111111/*", "xrn:aws:s3:::x", "arn:aws:S3:::x", "arn:aws:execute-api:eu-west-1:111111111111:abc/*", "arn:aws:s3:::"]}
+]}{% endif %}"#,
+    )]);
+    let arns: Vec<&str> = first_lines(&errors)
+        .into_iter()
+        .filter(|e| e.contains("is not an ARN"))
+        .map(|e| e.split("statement 1: ").nth(1).unwrap_or(e))
+        .collect();
+    assert_eq!(
+        arns,
+        [
+            "`arn:aws:S3:::x` is not an ARN (in targets dev-aws, prod-aws)",
+            "`arn:aws:s3:::` is not an ARN (in targets dev-aws, prod-aws)",
+            "`xrn:aws:s3:::x` is not an ARN (in targets dev-aws, prod-aws)",
+        ],
+        "{errors:#?}"
+    );
+    let errors = with_templates(&[(
+        "iam/ingest.gcp.json.j2",
+        r#"{% if target.cloud == "gcp" %}{"serviceAccount": {"accountId": {{ workloads.ingest.gsaId | to_json }}, "email": {{ workloads.ingest.gsaEmail | to_json }}, "project": {{ gcp.projectId | to_json }}},
+ "workloadIdentity": {"role": "roles/iam.workloadIdentityUser", "members": [{{ ("serviceAccount:" ~ gcp.projectId ~ ".svc.id.goog[telemetry/telemetry-ingest]") | to_json }}]},
+ "bucketBindings": [
+   {"bucket": {{ buckets.raw.name | to_json }}, "role": "roles/storage.admin", "members": [{{ ("serviceAccount:" ~ workloads.ingest.gsaEmail) | to_json }}]}],
+ "projectBindings": [
+   {"role": "roles/storage.admin", "members": [{{ ("serviceAccount:" ~ workloads.ingest.gsaEmail) | to_json }}]},
+   {"role": "roles/iam.serviceAccountUser", "members": [{{ ("serviceAccount:" ~ workloads.ingest.gsaEmail) | to_json }}]},
+   {"role": "projects/p/roles/custom", "members": [{{ ("serviceAccount:" ~ workloads.ingest.gsaEmail) | to_json }}]},
+   {"role": "storage.objectViewer", "members": [{{ ("serviceAccount:" ~ workloads.ingest.gsaEmail) | to_json }}]}]}{% endif %}"#,
+    )]);
+    let roles: Vec<&str> = first_lines(&errors)
+        .into_iter()
+        .filter(|e| e.contains(": workloads.ingest.roles: "))
+        .map(|e| e.split("iam/ingest.gcp.json: ").nth(1).unwrap_or(e))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            "grants roles/storage.admin on the whole project [gcp.project-admin] (in targets dev-gcp, prod-gcp)",
+            "grants roles/iam.serviceAccountUser on the whole project [gcp.project-admin] (in targets dev-gcp, prod-gcp)",
+            "`storage.objectViewer` is not a role name (roles/… or projects/<p>/roles/…) (in targets dev-gcp, prod-gcp)",
+        ],
+        "{errors:#?}"
+    );
+}
+
+#[test]
 fn two_references_that_fail_in_one_target_are_both_said() {
     let errors = with_references("", "      A: !ref vars.nope\n      B: !ref vars.nada");
     for name in ["vars.nope", "vars.nada"] {
