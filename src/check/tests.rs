@@ -1627,6 +1627,27 @@ fn resources_are_arns_and_project_roles_that_administer_are_named() {
 }
 
 #[test]
+fn a_statement_that_does_not_type_is_said_at_the_statement_or_its_key() {
+    let errors = validate(&[(
+        "clouds/aws.yaml",
+        "      AWS_REGION: !ref aws.region\n",
+        "      AWS_REGION: !ref aws.region\n    statements:\n      - 5\n      - {Effect: Allow, Action: [s3:GetObject], Resource: [arn:aws:s3:::x], Principal: '*'}\n",
+    )]);
+    let said: Vec<&str> = first_lines(&errors)
+        .into_iter()
+        .map(|e| e.split(": ").nth(1).unwrap_or(e))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "workloads.ingest.statements.0",
+            "workloads.ingest.statements.1.Principal",
+        ],
+        "{errors:#?}"
+    );
+}
+
+#[test]
 fn two_references_that_fail_in_one_target_are_both_said() {
     let errors = with_references("", "      A: !ref vars.nope\n      B: !ref vars.nada");
     for name in ["vars.nope", "vars.nada"] {

@@ -126,3 +126,19 @@ pub fn document(target: &Target, key: &str, bucket: &Bucket) -> J {
     doc["adopt"] = json!(bucket.adopt);
     doc
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_keep_what_gcs_allows_and_replace_the_rest() {
+        assert_eq!(label_value("dev-gcp"), "dev-gcp");
+        assert_eq!(label_value("Data_Set-2"), "data_set-2");
+        assert_eq!(label_value("R&D a.b/ü"), "r_d_a_b__");
+        assert_eq!(label_value(&"x".repeat(70)).len(), 63);
+        assert_eq!(label_key("Cost Center"), "cost_center");
+        assert_eq!(label_key("1st"), "x1st");
+        assert_eq!(label_key(&"9".repeat(70)).len(), 63);
+    }
+}
