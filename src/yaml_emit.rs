@@ -137,7 +137,8 @@ fn quoted(s: &str) -> Option<std::rc::Rc<str>> {
 
 /// A string any YAML reader takes as that string when written bare: a letter first,
 /// then letters, digits, `_`, `-`, `.` and `/`, and none of the words YAML 1.1 reads
-/// as a boolean or null.
+/// as a boolean or null, nor `nan` and `inf`, which some readers take for floats (and
+/// serde-saphyr quotes).
 fn plain_word(s: &str) -> bool {
     let mut bytes = s.bytes();
     let Some(first) = bytes.next() else {
@@ -150,9 +151,11 @@ fn plain_word(s: &str) -> bool {
         return false;
     }
     s.len() > 5
-        || !["y", "n", "yes", "no", "on", "off", "true", "false", "null"]
-            .iter()
-            .any(|word| s.eq_ignore_ascii_case(word))
+        || ![
+            "y", "n", "yes", "no", "on", "off", "true", "false", "null", "nan", "inf",
+        ]
+        .iter()
+        .any(|word| s.eq_ignore_ascii_case(word))
 }
 
 #[cfg(test)]
@@ -176,7 +179,7 @@ mod tests {
             "resources": {"cpu": "250m", "memory": "512Mi", "limits": {"cpu": "1"}},
             "url": "https://example.com/a?b=c",
             "empty": {"map": {}, "list": []},
-            "list": ["a", "b c", "yes", "No", "false", "False", "TRUE", "", " x", "#", "null", 3, null, false],
+            "list": ["a", "b c", "yes", "No", "false", "False", "TRUE", "", " x", "#", "null", 3, null, false, "nan", "Inf", "nano"],
             "maps": [{"name": "a", "value": "1"}, {}, {"nested": {"k": ["v"]}}],
             "deeper": {"list": [{"k": "v", "j": "w"}, {"m": {"q": [{"o": 1, "p": 2}]}}]},
             "Sub.Key-with_odd/chars": "x",
@@ -190,6 +193,8 @@ mod tests {
         for value in [
             json!({"a": 1.5}),
             json!({"a key": 1}),
+            json!({"nan": 1}),
+            json!({"a": {"Inf": 1}}),
             json!({"a": [[1]]}),
             json!({"a": "two\nlines"}),
             json!({}),
@@ -233,6 +238,10 @@ mod tests {
                 "2001-12-14",
                 ".inf",
                 ".NaN",
+                "nan",
+                "NaN",
+                "inf",
+                "INF",
                 "<<",
                 "=",
                 "---",
@@ -254,7 +263,7 @@ mod tests {
         prop_oneof![
             12 => "[a-zA-Z][a-zA-Z0-9_./-]{0,8}",
             1 => "[a-zA-Z0-9 ._:-]{0,6}",
-            1 => prop::sample::select(vec!["yes", "on", "null", "1", "a b", "global"]).prop_map(str::to_owned),
+            1 => prop::sample::select(vec!["yes", "on", "null", "1", "a b", "global", "nan", "Inf", "NaN"]).prop_map(str::to_owned),
         ]
     }
 
