@@ -99,14 +99,21 @@ impl fmt::Display for Located {
         if !self.key_path.is_empty() {
             write!(f, "{}: ", self.key_path)?;
         }
-        write!(f, "{}", self.message)?;
-        if !self.targets.is_empty() {
-            write!(f, " (in {})", targets_phrase(&self.targets))?;
-        }
+        write!(f, "{}", with_targets(&self.message, "in", &self.targets))?;
         if let Some(hint) = &self.hint {
             write!(f, "\n  hint: {hint}")?;
         }
         Ok(())
+    }
+}
+
+/// `message`, then the targets it was found in when there are any:
+/// `… (in targets dev-aws, prod-aws)` (`lead` "in"), `… (rendering target dev-aws)`.
+pub fn with_targets(message: &str, lead: &str, targets: &[String]) -> String {
+    if targets.is_empty() {
+        message.to_owned()
+    } else {
+        format!("{message} ({lead} {})", targets_phrase(targets))
     }
 }
 
@@ -116,7 +123,7 @@ const TARGETS_LISTED: usize = 6;
 
 /// `target dev-aws`, `targets dev-aws, prod-aws`, or for a long list
 /// `targets a, b, c, d, e, f and 994 more`.
-pub fn targets_phrase(targets: &[String]) -> String {
+fn targets_phrase(targets: &[String]) -> String {
     let plural = if targets.len() == 1 { "" } else { "s" };
     let shown = targets.len().min(TARGETS_LISTED);
     let mut out = format!("target{plural} {}", targets[..shown].join(", "));
@@ -148,10 +155,11 @@ impl fmt::Display for TemplateError {
                 write!(f, ":{col}")?;
             }
         }
-        write!(f, ": {}", self.message)?;
-        if !self.targets.is_empty() {
-            write!(f, " (rendering {})", targets_phrase(&self.targets))?;
-        }
+        write!(
+            f,
+            ": {}",
+            with_targets(&self.message, "rendering", &self.targets)
+        )?;
         if let Some(hint) = &self.hint {
             write!(f, "\n  hint: {hint}")?;
         }

@@ -170,15 +170,7 @@ pub fn error_list(error: &Error) -> Vec<ErrorRecord> {
                 line: Some(l.loc.line),
                 column: (l.loc.col > 0).then_some(l.loc.col),
                 key_path: Some(l.key_path.clone()).filter(|k| !k.is_empty()),
-                message: if l.targets.is_empty() {
-                    l.message.clone()
-                } else {
-                    format!(
-                        "{} (in {})",
-                        l.message,
-                        crate::error::targets_phrase(&l.targets)
-                    )
-                },
+                message: crate::error::with_targets(&l.message, "in", &l.targets),
                 hint: l.hint.clone(),
             },
             Error::Template(t) => ErrorRecord {
@@ -186,15 +178,7 @@ pub fn error_list(error: &Error) -> Vec<ErrorRecord> {
                 line: t.line,
                 column: t.col,
                 key_path: None,
-                message: if t.targets.is_empty() {
-                    t.message.clone()
-                } else {
-                    format!(
-                        "{} (rendering {})",
-                        t.message,
-                        crate::error::targets_phrase(&t.targets)
-                    )
-                },
+                message: crate::error::with_targets(&t.message, "rendering", &t.targets),
                 hint: t.hint.clone(),
             },
             Error::Entry {

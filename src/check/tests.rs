@@ -1347,10 +1347,7 @@ fn sub_leaves_what_is_not_a_reference_as_written() {
             "      LOG_LEVEL: info\n      A: !sub \"${HOME} ${foo.bar} ${vars} ${project.name}\"\n",
         )],
     );
-    let line = rendered["dev-aws/env/ingest.env"]
-        .lines()
-        .find(|l| l.starts_with("A="))
-        .map(str::to_owned);
+    let line = env_line(&rendered, "A");
     assert_eq!(
         line.as_deref(),
         Some("A=\"\\${HOME} \\${foo.bar} \\${vars} telemetry\"")
@@ -1418,10 +1415,7 @@ fn sub_reaches_into_lists_of_the_target_and_writes_numbers_as_written() {
             ("environments/base.yaml", "", "vars:\n  ratio: 0.5\n  n: 7"),
         ],
     );
-    let line = rendered["dev-aws/env/ingest.env"]
-        .lines()
-        .find(|l| l.starts_with("A="))
-        .map(str::to_owned);
+    let line = env_line(&rendered, "A");
     assert_eq!(
         line.as_deref(),
         Some("A=\"aws-mountpoint-s3-csi-driver 0.5 7\"")
@@ -1757,6 +1751,14 @@ fn a_resolved_value_is_read_at_any_depth_and_in_any_section_that_holds_resolved_
         );
     }
     assert_eq!(at("releases.api.values.nope"), None);
+}
+
+/// The line of `name` in dev-aws's env file of the storage-only example's workload.
+fn env_line(rendered: &BTreeMap<String, String>, name: &str) -> Option<String> {
+    rendered["dev-aws/env/ingest.env"]
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}=")))
+        .map(str::to_owned)
 }
 
 /// `validate` of the storage-only example with `templates` (path under templates/,
