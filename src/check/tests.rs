@@ -1324,13 +1324,34 @@ fn references_that_multiply_are_stopped_before_they_exhaust_the_memory() {
         errors.iter().any(|e| e.contains(": the references of this target make more than 100000 values\n  hint: a value of vars that refers more than once")),
         "{errors:#?}"
     );
-    // Many references, each to one value: stopped at 100000 references.
-    let many = "${vars.x}".repeat(100_001);
+    // Many references, each to one value: 100000 resolve, one more is stopped. (An aws
+    // target of the example has three references of its own: two bucket URLs and
+    // AWS_REGION.)
+    let errors = with_references(
+        "  x: a",
+        &format!("      A: !sub \"{}\"", "${vars.x}".repeat(99_997)),
+    );
+    assert!(
+        !errors.iter().any(|e| e.contains("references to resolve")),
+        "{:#?}",
+        errors
+            .iter()
+            .map(|e| e.chars().take(300).collect::<String>())
+            .collect::<Vec<_>>()
+    );
+    let many = "${vars.x}".repeat(99_998);
     let errors = with_references("  x: a", &format!("      A: !sub \"{many}\""));
     assert!(
-        errors.iter().any(|e| e.starts_with("environments/base.yaml:40:15: workloads.ingest.env.A: more than 100000 references to resolve\n")),
+        errors
+            == [
+                "environments/clouds/aws.yaml:9:24: workloads.ingest.env.AWS_REGION: more than 100000 references to resolve\n  hint: references that refer to each other multiply; simplify vars",
+                "environments/clouds/gcp.yaml:10:34: workloads.ingest.env.GOOGLE_CLOUD_PROJECT: more than 100000 references to resolve\n  hint: references that refer to each other multiply; simplify vars",
+            ],
         "{:#?}",
-        errors.iter().map(|e| e.chars().take(300).collect::<String>()).collect::<Vec<_>>()
+        errors
+            .iter()
+            .map(|e| e.chars().take(300).collect::<String>())
+            .collect::<Vec<_>>()
     );
 }
 
@@ -1656,13 +1677,14 @@ fn two_references_that_fail_in_one_target_are_both_said() {
 
 #[test]
 fn a_reference_to_an_optional_key_left_unset_points_at_nothing() {
-    // `aws.cluster` is optional and the storage-only example leaves it unset: the
+    // `aws.iamPrefix` is optional and the storage-only example leaves it unset: the
     // reference fails as one to a missing key, not as a null put into the env var.
-    let errors = with_references("", "      A: !ref aws.cluster");
-    assert!(!errors.is_empty());
+    let errors = with_references("", "      A: !ref aws.iamPrefix");
+    // Said for the aws targets (whose aws section leaves it unset) and the gcp ones.
+    assert_eq!(errors.len(), 2, "{errors:#?}");
     for e in &errors {
         assert!(
-            e.starts_with("environments/base.yaml:40:15: workloads.ingest.env.A: `aws.cluster` points at nothing"),
+            e.starts_with("environments/base.yaml:40:15: workloads.ingest.env.A: `aws.iamPrefix` points at nothing"),
             "{errors:#?}"
         );
     }
