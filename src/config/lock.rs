@@ -288,8 +288,16 @@ mod tests {
                 cert_arn: Some("arn:aws:acm:eu-west-1:123456789012:certificate/2".into()),
             },
         );
+        facts.hosts.insert(
+            "web_2-b".to_owned(),
+            HostFacts {
+                name: "web.example.com".into(),
+                cert_arn: Some("arn:aws:acm:eu-west-1:123456789012:certificate/3".into()),
+            },
+        );
         let text = facts.to_yaml("dev-aws");
         assert!(text.contains("\n    app:\n"), "{text}");
+        assert!(text.contains("\n    web_2-b:\n"), "{text}");
         assert!(text.contains("\n    \"odd: #key\":\n"), "{text}");
         let node = parse_layer(text.as_bytes(), &path("dev-aws")).unwrap();
         facts.hosts.shift_remove("docs");
