@@ -239,17 +239,21 @@ impl Loaded {
                 match &result {
                     // Placed in the chart's own file already.
                     Err(e @ Error::Input(_)) => errors.push(e.duplicate()),
-                    Err(e) => {
-                        let loc = target.loc_of(&format!("releases.{key}.chart"));
-                        let mut located = error::Located::new(
-                            loc,
-                            format!("releases.{key}.chart"),
-                            e.to_string(),
+                    // No chart there: said at the release's `chart:`, with what a chart is.
+                    Err(Error::Entry { message, hint, .. }) => {
+                        let at = format!("releases.{key}.chart");
+                        errors.push(
+                            error::Located::new(target.loc_of(&at), at, message.clone())
+                                .hint(hint.clone())
+                                .into(),
                         );
-                        if e.to_string().starts_with("no chart at") {
-                            located = located.hint("a chart is a folder of the project with a Chart.yaml (`helm create` makes one)");
-                        }
-                        errors.push(located.into());
+                    }
+                    // A chart file that does not read: said at the release's `chart:`.
+                    Err(e) => {
+                        let at = format!("releases.{key}.chart");
+                        errors.push(
+                            error::Located::new(target.loc_of(&at), at, e.to_string()).into(),
+                        );
                     }
                     Ok(_) => {}
                 }
@@ -266,14 +270,25 @@ mod charts {
     use crate::error::{Error, Result};
     use crate::project::Project;
 
+    /// What a chart is, for a release whose `chart:` names none.
+    const NO_CHART: &str =
+        "a chart is a folder of the project with a Chart.yaml (`helm create` makes one)";
+
+    /// The chart at `path`; `Error::Entry` when there is none there (outside the
+    /// project, or no Chart.yaml), any other error when one of its files does not read.
     pub fn read(project: &Project, path: &str) -> Result<Chart> {
+        let no_chart = |message: String| Error::Entry {
+            path: path.to_owned(),
+            message,
+            hint: NO_CHART.to_owned(),
+        };
         if path.starts_with('/') || path.split('/').any(|s| s == "..") {
-            return Err(Error::Usage(format!(
+            return Err(no_chart(format!(
                 "`{path}` is outside the project; a release's chart is a folder of the project"
             )));
         }
         if project.read(&format!("{path}/Chart.yaml"))?.is_none() {
-            return Err(Error::Usage(format!(
+            return Err(no_chart(format!(
                 "no chart at {path} (it has no Chart.yaml)"
             )));
         }
