@@ -19,6 +19,7 @@
 //! `plan`/`apply` (in [`apply`]) read the rendered documents, never the model, and
 //! converge the cloud.
 
+mod charts;
 pub mod check;
 pub mod cli;
 pub mod commands;
@@ -261,96 +262,6 @@ impl Loaded {
             }
         }
         (inputs, errors)
-    }
-}
-
-/// Reading a chart's values and schema from the project.
-mod charts {
-    use crate::check::Chart;
-    use crate::error::{Error, Result};
-    use crate::project::Project;
-
-    /// What a chart is, for a release whose `chart:` names none.
-    const NO_CHART: &str =
-        "a chart is a folder of the project with a Chart.yaml (`helm create` makes one)";
-
-    /// The chart at `path`; `Error::Entry` when there is none there (outside the
-    /// project, or no Chart.yaml), any other error when one of its files does not read.
-    pub fn read(project: &Project, path: &str) -> Result<Chart> {
-        let no_chart = |message: String| Error::Entry {
-            path: path.to_owned(),
-            message,
-            hint: NO_CHART.to_owned(),
-        };
-        if path.starts_with('/') || path.split('/').any(|s| s == "..") {
-            return Err(no_chart(format!(
-                "`{path}` is outside the project; a release's chart is a folder of the project"
-            )));
-        }
-        if project.read(&format!("{path}/Chart.yaml"))?.is_none() {
-            return Err(no_chart(format!(
-                "no chart at {path} (it has no Chart.yaml)"
-            )));
-        }
-        let values = match project.read(&format!("{path}/values.yaml"))? {
-            Some(bytes) => Some(parse_yaml(&bytes, &format!("{path}/values.yaml"))?),
-            None => None,
-        };
-        let schema_file = format!("{path}/values.schema.json");
-        let (schema, schema_json) = match project.read(&schema_file)? {
-            Some(bytes) => {
-                let json: serde_json::Value = serde_json::from_slice(&bytes)
-                    .map_err(|e| Error::Usage(format!("{schema_file} is not valid JSON: {e}")))?;
-                let validator = crate::check::values::compile_schema(&json).map_err(|e| {
-                    Error::Usage(format!("{schema_file} is not a usable JSON Schema: {e} (remote $ref is not fetched)"))
-                })?;
-                (Some(validator), Some(json))
-            }
-            None => (None, None),
-        };
-        Ok(Chart {
-            path: path.to_owned(),
-            values,
-            schema,
-            schema_json,
-        })
-    }
-
-    /// The project's `vars.schema.json`, compiled; `None` when there is none.
-    pub fn vars_schema(project: &Project) -> Result<Option<jsonschema::Validator>> {
-        let file = crate::check::values::VARS_SCHEMA;
-        let Some(bytes) = project.read(file)? else {
-            return Ok(None);
-        };
-        let json: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Usage(format!("{file} is not valid JSON: {e}")))?;
-        crate::check::values::compile_schema(&json)
-            .map(Some)
-            .map_err(|e| {
-                Error::Usage(format!(
-                    "{file} is not a usable JSON Schema: {e} (remote $ref is not fetched)"
-                ))
-            })
-    }
-
-    /// A chart's values.yaml, its errors at their place in it (in the words a layer's
-    /// get: the parser's own are several lines of its source).
-    fn parse_yaml(bytes: &[u8], file: &str) -> Result<serde_json::Value> {
-        let file: std::sync::Arc<str> = std::sync::Arc::from(file);
-        let text = std::str::from_utf8(bytes).map_err(|e| {
-            Error::from(
-                crate::error::Located::new(
-                    crate::config::Loc::file(file.clone()),
-                    "",
-                    format!("the file is not valid UTF-8 (byte {})", e.valid_up_to()),
-                )
-                .hint("save the file as UTF-8"),
-            )
-        })?;
-        if text.trim().is_empty() {
-            return Ok(serde_json::Value::Null);
-        }
-        serde_saphyr::from_str(text).map_err(|e| crate::config::yaml_error(&e, &file))
     }
 }
 

@@ -28,7 +28,7 @@ use crate::error::{Error, Located};
 use crate::model::{AwsIdentity, Cloud, Target};
 use crate::render::{Origin, Rendered};
 
-pub use values::{Chart, Inputs};
+pub use values::{Chart, Inputs, Subchart};
 
 /// Every rule an exception may name, with what it asks.
 pub const RULES: &[(&str, &str)] = &[

@@ -4,8 +4,9 @@
 //!   literal string is an error, reported without the value ([`check_secret_literals`],
 //!   run on each layer file before anything is typed, so no later error can echo it). A
 //!   number or boolean under such a key is a setting (`TOKEN_EXPIRE_HOURS: 8`), not a
-//!   secret; an `exceptions` entry `{rule: secret-literal, path: …, reason: …}` lets a
-//!   string through.
+//!   secret, and an empty string holds none (`password: ""`, a chart's "generate one");
+//!   an `exceptions` entry `{rule: secret-literal, path: …, reason: …}` lets a string
+//!   through.
 //! - A value that looks like a real credential (an AWS key id, a private key block, a
 //!   GitHub or Slack token, a JWT) is refused whatever its key.
 //! - Rendered artifacts are scanned for the same ([`scan_artifact`]).
@@ -117,7 +118,8 @@ fn walk_secrets(node: &Node, path: &str, allowed: &[String], errors: &mut Vec<Er
         Value::Map(entries) => {
             for (key, child) in entries.iter() {
                 let child_path = join_path(path, key);
-                let literal = matches!(child.value, Value::Str(_));
+                // An empty string holds no secret: charts say "generate one" with it.
+                let literal = matches!(&child.value, Value::Str(text) if !text.is_empty());
                 if key != "secrets"
                     && literal
                     && is_secret_key(key)

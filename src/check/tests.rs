@@ -42,7 +42,12 @@ fn validate_example(name: &str, edits: &[Edit]) -> Vec<String> {
 /// `templates/releases/api.values.yaml`).
 fn validate_project(name: &str, removed: &[&str], edits: &[Edit]) -> Vec<String> {
     let dir = example_copy(name, removed, edits);
-    let loaded = Loaded::load(Project::Disk(dir.path().to_path_buf())).expect("the layers load");
+    validate_dir(dir.path())
+}
+
+/// Every error `validate` reports for the project in `dir`, as printed.
+fn validate_dir(dir: &Path) -> Vec<String> {
+    let loaded = Loaded::load(Project::Disk(dir.to_path_buf())).expect("the layers load");
     let (targets, mut errors) = loaded.targets_and_errors(&[]).expect("no usage error");
     errors.extend(super::across(&targets));
     let (charts, chart_errors) = loaded.charts(&targets);
@@ -762,6 +767,15 @@ fn a_secret_like_key_with_a_literal_string_is_refused_without_the_value() {
             "base.yaml",
             env,
             "      LOG_LEVEL: info\n      TOKEN_EXPIRE_HOURS: 8\n"
+        )]),
+        Vec::<String>::new()
+    );
+    // An empty string holds no secret (a chart's "generate one").
+    assert_eq!(
+        validate(&[(
+            "base.yaml",
+            env,
+            "      LOG_LEVEL: info\n      DB_PASSWORD: \"\"\n"
         )]),
         Vec::<String>::new()
     );
@@ -2244,4 +2258,144 @@ fn a_null_that_removes_a_required_key_is_said_at_the_null() {
         ]
     );
     assert_one(&errors, &["set a value instead of null"]);
+}
+
+/// An umbrella chart: charts/web with a dependency aliased `cache` (vendored as a
+/// folder, with a subchart of its own), one not yet fetched (`postgresql`), one packed
+/// (`queue-2.1.0.tgz`) and a folder in charts/ that no dependency names (`metrics`).
+const UMBRELLA: [Edit; 8] = [
+    (
+        "charts/web/Chart.yaml",
+        "",
+        "dependencies:\n  - {name: redis, version: 1.0.0, repository: https://charts.example.com, alias: cache}\n  - {name: postgresql, version: 12.0.0, repository: oci://registry.example.com/charts}\n  - {name: queue, version: 2.1.0, repository: https://charts.example.com}",
+    ),
+    (
+        "charts/web/charts/redis/Chart.yaml",
+        "",
+        "apiVersion: v2\nname: redis\nversion: 1.0.0",
+    ),
+    (
+        "charts/web/charts/redis/values.yaml",
+        "",
+        "architecture: replication\nauth: {enabled: true}",
+    ),
+    (
+        "charts/web/charts/redis/charts/common/Chart.yaml",
+        "",
+        "apiVersion: v2\nname: common\nversion: 2.0.0",
+    ),
+    (
+        "charts/web/charts/redis/charts/common/values.yaml",
+        "",
+        "labels: {tier: cache}",
+    ),
+    (
+        "charts/web/charts/metrics/Chart.yaml",
+        "",
+        "apiVersion: v2\nname: metrics\nversion: 0.1.0",
+    ),
+    ("charts/web/charts/metrics/values.yaml", "", "interval: 30s"),
+    ("charts/web/charts/queue-2.1.0.tgz", "", "packed"),
+];
+
+/// The web release's values of [`UMBRELLA`]'s tests, after `values` (at the values'
+/// own indent), appended to base.yaml.
+fn umbrella(values: &str) -> Vec<String> {
+    let mut edits = UMBRELLA.to_vec();
+    edits.push(("environments/base.yaml", "", values));
+    three_tier(&["charts/web/values.schema.json"], &edits)
+}
+
+#[test]
+fn a_subcharts_values_go_under_its_key_and_are_checked_against_its_own_values_yaml() {
+    // Under `cache` (the alias), redis's keys and its `global`; under `cache.common`,
+    // the common subchart's; under a dependency strata cannot read (not fetched, or
+    // packed), any keys; under a folder no dependency names, its own; `tags` at the top.
+    let good = "      cache:\n        architecture: standalone\n        auth: {enabled: false}\n        global: {x: 1}\n        common: {labels: {tier: db}}\n      postgresql: {primary: {persistence: {size: 8Gi}}}\n      queue: {anything: 1}\n      metrics: {interval: 10s}\n      tags: {db: true}";
+    assert_eq!(umbrella(good), Vec::<String>::new());
+    // Each subchart's own mistakes, said against its own values.yaml.
+    let bad = "      cache:\n        architecturez: standalone\n        common: {labelz: {}}\n      metrics: {intervall: 10s}\n      cahce: {}";
+    assert_eq!(
+        umbrella(bad),
+        [
+            "environments/base.yaml:129:9: releases.web.values.cache.architecturez: `architecturez` is not a value of charts/web/charts/redis (values.yaml has no such key)\n  hint: did you mean `architecture`?; `strictValues: false` on the release accepts keys the chart does not declare",
+            "environments/base.yaml:130:18: releases.web.values.cache.common.labelz: `labelz` is not a value of charts/web/charts/redis/charts/common (values.yaml has no such key)\n  hint: did you mean `labels`?; `strictValues: false` on the release accepts keys the chart does not declare",
+            "environments/base.yaml:131:17: releases.web.values.metrics.intervall: `intervall` is not a value of charts/web/charts/metrics (values.yaml has no such key)\n  hint: did you mean `interval`?; `strictValues: false` on the release accepts keys the chart does not declare",
+            "environments/base.yaml:132:7: releases.web.values.cahce: `cahce` is not a value of charts/web (values.yaml has no such key)\n  hint: did you mean `cache`?; `strictValues: false` on the release accepts keys the chart does not declare",
+        ]
+    );
+}
+
+#[test]
+fn a_chart_without_subcharts_takes_no_tags_and_a_subchart_key_takes_no_global_below_its_top() {
+    // `tags` is Helm's only for a chart with dependencies; `global` only at a chart's
+    // top (the release's chart's, or a subchart's).
+    let errors = three_tier(
+        &["charts/web/values.schema.json"],
+        &[(
+            "environments/base.yaml",
+            "",
+            "      tags: {db: true}\n      resources: {global: {}}",
+        )],
+    );
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(
+        errors[1].contains(
+            "releases.web.values.resources.global: `global` is not a value of charts/web"
+        ),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[0].contains("releases.web.values.tags: `tags` is not a value of charts/web"),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn an_api_v1_charts_requirements_yaml_names_its_subcharts() {
+    let values = "      cache: {architecturez: standalone}";
+    let mut edits = UMBRELLA.to_vec();
+    edits[0] = (
+        "charts/web/requirements.yaml",
+        "",
+        "dependencies:\n  - {name: redis, version: 1.0.0, repository: https://charts.example.com, alias: cache}",
+    );
+    edits.push(("environments/base.yaml", "", values));
+    let errors = three_tier(&["charts/web/values.schema.json"], &edits);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].contains("`architecturez` is not a value of charts/web/charts/redis"),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn a_subchart_folder_that_links_back_to_its_chart_is_an_error_not_an_endless_walk() {
+    let dir = example_copy("three-tier", &[], &[]);
+    std::os::unix::fs::symlink("..", dir.path().join("charts/web/charts")).unwrap_or_else(|_| {
+        std::fs::create_dir_all(dir.path().join("charts/web/charts")).unwrap();
+        std::os::unix::fs::symlink("../..", dir.path().join("charts/web/charts/self")).unwrap();
+    });
+    let errors = validate_dir(dir.path());
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].contains("subcharts nested more than 16 deep"),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn a_subcharts_chart_yaml_that_does_not_parse_is_said_at_its_line() {
+    let mut edits = UMBRELLA.to_vec();
+    edits[1] = (
+        "charts/web/charts/redis/Chart.yaml",
+        "",
+        "apiVersion: v2\nname: [redis\nversion: 1.0.0",
+    );
+    let errors = three_tier(&[], &edits);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("charts/web/charts/redis/Chart.yaml:4:"),
+        "{errors:#?}"
+    );
 }

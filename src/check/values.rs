@@ -29,6 +29,23 @@ pub struct Chart {
     pub schema: Option<jsonschema::Validator>,
     /// The raw schema, for its `properties`.
     pub schema_json: Option<J>,
+    /// The chart's subcharts by the key of the values they take (a dependency's
+    /// `alias`, else its name): Helm hands each the values under that key.
+    pub subcharts: BTreeMap<String, Subchart>,
+}
+
+/// A subchart (a dependency of Chart.yaml, or a chart in the chart's `charts/`), as the
+/// check of unknown keys needs it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Subchart {
+    /// Where it is read from (`charts/app/charts/redis`, or the `.tgz`); empty for a
+    /// dependency not in `charts/`.
+    pub path: String,
+    /// Its `values.yaml`; `None` when strata cannot read it (a dependency not vendored
+    /// in `charts/`, or one packed as a `.tgz`): the keys under it are then not checked.
+    pub values: Option<J>,
+    /// Its own subcharts.
+    pub subcharts: BTreeMap<String, Subchart>,
 }
 
 /// What the checks read from the project besides the targets: the charts the
@@ -103,8 +120,12 @@ pub(crate) fn check(f: &mut Findings, desired: &Desired, rendered: &Rendered, in
                 &written,
                 chart,
                 values,
-                Some(known),
-                props,
+                Level {
+                    chart: &chart.path,
+                    known: Some(known),
+                    schema: props,
+                    subcharts: Some(&chart.subcharts),
+                },
                 &mut String::new(),
             );
         }
@@ -399,18 +420,40 @@ fn schema_open(root: Option<&J>, schema: Option<&J>) -> bool {
     schema.is_some_and(|s| open(s) || open(follow(root, s)))
 }
 
+/// What one level of a release's values is checked against.
+#[derive(Clone, Copy)]
+struct Level<'a> {
+    /// The chart whose values these are (the release's chart, or a subchart's folder).
+    chart: &'a str,
+    /// The chart's values.yaml at this level.
+    known: Option<&'a J>,
+    /// The chart's schema at this level.
+    schema: Option<&'a J>,
+    /// At the top of a chart's values (the release's chart or a subchart's): that
+    /// chart's subcharts; `None` below it.
+    subcharts: Option<&'a BTreeMap<String, Subchart>>,
+}
+
 /// The keys of `values` (at JSON pointer `path`, a buffer restored on return) that
-/// neither the chart's values.yaml (`known`) nor its schema declares.
+/// neither the chart's values.yaml (`known`) nor its schema declares. Under a
+/// subchart's key the subchart's values.yaml is known too (the chart's own values
+/// for it over the subchart's, as Helm merges them); `global` at the top of any
+/// chart, and `tags` at the top of one with subcharts, are Helm's own keys.
 fn unknown_keys(
     f: &mut Findings,
     written: &Written,
     chart: &Chart,
     values: &J,
-    known: Option<&J>,
-    schema: Option<&J>,
+    level: Level,
     path: &mut String,
 ) {
     let J::Object(map) = values else { return };
+    let Level {
+        chart: at_chart,
+        known,
+        schema,
+        subcharts,
+    } = level;
     let root = chart.schema_json.as_ref();
     let known_map = known.and_then(J::as_object);
     let props = schema_properties(root, schema);
@@ -421,7 +464,10 @@ fn unknown_keys(
         return;
     }
     for (key, value) in map {
-        if path.is_empty() && key == "global" {
+        let subchart = subcharts.and_then(|s| s.get(key));
+        if let Some(subcharts) = subcharts
+            && (key == "global" || (key == "tags" && !subcharts.is_empty()))
+        {
             continue;
         }
         let len = path.len();
@@ -434,12 +480,39 @@ fn unknown_keys(
         let child_path: &str = path;
         let in_values = known_map.and_then(|m| m.get(key));
         let in_schema = props.and_then(|p| p.get(key));
+        if let Some(sub) = subchart {
+            // A subchart strata cannot read takes any keys; one it can, its own.
+            if let Some(sub_values) = &sub.values {
+                let merged = match in_values {
+                    Some(own) => coalesce(Some(sub_values), own),
+                    None => sub_values.clone(),
+                };
+                unknown_keys(
+                    f,
+                    written,
+                    chart,
+                    value,
+                    Level {
+                        chart: &sub.path,
+                        known: Some(&merged),
+                        schema: in_schema,
+                        subcharts: Some(&sub.subcharts),
+                    },
+                    path,
+                );
+            }
+            path.truncate(len);
+            continue;
+        }
         if in_values.is_none() && in_schema.is_none() {
             let mut candidates: Vec<&str> = known_map
                 .map(|m| m.keys().map(String::as_str).collect())
                 .unwrap_or_default();
             if let Some(p) = props {
                 candidates.extend(p.keys().map(String::as_str));
+            }
+            if let Some(s) = subcharts {
+                candidates.extend(s.keys().map(String::as_str));
             }
             let hint = match crate::suggest::closest(key, candidates.iter().copied()) {
                 Some(close) => format!("did you mean `{close}`?"),
@@ -450,7 +523,7 @@ fn unknown_keys(
                     let mut c = candidates.clone();
                     c.sort_unstable();
                     c.dedup();
-                    format!("keys {}/values.yaml has here: {}", chart.path, c.join(", "))
+                    format!("keys {at_chart}/values.yaml has here: {}", c.join(", "))
                 }
             };
             // Point at the key, not its value.
@@ -459,13 +532,25 @@ fn unknown_keys(
                 rule: None,
                 path: at,
                 loc,
-                message: format!("`{key}` is not a value of {} (values.yaml has no such key)", chart.path),
+                message: format!("`{key}` is not a value of {at_chart} (values.yaml has no such key)"),
                 hint: format!("{hint}; `strictValues: false` on the release accepts keys the chart does not declare"),
             });
             path.truncate(len);
             continue;
         }
-        unknown_keys(f, written, chart, value, in_values, in_schema, path);
+        unknown_keys(
+            f,
+            written,
+            chart,
+            value,
+            Level {
+                chart: level.chart,
+                known: in_values,
+                schema: in_schema,
+                subcharts: None,
+            },
+            path,
+        );
         path.truncate(len);
     }
 }

@@ -1,0 +1,224 @@
+//! Reading a chart's values, schema and subcharts from the project, for the checks.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value as J;
+
+use crate::check::{Chart, Subchart};
+use crate::error::{Error, Result};
+use crate::project::{Kind, Project};
+
+/// What a chart is, for a release whose `chart:` names none.
+const NO_CHART: &str =
+    "a chart is a folder of the project with a Chart.yaml (`helm create` makes one)";
+
+/// The chart at `path`; `Error::Entry` when there is none there (outside the
+/// project, or no Chart.yaml), any other error when one of its files does not read.
+pub fn read(project: &Project, path: &str) -> Result<Chart> {
+    let no_chart = |message: String| Error::Entry {
+        path: path.to_owned(),
+        message,
+        hint: NO_CHART.to_owned(),
+    };
+    if path.starts_with('/') || path.split('/').any(|s| s == "..") {
+        return Err(no_chart(format!(
+            "`{path}` is outside the project; a release's chart is a folder of the project"
+        )));
+    }
+    let Some(meta) = project.read(&format!("{path}/Chart.yaml"))? else {
+        return Err(no_chart(format!(
+            "no chart at {path} (it has no Chart.yaml)"
+        )));
+    };
+    let meta = parse_yaml(&meta, &format!("{path}/Chart.yaml"))?;
+    let mut budget = MAX_SUBCHARTS;
+    let subcharts = subcharts(project, path, &meta, 0, &mut budget)?;
+    let values = match project.read(&format!("{path}/values.yaml"))? {
+        Some(bytes) => Some(parse_yaml(&bytes, &format!("{path}/values.yaml"))?),
+        None => None,
+    };
+    let schema_file = format!("{path}/values.schema.json");
+    let (schema, schema_json) = match project.read(&schema_file)? {
+        Some(bytes) => {
+            let json: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Usage(format!("{schema_file} is not valid JSON: {e}")))?;
+            let validator = crate::check::values::compile_schema(&json).map_err(|e| {
+                Error::Usage(format!(
+                    "{schema_file} is not a usable JSON Schema: {e} (remote $ref is not fetched)"
+                ))
+            })?;
+            (Some(validator), Some(json))
+        }
+        None => (None, None),
+    };
+    Ok(Chart {
+        path: path.to_owned(),
+        values,
+        schema,
+        schema_json,
+        subcharts,
+    })
+}
+
+/// How many subcharts (at any depth) one chart may have: `charts/` folders that link
+/// back to their parent would otherwise be read without end.
+const MAX_SUBCHARTS: usize = 1000;
+
+/// The subcharts of the chart in folder `dir` (whose Chart.yaml is `meta`), keyed as
+/// Helm keys their values: each dependency of Chart.yaml (or, for an `apiVersion: v1`
+/// chart, of requirements.yaml) by its `alias`, else its name, and each chart in
+/// `charts/` that no dependency names, by its name. A subchart folder is read with its
+/// own subcharts; a packed one (`.tgz`) or a dependency not in `charts/` (not yet
+/// fetched by `helm dependency build`) has no values strata can read.
+fn subcharts(
+    project: &Project,
+    dir: &str,
+    meta: &J,
+    depth: usize,
+    budget: &mut usize,
+) -> Result<BTreeMap<String, Subchart>> {
+    let mut vendored: BTreeMap<String, Subchart> = BTreeMap::new();
+    for entry in project
+        .entries(&format!("{dir}/charts"))?
+        .unwrap_or_default()
+    {
+        let Some(name) = entry.name.as_deref() else {
+            continue;
+        };
+        match entry.kind {
+            Kind::Dir => {
+                let file = format!("{}/Chart.yaml", entry.path);
+                let Some(bytes) = project.read(&file)? else {
+                    continue;
+                };
+                if *budget == 0 || depth >= 16 {
+                    return Err(Error::Entry {
+                        path: dir.to_owned(),
+                        message: format!(
+                            "more than {MAX_SUBCHARTS} subcharts, or subcharts nested more than 16 deep (does a folder in charts/ link back to its chart?)"
+                        ),
+                        hint: "a chart's charts/ holds the charts it depends on, each once"
+                            .to_owned(),
+                    });
+                }
+                *budget -= 1;
+                let sub_meta = parse_yaml(&bytes, &file)?;
+                let values = match project.read(&format!("{}/values.yaml", entry.path))? {
+                    Some(bytes) => {
+                        Some(parse_yaml(&bytes, &format!("{}/values.yaml", entry.path))?)
+                    }
+                    None => None,
+                };
+                let subcharts = subcharts(project, &entry.path, &sub_meta, depth + 1, budget)?;
+                let key = sub_meta
+                    .get("name")
+                    .and_then(J::as_str)
+                    .unwrap_or(name)
+                    .to_owned();
+                vendored.insert(
+                    key,
+                    Subchart {
+                        path: entry.path.clone(),
+                        values,
+                        subcharts,
+                    },
+                );
+            }
+            Kind::File if name.ends_with(".tgz") => {
+                vendored
+                    .entry(packed_name(name).to_owned())
+                    .or_insert_with(|| Subchart {
+                        path: entry.path.clone(),
+                        ..Subchart::default()
+                    });
+            }
+            _ => {}
+        }
+    }
+    let mut dependencies: Vec<&J> = dependencies(meta).collect();
+    let requirements;
+    if dependencies.is_empty()
+        && let Some(bytes) = project.read(&format!("{dir}/requirements.yaml"))?
+    {
+        requirements = parse_yaml(&bytes, &format!("{dir}/requirements.yaml"))?;
+        dependencies = self::dependencies(&requirements).collect();
+    }
+    let mut out = BTreeMap::new();
+    let mut named = BTreeSet::new();
+    for dependency in dependencies {
+        let Some(name) = dependency.get("name").and_then(J::as_str) else {
+            continue;
+        };
+        let key = dependency
+            .get("alias")
+            .and_then(J::as_str)
+            .filter(|alias| !alias.is_empty())
+            .unwrap_or(name);
+        named.insert(name);
+        out.insert(
+            key.to_owned(),
+            vendored.get(name).cloned().unwrap_or_default(),
+        );
+    }
+    for (name, subchart) in vendored {
+        if !named.contains(name.as_str()) {
+            out.entry(name).or_insert(subchart);
+        }
+    }
+    Ok(out)
+}
+
+/// The entries of a Chart.yaml's (or requirements.yaml's) `dependencies` list.
+fn dependencies(meta: &J) -> impl Iterator<Item = &J> {
+    meta.get("dependencies")
+        .and_then(J::as_array)
+        .into_iter()
+        .flatten()
+}
+
+/// The chart name of a packed subchart, `redis-17.3.2.tgz` → `redis`: what comes
+/// before the first `-` followed by a digit (the version), else the whole stem.
+fn packed_name(file: &str) -> &str {
+    let stem = file.strip_suffix(".tgz").unwrap_or(file);
+    let bytes = stem.as_bytes();
+    (0..bytes.len())
+        .find(|&i| bytes[i] == b'-' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit))
+        .map_or(stem, |i| &stem[..i])
+}
+
+/// The project's `vars.schema.json`, compiled; `None` when there is none.
+pub fn vars_schema(project: &Project) -> Result<Option<jsonschema::Validator>> {
+    let file = crate::check::values::VARS_SCHEMA;
+    let Some(bytes) = project.read(file)? else {
+        return Ok(None);
+    };
+    let json: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Usage(format!("{file} is not valid JSON: {e}")))?;
+    crate::check::values::compile_schema(&json)
+        .map(Some)
+        .map_err(|e| {
+            Error::Usage(format!(
+                "{file} is not a usable JSON Schema: {e} (remote $ref is not fetched)"
+            ))
+        })
+}
+
+/// A chart's values.yaml, its errors at their place in it (in the words a layer's
+/// get: the parser's own are several lines of its source).
+fn parse_yaml(bytes: &[u8], file: &str) -> Result<serde_json::Value> {
+    let file: std::sync::Arc<str> = std::sync::Arc::from(file);
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        Error::from(
+            crate::error::Located::new(
+                crate::config::Loc::file(file.clone()),
+                "",
+                format!("the file is not valid UTF-8 (byte {})", e.valid_up_to()),
+            )
+            .hint("save the file as UTF-8"),
+        )
+    })?;
+    if text.trim().is_empty() {
+        return Ok(serde_json::Value::Null);
+    }
+    serde_saphyr::from_str(text).map_err(|e| crate::config::yaml_error(&e, &file))
+}
