@@ -9,8 +9,8 @@ use crate::error::{Error, Result};
 use crate::project::{Kind, Project};
 
 /// What a chart is, for a release whose `chart:` names none.
-const NO_CHART: &str =
-    "a chart is a folder of the project with a Chart.yaml (`helm create` makes one)";
+const NO_CHART: &str = "a chart is a folder of the project with a Chart.yaml (`helm create` makes one; \
+     `helm pull REPO/CHART --untar --untardir charts` copies one from a repository)";
 
 /// The chart at `path`; `Error::Entry` when there is none there (outside the
 /// project, or no Chart.yaml), any other error when one of its files does not read.
@@ -20,6 +20,17 @@ pub fn read(project: &Project, path: &str) -> Result<Chart> {
         message,
         hint: NO_CHART.to_owned(),
     };
+    if path.contains("://") {
+        return Err(Error::Entry {
+            path: path.to_owned(),
+            message: format!(
+                "`{path}` is a chart in a repository or registry; a release's chart is a folder of the project"
+            ),
+            hint: format!(
+                "strata renders and checks from the project alone, so it does not fetch charts: copy this one in with `helm pull {path} --version VERSION --untar --untardir charts` and name its folder (charts/NAME)"
+            ),
+        });
+    }
     if path.starts_with('/') || path.split('/').any(|s| s == "..") {
         return Err(no_chart(format!(
             "`{path}` is outside the project; a release's chart is a folder of the project"
