@@ -2126,18 +2126,18 @@ fn a_template_that_would_render_a_file_too_large_to_hold_is_stopped() {
             "templates/notes.txt.j2: rendered notes.txt would be larger than 16 MiB and was stopped (rendering targets dev-aws, dev-gcp, prod-aws, prod-gcp)"
         ]
     );
-    // Under the bound: a file of 16 MiB less a line is written (and the empty line
-    // the edit starts with).
+    // At the bound: a file of exactly 16 MiB is written (the empty line the edit
+    // starts with, 16383 lines of 1 KiB, 1022 bytes and the file's last newline).
     let rendered = render_project(
         "storage-only",
         &[],
         &[(
             "templates/notes.txt.j2",
             "",
-            "{% for i in range(16 * 1024 - 1) %}{{ \"x\" * 1023 }}\n{% endfor %}",
+            "{% for i in range(16 * 1024 - 1) %}{{ \"x\" * 1023 }}\n{% endfor %}{{ \"y\" * 1022 }}",
         )],
     );
-    assert_eq!(rendered["dev-aws/notes.txt"].len(), 1 + (16 << 20) - 1024);
+    assert_eq!(rendered["dev-aws/notes.txt"].len(), 16 << 20);
 }
 
 #[test]
@@ -2430,6 +2430,49 @@ fn a_chart_that_is_not_a_folder_of_the_project_is_said_with_how_to_copy_one_in()
     assert_eq!(errors.len(), 1, "{errors:#?}");
     assert!(
         errors[0].contains("`../web` is outside the project"),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn unknown_keys_inside_a_list_item_are_all_said_and_one_section_says_at_most_a_hundred() {
+    // Typing stops at its first error and runs again without the unknown key: the
+    // key is found again inside the bucket's list item and removed there.
+    let errors = validate(&[(
+        "base.yaml",
+        "      - {archiveAfterDays: 30}",
+        "      - {archiveAfterDays: 30, fooo: 1, barr: 2}",
+    )]);
+    assert_one(
+        &errors,
+        &["buckets.raw.lifecycle.0.fooo", "unknown key `fooo`"],
+    );
+    assert_one(
+        &errors,
+        &["buckets.raw.lifecycle.0.barr", "unknown key `barr`"],
+    );
+    // 101 unknown keys in one bucket: the first 100 are said, the next run says the rest.
+    let keys: String = (0..101).map(|i| format!("    k{i:03}: 1\n")).collect();
+    let edit = format!("  scratch:\n{keys}");
+    let errors = validate(&[("base.yaml", "  scratch:\n", &edit)]);
+    let said = errors
+        .iter()
+        .filter(|e| e.contains(": buckets.scratch.k"))
+        .count();
+    assert_eq!(said, 100, "{errors:#?}");
+}
+
+#[test]
+fn a_charts_values_yaml_over_its_own_node_budget_names_that_budget() {
+    // A chart's budget is 250000 nodes (a layer's 200000): the message says the one
+    // that was breached, at the chart's file.
+    let items = "0,".repeat(250_001);
+    let errors = three_tier(&[], &[(BACKEND_VALUES, "", &format!("big: [{items}0]"))]);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("charts/backend/values.yaml:")
+                && e.contains("the document has more than 250000 nodes")),
         "{errors:#?}"
     );
 }
