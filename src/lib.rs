@@ -154,6 +154,11 @@ impl Loaded {
                 check::secrets::check_secret_literals(&self.layers.files[*f], &allowed[f]).err()
             })
             .collect();
+        for f in &files {
+            if let Some(words) = self.layers.helm_words.get(*f) {
+                errors.extend(words.iter().cloned().map(Error::from));
+            }
+        }
         let shared = self.layers.shared(&selected);
         let results: Vec<Result<Target>> = selected
             .into_par_iter()

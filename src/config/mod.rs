@@ -5,6 +5,7 @@
 //! `<env>.<cloud>.yaml` layers. Each file is parsed once and shared by every target
 //! that uses it; see [`merge`] for the merge rules.
 
+pub mod helm_words;
 pub mod listing;
 pub mod lock;
 pub mod merge;
@@ -268,6 +269,9 @@ impl TargetLayers {
 pub struct Layers {
     pub files: BTreeMap<String, Arc<Node>>,
     pub targets: Vec<TargetLayers>,
+    /// By file: the plain words under release values that Helm would read as
+    /// booleans ([`helm_words`]), said for the files the selected targets read.
+    pub helm_words: BTreeMap<String, Vec<Located>>,
 }
 
 /// How many leading layers of a target (base, then `clouds/<cloud>`) every target of
@@ -319,19 +323,28 @@ impl Layers {
         }
         // Each file is read and parsed once, in parallel; results keep the list's order
         // so that errors come in the same order every run.
-        let parsed: Vec<Result<Option<std::result::Result<Node, Error>>>> = names
+        type Parsed = std::result::Result<(Node, Vec<Located>), Error>;
+        let parsed: Vec<Result<Option<Parsed>>> = names
             .par_iter()
             .map(|rel| {
-                Ok(project
-                    .read_at_most(rel, MAX_LAYER_BYTES)?
-                    .map(|bytes| parse_layer(&bytes, rel)))
+                Ok(project.read_at_most(rel, MAX_LAYER_BYTES)?.map(|bytes| {
+                    parse_layer(&bytes, rel).map(|node| {
+                        let text = std::str::from_utf8(&bytes).unwrap_or_default();
+                        let words = helm_words::check(&node, text);
+                        (node, words)
+                    })
+                }))
             })
             .collect();
         let mut files = BTreeMap::new();
+        let mut helm_words = BTreeMap::new();
         let mut errors = Vec::new();
         for (rel, result) in names.into_iter().zip(parsed) {
             match result? {
-                Some(Ok(node)) => {
+                Some(Ok((node, words))) => {
+                    if !words.is_empty() {
+                        helm_words.insert(rel.clone(), words);
+                    }
                     files.insert(rel, Arc::new(node));
                 }
                 Some(Err(e)) => errors.push(e),
@@ -352,7 +365,11 @@ impl Layers {
         }
         Error::from_list(errors)?;
         let targets = targets_of(&envs, &mut files)?;
-        Ok(Layers { files, targets })
+        Ok(Layers {
+            files,
+            targets,
+            helm_words,
+        })
     }
 
     pub fn target(&self, name: &str) -> Option<&TargetLayers> {
