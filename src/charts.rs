@@ -54,9 +54,7 @@ pub fn read(project: &Project, path: &str) -> Result<Chart> {
             let json: serde_json::Value = serde_json::from_slice(&bytes)
                 .map_err(|e| Error::Usage(format!("{schema_file} is not valid JSON: {e}")))?;
             let validator = crate::check::values::compile_schema(&json).map_err(|e| {
-                Error::Usage(format!(
-                    "{schema_file} is not a usable JSON Schema: {e} (remote $ref is not fetched)"
-                ))
+                Error::Usage(format!("{schema_file} is not a usable JSON Schema: {e}"))
             })?;
             (Some(validator), Some(json))
         }
@@ -207,11 +205,7 @@ pub fn vars_schema(project: &Project) -> Result<Option<jsonschema::Validator>> {
         .map_err(|e| Error::Usage(format!("{file} is not valid JSON: {e}")))?;
     crate::check::values::compile_schema(&json)
         .map(Some)
-        .map_err(|e| {
-            Error::Usage(format!(
-                "{file} is not a usable JSON Schema: {e} (remote $ref is not fetched)"
-            ))
-        })
+        .map_err(|e| Error::Usage(format!("{file} is not a usable JSON Schema: {e}")))
 }
 
 /// A chart's values.yaml, its errors at their place in it (in the words a layer's

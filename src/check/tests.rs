@@ -2476,3 +2476,28 @@ fn a_charts_values_yaml_over_its_own_node_budget_names_that_budget() {
         "{errors:#?}"
     );
 }
+
+#[test]
+fn a_chart_schema_with_a_ref_to_another_document_is_used_without_it() {
+    // The remote $ref is not fetched: what it would check is not checked (helm does, at
+    // apply), and the rest of the schema still is.
+    let web_schema = "charts/web/values.schema.json";
+    let remote = [
+        (
+            web_schema,
+            "\"requests\": {\"$ref\": \"#/definitions/resourceList\"}",
+            "\"requests\": {\"$ref\": \"https://raw.githubusercontent.com/yannh/kubernetes-json-schema/master/v1.29.0/_definitions.json#/definitions/io.k8s.api.core.v1.ResourceList\"}",
+        ),
+        (
+            "environments/base.yaml",
+            "",
+            "      resources: {requests: {cpu: [not, a, quantity]}}\n      podAnnotations: [not-a-map]",
+        ),
+    ];
+    let errors = three_tier(&[], &remote);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].contains("releases.web.values.podAnnotations: charts/web/values.schema.json: value is not of type \"object\""),
+        "{errors:#?}"
+    );
+}

@@ -60,9 +60,32 @@ pub struct Inputs {
 /// The file that types `vars:`.
 pub const VARS_SCHEMA: &str = "vars.schema.json";
 
-/// Compiles a chart's schema; remote `$ref`s are refused (no network at validate).
+/// Compiles a chart's schema. A `$ref` to another document (`https://…`, `other.json`)
+/// is not fetched, since validate reads nothing but the project: it is dropped, so
+/// strata does not check the values under it (helm, which fetches it, does at apply),
+/// and a chart whose schema has one can still be used.
 pub fn compile_schema(schema: &J) -> Result<jsonschema::Validator, String> {
-    jsonschema::validator_for(schema).map_err(|e| e.to_string())
+    let mut local = schema.clone();
+    drop_remote_refs(&mut local);
+    jsonschema::validator_for(&local).map_err(|e| e.to_string())
+}
+
+/// Removes every `$ref` that names another document (one not starting with `#`).
+fn drop_remote_refs(schema: &mut J) {
+    match schema {
+        J::Object(map) => {
+            if map
+                .get("$ref")
+                .and_then(J::as_str)
+                .is_some_and(|r| !r.starts_with('#'))
+            {
+                map.shift_remove("$ref");
+            }
+            map.values_mut().for_each(drop_remote_refs);
+        }
+        J::Array(items) => items.iter_mut().for_each(drop_remote_refs),
+        _ => {}
+    }
 }
 
 pub(crate) fn check(f: &mut Findings, desired: &Desired, rendered: &Rendered, inputs: &Inputs) {
