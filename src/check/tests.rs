@@ -1379,6 +1379,23 @@ fn references_that_multiply_are_stopped_before_they_exhaust_the_memory() {
 }
 
 #[test]
+fn one_copy_that_crosses_the_bound_is_said_at_its_reference_and_nothing_else_is() {
+    // vars.big is a list of 100000 items (100001 values with the list). The first
+    // reference resolves it; the second copies it, and that copy crosses the bound:
+    // said at its reference, once (the same for the four targets), and the partial
+    // targets are not judged (no error follows from the copy that was not made).
+    let items = "0,".repeat(99_999);
+    let vars = format!("  big: [{items}0]\n  copy: !ref vars.big\n  again: !ref vars.big");
+    let errors = with_references(&vars, "");
+    assert_eq!(
+        errors,
+        [
+            "environments/base.yaml:46:15: vars.again: the references of this target make more than 100000 values\n  hint: a value of vars that refers more than once to another, itself made the same way, doubles at each step; refer to the value it is built from instead"
+        ]
+    );
+}
+
+#[test]
 fn sub_leaves_what_is_not_a_reference_as_written() {
     // Not a known root (`${HOME}`, `${foo.bar}`), or a root alone (`${vars}`): the
     // shell's or the program's, written as it is; `${project.name}` is strata's.
