@@ -1396,6 +1396,27 @@ fn one_copy_that_crosses_the_bound_is_said_at_its_reference_and_nothing_else_is(
 }
 
 #[test]
+fn copies_of_a_typed_mapping_count_each_of_its_values() {
+    // project.tags with 1000 tags is 1001 values: 99 copies (99099 values) stay under
+    // the bound, 100 copies (100100) cross it.
+    let tags: String = (0..1000).map(|i| format!("    t{i}: v\n")).collect();
+    let at = |copies: usize| {
+        let vars: String = (0..copies)
+            .map(|i| format!("  c{i}: !ref project.tags\n"))
+            .collect();
+        validate(&[
+            ("base.yaml", "  tags:\n", &format!("  tags:\n{tags}")),
+            ("base.yaml", "", &format!("vars:\n{vars}")),
+        ])
+        .iter()
+        .filter(|e| e.contains("the references of this target make more than 100000 values"))
+        .count()
+    };
+    assert_eq!(at(99), 0);
+    assert_eq!(at(100), 1);
+}
+
+#[test]
 fn sub_leaves_what_is_not_a_reference_as_written() {
     // Not a known root (`${HOME}`, `${foo.bar}`), or a root alone (`${vars}`): the
     // shell's or the program's, written as it is; `${project.name}` is strata's.
