@@ -1417,6 +1417,37 @@ fn copies_of_a_typed_mapping_count_each_of_its_values() {
 }
 
 #[test]
+fn a_target_at_exactly_the_bound_is_judged_whole() {
+    // 100000 values delivered (99997 references here and three of the example's own)
+    // is within the bound: the target's other mistakes are still said. (A bucket name
+    // is judged when the desired state is built; what the checks find after it is
+    // not reached here.)
+    let errors = validate(&[
+        (
+            "base.yaml",
+            "      LOG_LEVEL: info\n",
+            &format!(
+                "      LOG_LEVEL: info\n      A: !sub \"{}\"\n",
+                "${vars.x}".repeat(99_997)
+            ),
+        ),
+        ("base.yaml", "", "vars:\n  x: a"),
+        (
+            "prod.yaml",
+            "  raw:\n    requireSse: true\n",
+            "  raw:\n    requireSse: true\n    name: Not_A_Bucket_Name\n",
+        ),
+    ]);
+    assert_eq!(
+        first_lines(&errors),
+        [
+            "environments/prod.yaml:17:11: buckets.raw.name: bucket name `Not_A_Bucket_Name` is invalid for aws: only lowercase letters, digits, '-' and '.' are allowed",
+            "environments/prod.yaml:17:11: buckets.raw.name: bucket name `Not_A_Bucket_Name` is invalid for gcp: only lowercase letters, digits, '-', '_' and '.' are allowed",
+        ]
+    );
+}
+
+#[test]
 fn sub_leaves_what_is_not_a_reference_as_written() {
     // Not a known root (`${HOME}`, `${foo.bar}`), or a root alone (`${vars}`): the
     // shell's or the program's, written as it is; `${project.name}` is strata's.
