@@ -36,7 +36,7 @@ pub fn read(project: &Project, path: &str) -> Result<Chart> {
             "`{path}` is outside the project; a release's chart is a folder of the project"
         )));
     }
-    let Some(meta) = project.read(&format!("{path}/Chart.yaml"))? else {
+    let Some(meta) = read_file(project, &format!("{path}/Chart.yaml"))? else {
         return Err(no_chart(format!(
             "no chart at {path} (it has no Chart.yaml)"
         )));
@@ -44,12 +44,12 @@ pub fn read(project: &Project, path: &str) -> Result<Chart> {
     let meta = parse_yaml(&meta, &format!("{path}/Chart.yaml"))?;
     let mut budget = MAX_SUBCHARTS;
     let subcharts = subcharts(project, path, &meta, 0, &mut budget)?;
-    let values = match project.read(&format!("{path}/values.yaml"))? {
+    let values = match read_file(project, &format!("{path}/values.yaml"))? {
         Some(bytes) => Some(parse_yaml(&bytes, &format!("{path}/values.yaml"))?),
         None => None,
     };
     let schema_file = format!("{path}/values.schema.json");
-    let (schema, schema_json) = match project.read(&schema_file)? {
+    let (schema, schema_json) = match read_file(project, &schema_file)? {
         Some(bytes) => {
             let json: serde_json::Value = serde_json::from_slice(&bytes)
                 .map_err(|e| Error::Usage(format!("{schema_file} is not valid JSON: {e}")))?;
@@ -67,6 +67,35 @@ pub fn read(project: &Project, path: &str) -> Result<Chart> {
         schema_json,
         subcharts,
     })
+}
+
+/// The largest chart file strata reads (a `values.yaml` of a large chart is some
+/// hundred kB, its schema a few MB at most).
+const MAX_CHART_FILE: usize = 16 << 20;
+
+/// One file of a chart (or `vars.schema.json`), at most [`MAX_CHART_FILE`] bytes;
+/// `None` when it does not exist.
+/// A FIFO or a device there is an error, not a read that waits for ever.
+fn read_file(project: &Project, rel: &str) -> Result<Option<Vec<u8>>> {
+    if let Some(root) = project.root()
+        && let Ok(meta) = std::fs::metadata(root.join(rel))
+        && !meta.is_file()
+    {
+        return Err(Error::Entry {
+            path: rel.to_owned(),
+            message: format!("{rel} is not a regular file"),
+            hint: "a chart's Chart.yaml, values.yaml and values.schema.json are files".to_owned(),
+        });
+    }
+    let bytes = project.read_at_most(rel, MAX_CHART_FILE)?;
+    if bytes.as_ref().is_some_and(|b| b.len() > MAX_CHART_FILE) {
+        return Err(Error::Entry {
+            path: rel.to_owned(),
+            message: format!("{rel} is larger than {} MiB", MAX_CHART_FILE >> 20),
+            hint: "a chart's values, schema and Chart.yaml are text a person reviews; remove generated content from it".to_owned(),
+        });
+    }
+    Ok(bytes)
 }
 
 /// How many subcharts (at any depth) one chart may have: `charts/` folders that link
@@ -97,7 +126,7 @@ fn subcharts(
         match entry.kind {
             Kind::Dir => {
                 let file = format!("{}/Chart.yaml", entry.path);
-                let Some(bytes) = project.read(&file)? else {
+                let Some(bytes) = read_file(project, &file)? else {
                     continue;
                 };
                 if *budget == 0 || depth >= 16 {
@@ -112,7 +141,7 @@ fn subcharts(
                 }
                 *budget -= 1;
                 let sub_meta = parse_yaml(&bytes, &file)?;
-                let values = match project.read(&format!("{}/values.yaml", entry.path))? {
+                let values = match read_file(project, &format!("{}/values.yaml", entry.path))? {
                     Some(bytes) => {
                         Some(parse_yaml(&bytes, &format!("{}/values.yaml", entry.path))?)
                     }
@@ -147,7 +176,7 @@ fn subcharts(
     let mut dependencies: Vec<&J> = dependencies(meta).collect();
     let requirements;
     if dependencies.is_empty()
-        && let Some(bytes) = project.read(&format!("{dir}/requirements.yaml"))?
+        && let Some(bytes) = read_file(project, &format!("{dir}/requirements.yaml"))?
     {
         requirements = parse_yaml(&bytes, &format!("{dir}/requirements.yaml"))?;
         dependencies = self::dependencies(&requirements).collect();
@@ -198,7 +227,7 @@ fn packed_name(file: &str) -> &str {
 /// The project's `vars.schema.json`, compiled; `None` when there is none.
 pub fn vars_schema(project: &Project) -> Result<Option<jsonschema::Validator>> {
     let file = crate::check::values::VARS_SCHEMA;
-    let Some(bytes) = project.read(file)? else {
+    let Some(bytes) = read_file(project, file)? else {
         return Ok(None);
     };
     let json: serde_json::Value = serde_json::from_slice(&bytes)

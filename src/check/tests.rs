@@ -2572,3 +2572,33 @@ fn a_chart_schema_with_a_ref_to_another_document_is_used_without_it() {
         "{errors:#?}"
     );
 }
+
+#[test]
+fn a_chart_file_that_is_a_fifo_or_too_large_is_an_error_not_a_hang() {
+    // A FIFO would block the read until something wrote to it.
+    let dir = example_copy("three-tier", &[BACKEND_VALUES], &[]);
+    let fifo = std::ffi::CString::new(
+        dir.path()
+            .join(BACKEND_VALUES)
+            .to_str()
+            .expect("UTF-8 path"),
+    )
+    .unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo touches nothing else.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let errors = validate_dir(dir.path());
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].contains("releases.api.chart: charts/backend/values.yaml is not a regular file"),
+        "{errors:#?}"
+    );
+    // Past 16 MiB, refused after reading 16 MiB and one byte.
+    let dir = example_copy("three-tier", &[], &[]);
+    std::fs::write(dir.path().join(BACKEND_SCHEMA), vec![b' '; (16 << 20) + 1]).unwrap();
+    let errors = validate_dir(dir.path());
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].contains("charts/backend/values.schema.json is larger than 16 MiB"),
+        "{errors:#?}"
+    );
+}
