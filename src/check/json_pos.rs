@@ -336,7 +336,7 @@ mod tests {
 
     #[test]
     fn keys_are_compared_unescaped_and_columns_count_characters() {
-        let text = r#"{"é": 1, "\u00e9x": 2, "a\"b": 3, "a/b": 4, "m~n": 5, "\ud83d\ude00": 6, "\/": 7, "tab\t": {"ü": [true, null, -1.5e3]}}"#;
+        let text = r#"{"é": 1, "\u00e9x": 2, "a\"b": 3, "a/b": 4, "m~n": 5, "\ud83d\ude00": 6, "\/": 7, "b\bf\fr\rn\n\\": 8, "tab\t": {"ü": [true, null, -1.5e3]}}"#;
         let doc: J = serde_json::from_str(text).unwrap();
         for pointer in [
             "/é",
@@ -346,6 +346,7 @@ mod tests {
             "/m~0n",
             "/😀",
             "/~1",
+            "/b\u{8}f\u{c}r\rn\n\\",
             "/tab\t/ü/2",
         ] {
             let found = locate(text, pointer).unwrap_or_else(|| panic!("{pointer}"));
@@ -496,7 +497,7 @@ mod tests {
         scalar().prop_recursive(5, 64, 6, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..6).prop_map(J::Array),
-                prop::collection::vec(("[\"\\\\/~a-c\\nü😀]{0,4}", inner), 0..6)
+                prop::collection::vec(("[\"\\\\/~a-c\\n\\r\\t\\u{8}\\u{c}ü😀]{0,4}", inner), 0..6)
                     .prop_map(|entries| J::Object(entries.into_iter().collect())),
             ]
         })
