@@ -43,11 +43,12 @@ pub fn read(project: &Project, path: &str) -> Result<Chart> {
     };
     let meta = parse_yaml(&meta, &format!("{path}/Chart.yaml"))?;
     let mut budget = MAX_SUBCHARTS;
-    let subcharts = subcharts(project, path, &meta, 0, &mut budget)?;
+    let mut subcharts = subcharts(project, path, &meta, 0, &mut budget)?;
     let values = match read_file(project, &format!("{path}/values.yaml"))? {
         Some(bytes) => Some(parse_yaml(&bytes, &format!("{path}/values.yaml"))?),
         None => None,
     };
+    fold_parent_values(&mut subcharts, values.as_ref());
     let schema_file = format!("{path}/values.schema.json");
     let (schema, schema_json) = match read_file(project, &schema_file)? {
         Some(bytes) => {
@@ -204,6 +205,17 @@ fn subcharts(
         }
     }
     Ok(out)
+}
+
+/// Helm gives a subchart its own values.yaml with its parent's values for it over
+/// them: each subchart's `values` become that merge, at every depth.
+fn fold_parent_values(subcharts: &mut BTreeMap<String, Subchart>, parent: Option<&J>) {
+    for (key, sub) in subcharts.iter_mut() {
+        if let (Some(own), Some(theirs)) = (&sub.values, parent.and_then(|p| p.get(key))) {
+            sub.values = Some(crate::check::values::coalesce(Some(own), theirs));
+        }
+        fold_parent_values(&mut sub.subcharts, sub.values.as_ref());
+    }
 }
 
 /// The entries of a Chart.yaml's (or requirements.yaml's) `dependencies` list.

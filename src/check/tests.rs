@@ -2382,6 +2382,23 @@ fn a_subcharts_values_go_under_its_key_and_are_checked_against_its_own_values_ya
     // packed), any keys; under a folder no dependency names, its own; `tags` at the top.
     let good = "      cache:\n        architecture: standalone\n        auth: {enabled: false}\n        global: {x: 1}\n        common: {labels: {tier: db}}\n      postgresql: {primary: {persistence: {size: 8Gi}}}\n      queue: {anything: 1}\n      metrics: {interval: 10s}\n      tags: {db: true}";
     assert_eq!(umbrella(good), Vec::<String>::new());
+    // The chart's own values.yaml may add keys under a subchart's (Helm merges them
+    // over the subchart's), at any depth.
+    let mut edits = UMBRELLA.to_vec();
+    edits.push((
+        "charts/web/values.yaml",
+        "",
+        "cache:\n  sentinel: {quorum: 2}\n  common: {extraLabels: {}}",
+    ));
+    edits.push((
+        "environments/base.yaml",
+        "",
+        "      cache: {sentinel: {quorum: 3}, common: {extraLabels: {a: b}}, architecture: standalone}",
+    ));
+    assert_eq!(
+        three_tier(&["charts/web/values.schema.json"], &edits),
+        Vec::<String>::new()
+    );
     // Each subchart's own mistakes, said against its own values.yaml.
     let bad = "      cache:\n        architecturez: standalone\n        common: {labelz: {}}\n      metrics: {intervall: 10s}\n      cahce: {}";
     assert_eq!(

@@ -41,8 +41,10 @@ pub struct Subchart {
     /// Where it is read from (`charts/app/charts/redis`, or the `.tgz`); empty for a
     /// dependency not in `charts/`.
     pub path: String,
-    /// Its `values.yaml`; `None` when strata cannot read it (a dependency not vendored
-    /// in `charts/`, or one packed as a `.tgz`): the keys under it are then not checked.
+    /// Its `values.yaml` with the parent chart's values for it over them, as Helm
+    /// merges them (made once, when the chart is read); `None` when strata cannot read
+    /// it (a dependency not vendored in `charts/`, or one packed as a `.tgz`): the keys
+    /// under it are then not checked.
     pub values: Option<J>,
     /// Its own subcharts.
     pub subcharts: BTreeMap<String, Subchart>,
@@ -506,10 +508,6 @@ fn unknown_keys(
         if let Some(sub) = subchart {
             // A subchart strata cannot read takes any keys; one it can, its own.
             if let Some(sub_values) = &sub.values {
-                let merged = match in_values {
-                    Some(own) => coalesce(Some(sub_values), own),
-                    None => sub_values.clone(),
-                };
                 unknown_keys(
                     f,
                     written,
@@ -517,7 +515,7 @@ fn unknown_keys(
                     value,
                     Level {
                         chart: &sub.path,
-                        known: Some(&merged),
+                        known: Some(sub_values),
                         schema: in_schema,
                         subcharts: Some(&sub.subcharts),
                     },
