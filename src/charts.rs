@@ -194,10 +194,21 @@ fn subcharts(
             .filter(|alias| !alias.is_empty())
             .unwrap_or(name);
         named.insert(name);
-        out.insert(
-            key.to_owned(),
-            vendored.get(name).cloned().unwrap_or_default(),
-        );
+        let mut subchart = vendored.get(name).cloned().unwrap_or_default();
+        // The dependency's `condition` (`cache.enabled`, several by commas) names a key
+        // of the values under the subchart's key, whether its values.yaml has it or not.
+        if let (Some(values), Some(condition)) = (
+            subchart.values.as_mut(),
+            dependency.get("condition").and_then(J::as_str),
+        ) {
+            for path in condition.split(',') {
+                let mut segments = path.trim().split('.');
+                if segments.next() == Some(key) {
+                    add_known(values, &segments.collect::<Vec<_>>());
+                }
+            }
+        }
+        out.insert(key.to_owned(), subchart);
     }
     for (name, subchart) in vendored {
         if !named.contains(name.as_str()) {
@@ -216,6 +227,28 @@ fn fold_parent_values(subcharts: &mut BTreeMap<String, Subchart>, parent: Option
         }
         fold_parent_values(&mut sub.subcharts, sub.values.as_ref());
     }
+}
+
+/// Adds the key at `path` to a values.yaml (as `true`) when it is not there; a
+/// values.yaml that takes any keys (empty) is left so.
+fn add_known(values: &mut J, path: &[&str]) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    let J::Object(map) = values else {
+        return;
+    };
+    if map.is_empty() {
+        return;
+    }
+    let slot = map.entry(first.to_string()).or_insert_with(|| {
+        if rest.is_empty() {
+            J::Bool(true)
+        } else {
+            J::Object(serde_json::Map::from_iter([(rest[0].to_owned(), J::Null)]))
+        }
+    });
+    add_known(slot, rest);
 }
 
 /// The entries of a Chart.yaml's (or requirements.yaml's) `dependencies` list.

@@ -2336,7 +2336,7 @@ const UMBRELLA: [Edit; 8] = [
     (
         "charts/web/Chart.yaml",
         "",
-        "dependencies:\n  - {name: redis, version: 1.0.0, repository: https://charts.example.com, alias: cache}\n  - {name: postgresql, version: 12.0.0, repository: oci://registry.example.com/charts}\n  - {name: queue, version: 2.1.0, repository: https://charts.example.com}",
+        "dependencies:\n  - {name: redis, version: 1.0.0, repository: https://charts.example.com, alias: cache, condition: \"cache.enabled,global.cache.enabled\"}\n  - {name: postgresql, version: 12.0.0, repository: oci://registry.example.com/charts}\n  - {name: queue, version: 2.1.0, repository: https://charts.example.com}",
     ),
     (
         "charts/web/charts/redis/Chart.yaml",
@@ -2380,7 +2380,7 @@ fn a_subcharts_values_go_under_its_key_and_are_checked_against_its_own_values_ya
     // Under `cache` (the alias), redis's keys and its `global`; under `cache.common`,
     // the common subchart's; under a dependency strata cannot read (not fetched, or
     // packed), any keys; under a folder no dependency names, its own; `tags` at the top.
-    let good = "      cache:\n        architecture: standalone\n        auth: {enabled: false}\n        global: {x: 1}\n        common: {labels: {tier: db}}\n      postgresql: {primary: {persistence: {size: 8Gi}}}\n      queue: {anything: 1}\n      metrics: {interval: 10s}\n      tags: {db: true}";
+    let good = "      cache:\n        enabled: true\n        architecture: standalone\n        auth: {enabled: false}\n        global: {x: 1}\n        common: {labels: {tier: db}}\n      postgresql: {primary: {persistence: {size: 8Gi}}}\n      queue: {anything: 1}\n      metrics: {interval: 10s}\n      tags: {db: true}";
     assert_eq!(umbrella(good), Vec::<String>::new());
     // The chart's own values.yaml may add keys under a subchart's (Helm merges them
     // over the subchart's), at any depth.
