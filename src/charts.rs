@@ -202,9 +202,11 @@ fn subcharts(
             dependency.get("condition").and_then(J::as_str),
         ) {
             for path in condition.split(',') {
-                let mut segments = path.trim().split('.');
-                if segments.next() == Some(key) {
-                    add_known(values, &segments.collect::<Vec<_>>());
+                let segments: Vec<&str> = path.trim().split('.').collect();
+                // Deeper than a layer may nest, it names no value anyone sets (and a
+                // value that deep would be dropped by a recursion that overflows).
+                if segments.len() <= 64 && segments[0] == key {
+                    add_known(values, &segments[1..]);
                 }
             }
         }
@@ -232,23 +234,23 @@ fn fold_parent_values(subcharts: &mut BTreeMap<String, Subchart>, parent: Option
 /// Adds the key at `path` to a values.yaml (as `true`) when it is not there; a
 /// values.yaml that takes any keys (empty) is left so.
 fn add_known(values: &mut J, path: &[&str]) {
-    let Some((first, rest)) = path.split_first() else {
-        return;
-    };
-    let J::Object(map) = values else {
-        return;
-    };
-    if map.is_empty() {
+    if values.as_object().is_none_or(serde_json::Map::is_empty) {
         return;
     }
-    let slot = map.entry(first.to_string()).or_insert_with(|| {
-        if rest.is_empty() {
-            J::Bool(true)
-        } else {
-            J::Object(serde_json::Map::from_iter([(rest[0].to_owned(), J::Null)]))
-        }
-    });
-    add_known(slot, rest);
+    let mut at = values;
+    for (i, segment) in path.iter().enumerate() {
+        let J::Object(map) = at else {
+            return;
+        };
+        let last = i + 1 == path.len();
+        at = map.entry(segment.to_string()).or_insert_with(|| {
+            if last {
+                J::Bool(true)
+            } else {
+                J::Object(serde_json::Map::new())
+            }
+        });
+    }
 }
 
 /// The entries of a Chart.yaml's (or requirements.yaml's) `dependencies` list.

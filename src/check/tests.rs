@@ -2619,3 +2619,21 @@ fn a_chart_file_that_is_a_fifo_or_too_large_is_an_error_not_a_hang() {
         "{errors:#?}"
     );
 }
+
+#[test]
+fn a_dependency_condition_deeper_than_any_value_is_left_out() {
+    // 200000 segments: a mapping that deep would overflow the stack when dropped.
+    let mut edits = UMBRELLA.to_vec();
+    let condition = format!("cache.{}enabled", "a.".repeat(200_000));
+    let chart = format!(
+        "dependencies:\n  - {{name: redis, version: 1.0.0, repository: https://charts.example.com, alias: cache, condition: \"{condition}\"}}"
+    );
+    edits[0] = ("charts/web/Chart.yaml", "", &chart);
+    edits.push(("environments/base.yaml", "", "      cache: {a: {}}"));
+    let errors = three_tier(&["charts/web/values.schema.json"], &edits);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_one(
+        &errors,
+        &["releases.web.values.cache.a: `a` is not a value of charts/web/charts/redis"],
+    );
+}
