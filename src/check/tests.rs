@@ -1386,19 +1386,25 @@ fn one_copy_that_crosses_the_bound_is_said_at_its_reference_and_nothing_else_is(
     // targets are not judged (no error follows from the copy that was not made).
     let items = "0,".repeat(99_999);
     let vars = format!("  big: [{items}0]\n  copy: !ref vars.big\n  again: !ref vars.big");
-    let errors = with_references(&vars, "");
+    // The misspelt rule of prod's exception, said of a whole target, is not said of
+    // these partial ones. (A mistake of one layer file, such as a secret literal, is
+    // judged apart from the targets, and would be said.)
+    let errors = validate(&[
+        ("base.yaml", "", &format!("vars:\n{vars}")),
+        ("prod.yaml", EXCEPTION_RULE, "  - rule: prod.versoning\n"),
+    ]);
     assert_eq!(
         errors,
         [
-            "environments/base.yaml:46:15: vars.again: the references of this target make more than 100000 values\n  hint: a value of vars that refers more than once to another, itself made the same way, doubles at each step; refer to the value it is built from instead"
+            "environments/base.yaml:45:15: vars.again: the references of this target make more than 100000 values\n  hint: a value of vars that refers more than once to another, itself made the same way, doubles at each step; refer to the value it is built from instead"
         ]
     );
 }
 
 #[test]
 fn copies_of_a_typed_mapping_count_each_of_its_values() {
-    // project.tags with 1000 tags is 1001 values: 99 copies (99099 values) stay under
-    // the bound, 100 copies (100100) cross it.
+    // project.tags with 1000 tags and the example's cost-center is 1002 values: 99
+    // copies (99198 values) stay under the bound, 100 copies (100200) cross it.
     let tags: String = (0..1000).map(|i| format!("    t{i}: v\n")).collect();
     let at = |copies: usize| {
         let vars: String = (0..copies)
@@ -1417,11 +1423,46 @@ fn copies_of_a_typed_mapping_count_each_of_its_values() {
 }
 
 #[test]
+fn references_that_make_exactly_the_bound_leave_the_target_whole() {
+    // 19 copies of project.tags with 5262 tags (5261 here and the example's
+    // cost-center: 5263 values each, 99997) and the three values the example's own
+    // references bring make 100000 values: within the bound, so prod's misspelt rule
+    // is still said. One tag more crosses it, and then only the bound is said.
+    let at = |tags: usize| {
+        let tags: String = (0..tags).map(|i| format!("    t{i}: v\n")).collect();
+        let vars: String = (0..19)
+            .map(|i| format!("  c{i}: !ref project.tags\n"))
+            .collect();
+        validate(&[
+            ("base.yaml", "  tags:\n", &format!("  tags:\n{tags}")),
+            ("base.yaml", "", &format!("vars:\n{vars}")),
+            ("prod.yaml", EXCEPTION_RULE, "  - rule: prod.versoning\n"),
+        ])
+        .iter()
+        .map(|e| e.lines().next().unwrap_or_default().to_string())
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        at(5261),
+        [
+            "environments/base.yaml:5285:5: buckets.scratch.versioning: production policy `prod.versioning`: production buckets keep versions (versioning: true), in prod [prod.versioning]",
+            "environments/prod.yaml:26:11: exceptions.0.rule: unknown rule `prod.versoning`",
+        ]
+    );
+    assert_eq!(
+        at(5262),
+        [
+            "environments/base.yaml:5323:13: vars.c18: the references of this target make more than 100000 values"
+        ]
+    );
+}
+
+#[test]
 fn a_target_at_exactly_the_bound_is_judged_whole() {
     // 100000 values delivered (99997 references here and three of the example's own)
-    // is within the bound: the target's other mistakes are still said. (A bucket name
-    // is judged when the desired state is built; what the checks find after it is
-    // not reached here.)
+    // is within the bound: the target's other mistakes are still said, those found
+    // while its desired state is built (a bucket name) and those the checks find after
+    // it (a misspelt rule), which a partial target would not say.
     let errors = validate(&[
         (
             "base.yaml",
@@ -1437,12 +1478,15 @@ fn a_target_at_exactly_the_bound_is_judged_whole() {
             "  raw:\n    requireSse: true\n",
             "  raw:\n    requireSse: true\n    name: Not_A_Bucket_Name\n",
         ),
+        ("prod.yaml", EXCEPTION_RULE, "  - rule: prod.versoning\n"),
     ]);
     assert_eq!(
         first_lines(&errors),
         [
+            "environments/base.yaml:24:5: buckets.scratch.versioning: production policy `prod.versioning`: production buckets keep versions (versioning: true), in prod [prod.versioning]",
             "environments/prod.yaml:17:11: buckets.raw.name: bucket name `Not_A_Bucket_Name` is invalid for aws: only lowercase letters, digits, '-' and '.' are allowed",
             "environments/prod.yaml:17:11: buckets.raw.name: bucket name `Not_A_Bucket_Name` is invalid for gcp: only lowercase letters, digits, '-', '_' and '.' are allowed",
+            "environments/prod.yaml:27:11: exceptions.0.rule: unknown rule `prod.versoning`",
         ]
     );
 }
