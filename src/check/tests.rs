@@ -1423,6 +1423,31 @@ fn copies_of_a_typed_mapping_count_each_of_its_values() {
 }
 
 #[test]
+fn copies_of_a_list_count_each_of_its_items() {
+    // aws.selfManagedAddons, the one list a reference reaches in the typed roots: 1000
+    // add-ons are 1001 values; 99 copies (99099 values, and the example's three) stay
+    // under the bound, 100 copies (100100) cross it, in each AWS target.
+    let addons = "eks-pod-identity-agent,".repeat(999);
+    let at = |copies: usize| {
+        let vars: String = (0..copies)
+            .map(|i| format!("  c{i}: !ref aws.selfManagedAddons\n"))
+            .collect();
+        validate(&[(
+            "clouds/aws.yaml",
+            "  region: eu-west-1\n",
+            &format!(
+                "  region: eu-west-1\n  selfManagedAddons: [{addons}eks-pod-identity-agent]\nvars:\n{vars}"
+            ),
+        )])
+        .iter()
+        .filter(|e| e.contains("the references of this target make more than 100000 values"))
+        .count()
+    };
+    assert_eq!(at(99), 0);
+    assert_eq!(at(100), 1);
+}
+
+#[test]
 fn references_that_make_exactly_the_bound_leave_the_target_whole() {
     // 19 copies of project.tags with 5262 tags (5261 here and the example's
     // cost-center: 5263 values each, 99997) and the three values the example's own
