@@ -2484,20 +2484,28 @@ fn a_subcharts_values_go_under_its_key_and_are_checked_against_its_own_values_ya
 #[test]
 fn a_chart_without_subcharts_takes_no_tags_and_a_subchart_key_takes_no_global_below_its_top() {
     // `tags` is Helm's only for a chart with dependencies; `global` only at a chart's
-    // top (the release's chart's, or a subchart's).
+    // top (the release's chart's, or a subchart's). A file in charts/ that is not a
+    // packed chart (`.gitkeep`) is no subchart.
     let errors = three_tier(
         &["charts/web/values.schema.json"],
-        &[(
-            "environments/base.yaml",
-            "",
-            "      tags: {db: true}\n      resources: {global: {}}",
-        )],
+        &[
+            ("charts/web/charts/.gitkeep", "", ""),
+            (
+                "environments/base.yaml",
+                "",
+                "      tags: {db: true}\n      resources: {global: {}}\n      .gitkeep: {}",
+            ),
+        ],
     );
-    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert_eq!(errors.len(), 3, "{errors:#?}");
     assert!(
         errors[1].contains(
             "releases.web.values.resources.global: `global` is not a value of charts/web"
         ),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[2].contains("`.gitkeep` is not a value of charts/web"),
         "{errors:#?}"
     );
     assert!(
@@ -2678,6 +2686,12 @@ fn a_chart_file_that_is_a_fifo_or_too_large_is_an_error_not_a_hang() {
         errors[0].contains("releases.api.chart: charts/backend/values.yaml is not a regular file"),
         "{errors:#?}"
     );
+    // Exactly 16 MiB is read (the example's schema, padded with blanks).
+    let dir = example_copy("three-tier", &[], &[]);
+    let mut schema = std::fs::read(dir.path().join(BACKEND_SCHEMA)).unwrap();
+    schema.resize(16 << 20, b' ');
+    std::fs::write(dir.path().join(BACKEND_SCHEMA), schema).unwrap();
+    assert_eq!(validate_dir(dir.path()), Vec::<String>::new());
     // Past 16 MiB, refused after reading 16 MiB and one byte.
     let dir = example_copy("three-tier", &[], &[]);
     std::fs::write(dir.path().join(BACKEND_SCHEMA), vec![b' '; (16 << 20) + 1]).unwrap();
