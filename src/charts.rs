@@ -262,12 +262,22 @@ fn dependencies(meta: &J) -> impl Iterator<Item = &J> {
 }
 
 /// The chart name of a packed subchart, `redis-17.3.2.tgz` → `redis`: what comes
-/// before the first `-` followed by a digit (the version), else the whole stem.
+/// before the `-` that starts its version (`MAJOR.MINOR.PATCH`, perhaps with `-rc.1` or
+/// `+build` after it), so a name with a digit after a dash (`k8s-3scale-1.0.0.tgz`)
+/// is kept whole; else the whole stem.
 fn packed_name(file: &str) -> &str {
     let stem = file.strip_suffix(".tgz").unwrap_or(file);
-    let bytes = stem.as_bytes();
-    (0..bytes.len())
-        .find(|&i| bytes[i] == b'-' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit))
+    let is_version = |v: &str| {
+        let core = v.split(['-', '+']).next().unwrap_or_default();
+        let parts: Vec<&str> = core.split('.').collect();
+        parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    };
+    stem.match_indices('-')
+        .map(|(i, _)| i)
+        .find(|&i| is_version(&stem[i + 1..]))
         .map_or(stem, |i| &stem[..i])
 }
 
@@ -302,4 +312,23 @@ fn parse_yaml(bytes: &[u8], file: &str) -> Result<serde_json::Value> {
         return Ok(serde_json::Value::Null);
     }
     serde_saphyr::from_str(text).map_err(|e| crate::config::yaml_error(&e, &file))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_packed_charts_name_is_what_comes_before_its_version() {
+        for (file, name) in [
+            ("redis-17.3.2.tgz", "redis"),
+            ("k8s-3scale-1.0.0.tgz", "k8s-3scale"),
+            ("app-1.0.0-rc.1.tgz", "app"),
+            ("app-1.0.0+build.5.tgz", "app"),
+            ("app-2-1.10.0.tgz", "app-2"),
+            ("app.tgz", "app"),
+            ("app-latest.tgz", "app-latest"),
+            ("app-1.0.tgz", "app-1.0"),
+        ] {
+            assert_eq!(super::packed_name(file), name, "{file}");
+        }
+    }
 }

@@ -2451,6 +2451,15 @@ fn a_subcharts_values_go_under_its_key_and_are_checked_against_its_own_values_ya
     // packed), any keys; under a folder no dependency names, its own; `tags` at the top.
     let good = "      cache:\n        enabled: true\n        architecture: standalone\n        auth: {enabled: false}\n        global: {x: 1}\n        common: {labels: {tier: db}}\n      postgresql: {primary: {persistence: {size: 8Gi}}}\n      queue: {anything: 1}\n      metrics: {interval: 10s}\n      tags: {db: true}";
     assert_eq!(umbrella(good), Vec::<String>::new());
+    // A packed chart in charts/ that no dependency names is a subchart too, by the
+    // name before its version.
+    let mut edits = UMBRELLA.to_vec();
+    edits.push(("charts/web/charts/extra-0.3.0.tgz", "", "packed"));
+    edits.push(("environments/base.yaml", "", "      extra: {anything: 1}"));
+    assert_eq!(
+        three_tier(&["charts/web/values.schema.json"], &edits),
+        Vec::<String>::new()
+    );
     // The chart's own values.yaml may add keys under a subchart's (Helm merges them
     // over the subchart's), at any depth.
     let mut edits = UMBRELLA.to_vec();
