@@ -131,10 +131,15 @@ fn subcharts(
                     continue;
                 };
                 if *budget == 0 || depth >= 16 {
+                    let what = if *budget == 0 {
+                        format!("more than {MAX_SUBCHARTS} subcharts")
+                    } else {
+                        "subcharts nested more than 16 deep".to_owned()
+                    };
                     return Err(Error::Entry {
                         path: dir.to_owned(),
                         message: format!(
-                            "more than {MAX_SUBCHARTS} subcharts, or subcharts nested more than 16 deep (does a folder in charts/ link back to its chart?)"
+                            "{what} (does a folder in charts/ link back to its chart?)"
                         ),
                         hint: "a chart's charts/ holds the charts it depends on, each once"
                             .to_owned(),

@@ -2554,6 +2554,19 @@ fn a_subchart_folder_that_links_back_to_its_chart_is_an_error_not_an_endless_wal
         errors[0].contains("subcharts nested more than 16 deep"),
         "{errors:#?}"
     );
+    // 1001 subcharts (links to one chart) are more than the walk reads.
+    let dir = example_copy("three-tier", &[], &[]);
+    let charts = dir.path().join("charts/web/charts");
+    std::fs::create_dir_all(&charts).unwrap();
+    for i in 0..1001 {
+        std::os::unix::fs::symlink("../../backend", charts.join(format!("s{i}"))).unwrap();
+    }
+    let errors = validate_dir(dir.path());
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].contains("more than 1000 subcharts (does a folder in charts/ link back"),
+        "{errors:#?}"
+    );
 }
 
 #[test]
