@@ -169,12 +169,7 @@ fn subcharts(
                 );
             }
             Kind::File if name.ends_with(".tgz") => {
-                vendored
-                    .entry(packed_name(name).to_owned())
-                    .or_insert_with(|| Subchart {
-                        path: entry.path.clone(),
-                        ..Subchart::default()
-                    });
+                vendored.entry(packed_name(name).to_owned()).or_default();
             }
             _ => {}
         }

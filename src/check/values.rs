@@ -38,8 +38,8 @@ pub struct Chart {
 /// check of unknown keys needs it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Subchart {
-    /// Where it is read from (`charts/app/charts/redis`, or the `.tgz`); empty for a
-    /// dependency not in `charts/`.
+    /// Where it is read from (`charts/app/charts/redis`); empty for one strata cannot
+    /// read (packed as a `.tgz`, or not in `charts/`), whose keys are not checked.
     pub path: String,
     /// Its `values.yaml` with the parent chart's values for it over them, as Helm
     /// merges them (made once, when the chart is read); `None` when strata cannot read
