@@ -2726,6 +2726,31 @@ fn a_chart_file_that_is_a_fifo_or_too_large_is_an_error_not_a_hang() {
 }
 
 #[test]
+fn a_dependency_condition_names_a_key_at_any_depth_under_the_subchart() {
+    // `cache.persistence.enabled`: redis's values.yaml has no `persistence`; the
+    // condition makes `persistence.enabled` known, and nothing else under it.
+    let mut edits = UMBRELLA.to_vec();
+    edits[0] = (
+        "charts/web/Chart.yaml",
+        "",
+        "dependencies:\n  - {name: redis, version: 1.0.0, repository: https://charts.example.com, alias: cache, condition: cache.persistence.enabled}",
+    );
+    edits.push((
+        "environments/base.yaml",
+        "",
+        "      cache: {persistence: {enabled: false, size: 1Gi}}",
+    ));
+    let errors = three_tier(&["charts/web/values.schema.json"], &edits);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_one(
+        &errors,
+        &[
+            "releases.web.values.cache.persistence.size: `size` is not a value of charts/web/charts/redis",
+        ],
+    );
+}
+
+#[test]
 fn a_dependency_condition_deeper_than_any_value_is_left_out() {
     // 200000 segments: a mapping that deep would overflow the stack when dropped.
     let mut edits = UMBRELLA.to_vec();
