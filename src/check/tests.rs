@@ -2665,6 +2665,26 @@ fn a_charts_values_yaml_over_its_own_node_budget_names_that_budget() {
 }
 
 #[test]
+fn a_plain_yaml_1_1_boolean_word_in_release_values_is_said_at_its_place() {
+    // Without the chart's schema (which would say its own line), only strata's word:
+    // `no` plain is said, `"no"` quoted is not.
+    let errors = three_tier(
+        &["charts/web/values.schema.json"],
+        &[(
+            "environments/base.yaml",
+            "",
+            "      podAnnotations: {team: no, quoted: \"no\"}",
+        )],
+    );
+    assert_eq!(
+        first_lines(&errors),
+        [
+            "environments/base.yaml:128:30: releases.web.values.podAnnotations.team: `no` is the string \"no\" to strata (YAML 1.2), but false in a Helm values file (YAML 1.1)"
+        ]
+    );
+}
+
+#[test]
 fn a_chart_schema_with_a_ref_to_another_document_is_used_without_it() {
     // The remote $ref is not fetched: what it would check is not checked (helm does, at
     // apply), and the rest of the schema still is.
@@ -2675,10 +2695,16 @@ fn a_chart_schema_with_a_ref_to_another_document_is_used_without_it() {
             "\"requests\": {\"$ref\": \"#/definitions/resourceList\"}",
             "\"requests\": {\"$ref\": \"https://raw.githubusercontent.com/yannh/kubernetes-json-schema/master/v1.29.0/_definitions.json#/definitions/io.k8s.api.core.v1.ResourceList\"}",
         ),
+        // One inside a list (`allOf`), too.
+        (
+            web_schema,
+            "\"limits\": {\"$ref\": \"#/definitions/resourceList\"}",
+            "\"limits\": {\"allOf\": [{\"$ref\": \"other.json\"}]}",
+        ),
         (
             "environments/base.yaml",
             "",
-            "      resources: {requests: {cpu: [not, a, quantity]}}\n      podAnnotations: [not-a-map]",
+            "      resources: {requests: {cpu: [not, a, quantity]}, limits: {cpu: [nor, this]}}\n      podAnnotations: [not-a-map]",
         ),
     ];
     let errors = three_tier(&[], &remote);
