@@ -124,7 +124,7 @@ mod tests {
 
     #[test]
     fn a_plain_yaml_1_1_boolean_under_release_values_is_found_at_its_place() {
-        let text = "releases:\n  app:\n    chart: charts/app\n    values:\n      a: yes\n      b: 'no'\n      c: \"Off\"\n      d: {x: NO, y: noo, z: no-thanks}\n      e: [n, \"n\", On]\n      f: no # a comment\n      g: |\n        no\n      h: false\n";
+        let text = "releases:\n  app:\n    chart: charts/app\n    values:\n      a: yes\n      b: 'no'\n      c: \"Off\"\n      d: {x: NO, y: noo, z: no-thanks}\n      e: [n, \"n\", On]\n      f: no # a comment\n      g: |\n        no\n      h: false\n      i: \"O\\x6e\"\n";
         assert_eq!(
             found(text),
             [
