@@ -102,14 +102,19 @@ fn empty_map(file: Arc<str>) -> Node {
     }
 }
 
-/// Turns a serde-saphyr error into one of ours, keeping its line and column.
 /// The limit a budget named in Rust terms was breached at: `Nodes { nodes: 250001 }`
-/// is 250000 (a layer's budget and a chart's values.yaml's differ).
+/// is 250000 (a layer's budget and a chart's values.yaml's differ). Only the first
+/// figure: places may follow it (`(defined at line 3, column 7) (used at …)`).
 fn breached_at(what: &str) -> Option<u64> {
-    let digits: String = what.chars().filter(char::is_ascii_digit).collect();
+    let digits: String = what
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(char::is_ascii_digit)
+        .collect();
     digits.parse::<u64>().ok()?.checked_sub(1)
 }
 
+/// Turns a serde-saphyr error into one of ours, keeping its line and column.
 pub(crate) fn yaml_error(error: &serde_saphyr::Error, file: &Arc<str>) -> Error {
     let loc = error
         .location()
@@ -157,6 +162,17 @@ pub(crate) fn yaml_error(error: &serde_saphyr::Error, file: &Arc<str>) -> Error 
             .into();
         }
         Some(what) => format!("the document exceeds a size limit ({what})"),
+        // The alias limits, also in Rust terms (`total_replayed_events=100001 >
+        // 100000 at line 3, column 7 (defined at …) (used at …)`): the error is already
+        // at the alias that crossed it.
+        None if message.starts_with("alias replay limit exceeded") => format!(
+            "the document's aliases expand to more than {} values",
+            limit_after_gt(&message).unwrap_or(100_000)
+        ),
+        None if message.starts_with("alias replay stack depth exceeded") => format!(
+            "aliases refer to aliases more than {} deep",
+            limit_after_gt(&message).unwrap_or(64)
+        ),
         None => match message.strip_prefix("unexpected character: `") {
             // The scanner quotes a control character as Rust debug text (`\u{0}').
             Some(rest) if rest.starts_with("\\u{") => {
@@ -210,6 +226,13 @@ pub(crate) fn yaml_error(error: &serde_saphyr::Error, file: &Arc<str>) -> Error 
         located = located.hint(hint);
     }
     located.into()
+}
+
+/// The figure after ` > ` in one of serde-saphyr's limit messages (`depth=65 > 64`).
+fn limit_after_gt(message: &str) -> Option<u64> {
+    let (_, rest) = message.split_once(" > ")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 fn strip_location_suffix(message: &str) -> String {
@@ -749,6 +772,17 @@ mod tests {
         );
         assert!(text.contains(hint), "{text}");
         parse_layer(format!("a: {}", deep(62)).as_bytes(), "f.yaml").expect("62 levels under a");
+        // Nesting made by aliases, each anchor a mapping around the one before: the
+        // parser's message then names where the alias was defined and used, whose
+        // figures are not the limit.
+        let mut text = String::from("x0: &a0 1\n");
+        for i in 1..70 {
+            text.push_str(&format!("x{i}: &a{i} {{k: *a{}}}\n", i - 1));
+        }
+        assert_eq!(
+            first(&text),
+            "f.yaml:65:15: the document is nested more than 64 levels deep"
+        );
         // The node budget (200 000) is pinned by the error corpus
         // (`huge_list_million_items`): parsing that many nodes takes seconds in a
         // debug build, too slow for the lib's tests.
@@ -758,6 +792,22 @@ mod tests {
             first(&aliases).contains("the document uses more than 1000 aliases"),
             "{}",
             first(&aliases)
+        );
+    }
+
+    #[test]
+    fn aliases_that_expand_past_the_replay_limit_are_said_plainly() {
+        // Five anchors, each ten copies of the one before: 50 aliases, under the alias
+        // count's limit (1000); the fifth anchor's copies cross the replay limit.
+        let mut text = String::from("a0: &a0 [1,1,1,1,1,1,1,1,1,1]\n");
+        for i in 1..=5 {
+            let copies = vec![format!("*a{}", i - 1); 10].join(",");
+            text.push_str(&format!("a{i}: &a{i} [{copies}]\n"));
+        }
+        assert_eq!(
+            error_text(&text),
+            "f.yaml:5:38: the document's aliases expand to more than 100000 values\n  \
+             hint: the document is too large or too deeply nested (or expands aliases too often)"
         );
     }
 
