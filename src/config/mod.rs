@@ -10,6 +10,7 @@ pub mod listing;
 pub mod lock;
 pub mod merge;
 pub mod node;
+pub mod numbers;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -90,6 +91,11 @@ pub fn parse_layer(bytes: &[u8], file: &str) -> Result<Node> {
         )
         .into());
     }
+    let inexact: Vec<Error> = numbers::check(&node, text)
+        .into_iter()
+        .map(Error::from)
+        .collect();
+    Error::from_list(inexact)?;
     Ok(node)
 }
 
