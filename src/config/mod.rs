@@ -140,21 +140,31 @@ pub(crate) fn yaml_error(error: &serde_saphyr::Error, file: &Arc<str>) -> Error 
         // Advice to serde-saphyr's caller, not to the user (our hint says what to do).
         .replace(", set DuplicateKeyPolicy in Options if acceptable", "");
     // The parser names its budget in Rust terms (`Depth { depth: 65 }`); say it plainly.
-    let message = match message.strip_prefix("budget breached: ") {
-        Some(what) if what.starts_with("Depth") => format!(
-            "the document is nested more than {} levels deep",
-            breached_at(what).unwrap_or(64)
+    const TOO_LARGE: &str =
+        "the document is too large or too deeply nested (or expands aliases too often)";
+    let (message, hint) = match message.strip_prefix("budget breached: ") {
+        Some(what) if what.starts_with("Depth") => (
+            format!(
+                "the document is nested more than {} levels deep",
+                breached_at(what).unwrap_or(64)
+            ),
+            Some(TOO_LARGE),
         ),
-        Some(what) if what.starts_with("Nodes") => format!(
-            "the document has more than {} nodes",
-            breached_at(what).unwrap_or(200_000)
+        Some(what) if what.starts_with("Nodes") => (
+            format!(
+                "the document has more than {} nodes",
+                breached_at(what).unwrap_or(200_000)
+            ),
+            Some(TOO_LARGE),
         ),
-        Some(what) if what.starts_with("Alias") => {
-            "the document uses more than 1000 aliases".to_owned()
-        }
-        Some(what) if what.starts_with("ScalarBytes") || what.starts_with("TotalScalar") => {
-            "the document's values add up to more than 8 MiB".to_owned()
-        }
+        Some(what) if what.starts_with("Alias") => (
+            "the document uses more than 1000 aliases".to_owned(),
+            Some(TOO_LARGE),
+        ),
+        Some(what) if what.starts_with("ScalarBytes") || what.starts_with("TotalScalar") => (
+            "the document's values add up to more than 8 MiB".to_owned(),
+            Some(TOO_LARGE),
+        ),
         // Not a size: a `---` between two halves of a layer.
         Some(what) if what.starts_with("Documents") => {
             return Located::new(
@@ -167,17 +177,72 @@ pub(crate) fn yaml_error(error: &serde_saphyr::Error, file: &Arc<str>) -> Error 
             )
             .into();
         }
-        Some(what) => format!("the document exceeds a size limit ({what})"),
+        Some(what) => (
+            format!("the document exceeds a size limit ({what})"),
+            Some(TOO_LARGE),
+        ),
         // The alias limits, also in Rust terms (`total_replayed_events=100001 >
         // 100000 at line 3, column 7 (defined at …) (used at …)`): the error is already
         // at the alias that crossed it.
-        None if message.starts_with("alias replay limit exceeded") => format!(
-            "the document's aliases expand to more than {} values",
-            limit_after_gt(&message).unwrap_or(100_000)
+        None if message.starts_with("alias replay limit exceeded") => (
+            format!(
+                "the document's aliases expand to more than {} values",
+                limit_after_gt(&message).unwrap_or(100_000)
+            ),
+            Some(TOO_LARGE),
         ),
-        None if message.starts_with("alias replay stack depth exceeded") => format!(
-            "aliases refer to aliases more than {} deep",
-            limit_after_gt(&message).unwrap_or(64)
+        None if message.starts_with("alias replay stack depth exceeded") => (
+            format!(
+                "aliases refer to aliases more than {} deep",
+                limit_after_gt(&message).unwrap_or(64)
+            ),
+            Some(TOO_LARGE),
+        ),
+        None if message.starts_with("alias references unknown anchor") => (
+            "this alias names no anchor defined before it".to_owned(),
+            Some(
+                "an alias (`*name`) repeats the value of an anchor (`&name VALUE`) written above it in the same file; define the anchor first, or check its spelling",
+            ),
+        ),
+        // The other alias limits (one anchor expanded too often, a counter's overflow).
+        None if message.starts_with("alias ") && !message.contains("unknown anchor") => {
+            (message, Some(TOO_LARGE))
+        }
+        // serde's words for a key that is not a string.
+        None if message.starts_with("cannot deserialize null into string") => (
+            "this key is null (`null`, `~`, or nothing before the `:`)".to_owned(),
+            Some("a key is a name: quote it (`\"null\"`) if the word is meant"),
+        ),
+        None if message == "expected string scalar" => (
+            "a key must be a name, not a list or a mapping".to_owned(),
+            Some("write the key as text; YAML's complex keys (`? [a, b]`) are not taken"),
+        ),
+        None if message.starts_with("cannot deserialize tagged scalar") => (
+            "strata does not read a value with this YAML tag".to_owned(),
+            Some(
+                "remove the tag (`!!timestamp`, `!!set`, …) and quote the value for a string; strata's own tags are `!ref PATH` and `!sub \"…${PATH}…\"`",
+            ),
+        ),
+        None if message.contains("multiline quoted scalar") => (
+            message,
+            Some(
+                "a quoted value goes on over the next lines until its closing quote: is a quote (`\"` or `'`) above this line left open?",
+            ),
+        ),
+        None if message.starts_with("mapping values are not allowed in this context")
+            && error.location().is_some_and(|l| l.column() > 1024) =>
+        {
+            (
+                message,
+                Some(
+                    "YAML limits a plain key to 1024 characters; a longer key must be written \
+                     as `? KEY` with `: VALUE` on the next line (and is most likely a mistake)",
+                ),
+            )
+        }
+        None if message.to_lowercase().contains("duplicate") => (
+            message,
+            Some("remove one of the two entries; YAML keys must be unique within a mapping"),
         ),
         None => match message.strip_prefix("unexpected character: `") {
             // The scanner quotes a control character as Rust debug text (`\u{0}').
@@ -189,7 +254,10 @@ pub(crate) fn yaml_error(error: &serde_saphyr::Error, file: &Arc<str>) -> Error 
                     .and_then(|hex| u32::from_str_radix(hex, 16).ok())
                     .unwrap_or(0);
                 let name = if code == 0 { " (a NUL byte)" } else { "" };
-                format!("the control character U+{code:04X}{name} is not allowed in YAML")
+                (
+                    format!("the control character U+{code:04X}{name} is not allowed in YAML"),
+                    None,
+                )
             }
             // `.inf` and `.nan`: serde-saphyr's words are about its own options.
             _ if message.starts_with("non-finite float") => {
@@ -204,28 +272,8 @@ pub(crate) fn yaml_error(error: &serde_saphyr::Error, file: &Arc<str>) -> Error 
                 ))
                 .into();
             }
-            _ => message,
+            _ => (message, None),
         },
-    };
-    let lower = message.to_lowercase();
-    let long_key = message == "mapping values are not allowed in this context"
-        && error.location().is_some_and(|l| l.column() > 1024);
-    let hint = if long_key {
-        Some(
-            "YAML limits a plain key to 1024 characters; a longer key must be written \
-             as `? KEY` with `: VALUE` on the next line (and is most likely a mistake)",
-        )
-    } else if lower.contains("duplicate") {
-        Some("remove one of the two entries; YAML keys must be unique within a mapping")
-    } else if lower.contains("budget")
-        || lower.contains("alias")
-        || lower.contains("nested")
-        || lower.contains("limit")
-        || lower.contains("more than")
-    {
-        Some("the document is too large or too deeply nested (or expands aliases too often)")
-    } else {
-        None
     };
     let mut located = Located::new(loc, "", message);
     if let Some(hint) = hint {
@@ -681,19 +729,47 @@ mod tests {
     }
 
     #[test]
+    fn the_parsers_other_words_are_said_plainly_with_what_to_do() {
+        let cases = [
+            (
+                "a: *nope\n",
+                "f.yaml:1:4: this alias names no anchor defined before it\n  hint: an alias (`*name`) repeats the value of an anchor (`&name VALUE`) written above it in the same file; define the anchor first, or check its spelling",
+            ),
+            (
+                "a:\n  null: x\n",
+                "f.yaml:2:3: this key is null (`null`, `~`, or nothing before the `:`)\n  hint: a key is a name: quote it (`\"null\"`) if the word is meant",
+            ),
+            (
+                "a:\n  ? [1, 2]\n  : x\n",
+                "f.yaml:2:5: a key must be a name, not a list or a mapping\n  hint: write the key as text; YAML's complex keys (`? [a, b]`) are not taken",
+            ),
+            (
+                "a: !!timestamp 2020-01-01\n",
+                "f.yaml:1:16: strata does not read a value with this YAML tag\n  hint: remove the tag (`!!timestamp`, `!!set`, …) and quote the value for a string; strata's own tags are `!ref PATH` and `!sub \"…${PATH}…\"`",
+            ),
+            (
+                "a: 'x''\nb: 1\n",
+                "f.yaml:2:1: invalid indentation in multiline quoted scalar\n  hint: a quoted value goes on over the next lines until its closing quote: is a quote (`\"` or `'`) above this line left open?",
+            ),
+        ];
+        for (yaml, said) in cases {
+            assert_eq!(error_text(yaml), said, "{yaml}");
+        }
+    }
+
+    #[test]
     fn a_yaml_error_message_is_not_cut_short() {
-        let bomb = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/errors/yaml_alias_bomb/dev.gcp.yaml"
-        ))
-        .unwrap();
-        let text = error_text(&bomb);
-        let first = text.lines().next().unwrap();
-        assert!(first.starts_with("f.yaml:"), "{text}");
-        assert!(
-            first.ends_with("(used at line 6, column 8)"),
-            "the message is cut short: {text}"
-        );
+        // Only the parser's own place at the end goes, not a place inside the message.
+        for (message, kept) in [
+            ("unexpected x at line 3, column 7", "unexpected x"),
+            (
+                "limit (defined at line 5, column 7) (used at line 6, column 8)",
+                "limit (defined at line 5, column 7) (used at line 6, column 8)",
+            ),
+            ("went on at line 3 of 7", "went on at line 3 of 7"),
+        ] {
+            assert_eq!(strip_location_suffix(message), kept);
+        }
     }
 
     #[test]
