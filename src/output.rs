@@ -196,6 +196,15 @@ fn claim(out: &Path, known: &[&str]) -> Result<Claim> {
     let entries = match std::fs::read_dir(out) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Claim::New),
+        // A file on the way to it (`report.txt/out`): no folder can be made there.
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            return Err(Error::OutDir {
+                doing: "render into",
+                path: out.to_path_buf(),
+                why: "a part of its path is a file, not a folder".into(),
+                hint: "give --out a folder whose parents are folders; nothing was written".into(),
+            });
+        }
         Err(e) => return Err(Error::io(out, e)),
     };
     if std::fs::symlink_metadata(out.join(MARKER)).is_ok_and(|m| m.is_file()) {
@@ -259,7 +268,15 @@ pub fn check_folder(dir: &Path) -> Result<bool> {
             format!("it is {}, not a folder", describe(&meta.file_type())),
             "give the folder that holds the rendered targets (--out DIR)",
         )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        // A file on its path (`report.txt/out`): it cannot exist either.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(false)
+        }
         Err(e) => Err(Error::io(dir, e)),
     }
 }
@@ -525,7 +542,14 @@ fn build_and_swap(
     same: &[bool],
     marked: bool,
 ) -> Result<()> {
-    std::fs::create_dir_all(tmp).map_err(|e| Error::io(tmp, e))?;
+    // The first write of the run: where it fails, the folder given cannot be made (a
+    // parent that is a file, read-only, or a file system that takes no folders).
+    std::fs::create_dir_all(tmp).map_err(|e| Error::OutDir {
+        doing: "render into",
+        path: out.to_path_buf(),
+        why: format!("a folder cannot be made beside it ({}: {e})", tmp.display()),
+        hint: "give --out a folder in a place you can write to; nothing was written".into(),
+    })?;
     let mut dirs: Vec<PathBuf> = desired
         .keys()
         .filter_map(|rel| Path::new(rel).parent().map(|p| tmp.join(p)))

@@ -109,6 +109,34 @@ fn a_file_where_the_folder_should_be_is_refused_and_left_byte_identical() {
 }
 
 #[test]
+fn a_folder_below_a_file_is_refused_and_checked_as_absent() {
+    // `--out report.txt/out`: no folder can be made there. render refuses it in words
+    // (not the system's "Not a directory"); render --check finds nothing to compare.
+    let f = Fixture::init();
+    write(&f.path("report.txt"), "a file\n");
+    f.assert_refused(
+        ".",
+        &["render", "--out", "report.txt/out"],
+        "error: refusing to render into report.txt/out: a part of its path is a file, not a \
+         folder\n  hint: give --out a folder whose parents are folders; nothing was written\n",
+    );
+    let (_, files) = f.counts(&[]);
+    let before = f.snapshot();
+    let output = f.run(".", &["render", "--check", "--out", "report.txt/out"]);
+    assert_eq!(
+        (output.status.code(), text(&output.stdout)),
+        (
+            Some(1),
+            format!(
+                "report.txt/out does not exist: nothing to compare the {files} rendered files \
+                 with; create it with `strata render --out report.txt/out`\n"
+            ),
+        )
+    );
+    assert_same(&before, &f.snapshot(), "render --check");
+}
+
+#[test]
 fn a_symbolic_link_as_the_output_folder_is_refused() {
     let f = Fixture::init();
     f.render_ok();
