@@ -2666,6 +2666,31 @@ fn a_charts_values_yaml_over_its_own_node_budget_names_that_budget() {
 }
 
 #[test]
+fn a_layer_file_name_that_is_no_env_and_cloud_is_said_as_that() {
+    let said = |file: &str| {
+        let path = format!("environments/{file}");
+        load_errors(&[], &[(path.as_str(), "", "vars: {}")])
+    };
+    let not_a_name = |stem: &str, close: &str| {
+        (format!(
+            "environments/{stem}.yaml:1:1: `{stem}.yaml` is not a layer name: an environment's layer for one cloud is <env>.<cloud>.yaml, the cloud one of aws, gcp\n  hint: rename it{close}, or move it out of environments/"
+        ))
+    };
+    assert_eq!(said("dev..yaml"), not_a_name("dev.", ""));
+    assert_eq!(said("dev.aws.extra.yaml"), not_a_name("dev.aws.extra", ""));
+    assert_eq!(
+        said("dev.gpc.yaml"),
+        not_a_name("dev.gpc", " (did you mean dev.gcp.yaml?)")
+    );
+    // A known cloud: the target is missing, and what makes it depends on whether the
+    // environment has a layer.
+    assert_eq!(
+        said("qa.aws.yaml"),
+        "environments/qa.aws.yaml:1:1: this layer is for target `qa-aws`, which no environment defines\n  hint: there is no environments/qa.yaml: create it with `clouds: [aws]`, or delete this file"
+    );
+}
+
+#[test]
 fn a_plain_yaml_1_1_boolean_word_in_release_values_is_said_at_its_place() {
     // Without the chart's schema (which would say its own line), only strata's word:
     // `no` plain is said, `"no"` quoted is not.

@@ -651,20 +651,46 @@ fn targets_of(
         else {
             continue;
         };
-        if let Some((env, cloud)) = stem.split_once('.')
-            && !targets.iter().any(|t| t.env == env && t.cloud == cloud)
-        {
+        let Some((env, cloud)) = stem.split_once('.') else {
+            continue;
+        };
+        let loc = Loc::file(Arc::from(rel.as_str()));
+        if !CLOUDS.contains(&cloud) {
+            // `dev..yaml`, `dev.aws.extra.yaml`, `dev.azure.yaml`: not a name of a layer.
+            let close = crate::suggest::closest(cloud, CLOUDS.iter().copied())
+                .map(|c| format!(" (did you mean {env}.{c}.yaml?)"))
+                .unwrap_or_default();
             errors.push(
                 Located::new(
-                    Loc::file(Arc::from(rel.as_str())),
+                    loc,
+                    "",
+                    format!(
+                        "`{stem}.yaml` is not a layer name: an environment's layer for one cloud is <env>.<cloud>.yaml, the cloud one of {}",
+                        CLOUDS.join(", ")
+                    ),
+                )
+                .hint(format!("rename it{close}, or move it out of environments/"))
+                .into(),
+            );
+        } else if !targets.iter().any(|t| t.env == env && t.cloud == cloud) {
+            let hint = if files.contains_key(&format!("environments/{env}.yaml")) {
+                format!(
+                    "list `{cloud}` under `clouds:` in environments/{env}.yaml, or delete this file"
+                )
+            } else {
+                format!(
+                    "there is no environments/{env}.yaml: create it with `clouds: [{cloud}]`, or delete this file"
+                )
+            };
+            errors.push(
+                Located::new(
+                    loc,
                     "",
                     format!(
                         "this layer is for target `{env}-{cloud}`, which no environment defines"
                     ),
                 )
-                .hint(format!(
-                    "list `{cloud}` under `clouds:` in environments/{env}.yaml, or delete this file"
-                ))
+                .hint(hint)
                 .into(),
             );
         }
