@@ -327,6 +327,8 @@ mod tests {
             ("app.tgz", "app"),
             ("app-latest.tgz", "app-latest"),
             ("app-1.0.tgz", "app-1.0"),
+            ("app-1.0.x.tgz", "app-1.0.x"),
+            ("app-1..0.tgz", "app-1..0"),
         ] {
             assert_eq!(super::packed_name(file), name, "{file}");
         }
