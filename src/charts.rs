@@ -31,9 +31,35 @@ pub fn read(project: &Project, path: &str) -> Result<Chart> {
             ),
         });
     }
-    if path.starts_with('/') || path.split('/').any(|s| s == "..") {
+    if path.trim().is_empty() {
+        return Err(no_chart(
+            "`chart:` is empty; a release's chart is a folder of the project".to_owned(),
+        ));
+    }
+    let escapes = path
+        .split('/')
+        .try_fold(0usize, |depth, part| match part {
+            ".." => depth.checked_sub(1),
+            "" | "." => Some(depth),
+            _ => Some(depth + 1),
+        })
+        .is_none();
+    if path.starts_with('/') || escapes {
         return Err(no_chart(format!(
             "`{path}` is outside the project; a release's chart is a folder of the project"
+        )));
+    }
+    if path.split('/').any(|s| s == "..") {
+        return Err(no_chart(format!(
+            "`{path}` has a `..` part; a release's chart is named by its folder's path from the project root (charts/NAME)"
+        )));
+    }
+    if let Some(root) = project.root()
+        && std::fs::metadata(root.join(path)).is_ok_and(|m| m.is_file())
+    {
+        let folder = path.rsplit_once('/').map_or(".", |(dir, _)| dir);
+        return Err(no_chart(format!(
+            "`{path}` is a file; a release's chart is the folder that holds Chart.yaml (`{folder}`?)"
         )));
     }
     let Some(meta) = read_file(project, &format!("{path}/Chart.yaml"))? else {

@@ -2597,7 +2597,7 @@ fn a_chart_that_is_not_a_folder_of_the_project_is_said_with_how_to_copy_one_in()
             )],
         )
     };
-    let cases: [(&str, &[&str]); 3] = [
+    let cases: [(&str, &[&str]); 7] = [
         (
             "oci://registry.example.com/charts/web",
             &[
@@ -2613,6 +2613,20 @@ fn a_chart_that_is_not_a_folder_of_the_project_is_said_with_how_to_copy_one_in()
             ],
         ),
         ("../web", &["`../web` is outside the project"]),
+        (
+            "charts/web/../web",
+            &[
+                "`charts/web/../web` has a `..` part; a release's chart is named by its folder's path from the project root (charts/NAME)",
+            ],
+        ),
+        (
+            "charts/web/Chart.yaml",
+            &[
+                "`charts/web/Chart.yaml` is a file; a release's chart is the folder that holds Chart.yaml (`charts/web`?)",
+            ],
+        ),
+        ("\"\"", &["releases.web.chart: `chart:` is empty"]),
+        ("\" \"", &["releases.web.chart: `chart:` is empty"]),
     ];
     for (chart, parts) in cases {
         let errors = at(chart);
