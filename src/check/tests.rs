@@ -2686,9 +2686,9 @@ fn a_layer_file_name_that_is_no_env_and_cloud_is_said_as_that() {
         load_errors(&[], &[(path.as_str(), "", "vars: {}")])
     };
     let not_a_name = |stem: &str, close: &str| {
-        (format!(
+        format!(
             "environments/{stem}.yaml:1:1: `{stem}.yaml` is not a layer name: an environment's layer for one cloud is <env>.<cloud>.yaml, the cloud one of aws, gcp\n  hint: rename it{close}, or move it out of environments/"
-        ))
+        )
     };
     assert_eq!(said("dev..yaml"), not_a_name("dev.", ""));
     assert_eq!(said("dev.aws.extra.yaml"), not_a_name("dev.aws.extra", ""));
