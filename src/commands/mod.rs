@@ -4,7 +4,7 @@
 #[cfg(feature = "cloud")]
 mod cloud;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
@@ -882,13 +882,7 @@ fn init(out: &Reporter, dir: &Path, example: &str) -> Result<u8> {
     schema.push('\n');
     let mut all: Vec<(&str, &[u8])> = files;
     all.push(("strata.schema.json", schema.as_bytes()));
-    for (rel, bytes) in &all {
-        let path = dir.join(rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        }
-        std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
-    }
+    write_new_files(dir, &all)?;
     match out.format {
         Format::Json => out.json(
             &json!({"ok": true, "dir": dir.display().to_string(), "example": example, "files": all.len()}),
@@ -901,6 +895,84 @@ fn init(out: &Reporter, dir: &Path, example: &str) -> Result<u8> {
         )),
     }
     Ok(exit::OK)
+}
+
+/// Writes `files` (paths relative to `dir`) where none of them, nor anything on their
+/// way, exists yet: a file of the user's is never replaced (a README.md, a chart of the
+/// same name). When a write fails part way, what this run made is removed again.
+fn write_new_files(dir: &Path, files: &[(&str, &[u8])]) -> Result<()> {
+    if std::fs::metadata(dir).is_ok_and(|m| !m.is_dir()) {
+        return Err(Error::Usage(format!(
+            "{} is a file, not a folder; nothing was written\n  hint: give a new folder, or one without environments/",
+            dir.display()
+        )));
+    }
+    let mut in_the_way: Vec<String> = Vec::new();
+    for (rel, _) in files {
+        // The file itself, and each folder on its way that is not a folder.
+        let mut at = dir.to_path_buf();
+        let parts: Vec<&str> = rel.split('/').collect();
+        for (i, part) in parts.iter().enumerate() {
+            at.push(part);
+            let last = i + 1 == parts.len();
+            match std::fs::symlink_metadata(&at) {
+                Ok(m) if last || !m.is_dir() => {
+                    let shown = parts[..=i].join("/");
+                    if !in_the_way.contains(&shown) {
+                        in_the_way.push(shown);
+                    }
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    }
+    if !in_the_way.is_empty() {
+        let more = in_the_way.len().saturating_sub(10);
+        let mut listed = in_the_way
+            .iter()
+            .take(10)
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        if more > 0 {
+            listed.push_str(&format!(" and {more} more"));
+        }
+        return Err(Error::Usage(format!(
+            "{} already has what the example would write: {listed}; nothing was written\n  hint: give a new folder, or move those out of the way",
+            dir.display()
+        )));
+    }
+    // What this run made, to take back if a write fails.
+    let mut made: Vec<PathBuf> = Vec::new();
+    let result = (|| -> Result<()> {
+        for (rel, bytes) in files {
+            let path = dir.join(rel);
+            let mut missing = Vec::new();
+            let mut up = path.parent();
+            while let Some(p) = up {
+                if p.as_os_str().is_empty() || p.exists() {
+                    break;
+                }
+                missing.push(p.to_path_buf());
+                up = p.parent();
+            }
+            for folder in missing.into_iter().rev() {
+                std::fs::create_dir(&folder).map_err(|e| Error::io(&folder, e))?;
+                made.push(folder);
+            }
+            std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
+            made.push(path);
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        for path in made.iter().rev() {
+            let _ = std::fs::remove_file(path).or_else(|_| std::fs::remove_dir(path));
+        }
+    }
+    result
 }
 
 #[cfg(test)]

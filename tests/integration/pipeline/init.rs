@@ -118,6 +118,36 @@ fn an_unknown_example_is_refused_with_the_close_name_and_nothing_written() {
 }
 
 #[test]
+fn init_never_replaces_a_file_of_the_folder_it_writes_into() {
+    // A repository without environments/ yet, but with its own chart values where the
+    // example writes one, and a file where the example needs a folder: refused, both
+    // named, the folder left as it was.
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(repo.join("charts/app")).unwrap();
+    std::fs::write(repo.join("charts/app/values.yaml"), "mine: true\n").unwrap();
+    std::fs::write(repo.join("charts/app/templates"), "a file\n").unwrap();
+    let before = tree(&repo);
+    let output = run_in(tmp.path(), &["init", "repo"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        text(&output.stderr),
+        "error: repo already has what the example would write: charts/app/templates, charts/app/values.yaml; nothing was written\n  hint: give a new folder, or move those out of the way\n"
+    );
+    assert!(tree(&repo) == before, "a refused init wrote");
+    // A file as the folder: refused too.
+    let output = run_in(tmp.path(), &["init", "repo/charts/app/templates"]);
+    assert_eq!(
+        (output.status.code(), text(&output.stderr)),
+        (
+            Some(2),
+            "error: repo/charts/app/templates is a file, not a folder; nothing was written\n  hint: give a new folder, or one without environments/\n".to_owned()
+        )
+    );
+    assert!(tree(&repo) == before, "a refused init wrote");
+}
+
+#[test]
 fn outside_any_project_render_uses_the_embedded_lakehouse() {
     let tmp = tempfile::tempdir().unwrap();
     let output = run_in(tmp.path(), &["render"]);
