@@ -1253,6 +1253,10 @@ fn references_that_fail_are_said_at_the_reference_with_what_would_do() {
         ),
         // !sub takes scalars only.
         ("  m: {a: 1}", "      A: !sub \"x-${vars.m}\""),
+        // A key with a dot in its name, which no reference can name.
+        ("  \"a.b\": 1", "      A: !ref vars.a.b"),
+        // A reference of !sub left open (one of the shell's is text).
+        ("  x: 1", "      A: !sub \"${HOME ${vars.x\""),
     ];
     let expected: &[&[&str]] = &[
         &[
@@ -1280,6 +1284,12 @@ fn references_that_fail_are_said_at_the_reference_with_what_would_do() {
         ],
         &[
             "environments/base.yaml:40:15: workloads.ingest.env.A: `${vars.m}` is a mapping, and !sub puts only strings, numbers and booleans into text\n  hint: use !ref for a whole value, or reach a scalar inside it",
+        ],
+        &[
+            "environments/base.yaml:40:15: workloads.ingest.env.A: `vars.a.b` points at nothing\n  hint: a key on this path has a `.` in its name, and a reference reads each `.` as a step into a mapping: rename the key (`a.b` to `a_b`) to refer to it",
+        ],
+        &[
+            "environments/base.yaml:40:15: workloads.ingest.env.A: `${vars.x` is not closed\n  hint: end the reference with `}`, or write `$${` for a `${` meant as text",
         ],
     ];
     for ((vars, env), expected) in cases.iter().zip(expected) {
@@ -1533,6 +1543,20 @@ fn sub_leaves_what_is_not_a_reference_as_written() {
     assert_eq!(
         line.as_deref(),
         Some("A=\"\\${HOME} \\${foo.bar} \\${vars} telemetry\"")
+    );
+    // A `${` of the shell's left open does not swallow the reference after it.
+    let rendered = render_project(
+        "storage-only",
+        &[],
+        &[(
+            "environments/base.yaml",
+            "      LOG_LEVEL: info\n",
+            "      LOG_LEVEL: info\n      A: !sub \"${HOME ${project.name}\"\n",
+        )],
+    );
+    assert_eq!(
+        env_line(&rendered, "A").as_deref(),
+        Some("A=\"\\${HOME telemetry\"")
     );
 }
 

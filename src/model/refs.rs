@@ -551,10 +551,25 @@ impl Resolver<'_> {
             }
             out.push_str(&rest[..at]);
             let after = &rest[at + 2..];
-            let Some(end) = after.find('}') else {
-                out.push_str(&rest[at..]);
-                rest = "";
-                break;
+            let end = after
+                .find('}')
+                .filter(|&end| after.find("${").is_none_or(|open| open > end));
+            let Some(end) = end else {
+                // No `}` before the next `${` or the end: this one is text. But
+                // `${vars.region` is a reference left open, not text.
+                let root = after.split('.').next().unwrap_or_default();
+                if ROOTS.contains(&root) && after.len() > root.len() {
+                    let written = after.split("${").next().unwrap_or(after).trim_end();
+                    self.fail(
+                        site,
+                        path,
+                        format!("`${{{written}` is not closed"),
+                        "end the reference with `}`, or write `$${` for a `${` meant as text",
+                    );
+                }
+                out.push_str("${");
+                rest = after;
+                continue;
             };
             let inner = after[..end].trim();
             let root = inner.split('.').next().unwrap_or_default();
@@ -599,6 +614,9 @@ impl Resolver<'_> {
             }
         }
         match crate::suggest::closest(target, known.iter().map(String::as_str)) {
+            // The path is there, spelt the same, but one of its keys has a dot in it
+            // (`"a.b": 1`), which a reference reads as a step down.
+            Some(close) if close == target => "a key on this path has a `.` in its name, and a reference reads each `.` as a step into a mapping: rename the key (`a.b` to `a_b`) to refer to it".to_owned(),
             Some(close) => format!("did you mean `{close}`?"),
             None => {
                 let root = target.split('.').next().unwrap_or_default();
