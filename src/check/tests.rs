@@ -2660,6 +2660,26 @@ fn a_chart_that_is_not_a_folder_of_the_project_is_said_with_how_to_copy_one_in()
 }
 
 #[test]
+fn an_unknown_key_with_backticks_in_it_is_said_whole_at_its_place() {
+    // serde quotes the key in backticks; one inside the key, or serde's own words,
+    // must not cut it short (it was said as `bogus` at the first key of base.yaml).
+    let errors = validate(&[(
+        "dev.yaml",
+        "",
+        "bogus`x: 1\n\"other`, expected `a`\": 1\nbuckets:\n  raw:\n    \"ver`sioning\": true",
+    )]);
+    assert_eq!(
+        first_lines(&errors),
+        [
+            "environments/dev.yaml:16:1: bogus`x: unknown key `bogus`x`",
+            "environments/dev.yaml:17:1: other`, expected `a`: unknown key `other`, expected `a``",
+            "environments/dev.yaml:20:5: buckets.raw.ver`sioning: unknown key `ver`sioning`",
+        ]
+    );
+    assert_one(&errors, &["ver`sioning", "did you mean `versioning`?"]);
+}
+
+#[test]
 fn unknown_keys_inside_a_list_item_are_all_said_and_one_section_says_at_most_a_hundred() {
     // Typing stops at its first error and runs again without the unknown key: the
     // key is found again inside the bucket's list item and removed there.

@@ -696,7 +696,7 @@ fn check_section<T: DeserializeOwned>(
         segments.extend(inner.iter().cloned());
         let raw = e.inner().to_string();
         errors.push(type_error(merged, layers, segments, &raw));
-        let Some(field) = between(&raw, "unknown field `", "`") else {
+        let Some((field, _)) = unknown_field(&raw) else {
             break;
         };
         if errors.len() >= UNKNOWN_KEYS_SAID || !remove_key(node.to_mut(), &inner, field) {
@@ -807,7 +807,7 @@ fn type_error(
 ) -> Error {
     let mut path = segments.join(".");
     let secret = crate::check::secrets::is_secret_path(&path);
-    if let Some(field) = between(raw, "unknown field `", "`") {
+    if let Some((field, rest)) = unknown_field(raw) {
         // serde reports the key itself; point at it and suggest a close spelling.
         if segments.last().map(String::as_str) != Some(field) {
             segments.push(field.to_owned());
@@ -815,9 +815,8 @@ fn type_error(
         path = segments.join(".");
         let node = merged.tree.lookup(segments.iter().map(String::as_str));
         let loc = node.map_or_else(|| locate(&merged.tree, &path), |n| n.key_loc.clone());
-        let expected: Vec<&str> = raw
-            .split("expected ")
-            .nth(1)
+        let expected: Vec<&str> = rest
+            .strip_prefix(", expected ")
             .map(|rest| rest.split('`').skip(1).step_by(2).collect())
             .unwrap_or_default();
         let mut located = Located::new(loc, path, format!("unknown key `{field}`"));
@@ -908,6 +907,23 @@ fn humanize(expected: &str) -> String {
         e if e.starts_with("one of ") || e.starts_with("variant") => e.to_owned(),
         e => e.to_owned(),
     }
+}
+
+/// The key of serde's "unknown field `KEY`, expected one of `a`, `b`" (or ", there are
+/// no fields"), and what follows it. The key may hold backticks and those very words
+/// itself, so it ends where serde's last words begin: the names it expects are
+/// strata's own keys.
+fn unknown_field(raw: &str) -> Option<(&str, &str)> {
+    let from = raw.find("unknown field `")? + "unknown field `".len();
+    let text = &raw[from..];
+    let end = if let Some(key) = text.strip_suffix("`, there are no fields") {
+        key.len()
+    } else if let Some(end) = text.rfind("`, expected ") {
+        end
+    } else {
+        text.strip_suffix('`')?.len()
+    };
+    Some((&text[..end], &text[end + 1..]))
 }
 
 fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
