@@ -2660,6 +2660,17 @@ fn a_chart_that_is_not_a_folder_of_the_project_is_said_with_how_to_copy_one_in()
 }
 
 #[test]
+fn a_value_strata_takes_from_a_list_is_said_with_the_close_one() {
+    let errors = validate(&[("dev.yaml", "", "kube:\n  podSecurity: restrictd")]);
+    assert_one(
+        &errors,
+        &[
+            "kube.podSecurity: unknown variant `restrictd`, expected one of `privileged`, `baseline`, `restricted`\n  hint: did you mean `restricted`?",
+        ],
+    );
+}
+
+#[test]
 fn an_unknown_key_with_backticks_in_it_is_said_whole_at_its_place() {
     // serde quotes the key in backticks; one inside the key, or serde's own words,
     // must not cut it short (it was said as `bogus` at the first key of base.yaml).

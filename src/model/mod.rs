@@ -870,8 +870,21 @@ fn type_error(
     let mut located = Located::new(loc, path, message);
     if raw.contains(crate::config::node::REFS_NOT_HERE) {
         located = located.hint("write the value itself here; strata-owned keys are not templated");
+    } else if let Some(close) = closest_variant(raw) {
+        located = located.hint(format!("did you mean `{close}`?"));
     }
     located.into()
+}
+
+/// For serde's "unknown variant `restrictd`, expected one of `privileged`, `baseline`,
+/// `restricted`" (a value strata takes from a list), the listed value closest to the
+/// one written.
+fn closest_variant(raw: &str) -> Option<&str> {
+    let from = raw.find("unknown variant `")? + "unknown variant `".len();
+    let text = &raw[from..];
+    let end = text.rfind("`, expected ")?;
+    let expected: Vec<&str> = text[end + 1..].split('`').skip(1).step_by(2).collect();
+    crate::suggest::closest(&text[..end], expected.iter().copied())
 }
 
 /// serde's "invalid type: string \"maybe\", expected a boolean" as "expected a boolean,
