@@ -312,12 +312,22 @@ pub(crate) fn target(f: &mut super::Findings, desired: &crate::desired::Desired)
                 "secrets"
             };
             if !env_var_name(name) {
-                f.at(
-                    None,
-                    &format!("{base}.{section}.{name}"),
-                    format!("`{name}` is not a valid environment variable name"),
-                    "use letters, digits and '_', not starting with a digit",
-                );
+                // Found by its segments: a name may be empty or hold a `.`, which a
+                // dotted path would read as another key.
+                let segments = base.split('.').chain([section, name.as_str()]);
+                let loc = f
+                    .target
+                    .merged
+                    .tree
+                    .lookup(segments)
+                    .map(|node| node.loc.clone());
+                f.push(super::Finding {
+                    rule: None,
+                    path: format!("{base}.{section}.{name}"),
+                    loc: loc.unwrap_or_else(|| f.target.loc_of(&format!("{base}.{section}"))),
+                    message: format!("`{name}` is not a valid environment variable name"),
+                    hint: "use letters, digits and '_', not starting with a digit".to_owned(),
+                });
             }
         }
         for name in w.secrets.keys().filter(|n| w.env.contains_key(*n)) {

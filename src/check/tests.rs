@@ -2660,6 +2660,23 @@ fn a_chart_that_is_not_a_folder_of_the_project_is_said_with_how_to_copy_one_in()
 }
 
 #[test]
+fn an_env_var_name_that_is_empty_or_dotted_is_said_at_its_own_line() {
+    // Located by its segments, not a dotted path (which found the `env` section).
+    let errors = validate(&[(
+        "base.yaml",
+        "      LOG_LEVEL: info\n",
+        "      LOG_LEVEL: info\n      \"\": x\n      \"A.B\": y\n",
+    )]);
+    assert_eq!(
+        first_lines(&errors),
+        [
+            "environments/base.yaml:40:11: workloads.ingest.env.: `` is not a valid environment variable name",
+            "environments/base.yaml:41:14: workloads.ingest.env.A.B: `A.B` is not a valid environment variable name",
+        ]
+    );
+}
+
+#[test]
 fn a_value_strata_takes_from_a_list_is_said_with_the_close_one() {
     let errors = validate(&[("dev.yaml", "", "kube:\n  podSecurity: restrictd")]);
     assert_one(
