@@ -2621,7 +2621,7 @@ fn a_chart_that_is_not_a_folder_of_the_project_is_said_with_how_to_copy_one_in()
             )],
         )
     };
-    let cases: [(&str, &[&str]); 7] = [
+    let cases: [(&str, &[&str]); 8] = [
         (
             "oci://registry.example.com/charts/web",
             &[
@@ -2637,6 +2637,8 @@ fn a_chart_that_is_not_a_folder_of_the_project_is_said_with_how_to_copy_one_in()
             ],
         ),
         ("../web", &["`../web` is outside the project"]),
+        // `.` and an empty part are no step down.
+        ("././/../web", &["`././/../web` is outside the project"]),
         (
             "charts/web/../web",
             &[
