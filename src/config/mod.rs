@@ -77,8 +77,13 @@ pub fn parse_layer(bytes: &[u8], file: &str) -> Result<Node> {
             max_total_replayed_events: 100_000,
         },
     };
-    let raw: node::RawNode =
-        serde_saphyr::from_str_with_options(text, options).map_err(|e| yaml_error(&e, &file))?;
+    let raw: node::RawNode = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+        let mut error = yaml_error(&e, &file);
+        if let Error::Input(located) = &mut error {
+            name_the_first_of_two_keys(located, text);
+        }
+        error
+    })?;
     let node = Node::from_raw(raw, &file);
     if node.map().is_none() {
         return Err(Located::new(
@@ -280,6 +285,49 @@ pub(crate) fn yaml_error(error: &serde_saphyr::Error, file: &Arc<str>) -> Error 
         located = located.hint(hint);
     }
     located.into()
+}
+
+/// For a duplicate key of a block mapping, the line of its first entry, in the hint:
+/// the parser names only the second, and in a long layer the first is the one to find.
+/// Looks up from the second for the same key at the same column, and stops where the
+/// mapping began (a line indented less).
+fn name_the_first_of_two_keys(located: &mut Located, text: &str) {
+    let Some(key) = located.message.strip_prefix("duplicate mapping key: ") else {
+        return;
+    };
+    let (line, col) = (located.loc.line as usize, located.loc.col as usize);
+    if line < 2 || col == 0 {
+        return;
+    }
+    let lines: Vec<&str> = text.lines().take(line - 1).collect();
+    for (i, above) in lines.iter().enumerate().rev() {
+        let above = above.strip_prefix('\u{feff}').unwrap_or(above);
+        let indent = above.len() - above.trim_start_matches([' ', '-']).len();
+        let content = above.trim_start();
+        if content.is_empty() || content.starts_with('#') {
+            continue;
+        }
+        if indent + 1 < col {
+            return;
+        }
+        if indent + 1 == col
+            && above.get(col - 1..).is_some_and(|rest| {
+                [
+                    format!("{key}:"),
+                    format!("\"{key}\":"),
+                    format!("'{key}':"),
+                ]
+                .iter()
+                .any(|written| rest.starts_with(written.as_str()))
+            })
+        {
+            located.hint = Some(format!(
+                "its first entry is at line {}; remove one of the two (YAML keys must be unique within a mapping)",
+                i + 1
+            ));
+            return;
+        }
+    }
 }
 
 /// The figure after ` > ` in one of serde-saphyr's limit messages (`depth=65 > 64`).
@@ -781,6 +829,36 @@ mod tests {
         for (yaml, said) in cases {
             assert_eq!(error_text(yaml), said, "{yaml}");
         }
+    }
+
+    #[test]
+    fn a_duplicate_key_names_the_line_of_its_first_entry() {
+        let hint = |yaml: &str| {
+            error_text(yaml)
+                .lines()
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let first_at = |n: usize| {
+            format!(
+                "  hint: its first entry is at line {n}; remove one of the two (YAML keys must be unique within a mapping)"
+            )
+        };
+        // At the top, among nested keys (the same key elsewhere is not it), in a list
+        // item, quoted, and after comments and blank lines.
+        assert_eq!(hint("aws:\n  region: x\nb: 1\naws: {}\n"), first_at(1));
+        assert_eq!(
+            hint("a:\n  name: x\nb:\n  name: y\n  c: 1\n  name: z\n"),
+            first_at(4)
+        );
+        assert_eq!(hint("l:\n  - name: x\n    name: y\n"), first_at(2));
+        assert_eq!(hint("\"k\": 1\n# c\n\nk: 2\n"), first_at(1));
+        // In a flow mapping the first is not looked for: the general hint.
+        assert_eq!(
+            hint("a: {k: 1, k: 2}\n"),
+            "  hint: remove one of the two entries; YAML keys must be unique within a mapping"
+        );
     }
 
     #[test]
