@@ -322,7 +322,7 @@ impl Written<'_> {
         }
         let nodes = self.nodes.get_or_init(|| {
             let bytes = self.rendered.artifacts.get(self.full)?;
-            crate::config::parse_layer(bytes, self.full).ok()
+            crate::config::parse_mapping(bytes, self.full).ok()
         });
         let loc = nodes
             .as_ref()

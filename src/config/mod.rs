@@ -31,8 +31,23 @@ const CLOUDS_KEY: &str = "clouds";
 /// read only this far ([`Project::read_at_most`]).
 pub const MAX_LAYER_BYTES: usize = 4 << 20;
 
-/// Parses one layer file. The root must be a mapping (an empty file is an empty one).
+/// Parses one layer file. The root must be a mapping (an empty file is an empty one),
+/// and every plain integer must fit 64 bits ([`numbers`]).
 pub fn parse_layer(bytes: &[u8], file: &str) -> Result<Node> {
+    let node = parse_mapping(bytes, file)?;
+    let text = std::str::from_utf8(bytes).unwrap_or_default();
+    let inexact: Vec<Error> = numbers::check(&node, text)
+        .into_iter()
+        .map(Error::from)
+        .collect();
+    Error::from_list(inexact)?;
+    Ok(node)
+}
+
+/// Parses YAML text whose root is a mapping into located nodes, under a layer's limits:
+/// a layer, or a values file a template rendered (whose integers are written as the
+/// template wrote them, and read by helm as by strata).
+pub fn parse_mapping(bytes: &[u8], file: &str) -> Result<Node> {
     let file: Arc<str> = Arc::from(file);
     if bytes.len() > MAX_LAYER_BYTES {
         return Err(Located::new(
@@ -96,11 +111,6 @@ pub fn parse_layer(bytes: &[u8], file: &str) -> Result<Node> {
         )
         .into());
     }
-    let inexact: Vec<Error> = numbers::check(&node, text)
-        .into_iter()
-        .map(Error::from)
-        .collect();
-    Error::from_list(inexact)?;
     Ok(node)
 }
 

@@ -327,8 +327,9 @@ fn a_finding_on_a_template_made_bucket_or_values_file_or_a_copied_policy_names_i
     );
     std::fs::remove_file(f.path("templates/buckets/data.json.j2")).unwrap();
 
-    // A values file with a key the chart does not have (line 5) and a value of the
-    // wrong type (line 9).
+    // A values file with a key the chart does not have (line 5), a value of the
+    // wrong type (line 9), and an integer past 64 bits (line 10: it is the template's
+    // text, which helm reads as strata does, and still has its line).
     write(
         &f.path("templates/releases/app.values.yaml.j2"),
         r#"{% set v = releases.app.values %}
@@ -340,7 +341,7 @@ serviceAccount: {{ v.serviceAccount | to_json }}
 backend:
   image: {{ v.backend.image | to_json }}
   replicas: "many"
-  port: {{ v.backend.port }}
+  port: 112233445566778899001
   resources: {{ v.backend.resources | to_json }}
   probes: {{ v.backend.probes | to_json }}
 frontend: {{ v.frontend | to_json }}
@@ -353,7 +354,8 @@ env: {{ v.env | to_json }}
         &[
             "error: templates/releases/app.values.yaml.j2:5: releases.app.values.app.nmae: `nmae` is not a value of charts/app",
             "error: templates/releases/app.values.yaml.j2:9: releases.app.values.backend.replicas: charts/app/values.schema.json: value is not of type \"integer\" (at /backend/replicas, rule `type`)",
-            "2 errors in 1 file",
+            "error: templates/releases/app.values.yaml.j2:10: releases.app.values.backend.port: charts/app/values.schema.json: ",
+            "3 errors in 1 file",
         ],
         &[],
     );
