@@ -323,7 +323,7 @@ fn name_the_first_of_two_keys(located: &mut Located, text: &str) {
             })
         {
             located.hint = Some(format!(
-                "its first entry is at line {}; remove one of the two (YAML keys must be unique within a mapping)",
+                "its first entry is on line {}; remove one of the two (YAML keys must be unique within a mapping)",
                 i + 1
             ));
             return;
@@ -843,7 +843,7 @@ mod tests {
         };
         let first_at = |n: usize| {
             format!(
-                "  hint: its first entry is at line {n}; remove one of the two (YAML keys must be unique within a mapping)"
+                "  hint: its first entry is on line {n}; remove one of the two (YAML keys must be unique within a mapping)"
             )
         };
         // At the top, among nested keys (the same key elsewhere is not it), in a list
