@@ -31,6 +31,10 @@ const CLOUDS_KEY: &str = "clouds";
 /// read only this far ([`Project::read_at_most`]).
 pub const MAX_LAYER_BYTES: usize = 4 << 20;
 
+/// How many values a layer's aliases may expand to, in all (the parser's replay limit,
+/// against alias bombs that stay under the alias count).
+const MAX_REPLAYED: usize = 100_000;
+
 /// Parses one layer file. The root must be a mapping (an empty file is an empty one),
 /// and every plain integer must fit 64 bits ([`numbers`]).
 pub fn parse_layer(bytes: &[u8], file: &str) -> Result<Node> {
@@ -89,7 +93,7 @@ pub fn parse_mapping(bytes: &[u8], file: &str) -> Result<Node> {
             max_documents: 1,
         },
         alias_limits: serde_saphyr::alias_limits! {
-            max_total_replayed_events: 100_000,
+            max_total_replayed_events: MAX_REPLAYED,
         },
     };
     let raw: node::RawNode = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
@@ -204,7 +208,7 @@ pub(crate) fn yaml_error(error: &serde_saphyr::Error, file: &Arc<str>) -> Error 
         None if message.starts_with("alias replay limit exceeded") => (
             format!(
                 "the document's aliases expand to more than {} values",
-                limit_after_gt(&message).unwrap_or(100_000)
+                MAX_REPLAYED
             ),
             Some(TOO_LARGE),
         ),
@@ -329,13 +333,6 @@ fn name_the_first_of_two_keys(located: &mut Located, text: &str) {
             return;
         }
     }
-}
-
-/// The figure after ` > ` in one of serde-saphyr's limit messages (`depth=65 > 64`).
-fn limit_after_gt(message: &str) -> Option<u64> {
-    let (_, rest) = message.split_once(" > ")?;
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
 }
 
 fn strip_location_suffix(message: &str) -> String {
