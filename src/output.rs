@@ -1281,8 +1281,9 @@ mod tests {
         assert!(check_folder(tmp.path()).unwrap());
         let file = tmp.path().join("file");
         std::fs::write(&file, "x").unwrap();
-        // Below a file, no folder can exist: absent too.
+        // Below a file, no folder can exist: absent too. Another error is one.
         assert!(!check_folder(&file.join("below")).unwrap());
+        assert!(check_folder(Path::new("out\0x")).is_err());
         let why = check_folder(&file).unwrap_err().to_string();
         assert!(
             why.starts_with(&format!(
@@ -1318,6 +1319,17 @@ mod tests {
         );
         // A folder that cannot be read is no new folder (a file, here).
         assert!(claim(&out.join("a"), &[]).is_err());
+        // Below a file: refused in words. Another error (a NUL in the path) is said as
+        // the system says it, not as a file on the way.
+        let below = claim(&out.join("a").join("x"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            below.ends_with(": a part of its path is a file, not a folder\n  hint: give --out a folder whose parents are folders; nothing was written"),
+            "{below}"
+        );
+        let nul = claim(Path::new("out\0x"), &[]).unwrap_err().to_string();
+        assert!(!nul.contains("a part of its path is a file"), "{nul}");
     }
 
     #[test]
