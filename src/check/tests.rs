@@ -1551,12 +1551,17 @@ fn sub_leaves_what_is_not_a_reference_as_written() {
         &[(
             "environments/base.yaml",
             "      LOG_LEVEL: info\n",
-            "      LOG_LEVEL: info\n      A: !sub \"${HOME ${project.name}\"\n",
+            "      LOG_LEVEL: info\n      A: !sub \"${HOME ${project.name}\"\n      B: !sub \"x ${vars\"\n",
         )],
     );
     assert_eq!(
         env_line(&rendered, "A").as_deref(),
         Some("A=\"\\${HOME telemetry\"")
+    );
+    // A root alone left open is text, as a root alone closed is.
+    assert_eq!(
+        env_line(&rendered, "B").as_deref(),
+        Some("B=\"x \\${vars\"")
     );
 }
 
