@@ -84,25 +84,7 @@ fn walk<'t>(
 
 /// Whether the text at `loc` is `word` itself (a plain scalar), not a quote.
 fn written_plain(lines: &[&str], loc: &Loc, word: &str) -> bool {
-    let Some(line) = (loc.line as usize)
-        .checked_sub(1)
-        .and_then(|i| lines.get(i))
-    else {
-        return false;
-    };
-    let line = line.strip_prefix('\u{feff}').unwrap_or(line);
-    let Some(start) = (loc.col as usize).checked_sub(1) else {
-        return false;
-    };
-    let Some((at, _)) = line.char_indices().nth(start) else {
-        return false;
-    };
-    let rest = &line[at..];
-    rest.starts_with(word)
-        && !rest[word.len()..]
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-')
+    super::numbers::token_at(lines, loc) == Some(word)
 }
 
 #[cfg(test)]

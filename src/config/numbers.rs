@@ -64,8 +64,9 @@ fn walk<'t>(
     }
 }
 
-/// The plain scalar written at `loc`: up to a blank, `,`, `]`, `}` or `#`.
-fn token_at<'t>(lines: &[&'t str], loc: &Loc) -> Option<&'t str> {
+/// The plain scalar written at `loc` in `lines` (a layer's text): from there up to a
+/// blank, `,`, `]`, `}` or `#`. A quoted scalar comes back with its quote.
+pub(crate) fn token_at<'t>(lines: &[&'t str], loc: &Loc) -> Option<&'t str> {
     let line = lines.get((loc.line as usize).checked_sub(1)?)?;
     let line = line.strip_prefix('\u{feff}').unwrap_or(line);
     let (at, _) = line
