@@ -9,8 +9,12 @@
 //! knows: `No`, `NO`, …) is an error at its place: write `true`/`false` for a switch,
 //! or quote the word. Elsewhere in a layer (an env var, a tag) the string is what is
 //! meant, and strata's own keys are typed.
+//!
+//! Numbers differ too: a plain `0644` (a file mode) is the string "0644" to YAML 1.2
+//! and the octal number 420 to YAML 1.1; a plain `0o17` is 15 to YAML 1.2 and a string
+//! to YAML 1.1. Each is said the same way, with both readings.
 
-use crate::config::{Loc, Node, Value, merge::join_path};
+use crate::config::{Node, Value, merge::join_path};
 use crate::error::Located;
 
 /// What YAML 1.1 (Helm's values files) reads as `true` and as `false`, besides the
@@ -53,38 +57,63 @@ fn walk<'t>(
                 walk(item, &join_path(path, &i.to_string()), text, lines, errors);
             }
         }
-        Value::Str(word) => {
-            let helm = if TRUE_WORDS.contains(&word.as_str()) {
-                true
-            } else if FALSE_WORDS.contains(&word.as_str()) {
-                false
-            } else {
+        Value::Str(_) | Value::Int(_) => {
+            let lines = lines.get_or_insert_with(|| text.lines().collect());
+            let Some(written) = super::numbers::token_at(lines, &node.loc) else {
                 return;
             };
-            let lines = lines.get_or_insert_with(|| text.lines().collect());
-            if !written_plain(lines, &node.loc, word) {
+            let Some((message, hint)) = read_otherwise(&node.value, written) else {
                 return;
-            }
-            errors.push(
-                Located::new(
-                    node.loc.clone(),
-                    path,
-                    format!(
-                        "`{word}` is the string \"{word}\" to strata (YAML 1.2), but {helm} in a Helm values file (YAML 1.1)"
-                    ),
-                )
-                .hint(format!(
-                    "write `{helm}` for a switch, or quote it (`\"{word}\"`) for the word; strata passes a string to helm quoted"
-                )),
-            );
+            };
+            errors.push(Located::new(node.loc.clone(), path, message).hint(hint));
         }
         _ => {}
     }
 }
 
-/// Whether the text at `loc` is `word` itself (a plain scalar), not a quote.
-fn written_plain(lines: &[&str], loc: &Loc, word: &str) -> bool {
-    super::numbers::token_at(lines, loc) == Some(word)
+/// What Helm's YAML 1.1 reads otherwise than strata's YAML 1.2, for a plain scalar
+/// `written` that strata read as `value`: the message and the hint, or `None`.
+fn read_otherwise(value: &Value, written: &str) -> Option<(String, String)> {
+    match value {
+        // Written plain (a quoted one comes back with its quote, and differs).
+        Value::Str(word) if word == written => {
+            if let Some(helm) = TRUE_WORDS
+                .contains(&written)
+                .then_some(true)
+                .or_else(|| FALSE_WORDS.contains(&written).then_some(false))
+            {
+                return Some((
+                    format!(
+                        "`{word}` is the string \"{word}\" to strata (YAML 1.2), but {helm} in a Helm values file (YAML 1.1)"
+                    ),
+                    format!(
+                        "write `{helm}` for a switch, or quote it (`\"{word}\"`) for the word; strata passes a string to helm quoted"
+                    ),
+                ));
+            }
+            // `0644`, a file mode: an octal number to YAML 1.1.
+            let digits = word
+                .strip_prefix('0')
+                .filter(|d| !d.is_empty() && d.bytes().all(|b| (b'0'..=b'7').contains(&b)))?;
+            let number = i64::from_str_radix(digits, 8).ok()?;
+            Some((
+                format!(
+                    "`{word}` is the string \"{word}\" to strata (YAML 1.2), but the octal number {number} in a Helm values file (YAML 1.1)"
+                ),
+                format!(
+                    "write `{number}` (or `0o{digits}`) for the number, or quote it (`\"{word}\"`) for the text; strata passes a string to helm quoted"
+                ),
+            ))
+        }
+        // `0o17`: a number to YAML 1.2, a string to YAML 1.1.
+        Value::Int(number) if written.starts_with("0o") || written.starts_with("+0o") => Some((
+            format!(
+                "`{written}` is the number {number} to strata (YAML 1.2), but the string \"{written}\" in a Helm values file (YAML 1.1)"
+            ),
+            format!("write `{number}` for the number, or quote it (`\"{written}\"`) for the text"),
+        )),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -106,7 +135,7 @@ mod tests {
 
     #[test]
     fn a_plain_yaml_1_1_boolean_under_release_values_is_found_at_its_place() {
-        let text = "releases:\n  app:\n    chart: charts/app\n    values:\n      a: yes\n      b: 'no'\n      c: \"Off\"\n      d: {x: NO, y: noo, z: no-thanks}\n      e: [n, \"n\", On]\n      f: no # a comment\n      g: |\n        no\n      h: false\n      i: \"O\\x6e\"\n";
+        let text = "releases:\n  app:\n    chart: charts/app\n    values:\n      a: yes\n      b: 'no'\n      c: \"Off\"\n      d: {x: NO, y: noo, z: no-thanks}\n      e: [n, \"n\", On]\n      f: no # a comment\n      g: |\n        no\n      h: false\n      i: \"O\\x6e\"\n      j: 0644\n      k: \"0644\"\n      l: 0o17\n      m: 08\n      n: [0, 00]\n";
         assert_eq!(
             found(text),
             [
@@ -115,6 +144,9 @@ mod tests {
                 "9:11 releases.app.values.e.0: n",
                 "9:19 releases.app.values.e.2: On",
                 "10:10 releases.app.values.f: no",
+                "15:10 releases.app.values.j: 0644",
+                "17:10 releases.app.values.l: 0o17",
+                "19:14 releases.app.values.n.1: 00",
             ]
         );
     }
