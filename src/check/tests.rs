@@ -146,6 +146,13 @@ fn assert_one(errors: &[String], parts: &[&str]) {
     assert_eq!(found.len(), 1, "one error with {parts:?} in {errors:#?}");
 }
 
+/// Exactly one error, and it contains `part`.
+#[track_caller]
+fn assert_only(errors: &[String], part: &str) {
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(errors[0].contains(part), "{errors:#?}");
+}
+
 #[track_caller]
 fn assert_none(errors: &[String], parts: &[&str]) {
     let found = matching(errors, parts);
@@ -1146,12 +1153,9 @@ fn an_environment_variable_is_a_scalar_without_control_characters() {
         ],
     );
     let errors = env("      NOTE: !ref buckets.nope.name");
-    assert_eq!(errors.len(), 1, "{errors:#?}");
-    assert_one(
+    assert_only(
         &errors,
-        &[
-            "environments/base.yaml:40:18: workloads.ingest.env.NOTE: `buckets.nope.name` points at nothing",
-        ],
+        "environments/base.yaml:40:18: workloads.ingest.env.NOTE: `buckets.nope.name` points at nothing",
     );
 }
 
@@ -2563,10 +2567,9 @@ fn an_api_v1_charts_requirements_yaml_names_its_subcharts() {
     );
     edits.push(("environments/base.yaml", "", values));
     let errors = three_tier(&["charts/web/values.schema.json"], &edits);
-    assert_eq!(errors.len(), 1, "{errors:#?}");
-    assert!(
-        errors[0].contains("`architecturez` is not a value of charts/web/charts/redis"),
-        "{errors:#?}"
+    assert_only(
+        &errors,
+        "`architecturez` is not a value of charts/web/charts/redis",
     );
 }
 
@@ -2578,11 +2581,7 @@ fn a_subchart_folder_that_links_back_to_its_chart_is_an_error_not_an_endless_wal
         std::os::unix::fs::symlink("../..", dir.path().join("charts/web/charts/self")).unwrap();
     });
     let errors = validate_dir(dir.path());
-    assert_eq!(errors.len(), 1, "{errors:#?}");
-    assert!(
-        errors[0].contains("subcharts nested more than 16 deep"),
-        "{errors:#?}"
-    );
+    assert_only(&errors, "subcharts nested more than 16 deep");
     // 1001 subcharts (links to one chart) are more than the walk reads.
     let dir = example_copy("three-tier", &[], &[]);
     let charts = dir.path().join("charts/web/charts");
@@ -2591,10 +2590,9 @@ fn a_subchart_folder_that_links_back_to_its_chart_is_an_error_not_an_endless_wal
         std::os::unix::fs::symlink("../../backend", charts.join(format!("s{i}"))).unwrap();
     }
     let errors = validate_dir(dir.path());
-    assert_eq!(errors.len(), 1, "{errors:#?}");
-    assert!(
-        errors[0].contains("more than 1000 subcharts (does a folder in charts/ link back"),
-        "{errors:#?}"
+    assert_only(
+        &errors,
+        "more than 1000 subcharts (does a folder in charts/ link back",
     );
 }
 
@@ -2827,10 +2825,9 @@ fn a_chart_schema_with_a_ref_to_another_document_is_used_without_it() {
         ),
     ];
     let errors = three_tier(&[], &remote);
-    assert_eq!(errors.len(), 1, "{errors:#?}");
-    assert!(
-        errors[0].contains("releases.web.values.podAnnotations: charts/web/values.schema.json: value is not of type \"object\""),
-        "{errors:#?}"
+    assert_only(
+        &errors,
+        "releases.web.values.podAnnotations: charts/web/values.schema.json: value is not of type \"object\"",
     );
 }
 
@@ -2848,10 +2845,9 @@ fn a_chart_file_that_is_a_fifo_or_too_large_is_an_error_not_a_hang() {
     // SAFETY: a valid NUL-terminated path; mkfifo touches nothing else.
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
     let errors = validate_dir(dir.path());
-    assert_eq!(errors.len(), 1, "{errors:#?}");
-    assert!(
-        errors[0].contains("releases.api.chart: charts/backend/values.yaml is not a regular file"),
-        "{errors:#?}"
+    assert_only(
+        &errors,
+        "releases.api.chart: charts/backend/values.yaml is not a regular file",
     );
     // Exactly 16 MiB is read (the example's schema, padded with blanks).
     let dir = example_copy("three-tier", &[], &[]);
@@ -2863,10 +2859,9 @@ fn a_chart_file_that_is_a_fifo_or_too_large_is_an_error_not_a_hang() {
     let dir = example_copy("three-tier", &[], &[]);
     std::fs::write(dir.path().join(BACKEND_SCHEMA), vec![b' '; (16 << 20) + 1]).unwrap();
     let errors = validate_dir(dir.path());
-    assert_eq!(errors.len(), 1, "{errors:#?}");
-    assert!(
-        errors[0].contains("charts/backend/values.schema.json is larger than 16 MiB"),
-        "{errors:#?}"
+    assert_only(
+        &errors,
+        "charts/backend/values.schema.json is larger than 16 MiB",
     );
 }
 
@@ -2886,12 +2881,9 @@ fn a_dependency_condition_names_a_key_at_any_depth_under_the_subchart() {
         "      cache: {persistence: {enabled: false, size: 1Gi}}",
     ));
     let errors = three_tier(&["charts/web/values.schema.json"], &edits);
-    assert_eq!(errors.len(), 1, "{errors:#?}");
-    assert_one(
+    assert_only(
         &errors,
-        &[
-            "releases.web.values.cache.persistence.size: `size` is not a value of charts/web/charts/redis",
-        ],
+        "releases.web.values.cache.persistence.size: `size` is not a value of charts/web/charts/redis",
     );
 }
 
@@ -2906,9 +2898,8 @@ fn a_dependency_condition_deeper_than_any_value_is_left_out() {
     edits[0] = ("charts/web/Chart.yaml", "", &chart);
     edits.push(("environments/base.yaml", "", "      cache: {a: {}}"));
     let errors = three_tier(&["charts/web/values.schema.json"], &edits);
-    assert_eq!(errors.len(), 1, "{errors:#?}");
-    assert_one(
+    assert_only(
         &errors,
-        &["releases.web.values.cache.a: `a` is not a value of charts/web/charts/redis"],
+        "releases.web.values.cache.a: `a` is not a value of charts/web/charts/redis",
     );
 }
